@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {IInferenceGateway} from "./interfaces/IInferenceGateway.sol";
+import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
+import {IShareExchange} from "./interfaces/IShareExchange.sol";
+import {RequestState, RoundState, OutputKind, OutputPolicy, Role} from "./types/Types.sol";
+
+/// @title InferenceGateway
+/// @notice See {IInferenceGateway}.
+contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
+    /// @notice Governance: models, client access, fees.
+    bytes32 public constant GOVERNOR_ROLE = keccak256("GOVERNOR_ROLE");
+    /// @notice Outside clients allowed to query models.
+    bytes32 public constant CLIENT_ROLE = keccak256("CLIENT_ROLE");
+
+    uint64 public constant MIN_TTL = 10;
+    uint64 public constant MAX_TTL = 1 days;
+
+    struct Model {
+        uint256 roundId;
+        OutputKind kind;
+        bool active;
+        uint256 fee;
+        bytes32 metadataHash;
+    }
+
+    struct Request {
+        uint256 modelId;
+        address client;
+        address gateway;
+        uint64 deadline;
+        RequestState status; // Pending, Completed or Refunded; Expired is derived
+        uint256 fee;
+        uint256 partials;
+    }
+
+    IConsortiumRegistry public immutable registry;
+    IShareExchange public immutable exchange;
+    uint64 public requestTtl = 120;
+    uint256 public collectedFees;
+
+    mapping(uint256 => Model) private _models;
+    mapping(uint256 => Request) private _requests;
+    mapping(uint256 => mapping(address => bool)) private _partialPosted;
+    mapping(bytes32 => bool) private _usedDigests;
+    mapping(address => uint256) private _quota;
+    mapping(address => uint256) private _used;
+    mapping(address => uint256) private _balance;
+    uint256 private _modelCount;
+    uint256 private _requestCount;
+
+    constructor(IConsortiumRegistry registry_, IShareExchange exchange_, address governor) {
+        registry = registry_;
+        exchange = exchange_;
+        _grantRole(DEFAULT_ADMIN_ROLE, governor);
+        _grantRole(GOVERNOR_ROLE, governor);
+        _setRoleAdmin(CLIENT_ROLE, GOVERNOR_ROLE);
+    }
+
+    modifier whenRegistryLive() {
+        if (registry.paused()) revert InferenceRegistryPaused();
+        _;
+    }
+
+    // ------------------------------------------------------------------ governance
+
+    /// @inheritdoc IInferenceGateway
+    function registerModel(uint256 roundId, string calldata name, string calldata metadata, uint256 fee)
+        external
+        onlyRole(GOVERNOR_ROLE)
+        returns (uint256 modelId)
+    {
+        RoundState roundState = exchange.state(roundId);
+        if (roundState != RoundState.Completed) revert InferenceRoundNotCompleted(roundId, roundState);
+        (, OutputPolicy memory policy,,,,,,) = exchange.roundInfo(roundId);
+        modelId = ++_modelCount;
+        _models[modelId] = Model({
+            roundId: roundId,
+            kind: policy.kind,
+            active: true,
+            fee: fee,
+            metadataHash: keccak256(bytes(metadata))
+        });
+        emit ModelRegistered(modelId, roundId, policy.kind, fee, name, metadata);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function retireModel(uint256 modelId) external onlyRole(GOVERNOR_ROLE) {
+        if (!_models[modelId].active) revert InferenceUnknownModel(modelId);
+        _models[modelId].active = false;
+        emit ModelRetired(modelId);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function setClientAccess(address client, uint256 quota) external onlyRole(GOVERNOR_ROLE) {
+        _quota[client] = quota;
+        if (quota == 0) {
+            _revokeRole(CLIENT_ROLE, client);
+        } else {
+            _grantRole(CLIENT_ROLE, client);
+        }
+        emit ClientAccessSet(client, quota);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function setRequestTtl(uint64 ttl) external onlyRole(GOVERNOR_ROLE) {
+        if (ttl < MIN_TTL || ttl > MAX_TTL) revert InferenceInvalidTtl(ttl);
+        requestTtl = ttl;
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function withdrawFees(address payable to) external onlyRole(GOVERNOR_ROLE) nonReentrant {
+        uint256 amount = collectedFees;
+        collectedFees = 0;
+        _send(to, amount);
+    }
+
+    // ------------------------------------------------------------------ client funds
+
+    /// @inheritdoc IInferenceGateway
+    function deposit() external payable {
+        _balance[msg.sender] += msg.value;
+        emit BalanceChanged(msg.sender, _balance[msg.sender]);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function withdraw(uint256 amount) external nonReentrant {
+        uint256 balance = _balance[msg.sender];
+        if (amount > balance) revert InferenceInsufficientBalance(msg.sender, balance, amount);
+        _balance[msg.sender] = balance - amount;
+        emit BalanceChanged(msg.sender, balance - amount);
+        _send(payable(msg.sender), amount);
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    /// @inheritdoc IInferenceGateway
+    function submitRequest(uint256 modelId, address client, bytes32 requestDigest, bytes calldata encryptedQuery)
+        external
+        whenRegistryLive
+        returns (uint256 requestId)
+    {
+        if (!registry.isActiveMember(msg.sender, Role.Gateway)) revert InferenceNotGateway(msg.sender);
+        Model storage model = _models[modelId];
+        if (!model.active) revert InferenceUnknownModel(modelId);
+        if (!hasRole(CLIENT_ROLE, client)) revert InferenceClientNotAuthorised(client);
+        if (_used[client] >= _quota[client]) revert InferenceQuotaExhausted(client, _used[client], _quota[client]);
+        if (_balance[client] < model.fee) revert InferenceFeeUnpaid(client, _balance[client], model.fee);
+        if (_usedDigests[requestDigest]) revert InferenceRequestReplayed(requestDigest);
+        if (model.kind == OutputKind.Statistic) {
+            (, OutputPolicy memory policy,,,, , uint256 contributors,) = exchange.roundInfo(model.roundId);
+            uint256 count = _popcount(contributors);
+            if (count < policy.minContributors) {
+                revert InferenceTooFewContributors(modelId, count, policy.minContributors);
+            }
+        }
+
+        _usedDigests[requestDigest] = true;
+        _used[client] += 1;
+        _balance[client] -= model.fee;
+        requestId = ++_requestCount;
+        uint64 deadline = uint64(block.timestamp) + requestTtl;
+        _requests[requestId] = Request({
+            modelId: modelId,
+            client: client,
+            gateway: msg.sender,
+            deadline: deadline,
+            status: RequestState.Pending,
+            fee: model.fee,
+            partials: 0
+        });
+        emit RequestSubmitted(requestId, modelId, client, msg.sender, requestDigest, deadline, model.fee, encryptedQuery);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function postPartial(uint256 requestId, bytes calldata ciphertext) external whenRegistryLive {
+        _validateState(requestId, _bit(RequestState.Pending));
+        Request storage request = _requests[requestId];
+        if (
+            !registry.isActiveMember(msg.sender, Role.Provider)
+                || !exchange.isHolder(_models[request.modelId].roundId, msg.sender)
+        ) revert InferenceNotShareholder(requestId, msg.sender);
+        if (_partialPosted[requestId][msg.sender]) revert InferencePartialAlreadyPosted(requestId, msg.sender);
+        _partialPosted[requestId][msg.sender] = true;
+        request.partials += 1;
+        emit PartialPosted(requestId, msg.sender, ciphertext);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function completeRequest(uint256 requestId, bytes32 resultCommitment) external {
+        _validateState(requestId, _bit(RequestState.Pending));
+        Request storage request = _requests[requestId];
+        if (msg.sender != request.gateway) revert InferenceWrongGateway(requestId, msg.sender, request.gateway);
+        request.status = RequestState.Completed;
+        collectedFees += request.fee;
+        emit RequestCompleted(requestId, resultCommitment, request.partials);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function refundExpired(uint256 requestId) external {
+        _validateState(requestId, _bit(RequestState.Expired));
+        Request storage request = _requests[requestId];
+        request.status = RequestState.Refunded;
+        _balance[request.client] += request.fee;
+        // An unanswered request does not count against the client's quota.
+        _used[request.client] -= 1;
+        emit RequestRefunded(requestId, request.client, request.fee);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IInferenceGateway
+    function state(uint256 requestId) public view returns (RequestState) {
+        Request storage request = _requests[requestId];
+        if (request.status == RequestState.Pending && block.timestamp > request.deadline) {
+            return RequestState.Expired;
+        }
+        return request.status;
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function requestInfo(uint256 requestId)
+        external
+        view
+        returns (uint256 modelId, address client, address gateway, uint256 fee, uint64 deadline, uint256 partials)
+    {
+        Request storage r = _requests[requestId];
+        return (r.modelId, r.client, r.gateway, r.fee, r.deadline, r.partials);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function modelInfo(uint256 modelId)
+        external
+        view
+        returns (uint256 roundId, OutputKind kind, uint256 fee, bool active, bytes32 metadataHash)
+    {
+        Model storage m = _models[modelId];
+        return (m.roundId, m.kind, m.fee, m.active, m.metadataHash);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function quotaOf(address client) external view returns (uint256 quota, uint256 used) {
+        return (_quota[client], _used[client]);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function balanceOf(address client) external view returns (uint256) {
+        return _balance[client];
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function modelCount() external view returns (uint256) {
+        return _modelCount;
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function requestCount() external view returns (uint256) {
+        return _requestCount;
+    }
+
+    // ------------------------------------------------------------------ internal
+
+    /// @dev The one state guard: reverts unless the derived state is in `allowed`.
+    function _validateState(uint256 requestId, bytes32 allowed) private view {
+        RequestState current = state(requestId);
+        if (_bit(current) & allowed == 0) revert InferenceUnexpectedState(requestId, current, allowed);
+    }
+
+    function _bit(RequestState s) private pure returns (bytes32) {
+        return bytes32(1 << uint8(s));
+    }
+
+    function _send(address payable to, uint256 amount) private {
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert InferenceTransferFailed(to, amount);
+    }
+
+    function _popcount(uint256 x) private pure returns (uint256 count) {
+        while (x != 0) {
+            x &= x - 1;
+            ++count;
+        }
+    }
+}

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {RequestState, RoundState, OutputKind} from "../types/Types.sol";
+
+/// @title Gated private inference over secret-shared models
+/// @notice A model is the aggregate of a completed share-exchange round; it stays
+/// secret-shared among the round's holders. Only an attested gateway enclave may
+/// record a request, on behalf of a client holding CLIENT_ROLE, with quota left and
+/// the fee covered by the client's deposit. Providers post encrypted partial results
+/// as events; the gateway records a result commitment. A request not completed by
+/// its deadline expires and its fee is refunded. Lifecycle: Pending -> Completed, or
+/// Pending -> Expired (derived from time) -> Refunded.
+interface IInferenceGateway {
+    /// @notice Transition attempted from the wrong state; `expected` is a bitmap of RequestState.
+    error InferenceUnexpectedState(uint256 requestId, RequestState current, bytes32 expected);
+    /// @notice The round is not completed.
+    error InferenceRoundNotCompleted(uint256 roundId, RoundState current);
+    /// @notice Unknown or retired model.
+    error InferenceUnknownModel(uint256 modelId);
+    /// @notice The caller is not an active gateway enclave.
+    error InferenceNotGateway(address account);
+    /// @notice The caller is not an active provider enclave holding a share of the model.
+    error InferenceNotShareholder(uint256 requestId, address account);
+    /// @notice Only the gateway that recorded the request may complete it.
+    error InferenceWrongGateway(uint256 requestId, address caller, address gateway);
+    /// @notice The client does not hold CLIENT_ROLE.
+    error InferenceClientNotAuthorised(address client);
+    /// @notice The client used its whole quota.
+    error InferenceQuotaExhausted(address client, uint256 used, uint256 quota);
+    /// @notice The client's deposit does not cover the model's fee.
+    error InferenceFeeUnpaid(address client, uint256 balance, uint256 fee);
+    /// @notice The request digest was recorded before (replay).
+    error InferenceRequestReplayed(bytes32 requestDigest);
+    /// @notice The statistic has fewer contributors than its release rule needs.
+    error InferenceTooFewContributors(uint256 modelId, uint256 contributors, uint256 minimum);
+    /// @notice The provider already posted its partial result.
+    error InferencePartialAlreadyPosted(uint256 requestId, address provider);
+    /// @notice Withdrawal larger than the balance.
+    error InferenceInsufficientBalance(address account, uint256 balance, uint256 amount);
+    /// @notice A value transfer failed.
+    error InferenceTransferFailed(address to, uint256 amount);
+    /// @notice Request time-to-live out of range.
+    error InferenceInvalidTtl(uint64 ttl);
+    /// @notice The registry is paused.
+    error InferenceRegistryPaused();
+
+    /// @notice A model was bound to a completed round; `metadata` (JSON) holds feature
+    /// names, scaling and link function.
+    event ModelRegistered(
+        uint256 indexed modelId, uint256 indexed roundId, OutputKind kind, uint256 fee, string name, string metadata
+    );
+    /// @notice A model stopped taking requests.
+    event ModelRetired(uint256 indexed modelId);
+    /// @notice Governance granted a client access with a quota of requests.
+    event ClientAccessSet(address indexed client, uint256 quota);
+    /// @notice A client deposited or withdrew fee balance.
+    event BalanceChanged(address indexed client, uint256 balance);
+    /// @notice The gateway recorded a request; `encryptedQuery` holds one ciphertext per provider.
+    event RequestSubmitted(
+        uint256 indexed requestId,
+        uint256 indexed modelId,
+        address indexed client,
+        address gateway,
+        bytes32 requestDigest,
+        uint64 deadline,
+        uint256 fee,
+        bytes encryptedQuery
+    );
+    /// @notice A provider posted its encrypted partial result.
+    event PartialPosted(uint256 indexed requestId, address indexed provider, bytes ciphertext);
+    /// @notice The gateway answered the request.
+    event RequestCompleted(uint256 indexed requestId, bytes32 resultCommitment, uint256 partials);
+    /// @notice The request expired and its fee went back to the client's balance.
+    event RequestRefunded(uint256 indexed requestId, address indexed client, uint256 fee);
+
+    /// @notice Bind a model to a completed round (governance).
+    function registerModel(uint256 roundId, string calldata name, string calldata metadata, uint256 fee)
+        external
+        returns (uint256 modelId);
+
+    /// @notice Stop taking requests for a model (governance).
+    function retireModel(uint256 modelId) external;
+
+    /// @notice Grant CLIENT_ROLE with `quota` requests, or revoke with quota 0 (governance).
+    function setClientAccess(address client, uint256 quota) external;
+
+    /// @notice Set how long requests stay answerable (governance).
+    function setRequestTtl(uint64 ttl) external;
+
+    /// @notice Add to the caller's fee balance.
+    function deposit() external payable;
+
+    /// @notice Withdraw from the caller's fee balance.
+    function withdraw(uint256 amount) external;
+
+    /// @notice Send collected fees to `to` (governance).
+    function withdrawFees(address payable to) external;
+
+    /// @notice Record a request for `client` (attested gateway enclave only).
+    function submitRequest(uint256 modelId, address client, bytes32 requestDigest, bytes calldata encryptedQuery)
+        external
+        returns (uint256 requestId);
+
+    /// @notice Post an encrypted partial result (a shareholding provider enclave).
+    function postPartial(uint256 requestId, bytes calldata ciphertext) external;
+
+    /// @notice Record the result commitment and collect the fee (the request's gateway).
+    function completeRequest(uint256 requestId, bytes32 resultCommitment) external;
+
+    /// @notice Refund an expired request's fee to its client (anyone).
+    function refundExpired(uint256 requestId) external;
+
+    /// @notice The derived lifecycle state.
+    function state(uint256 requestId) external view returns (RequestState);
+
+    /// @notice A request's model, client, gateway, fee, deadline and partial count.
+    function requestInfo(uint256 requestId)
+        external
+        view
+        returns (uint256 modelId, address client, address gateway, uint256 fee, uint64 deadline, uint256 partials);
+
+    /// @notice A model's round, kind, fee and whether it takes requests.
+    function modelInfo(uint256 modelId)
+        external
+        view
+        returns (uint256 roundId, OutputKind kind, uint256 fee, bool active, bytes32 metadataHash);
+
+    /// @notice Requests the client may still make, and made so far.
+    function quotaOf(address client) external view returns (uint256 quota, uint256 used);
+
+    /// @notice The client's fee balance.
+    function balanceOf(address client) external view returns (uint256);
+
+    /// @notice Number of models registered.
+    function modelCount() external view returns (uint256);
+
+    /// @notice Number of requests recorded.
+    function requestCount() external view returns (uint256);
+}

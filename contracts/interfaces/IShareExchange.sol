@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {DataSpec, OutputPolicy, RoundState, AbortReason, Scheme} from "../types/Types.sol";
+
+/// @title Share-exchange rounds (secure aggregation through the chain)
+/// @notice A round names the synchronised epoch's providers as participants. Each
+/// participant posts one ciphertext per recipient as event data (in numbered chunks
+/// under one hash commitment when it does not fit one transaction); nothing but the
+/// commitment is stored. Recipients fuse what they received and post a commitment
+/// to their share of the aggregate. Lifecycle: Posting -> Fusing -> Completed, or
+/// Aborted with a reason and the members to blame.
+interface IShareExchange {
+    /// @notice Transition attempted from the wrong state; `expected` is a bitmap of RoundState.
+    error RoundUnexpectedState(uint256 roundId, RoundState current, bytes32 expected);
+    /// @notice The registry's current epoch is not synchronised.
+    error RoundEpochNotSynchronised(uint64 epoch);
+    /// @notice Participants out of range (2..64 providers).
+    error RoundInvalidParticipants(uint256 count);
+    /// @notice Threshold must be n (additive) or 2..n (Shamir).
+    error RoundInvalidThreshold(uint16 threshold, uint256 participants, Scheme scheme);
+    /// @notice Data spec out of range.
+    error RoundInvalidSpec(uint32 length, uint8 fracBits, uint256 modulus);
+    /// @notice Deadlines must be in the future with posting before the end.
+    error RoundInvalidDeadlines(uint64 postingDeadline, uint64 deadline, uint256 nowTimestamp);
+    /// @notice The output policy asks for more contributors than participants.
+    error RoundInvalidPolicy(uint16 minContributors, uint256 participants);
+    /// @notice The caller is not a participant of the round.
+    error RoundNotParticipant(uint256 roundId, address account);
+    /// @notice The caller is no longer an attested provider enclave.
+    error RoundNotAttested(address account);
+    /// @notice Chunks must arrive in order.
+    error RoundChunkOutOfOrder(uint256 roundId, address sender, uint16 expected, uint16 given);
+    /// @notice Chunk count or commitment changed between chunks, or is zero.
+    error RoundChunkHeaderMismatch(uint256 roundId, address sender, uint16 chunkCount, bytes32 commitment);
+    /// @notice The chunks do not hash to the announced commitment.
+    error RoundCommitmentMismatch(uint256 roundId, address sender, bytes32 commitment, bytes32 computed);
+    /// @notice The sender's shares are complete already.
+    error RoundAlreadyPosted(uint256 roundId, address sender);
+    /// @notice The sender was excluded after a rejected share.
+    error RoundSenderExcluded(uint256 roundId, address sender);
+    /// @notice The posting deadline has not passed yet.
+    error RoundPostingStillOpen(uint256 roundId, uint64 postingDeadline);
+    /// @notice Shares arrived after the posting deadline.
+    error RoundPostingDeadlinePassed(uint256 roundId, uint64 postingDeadline);
+    /// @notice The accused sender has not posted shares.
+    error RoundNothingPosted(uint256 roundId, address sender);
+    /// @notice A fused commitment was computed over another contributor set.
+    error RoundStaleContributors(uint256 roundId, uint256 given, uint256 current);
+    /// @notice The member already posted its fused commitment for this contributor set.
+    error RoundAlreadyFused(uint256 roundId, address member);
+    /// @notice The registry is paused.
+    error RoundRegistryPaused();
+
+    /// @notice A round opened; carries everything a participant needs.
+    event RoundOpened(
+        uint256 indexed roundId,
+        uint64 indexed epoch,
+        bytes32 indexed inputTag,
+        address[] participants,
+        DataSpec spec,
+        uint16 threshold,
+        uint64 postingDeadline,
+        uint64 deadline,
+        OutputPolicy policy
+    );
+    /// @notice One chunk of a participant's encrypted shares.
+    event SharesPosted(
+        uint256 indexed roundId,
+        address indexed sender,
+        uint16 chunkIndex,
+        uint16 chunkCount,
+        bytes32 commitment,
+        bytes payload
+    );
+    /// @notice Posting ended; `contributors` is the bitmap (by participant index) whose shares count.
+    event PostingClosed(uint256 indexed roundId, uint256 contributors);
+    /// @notice A recipient could not authenticate `sender`'s ciphertext.
+    event ShareRejected(uint256 indexed roundId, address indexed reporter, address indexed sender, uint256 contributors);
+    /// @notice A participant committed to its share of the aggregate over `contributors`.
+    event FusedCommitted(uint256 indexed roundId, address indexed member, bytes32 commitment, uint256 contributors);
+    /// @notice The round completed; `holders` is the bitmap of participants holding fused shares.
+    event RoundCompleted(uint256 indexed roundId, uint256 contributors, uint256 holders);
+    /// @notice The round aborted; `culprits` are the missing or rejected members.
+    event RoundAborted(uint256 indexed roundId, AbortReason reason, address[] culprits);
+
+    /// @notice Open a round over the providers of the synchronised epoch (coordinator).
+    function openRound(
+        bytes32 inputTag,
+        DataSpec calldata spec,
+        uint16 threshold,
+        uint64 postingDeadline,
+        uint64 deadline,
+        OutputPolicy calldata policy
+    ) external returns (uint256 roundId);
+
+    /// @notice Post chunk `chunkIndex` of `chunkCount` of the sender's encrypted shares.
+    /// @param commitment The hash chain over all chunks: c = keccak(c, keccak(chunk)) from c = 0.
+    function postShares(uint256 roundId, uint16 chunkIndex, uint16 chunkCount, bytes32 commitment, bytes calldata payload)
+        external;
+
+    /// @notice After the posting deadline: continue with those who posted (Shamir, at
+    /// least t) or abort naming the missing members.
+    function closePosting(uint256 roundId) external;
+
+    /// @notice A recipient reports a ciphertext from `sender` that failed authentication.
+    function reportInvalidShare(uint256 roundId, address sender) external;
+
+    /// @notice Commit to the fused share computed over the `contributors` bitmap.
+    function postFused(uint256 roundId, bytes32 commitment, uint256 contributors) external;
+
+    /// @notice After the deadline: complete with at least t fused shares (Shamir) or abort.
+    function finalize(uint256 roundId) external;
+
+    /// @notice The derived lifecycle state.
+    function state(uint256 roundId) external view returns (RoundState);
+
+    /// @notice The round's participants in index order.
+    function participants(uint256 roundId) external view returns (address[] memory);
+
+    /// @notice The round's spec, threshold, policy and progress.
+    function roundInfo(uint256 roundId)
+        external
+        view
+        returns (
+            DataSpec memory spec,
+            OutputPolicy memory policy,
+            uint16 threshold,
+            uint64 epoch,
+            uint64 postingDeadline,
+            uint64 deadline,
+            uint256 contributors,
+            uint256 holders
+        );
+
+    /// @notice Whether `account` holds a fused share of a completed round.
+    function isHolder(uint256 roundId, address account) external view returns (bool);
+
+    /// @notice The sender's share commitment (zero until all chunks arrived).
+    function shareCommitment(uint256 roundId, address sender) external view returns (bytes32);
+
+    /// @notice How many chunks of `sender` the round has accepted.
+    function chunksPosted(uint256 roundId, address sender) external view returns (uint16);
+
+    /// @notice Number of rounds opened.
+    function roundCount() external view returns (uint256);
+}

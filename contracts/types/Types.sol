@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @notice Shared enums and structs of the enclave-share contracts.
+
+/// @dev The role an attested enclave plays in the consortium.
+enum Role {
+    None,
+    Provider,
+    Gateway
+}
+
+/// @dev How a participant's vector is split into shares.
+enum Scheme {
+    Additive, // n-of-n, every participant must contribute
+    Shamir // t-of-n over a prime field, survives n - t dropouts
+}
+
+/// @dev What travels on chain for each recipient.
+enum Encoding {
+    Dense, // the encrypted share vector itself
+    Seeded // an encrypted 32-byte PRG seed the recipient expands
+}
+
+/// @dev What a completed round's aggregate may be used for.
+enum OutputKind {
+    SharedModel, // stays secret-shared; answers inference requests
+    Statistic // column sums/counts released through the gateway
+}
+
+/// @dev Lifecycle of a share-exchange round. `Expired` is derived from time.
+enum RoundState {
+    None,
+    Posting,
+    Fusing,
+    Completed,
+    Aborted,
+    Expired
+}
+
+/// @dev Lifecycle of an inference request. `Expired` is derived from time.
+enum RequestState {
+    None,
+    Pending,
+    Completed,
+    Expired,
+    Refunded
+}
+
+/// @dev Why a round was aborted.
+enum AbortReason {
+    None,
+    MissingShares, // a participant did not post by the posting deadline
+    InvalidShare, // a recipient could not authenticate a sender's ciphertext
+    MissingFusion, // too few fused commitments by the deadline
+    TooFewContributors // fewer than the threshold remain (Shamir)
+}
+
+/// @dev The statement an attestation service signs (EIP-712 `Quote`).
+struct Quote {
+    Role role;
+    bytes32 measurement;
+    address operator;
+    address enclave;
+    bytes32 x25519Key;
+    uint256 chainId;
+    address registry;
+    bytes32 nonce;
+    uint64 expiry;
+}
+
+/// @dev A registered enclave.
+struct Member {
+    Role role;
+    bool active;
+    address operator;
+    bytes32 measurement;
+    bytes32 x25519Key;
+    uint64 joinedEpoch;
+}
+
+/// @dev The data a round aggregates.
+struct DataSpec {
+    uint32 length; // vector length d
+    uint8 fracBits; // fixed-point scale 2^fracBits
+    Scheme scheme;
+    Encoding encoding;
+    uint256 modulus; // ring 2^64 (additive) or a prime (Shamir)
+}
+
+/// @dev What may be released from a round's aggregate.
+struct OutputPolicy {
+    OutputKind kind;
+    uint16 minContributors;
+}
