@@ -27,7 +27,9 @@ def _package_files(package_dir: Path) -> Iterator[tuple[str, Path]]:
         yield f"{package_dir.name}/{relative.as_posix()}", path
 
 
-def manifest_entries(package_dir: Path = PACKAGE_DIR, lock_file: Path = DEFAULT_LOCK) -> list[tuple[str, Path]]:
+def manifest_entries(
+    package_dir: Path = PACKAGE_DIR, lock_file: Path = DEFAULT_LOCK
+) -> list[tuple[str, Path]]:
     """The (canonical name, file) pairs that a measurement covers, in order."""
     entries = sorted(_package_files(package_dir))
     if lock_file.is_file():

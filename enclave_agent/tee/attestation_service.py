@@ -1,0 +1,381 @@
+"""The simulated attestation service: a separate process that measures an agent's
+code itself and signs an EIP-712 quote for it.
+
+It stands where a hardware vendor's attestation (AWS Nitro document, DCAP quote)
+and its verifier stand on real TEEs. It never takes a measurement from the caller:
+it hashes the code directory it is pointed at. It does trust the caller to point at
+the code that actually runs; that is the simulated-mode assumption.
+
+Run: ``python -m enclave_agent.tee.attestation_service --key FILE --host 127.0.0.1 --port N``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from eth_account import Account
+from eth_utils.address import is_address, to_checksum_address
+
+from enclave_agent.errors import AttestationError, ConfigError
+from enclave_agent.tee._files import write_new_private_file
+from enclave_agent.tee.backend import is_secp256k1_key, new_secp256k1_key
+from enclave_agent.tee.measure import measure_package
+from enclave_agent.tee.quote import ROLE_NAMES, MalformedQuoteError, Quote, recover_signer, sign_quote
+
+logger = logging.getLogger(__name__)
+
+_ZERO_ADDRESS = "0x" + "00" * 20
+# JSON field -> issue() keyword
+_REQUEST_FIELDS = {
+    "role": "role",
+    "operator": "operator",
+    "enclave": "enclave",
+    "x25519Key": "x25519_key",
+    "chainId": "chain_id",
+    "registry": "registry",
+    "codeDir": "code_dir",
+    "lockFile": "lock_file",
+}
+
+
+class RequestFieldError(ConfigError):
+    """A quote request field is missing or invalid; ``field`` names it (JSON name)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}")
+
+
+def _check_role(value: Any) -> int:
+    if isinstance(value, str):
+        by_name = {name: role for role, name in ROLE_NAMES.items()}
+        if value in by_name:
+            return by_name[value]
+    if isinstance(value, int) and not isinstance(value, bool) and value in ROLE_NAMES:
+        return value
+    choices = ", ".join(f"{role} ({name})" for role, name in ROLE_NAMES.items())
+    raise RequestFieldError("role", f"must be one of {choices}, got {value!r}")
+
+
+def _check_address(value: Any, field: str, *, nonzero: bool = False) -> str:
+    if not isinstance(value, str) or not is_address(value):
+        raise RequestFieldError(field, f"is not an address (0x + 40 hex, valid checksum): {value!r}")
+    if nonzero and value.lower() == _ZERO_ADDRESS:
+        raise RequestFieldError(field, "must not be the zero address")
+    return str(to_checksum_address(value))
+
+
+def _check_key(value: Any) -> bytes:
+    if isinstance(value, str):
+        try:
+            value = bytes.fromhex(value.removeprefix("0x"))
+        except ValueError:
+            raise RequestFieldError("x25519Key", "is not hex") from None
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise RequestFieldError("x25519Key", "must be 32 bytes (64 hex digits)")
+    if value == bytes(32):
+        raise RequestFieldError("x25519Key", "must not be all zero")
+    return value
+
+
+def _check_chain_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**256:
+        raise RequestFieldError("chainId", f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_path(value: Any, field: str, *, directory: bool) -> Path:
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        raise RequestFieldError(field, f"must be a path, got {value!r}")
+    path = Path(value)
+    if directory and not path.is_dir():
+        raise RequestFieldError(field, f"{path} is not a directory")
+    if not directory and not path.is_file():
+        raise RequestFieldError(field, f"{path} is not a file")
+    return path
+
+
+class AttestationService:
+    """Measures agent code and signs quotes with its own secp256k1 key (SIMULATED)."""
+
+    def __init__(self, signing_key: bytes, *, default_ttl: int = 3600) -> None:
+        if not is_secp256k1_key(bytes(signing_key)):
+            raise ConfigError("attestation service signing key must be a valid 32-byte secp256k1 key")
+        if default_ttl <= 0:
+            raise ConfigError(f"attestation service default_ttl must be positive, got {default_ttl}")
+        self._key = bytes(signing_key)
+        self._signer = str(Account.from_key(self._key).address)
+        self.default_ttl = default_ttl
+
+    def __repr__(self) -> str:
+        return f"AttestationService(signer={self._signer}, simulated=True)"
+
+    @property
+    def signer_address(self) -> str:
+        return self._signer
+
+    def issue(
+        self,
+        *,
+        role: int,
+        operator: str,
+        enclave: str,
+        x25519_key: bytes,
+        chain_id: int,
+        registry: str,
+        code_dir: Path,
+        lock_file: Path,
+        nonce: bytes | None = None,
+        now: int | None = None,
+    ) -> tuple[Quote, bytes]:
+        """Measure ``code_dir`` + ``lock_file`` and sign a quote for it.
+
+        Raises ``RequestFieldError`` naming the first invalid field.
+        """
+        role = _check_role(role)
+        operator = _check_address(operator, "operator", nonzero=True)
+        enclave = _check_address(enclave, "enclave", nonzero=True)
+        x25519_key = _check_key(x25519_key)
+        chain_id = _check_chain_id(chain_id)
+        registry = _check_address(registry, "registry", nonzero=True)
+        code_dir = _check_path(code_dir, "codeDir", directory=True)
+        lock_file = _check_path(lock_file, "lockFile", directory=False)
+        if nonce is not None and len(nonce) != 32:
+            raise RequestFieldError("nonce", "must be 32 bytes")
+        measurement = measure_package(code_dir, lock_file)
+        issued_at = int(time.time()) if now is None else now
+        quote = Quote(
+            role=role,
+            measurement=measurement,
+            operator=operator,
+            enclave=enclave,
+            x25519_key=x25519_key,
+            chain_id=chain_id,
+            registry=registry,
+            nonce=os.urandom(32) if nonce is None else nonce,
+            expiry=issued_at + self.default_ttl,
+        )
+        signature = sign_quote(quote, self._key)
+        logger.info(
+            "issued SIMULATED quote: role=%s enclave=%s measurement=0x%s chain=%d expiry=%d",
+            quote.role_name,
+            enclave,
+            measurement.hex(),
+            chain_id,
+            quote.expiry,
+        )
+        return quote, signature
+
+
+def load_or_create_service_key(path: Path) -> bytes:
+    """The service's secp256k1 key, stored as hex text in ``path`` (mode 0600)."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if write_new_private_file(path, ("0x" + new_secp256k1_key().hex() + "\n").encode()):
+            logger.info("attestation service key created at %s", path)
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"attestation service key file {path} cannot be read: {exc}") from None
+    try:
+        key = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        key = b""
+    if not is_secp256k1_key(key):
+        raise ConfigError(f"attestation service key file {path} does not hold a 32-byte hex secp256k1 key")
+    return key
+
+
+# ---------------------------------------------------------------------- HTTP server
+
+SERVICE = web.AppKey("attestation_service", AttestationService)
+
+
+def _bad_request(message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response(body, status=400)
+
+
+def _issue_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(body) - set(_REQUEST_FIELDS))
+    if unknown:
+        raise RequestFieldError(unknown[0], f"unknown field (expected {', '.join(_REQUEST_FIELDS)})")
+    missing = [name for name in _REQUEST_FIELDS if name not in body]
+    if missing:
+        raise RequestFieldError(missing[0], "missing")
+    return {keyword: body[name] for name, keyword in _REQUEST_FIELDS.items()}
+
+
+async def _post_quote(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _bad_request("request body is not valid JSON")
+    if not isinstance(body, dict):
+        return _bad_request("request body must be a JSON object")
+    service = request.app[SERVICE]
+    try:
+        # Hashing a code tree is file I/O: keep it off the event loop.
+        kwargs = _issue_kwargs(body)
+        quote, signature = await asyncio.to_thread(lambda: service.issue(**kwargs))
+    except RequestFieldError as exc:
+        return _bad_request(str(exc), exc.field)
+    return web.json_response(
+        {"quote": quote.to_json(), "signature": "0x" + signature.hex(), "signer": service.signer_address}
+    )
+
+
+async def _get_signer(request: web.Request) -> web.Response:
+    return web.json_response({"signer": request.app[SERVICE].signer_address, "simulated": True})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "simulated": True})
+
+
+def build_app(service: AttestationService) -> web.Application:
+    app = web.Application()
+    app[SERVICE] = service
+    app.router.add_post("/v1/quote", _post_quote)
+    app.router.add_get("/v1/signer", _get_signer)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+# ---------------------------------------------------------------------- client
+
+
+def request_quote(
+    url: str,
+    *,
+    role: int,
+    operator: str,
+    enclave: str,
+    x25519_key: bytes,
+    chain_id: int,
+    registry: str,
+    code_dir: Path,
+    lock_file: Path,
+    timeout: float = 30.0,
+) -> tuple[Quote, bytes]:
+    """Ask the service at ``url`` (base URL) for a quote; checks that the quote is
+    for what was asked. Whether its signer is trusted is ``verify_quote``'s job."""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"attestation service URL must be http(s): {url!r}")
+    body = {
+        "role": role,
+        "operator": operator,
+        "enclave": enclave,
+        "x25519Key": "0x" + bytes(x25519_key).hex(),
+        "chainId": chain_id,
+        "registry": registry,
+        "codeDir": str(code_dir),
+        "lockFile": str(lock_file),
+    }
+    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
+        url.rstrip("/") + "/v1/quote",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked)
+            reply = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            detail = json.loads(detail)["error"]
+        if exc.code == 400:
+            raise ConfigError(f"attestation service refused the quote request: {detail}") from None
+        raise AttestationError(f"attestation service at {url} failed: HTTP {exc.code} {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise AttestationError(
+            f"attestation service at {url} unreachable or answered garbage: {exc}"
+        ) from None
+    try:
+        quote = Quote.from_json(reply["quote"])
+        signature = bytes.fromhex(str(reply["signature"]).removeprefix("0x"))
+        recover_signer(quote, signature)  # well-formed signature, or raise
+    except MalformedQuoteError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AttestationError(f"attestation service at {url} returned a malformed answer: {exc}") from None
+    asked = (
+        _check_role(role),
+        to_checksum_address(operator),
+        to_checksum_address(enclave),
+        bytes(x25519_key),
+    )
+    got = (quote.role, quote.operator, quote.enclave, quote.x25519_key)
+    if asked != got or quote.chain_id != chain_id or quote.registry != to_checksum_address(registry):
+        raise AttestationError(f"attestation service at {url} returned a quote for something else than asked")
+    return quote, signature
+
+
+# ---------------------------------------------------------------------- process entry
+
+
+async def _serve(service: AttestationService, host: str, port: int) -> None:
+    runner = web.AppRunner(build_app(service), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_port = runner.addresses[0][1]
+    print(
+        f"attestation service (SIMULATED) signer={service.signer_address} listening on http://{host}:{bound_port}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    logger.info("attestation service stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m enclave_agent.tee.attestation_service",
+        description="Simulated attestation service: measures agent code and signs EIP-712 quotes.",
+    )
+    parser.add_argument("--key", required=True, type=Path, help="signing key file (hex; created if absent)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    parser.add_argument("--ttl", type=int, default=3600, help="quote lifetime in seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        service = AttestationService(load_or_create_service_key(args.key), default_ttl=args.ttl)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(service, args.host, args.port))
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
