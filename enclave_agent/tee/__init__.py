@@ -1,11 +1,13 @@
 """The trusted execution environment layer: code measurement, backends (keys and
 sealing), and EIP-712 attestation quotes.
 
-The simulated attestation service lives in ``enclave_agent.tee.attestation_service``
-and is not imported here: it runs as its own process.
+The simulated attestation service (``enclave_agent.tee.attestation_service``, its
+own process) and the AWS Nitro verifier (``enclave_agent.tee.nitro``, needs cbor2)
+are not imported here.
 """
 
 from enclave_agent.tee.backend import EnclaveKeys, TeeBackend
+from enclave_agent.tee.evidence import EvidenceVerifier, VerifiedEvidence, evidence_binding
 from enclave_agent.tee.measure import measure_package
 from enclave_agent.tee.quote import (
     ROLE_GATEWAY,
@@ -24,9 +26,12 @@ __all__ = [
     "ROLE_NAMES",
     "ROLE_PROVIDER",
     "EnclaveKeys",
+    "EvidenceVerifier",
     "Quote",
     "SimulatedTee",
     "TeeBackend",
+    "VerifiedEvidence",
+    "evidence_binding",
     "measure_package",
     "quote_digest",
     "recover_signer",

@@ -3,8 +3,10 @@ code itself and signs an EIP-712 quote for it.
 
 It stands where a hardware vendor's attestation (AWS Nitro document, DCAP quote)
 and its verifier stand on real TEEs. It never takes a measurement from the caller:
-it hashes the code directory it is pointed at. It does trust the caller to point at
-the code that actually runs; that is the simulated-mode assumption.
+``issue`` hashes the code directory it is pointed at. It does trust the caller to
+point at the code that actually runs; that is the simulated-mode assumption.
+``issue_from_evidence`` is the hardware path: the measurement comes from evidence
+an ``EvidenceVerifier`` checked (e.g. ``enclave_agent.tee.nitro.NitroVerifier``).
 
 Run: ``python -m enclave_agent.tee.attestation_service --key FILE --host 127.0.0.1 --port N``
 """
@@ -23,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +36,14 @@ from eth_utils.address import is_address, to_checksum_address
 from enclave_agent.errors import AttestationError, ConfigError
 from enclave_agent.tee._files import write_new_private_file
 from enclave_agent.tee.backend import is_secp256k1_key, new_secp256k1_key
+from enclave_agent.tee.evidence import EvidenceVerifier, evidence_binding
 from enclave_agent.tee.measure import measure_package
 from enclave_agent.tee.quote import ROLE_NAMES, MalformedQuoteError, Quote, recover_signer, sign_quote
 
 logger = logging.getLogger(__name__)
 
 _ZERO_ADDRESS = "0x" + "00" * 20
+_CLOCK_SKEW = 60  # seconds evidence may appear to come from the future
 # JSON field -> issue() keyword
 _REQUEST_FIELDS = {
     "role": "role",
@@ -109,8 +114,34 @@ def _check_path(value: Any, field: str, *, directory: bool) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The validated identity fields a quote is issued for."""
+
+    role: int
+    operator: str
+    enclave: str
+    x25519_key: bytes
+    chain_id: int
+    registry: str
+
+    @classmethod
+    def check(
+        cls, *, role: Any, operator: Any, enclave: Any, x25519_key: Any, chain_id: Any, registry: Any
+    ) -> _Target:
+        return cls(
+            role=_check_role(role),
+            operator=_check_address(operator, "operator", nonzero=True),
+            enclave=_check_address(enclave, "enclave", nonzero=True),
+            x25519_key=_check_key(x25519_key),
+            chain_id=_check_chain_id(chain_id),
+            registry=_check_address(registry, "registry", nonzero=True),
+        )
+
+
 class AttestationService:
-    """Measures agent code and signs quotes with its own secp256k1 key (SIMULATED)."""
+    """Signs quotes with its own secp256k1 key: for code it measures itself
+    (``issue``, SIMULATED) or for verified hardware evidence (``issue_from_evidence``)."""
 
     def __init__(self, signing_key: bytes, *, default_ttl: int = 3600) -> None:
         if not is_secp256k1_key(bytes(signing_key)):
@@ -122,7 +153,7 @@ class AttestationService:
         self.default_ttl = default_ttl
 
     def __repr__(self) -> str:
-        return f"AttestationService(signer={self._signer}, simulated=True)"
+        return f"AttestationService(signer={self._signer})"
 
     @property
     def signer_address(self) -> str:
@@ -142,43 +173,115 @@ class AttestationService:
         nonce: bytes | None = None,
         now: int | None = None,
     ) -> tuple[Quote, bytes]:
-        """Measure ``code_dir`` + ``lock_file`` and sign a quote for it.
+        """SIMULATED attestation: measure ``code_dir`` + ``lock_file`` and sign a quote for it.
 
         Raises ``RequestFieldError`` naming the first invalid field.
         """
-        role = _check_role(role)
-        operator = _check_address(operator, "operator", nonzero=True)
-        enclave = _check_address(enclave, "enclave", nonzero=True)
-        x25519_key = _check_key(x25519_key)
-        chain_id = _check_chain_id(chain_id)
-        registry = _check_address(registry, "registry", nonzero=True)
-        code_dir = _check_path(code_dir, "codeDir", directory=True)
-        lock_file = _check_path(lock_file, "lockFile", directory=False)
-        if nonce is not None and len(nonce) != 32:
-            raise RequestFieldError("nonce", "must be 32 bytes")
-        measurement = measure_package(code_dir, lock_file)
-        issued_at = int(time.time()) if now is None else now
-        quote = Quote(
+        target = _Target.check(
             role=role,
-            measurement=measurement,
             operator=operator,
             enclave=enclave,
             x25519_key=x25519_key,
             chain_id=chain_id,
             registry=registry,
-            nonce=os.urandom(32) if nonce is None else nonce,
-            expiry=issued_at + self.default_ttl,
         )
-        signature = sign_quote(quote, self._key)
+        code_dir = _check_path(code_dir, "codeDir", directory=True)
+        lock_file = _check_path(lock_file, "lockFile", directory=False)
+        quote, signature = self._sign(target, measure_package(code_dir, lock_file), nonce=nonce, now=now)
         logger.info(
             "issued SIMULATED quote: role=%s enclave=%s measurement=0x%s chain=%d expiry=%d",
             quote.role_name,
-            enclave,
-            measurement.hex(),
-            chain_id,
+            quote.enclave,
+            quote.measurement.hex(),
+            quote.chain_id,
             quote.expiry,
         )
         return quote, signature
+
+    def issue_from_evidence(
+        self,
+        verifier: EvidenceVerifier,
+        evidence: bytes,
+        *,
+        role: int,
+        operator: str,
+        enclave: str,
+        x25519_key: bytes,
+        chain_id: int,
+        registry: str,
+        max_age: int = 600,
+        allow_debug: bool = False,
+        expected_nonce: bytes | None = None,
+        now: int | None = None,
+    ) -> tuple[Quote, bytes]:
+        """Hardware attestation: verify ``evidence`` and sign a quote for the
+        measurement it proves. The evidence must be recent (``max_age`` seconds), not
+        from a debug-mode enclave unless ``allow_debug``, carry
+        ``evidence_binding(enclave, x25519_key, chain_id, registry)`` as report data,
+        and, if ``expected_nonce`` is given, that nonce.
+        """
+        target = _Target.check(
+            role=role,
+            operator=operator,
+            enclave=enclave,
+            x25519_key=x25519_key,
+            chain_id=chain_id,
+            registry=registry,
+        )
+        verified = verifier.verify(evidence)
+        now = int(time.time()) if now is None else now
+        source = f"{verified.platform} evidence from {verified.identity or 'unknown module'}"
+        if verified.debug and not allow_debug:
+            raise AttestationError(
+                f"{source} comes from a debug-mode enclave "
+                f"(measurement 0x{verified.measurement.hex()}): refused"
+            )
+        if not -_CLOCK_SKEW <= now - verified.timestamp <= max_age:
+            raise AttestationError(
+                f"{source} was produced at {verified.timestamp}, not within {max_age}s before now ({now})"
+            )
+        binding = evidence_binding(
+            enclave=target.enclave,
+            x25519_key=target.x25519_key,
+            chain_id=target.chain_id,
+            registry=target.registry,
+        )
+        if verified.report_data != binding:
+            raise AttestationError(
+                f"{source}: report data does not bind enclave {target.enclave}, its X25519 key, "
+                f"chain {target.chain_id} and registry {target.registry}"
+            )
+        if expected_nonce is not None and verified.nonce != expected_nonce:
+            raise AttestationError(f"{source}: nonce does not match the challenge")
+        quote, signature = self._sign(target, verified.measurement, nonce=None, now=now)
+        logger.info(
+            "issued quote from %s: role=%s enclave=%s measurement=0x%s expiry=%d",
+            source,
+            quote.role_name,
+            quote.enclave,
+            quote.measurement.hex(),
+            quote.expiry,
+        )
+        return quote, signature
+
+    def _sign(
+        self, target: _Target, measurement: bytes, *, nonce: bytes | None, now: int | None
+    ) -> tuple[Quote, bytes]:
+        if nonce is not None and len(nonce) != 32:
+            raise RequestFieldError("nonce", "must be 32 bytes")
+        issued_at = int(time.time()) if now is None else now
+        quote = Quote(
+            role=target.role,
+            measurement=measurement,
+            operator=target.operator,
+            enclave=target.enclave,
+            x25519_key=target.x25519_key,
+            chain_id=target.chain_id,
+            registry=target.registry,
+            nonce=os.urandom(32) if nonce is None else nonce,
+            expiry=issued_at + self.default_ttl,
+        )
+        return quote, sign_quote(quote, self._key)
 
 
 def load_or_create_service_key(path: Path) -> bytes:
