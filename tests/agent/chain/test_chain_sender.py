@@ -1,0 +1,285 @@
+"""TxSender against a real Anvil: estimate-first, local signing, nonces, retries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from enclave_agent.chain import TxSender, error_class, explain_failure
+from enclave_agent.errors import ChainError, ContractRevert
+from enclave_agent.store import Store
+from tests.agent.chain.chainkit import PROVIDER, Deployment, funded_account
+from tests.agent.chain.faultproxy import FaultProxy
+from tests.support.anvil import AnvilProcess
+
+
+@pytest.fixture(scope="module")
+def deployment(anvil_node: AnvilProcess) -> Deployment:
+    return Deployment(anvil_node)
+
+
+@pytest.fixture
+def manual_mining(anvil_node: AnvilProcess) -> Iterator[None]:
+    anvil_node.rpc("evm_setAutomine", False)
+    try:
+        yield
+    finally:
+        anvil_node.rpc("evm_setAutomine", True)
+        anvil_node.mine()
+
+
+def approve(deployment: Deployment, measurement: bytes | None = None):  # type: ignore[no-untyped-def]
+    return deployment.contracts.registry.functions.approveMeasurement(PROVIDER, measurement or os.urandom(32))
+
+
+def mine_when_pending(node: AnvilProcess, count: int, timeout: float = 10) -> threading.Thread:
+    """Mine one block as soon as ``count`` transactions wait in the pool."""
+
+    def run() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if int(node.rpc("txpool_status")["pending"], 16) >= count:
+                node.mine()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_send_changes_state_records_and_logs(
+    deployment: Deployment, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    w3 = deployment.w3
+    store = Store(tmp_path / "s.sqlite3")
+    sender = TxSender(w3, deployment.governor, deployment.decoder, store=store)
+    measurement = os.urandom(32)
+    fn = approve(deployment, measurement)
+    calldata = fn._encode_transaction_data()
+    with caplog.at_level(logging.INFO, logger="enclave_agent.chain.sender"):
+        receipt = sender.send(fn, label="approve-provider")
+    assert receipt["status"] == 1
+    assert deployment.contracts.registry.functions.isApproved(PROVIDER, measurement).call()
+    tx_hash = receipt["transactionHash"].to_0x_hex()
+    assert [(t["label"], t["tx_hash"], t["status"]) for t in store.txs()] == [
+        ("approve-provider", tx_hash, "mined")
+    ]
+    lines = [r.getMessage() for r in caplog.records if r.name == "enclave_agent.chain.sender"]
+    assert len(lines) == 1
+    assert (
+        "approve-provider" in lines[0]
+        and tx_hash in lines[0]
+        and f"gas_used={receipt['gasUsed']}" in lines[0]
+    )
+    assert all(
+        calldata[10:] not in r.getMessage() and measurement.hex() not in r.getMessage()
+        for r in caplog.records
+    )
+    # Signed locally as EIP-1559 with a gas limit from the estimate plus buffer.
+    tx = w3.eth.get_transaction(receipt["transactionHash"])
+    assert tx["type"] == 2
+    assert tx["from"] == deployment.governor.address
+    assert tx["maxFeePerGas"] >= w3.eth.get_block(receipt["blockNumber"])["baseFeePerGas"]
+    assert receipt["gasUsed"] < tx["gas"] <= int(receipt["gasUsed"] * 1.5) + 30_000
+
+
+def test_rejected_call_raises_before_sending_and_costs_nothing(
+    deployment: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    w3 = deployment.w3
+    stranger = funded_account(anvil_node)
+    store = Store(tmp_path / "s.sqlite3")
+    sender = TxSender(w3, stranger, deployment.decoder, store=store)
+    balance, head = w3.eth.get_balance(stranger.address), w3.eth.block_number
+    with pytest.raises(error_class("AccessControlUnauthorizedAccount")) as info:
+        sender.send(approve(deployment), label="not-governor")
+    assert info.value.error_args["account"] == stranger.address
+    assert info.value.error_args["neededRole"] == "0x" + Web3.keccak(text="GOVERNOR_ROLE").hex().removeprefix(
+        "0x"
+    )
+    assert str(info.value).startswith("not-governor: AccessControlUnauthorizedAccount(")
+    assert w3.eth.get_transaction_count(stranger.address, "pending") == 0
+    assert w3.eth.get_balance(stranger.address) == balance
+    assert w3.eth.block_number == head
+    assert store.txs() == []
+
+
+def test_revert_in_the_block_is_decoded(
+    deployment: Deployment, anvil_node: AnvilProcess, manual_mining: None, tmp_path: Path
+) -> None:
+    """Passes the estimate, loses the race in the block: the receipt's revert is decoded."""
+    w3 = deployment.w3
+    sender = deployment.gov_tx
+    store = Store(tmp_path / "s.sqlite3")
+    sender.store = store
+    measurement = os.urandom(32)
+    # A competing transaction for the same measurement waits in the pool, unmined.
+    first = approve(deployment, measurement).build_transaction(
+        {
+            "from": deployment.governor.address,
+            "nonce": w3.eth.get_transaction_count(deployment.governor.address, "pending"),
+            "gas": 200_000,
+            "maxFeePerGas": 10**11,
+            "maxPriorityFeePerGas": 10**10,
+            "chainId": 31337,
+        }
+    )
+    w3.eth.send_raw_transaction(deployment.governor.sign_transaction(first).raw_transaction)
+    sender.resync_nonce()
+    miner = mine_when_pending(anvil_node, 2)
+    try:
+        with pytest.raises(error_class("RegistryMeasurementAlreadyApproved")) as info:
+            sender.send(approve(deployment, measurement), label="approve-late")
+    finally:
+        sender.store = None
+    miner.join()
+    assert info.value.error_args == {"role": PROVIDER, "measurement": "0x" + measurement.hex()}
+    (record,) = store.txs()
+    assert record["status"] == "reverted"
+    assert w3.eth.get_transaction_receipt(record["tx_hash"])["status"] == 0
+
+
+def test_explain_failure_replays_without_a_tracer_and_spots_out_of_gas(deployment: Deployment) -> None:
+    w3 = deployment.w3
+    unlocked = w3.eth.accounts[0]
+    registry = deployment.contracts.registry
+    deployment.gov_tx.send(
+        registry.functions.grantRole(Web3.keccak(text="GOVERNOR_ROLE"), unlocked), label="grant"
+    )
+    measurement = os.urandom(32)
+    for _ in range(2):  # explicit gas skips the estimate: the second one reverts on chain
+        tx_hash = registry.functions.approveMeasurement(PROVIDER, measurement).transact(
+            {"from": unlocked, "gas": 200_000}
+        )
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    assert receipt["status"] == 0
+    for trace in (True, False):
+        error = explain_failure(w3, deployment.decoder, receipt, label="dup", trace=trace)
+        assert type(error) is error_class("RegistryMeasurementAlreadyApproved")
+    starved = registry.functions.approveMeasurement(PROVIDER, os.urandom(32)).transact(
+        {"from": unlocked, "gas": 23_000}
+    )
+    receipt = w3.eth.wait_for_transaction_receipt(starved)
+    for trace in (True, False):
+        error = explain_failure(w3, deployment.decoder, receipt, label="starved", trace=trace)
+        assert not isinstance(error, ContractRevert)
+        assert "ran out of gas" in str(error)
+
+
+def test_stale_local_nonce_is_resynchronised(deployment: Deployment, anvil_node: AnvilProcess) -> None:
+    account = funded_account(anvil_node)
+    w3 = deployment.w3
+    a = TxSender(w3, account, deployment.decoder)
+    b = TxSender(w3, account, deployment.decoder)  # e.g. a restarted process with the same key
+    target = funded_account(anvil_node).address
+    a.transfer(target, 1, label="a1")
+    b.transfer(target, 2, label="b1")
+    b.transfer(target, 3, label="b2")
+    receipt = a.transfer(target, 4, label="a2")  # a's local nonce (1) is taken: resync to 3
+    assert receipt["status"] == 1
+    assert w3.eth.get_transaction(receipt["transactionHash"])["nonce"] == 3
+    assert w3.eth.get_transaction_count(account.address) == 4
+    assert w3.eth.get_balance(target) == 100 * 10**18 + 10
+
+
+def test_transfer_moves_value(deployment: Deployment, anvil_node: AnvilProcess) -> None:
+    sender = TxSender(deployment.w3, funded_account(anvil_node), deployment.decoder)
+    target = funded_account(anvil_node, ether=0).address
+    receipt = sender.transfer(target, 12345, label="fund-enclave")
+    assert receipt["status"] == 1
+    assert deployment.w3.eth.get_balance(target) == 12345
+
+
+def test_concurrent_sends_share_one_nonce_sequence(deployment: Deployment, anvil_node: AnvilProcess) -> None:
+    account = funded_account(anvil_node)
+    sender = TxSender(deployment.w3, account, deployment.decoder)
+    target = funded_account(anvil_node).address
+    receipts = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(4):
+                receipts.append(sender.transfer(target, 1, label="parallel"))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    nonces = sorted(deployment.w3.eth.get_transaction(r["transactionHash"])["nonce"] for r in receipts)
+    assert nonces == list(range(12))
+
+
+def test_call_decodes_reverts(deployment: Deployment, anvil_node: AnvilProcess) -> None:
+    stranger = funded_account(anvil_node)
+    sender = TxSender(deployment.w3, stranger, deployment.decoder)
+    registry = deployment.contracts.registry.functions
+    assert sender.call(registry.isTrustedSigner(deployment.signer.address)) is True
+    with pytest.raises(error_class("AccessControlUnauthorizedAccount")) as info:
+        sender.call(registry.pause())
+    assert info.value.error_args["account"] == stranger.address
+    with pytest.raises(error_class("RegistryNotActiveMember")):
+        sender.call(registry.postMembershipDigest(0, b"\x00" * 32))
+
+
+def test_lost_response_is_resent_byte_for_byte_not_twice(
+    deployment: Deployment, anvil_node: AnvilProcess
+) -> None:
+    """The node got the transaction but the answer was lost: the retry must not pay twice."""
+    account = funded_account(anvil_node)
+    target = funded_account(anvil_node, ether=0).address
+    with FaultProxy(anvil_node.url) as proxy:
+        w3 = Web3(Web3.HTTPProvider(proxy.url))
+        sender = TxSender(w3, account, deployment.decoder, backoff=0.01)
+        proxy.inject("eth_sendRawTransaction", "drop_response")
+        receipt = sender.transfer(target, 777, label="flaky")
+        assert proxy.seen["eth_sendRawTransaction"] == 2
+        proxy.inject("eth_sendRawTransaction", "drop_request", "http503")
+        sender.transfer(target, 1, label="flaky-2")
+        assert proxy.seen["eth_sendRawTransaction"] == 5
+    assert receipt["status"] == 1
+    assert deployment.w3.eth.get_transaction_count(account.address) == 2
+    assert deployment.w3.eth.get_balance(target) == 778
+
+
+def test_unreachable_node_gives_up_with_a_chain_error(
+    deployment: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    account = funded_account(anvil_node)
+    store = Store(tmp_path / "s.sqlite3")
+    with FaultProxy(anvil_node.url) as proxy:
+        w3 = Web3(Web3.HTTPProvider(proxy.url))
+        sender = TxSender(w3, account, deployment.decoder, store=store, max_retries=2, backoff=0.01)
+        proxy.inject("eth_sendRawTransaction", *["drop_request"] * 3)
+        with pytest.raises(ChainError, match="unreachable after 3 attempts"):
+            sender.transfer(account.address, 1, label="doomed")
+        assert [t["status"] for t in store.txs()] == ["unknown"]
+        # Nothing was sent; the next transaction takes the same nonce.
+        receipt = sender.transfer(account.address, 1, label="after")
+    assert deployment.w3.eth.get_transaction(receipt["transactionHash"])["nonce"] == 0
+
+
+def test_receipt_timeout_says_the_transaction_may_still_land(
+    deployment: Deployment, anvil_node: AnvilProcess, manual_mining: None, tmp_path: Path
+) -> None:
+    account = funded_account(anvil_node)
+    store = Store(tmp_path / "s.sqlite3")
+    sender = TxSender(deployment.w3, account, deployment.decoder, store=store, receipt_timeout=0.3)
+    with pytest.raises(ChainError, match="not mined within 0.3s"):
+        sender.transfer(account.address, 1, label="slow")
+    (record,) = store.txs()
+    assert record["status"] == "timeout"
+    anvil_node.mine()
+    assert deployment.w3.eth.get_transaction_receipt(record["tx_hash"])["status"] == 1
