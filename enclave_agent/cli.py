@@ -1,21 +1,173 @@
-"""The `enclave-agent` command line."""
+"""enclave-agent: the enclave agent of an enclave-share consortium.
+
+Runs a provider or gateway enclave agent (simulated TEE today), measures its
+code, opens share-exchange rounds and shows an agent's status. Exit codes:
+0 ok, 1 error, 2 invalid config or arguments, 3 refused by the registry
+(for example another code measurement), 4 membership revoked.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import signal
 import sys
+import threading
+from pathlib import Path
+from types import FrameType
 
-from enclave_agent.tee.measure import measure_package
+from enclave_agent.errors import ConfigError, EnclaveAgentError
+
+log = logging.getLogger("enclave_agent.cli")
+
+EXIT_ERROR, EXIT_CONFIG = 1, 2
+
+
+def _configure_logging(name: str, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("web3", "urllib3", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from enclave_agent.tee.measure import measure_package
+
+    print("0x" + measure_package().hex())
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.protocol.agent import Agent
+
+    config = load_config(args.config)
+    if config.role != "provider":
+        raise ConfigError(
+            f"{args.config}: agent.role is {config.role!r}; use `enclave-agent gateway` for gateways"
+        )
+    _configure_logging(config.name, args.verbose)
+    stop = _stop_on_signals()
+    return Agent(config).run(stop)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.store import Store
+
+    config = load_config(args.config)
+    db = config.state_dir / "agent.sqlite3"
+    if not db.is_file():
+        raise ConfigError(f"{args.config}: no agent state at {db} (has the agent run?)")
+    status = Store(db).get_json("status")
+    if status is None:
+        raise ConfigError(f"{args.config}: agent state has no status yet")
+    print(json.dumps(status, indent=2))
+    return 0
+
+
+def _cmd_open_round(args: argparse.Namespace) -> int:
+    from enclave_agent.protocol.coordinator import open_round
+
+    round_id = open_round(
+        manifest_path=args.manifest,
+        key_file=args.key_file,
+        tag=args.tag,
+        length=args.length,
+        scheme=args.scheme,
+        encoding=args.encoding,
+        threshold=args.threshold,
+        frac_bits=args.frac_bits,
+        posting_window=args.posting_window,
+        window=args.window,
+        output=args.output,
+        min_contributors=args.min_contributors,
+        rpc_url=args.rpc_url,
+    )
+    print(round_id)
+    return 0
+
+
+def _cmd_attestation_service(args: argparse.Namespace) -> int:
+    from enclave_agent.tee import attestation_service
+
+    argv = ["--key", str(args.key), "--host", args.host, "--port", str(args.port)]
+    attestation_service.main(argv)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="enclave-agent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("measure", help="print this agent's code measurement (SHA-256, hex)")
+    p.set_defaults(func=_cmd_measure)
+
+    p = sub.add_parser("run", help="run a provider enclave agent until SIGTERM/SIGINT")
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("status", help="print an agent's persisted status as JSON")
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("open-round", help="open a share-exchange round (coordinator key) and print its id")
+    p.add_argument("--manifest", type=Path, required=True, help="deployment manifest JSON")
+    p.add_argument("--key-file", type=Path, required=True, help="file with the coordinator's hex private key")
+    p.add_argument("--rpc-url", help="JSON-RPC URL (default: the manifest's)")
+    p.add_argument("--tag", required=True, help="input tag the providers contribute (<= 32 bytes)")
+    p.add_argument("--length", type=int, required=True, help="vector length d")
+    p.add_argument("--scheme", choices=("additive", "shamir"), default="additive")
+    p.add_argument("--encoding", choices=("dense", "seeded"), default="seeded")
+    p.add_argument("--threshold", type=int, help="t for shamir (default: n for additive, n-1 for shamir)")
+    p.add_argument("--frac-bits", type=int, default=16, help="fixed-point fraction bits (default 16)")
+    p.add_argument("--posting-window", type=int, default=120, help="seconds to post shares (default 120)")
+    p.add_argument("--window", type=int, default=300, help="seconds until the round deadline (default 300)")
+    p.add_argument("--output", choices=("shared-model", "statistic"), default="shared-model")
+    p.add_argument("--min-contributors", type=int, default=0, help="release rule for statistics")
+    p.set_defaults(func=_cmd_open_round)
+
+    p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
+    p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8600)
+    p.set_defaults(func=_cmd_attestation_service)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="enclave-agent", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("measure", help="print this agent's code measurement (hex)")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "measure":
-        print("0x" + measure_package().hex())
-    return 0
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"enclave-agent: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except EnclaveAgentError as exc:
+        print(f"enclave-agent: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -1,0 +1,251 @@
+"""Agent configuration: one TOML file per agent.
+
+Example (provider)::
+
+    [agent]
+    name = "bank-a"
+    role = "provider"             # provider | gateway
+    state_dir = "var/bank-a"      # SQLite state, sealed keys, platform secret
+    tee = "simulated"             # the only backend today
+
+    [chain]
+    manifest = "deployments/local.json"
+    rpc_url = "http://127.0.0.1:8545"   # optional: overrides the manifest's
+    confirmations = 0
+    poll_interval = 0.5
+
+    [operator]
+    key_file = "var/bank-a/operator.key" # hex private key of the operator account
+
+    [attestation]
+    service_url = "http://127.0.0.1:8600"
+
+    [data]
+    csv = "data/bank-a.csv"
+    label_column = "target"
+
+    [inputs.demo-vector]               # a named round input (inputTag on chain)
+    values = [1.5, -2.0, 3.25]         # or: file = "vector.npy" / "vector.csv"
+
+    [gateway]                           # gateway role only
+    host = "127.0.0.1"
+    port = 8700
+
+Every problem is reported as one ConfigError line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from enclave_agent.errors import ConfigError
+
+ROLES = {"provider": 1, "gateway": 2}
+TEE_BACKENDS = ("simulated",)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A round input the agent contributes when a round names its tag."""
+
+    tag: str
+    values: tuple[float, ...] | None = None
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    csv: Path
+    label_column: str
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    api_keys: dict[str, str] = field(default_factory=dict)  # api key -> client address
+    max_batch: int = 256
+    request_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    path: Path
+    name: str
+    role: str
+    state_dir: Path
+    tee: str
+    manifest: Path
+    rpc_url: str | None
+    confirmations: int
+    poll_interval: float
+    operator_key_file: Path
+    attestation_url: str
+    data: DataConfig | None
+    inputs: dict[str, InputSpec]
+    gateway: GatewayConfig | None
+
+    @property
+    def role_id(self) -> int:
+        return ROLES[self.role]
+
+
+class _Reader:
+    """Typed access to one TOML table with errors that name file and key."""
+
+    def __init__(self, path: Path, table: dict[str, Any], prefix: str) -> None:
+        self.path, self.table, self.prefix = path, table, prefix
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {self.prefix}{key}: {problem}")
+
+    def get(self, key: str, kind: type, default: Any = ..., *, required: bool = True) -> Any:
+        if key not in self.table:
+            if default is not ... or not required:
+                return None if default is ... else default
+            raise self.fail(key, "missing")
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    def path_of(self, key: str, base: Path, *, required: bool = True) -> Path | None:
+        value = self.get(key, str, required=required)
+        if value is None:
+            return None
+        p = Path(value)
+        return p if p.is_absolute() else (base / p)
+
+    def sub(self, key: str, *, required: bool = True) -> _Reader | None:
+        if key not in self.table:
+            if required:
+                raise self.fail(key, "missing table")
+            return None
+        value = self.table[key]
+        if not isinstance(value, dict):
+            raise self.fail(key, "expected a table")
+        return _Reader(self.path, value, f"{self.prefix}{key}.")
+
+
+def load_config(path: Path | str) -> AgentConfig:
+    """Parse and validate an agent config file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    base = path.resolve().parent
+    root = _Reader(path, raw, "")
+    unknown = set(raw) - {"agent", "chain", "operator", "attestation", "data", "inputs", "gateway"}
+    if unknown:
+        raise root.fail(sorted(unknown)[0], "unknown table")
+
+    agent = root.sub("agent")
+    chain = root.sub("chain")
+    operator = root.sub("operator")
+    attestation = root.sub("attestation")
+    assert agent and chain and operator and attestation
+
+    name = agent.get("name", str)
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise agent.fail("name", "use letters, digits, '-' and '_' only")
+    role = agent.get("role", str)
+    if role not in ROLES:
+        raise agent.fail("role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+    tee = agent.get("tee", str, "simulated")
+    if tee not in TEE_BACKENDS:
+        raise agent.fail("tee", f"must be one of {', '.join(TEE_BACKENDS)}, got {tee!r}")
+
+    confirmations = chain.get("confirmations", int, 0)
+    if confirmations < 0:
+        raise chain.fail("confirmations", "must be >= 0")
+    poll_interval = chain.get("poll_interval", float, 0.5)
+    if not (math.isfinite(poll_interval) and 0.05 <= poll_interval <= 60):
+        raise chain.fail("poll_interval", "must be between 0.05 and 60 seconds")
+    rpc_url = chain.get("rpc_url", str, required=False)
+    if rpc_url is not None and not rpc_url.startswith(("http://", "https://")):
+        raise chain.fail("rpc_url", "must be an http(s) URL")
+    service_url = attestation.get("service_url", str)
+    if not service_url.startswith(("http://", "https://")):
+        raise attestation.fail("service_url", "must be an http(s) URL")
+
+    data_table = root.sub("data", required=False)
+    data = None
+    if data_table is not None:
+        csv = data_table.path_of("csv", base)
+        assert csv is not None
+        if not csv.is_file():
+            raise data_table.fail("csv", f"file {csv} does not exist")
+        data = DataConfig(csv=csv, label_column=data_table.get("label_column", str))
+
+    inputs: dict[str, InputSpec] = {}
+    inputs_table = root.sub("inputs", required=False)
+    if inputs_table is not None:
+        for tag in inputs_table.table:
+            if len(tag.encode()) > 32:
+                raise inputs_table.fail(tag, "an input tag is at most 32 bytes")
+            spec = inputs_table.sub(tag)
+            assert spec is not None
+            inputs[tag] = _input_spec(tag, spec, base)
+
+    gateway = None
+    gateway_table = root.sub("gateway", required=role == "gateway")
+    if gateway_table is not None:
+        port = gateway_table.get("port", int, 8700)
+        if not 0 <= port <= 65535:
+            raise gateway_table.fail("port", "must be 0..65535")
+        keys = gateway_table.sub("api_keys", required=False)
+        api_keys = {k: str(v) for k, v in (keys.table.items() if keys else [])}
+        gateway = GatewayConfig(
+            host=gateway_table.get("host", str, "127.0.0.1"),
+            port=port,
+            api_keys=api_keys,
+            max_batch=gateway_table.get("max_batch", int, 256),
+            request_timeout=gateway_table.get("request_timeout", float, 60.0),
+        )
+
+    state_dir = agent.path_of("state_dir", base)
+    manifest = chain.path_of("manifest", base)
+    key_file = operator.path_of("key_file", base)
+    assert state_dir and manifest and key_file
+    return AgentConfig(
+        path=path,
+        name=name,
+        role=role,
+        state_dir=state_dir,
+        tee=tee,
+        manifest=manifest,
+        rpc_url=rpc_url,
+        confirmations=confirmations,
+        poll_interval=poll_interval,
+        operator_key_file=key_file,
+        attestation_url=service_url.rstrip("/"),
+        data=data,
+        inputs=inputs,
+        gateway=gateway,
+    )
+
+
+def _input_spec(tag: str, spec: _Reader, base: Path) -> InputSpec:
+    if ("values" in spec.table) == ("file" in spec.table):
+        raise spec.fail("", "give exactly one of 'values' or 'file'")
+    if "values" in spec.table:
+        values = spec.get("values", list)
+        if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise spec.fail("values", "must be a non-empty list of numbers")
+        if not all(math.isfinite(float(v)) for v in values):
+            raise spec.fail("values", "must be finite numbers")
+        return InputSpec(tag=tag, values=tuple(float(v) for v in values))
+    file = spec.path_of("file", base)
+    assert file is not None
+    if not file.is_file():
+        raise spec.fail("file", f"file {file} does not exist")
+    return InputSpec(tag=tag, file=file)

@@ -1,0 +1,94 @@
+"""Linear scores and column statistics computed on shares.
+
+A federated logistic-regression model is the aggregate vector
+``A = [sum n_i w_i (f values), sum n_i b_i, sum n_i]`` held as shares (additive
+over Z/2^64 or Shamir over GF(2^61 - 1)). For a standardised query z (fixed point
+with ``frac_bits``), each holder j computes from its share A_j
+
+    numerator_j   = sum_k A_j[k] * z[k] + A_j[f] * 2^frac_bits      (scale 2^(2 frac_bits))
+    denominator_j = A_j[f + 1]                                     (scale 2^frac_bits)
+
+which is linear in the share, so the gateway combines the partials exactly like
+shares and gets ``numerator / denominator = w . z + b`` of the averaged model. The
+gateway learns the score and the total sample count, never A.
+
+A column statistic over the column-stats aggregate ``[sums (f), sums of squares
+(f), count]`` is the triple ``(A[k], A[f + k], A[2f])`` for column k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from enclave_agent.crypto.field import RING64
+from enclave_agent.crypto.sharing import lagrange_coefficients
+from enclave_agent.errors import ProtocolError
+
+
+def centred(value: int, modulus: int) -> int:
+    """The signed integer a ring/field element stands for."""
+    value %= modulus
+    return value - modulus if value > (modulus - 1) // 2 else value
+
+
+def partial_score(share: np.ndarray, z: np.ndarray, frac_bits: int, modulus: int) -> tuple[int, int]:
+    """(numerator, denominator) share of w.z + b for one holder (pure Python ints:
+    the vectors are short and products exceed 64 bits)."""
+    features = z.size
+    if share.size != features + 2:
+        raise ProtocolError(f"model share has {share.size} values, query has {features} features")
+    numerator = sum(int(a) * int(b) for a, b in zip(share[:features].tolist(), z.tolist(), strict=True))
+    numerator += int(share[features]) << frac_bits
+    return numerator % modulus, int(share[features + 1]) % modulus
+
+
+def partial_statistic(share: np.ndarray, column: int, features: int, modulus: int) -> tuple[int, int, int]:
+    """(sum, sum of squares, count) share of one column."""
+    if share.size != 2 * features + 1 or not 0 <= column < features:
+        raise ProtocolError(f"column {column} is not in a {features}-column statistic")
+    return (
+        int(share[column]) % modulus,
+        int(share[features + column]) % modulus,
+        int(share[2 * features]) % modulus,
+    )
+
+
+def combine(partials: Mapping[int, Sequence[int]], modulus: int, additive: bool) -> list[int]:
+    """Combine per-holder partials (keyed by Shamir x = participant index + 1)."""
+    if not partials:
+        raise ProtocolError("no partial results to combine")
+    width = len(next(iter(partials.values())))
+    if additive:
+        return [sum(p[i] for p in partials.values()) % modulus for i in range(width)]
+    xs = sorted(partials)
+    coefficients = lagrange_coefficients(xs, modulus)
+    return [
+        sum(c * partials[x][i] for c, x in zip(coefficients, xs, strict=True)) % modulus for i in range(width)
+    ]
+
+
+def score_value(numerator: int, denominator: int, frac_bits: int, modulus: int) -> float:
+    """The model's linear score w.z + b from the combined partials."""
+    den = centred(denominator, modulus) / 2.0**frac_bits
+    if den <= 0:
+        raise ProtocolError("the model's sample count is not positive")
+    return centred(numerator, modulus) / 2.0 ** (2 * frac_bits) / den
+
+
+def statistic_values(total: Sequence[int], frac_bits: int, modulus: int) -> dict[str, float]:
+    column_sum, column_sumsq, count = (centred(v, modulus) / 2.0**frac_bits for v in total)
+    if count <= 0:
+        raise ProtocolError("the statistic's row count is not positive")
+    mean = column_sum / count
+    variance = max(column_sumsq / count - mean * mean, 0.0)
+    return {"sum": column_sum, "mean": mean, "std": variance**0.5, "count": count}
+
+
+def sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-np.clip(x, -500, 500))))
+
+
+def is_additive(modulus: int) -> bool:
+    return modulus == RING64

@@ -1,0 +1,185 @@
+"""One share-exchange round from a participant's point of view: the persisted
+round document and the pure steps (build my posting, open a sender's posting,
+fuse). Chain I/O and sealing live in the agent; this module only computes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from enclave_agent.crypto import aead, fixed_point, posting, shares
+from enclave_agent.errors import ProtocolError
+from enclave_agent.protocol import stages
+
+
+def _get(obj: Any, name: str, index: int) -> Any:
+    """A field of a decoded Solidity struct (web3 gives dicts or tuples)."""
+    if isinstance(obj, Mapping):
+        return obj[name]
+    return obj[index]
+
+
+@dataclass
+class RoundDoc:
+    round_id: int
+    epoch: int
+    tag: str
+    participants: list[str]
+    my_index: int | None
+    length: int
+    frac_bits: int
+    scheme: str
+    encoding: str
+    modulus: int
+    threshold: int
+    posting_deadline: int
+    deadline: int
+    output_kind: str
+    min_contributors: int
+    status: str = stages.ROUND_POSTING
+    contributors: int = 0
+    holders: int = 0
+    excluded: list[str] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    reported: list[str] = field(default_factory=list)
+    fused_over: int = -1
+    prepared: bool = False
+    unable: str = ""
+    abort_reason: str = ""
+    culprits: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_event(cls, args: Mapping[str, Any], me: str) -> RoundDoc:
+        spec, policy = args["spec"], args["policy"]
+        participants = [str(p) for p in args["participants"]]
+        raw_tag = bytes(args["inputTag"])
+        return cls(
+            round_id=int(args["roundId"]),
+            epoch=int(args["epoch"]),
+            tag=raw_tag.rstrip(b"\0").decode("utf-8", errors="replace"),
+            participants=participants,
+            my_index=participants.index(me) if me in participants else None,
+            length=int(_get(spec, "length", 0)),
+            frac_bits=int(_get(spec, "fracBits", 1)),
+            scheme=stages.SCHEMES[int(_get(spec, "scheme", 2))],
+            encoding=stages.ENCODINGS[int(_get(spec, "encoding", 3))],
+            modulus=int(_get(spec, "modulus", 4)),
+            threshold=int(args["threshold"]),
+            posting_deadline=int(args["postingDeadline"]),
+            deadline=int(args["deadline"]),
+            output_kind=stages.OUTPUT_KINDS[int(_get(policy, "kind", 0))],
+            min_contributors=int(_get(policy, "minContributors", 1)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RoundDoc:
+        return cls(**data)
+
+    @property
+    def n(self) -> int:
+        return len(self.participants)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in stages.ROUND_FINAL
+
+    def index_of(self, address: str) -> int:
+        return self.participants.index(address)
+
+    def mask_members(self, mask: int) -> list[str]:
+        return [p for i, p in enumerate(self.participants) if mask >> i & 1]
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What binds a round's ciphertexts to this chain and contract."""
+
+    chain_id: int
+    exchange: str
+
+
+def share_ad(ctx: RoundContext, round_id: int, sender: str, recipient: str) -> bytes:
+    return aead.share_ad(ctx.chain_id, ctx.exchange, round_id, sender, recipient)
+
+
+def build_posting(
+    doc: RoundDoc, values: np.ndarray, keys: Mapping[str, bytes], ctx: RoundContext
+) -> tuple[np.ndarray, list[bytes], bytes]:
+    """Encode, split and encrypt my input. Returns (kept share, chunks, commitment)."""
+    if doc.my_index is None:
+        raise ProtocolError(f"round {doc.round_id}: not a participant")
+    if values.shape != (doc.length,):
+        raise ProtocolError(
+            f"round {doc.round_id}: input '{doc.tag}' has {values.size} values, "
+            f"the round expects {doc.length}"
+        )
+    me = doc.participants[doc.my_index]
+    secret = fixed_point.encode(values, doc.frac_bits, doc.modulus, headroom=doc.n)
+    split = shares.split_vector(
+        secret,
+        scheme=doc.scheme,
+        encoding=doc.encoding,
+        n=doc.n,
+        t=doc.threshold,
+        own_index=doc.my_index,
+        modulus=doc.modulus,
+        context=seed_context(ctx, doc.round_id, me),
+    )
+    entries = []
+    for j, message in sorted(split.messages.items()):
+        recipient = doc.participants[j]
+        entries.append(
+            (recipient, aead.encrypt(keys[recipient], message, share_ad(ctx, doc.round_id, me, recipient)))
+        )
+    chunks = posting.split_chunks(posting.encode_entries(entries))
+    return split.kept, chunks, posting.chain_commitment(chunks)
+
+
+def seed_context(ctx: RoundContext, round_id: int, sender: str) -> bytes:
+    """Seed expansion is bound to the round and sender (the recipient is in the AD)."""
+    return aead.share_ad(ctx.chain_id, ctx.exchange, round_id, sender, sender, purpose="seed")
+
+
+def open_posting(
+    doc: RoundDoc, sender: str, payload: bytes, me: str, key: bytes, ctx: RoundContext
+) -> np.ndarray:
+    """Decrypt and expand the share `sender` posted for me. Raises DecryptionError
+    or ProtocolError when the ciphertext is missing, tampered or malformed."""
+    entries = dict(posting.decode_entries(payload))
+    if me not in entries:
+        raise ProtocolError(f"round {doc.round_id}: posting of {sender} has no share for {me}")
+    plaintext = aead.decrypt(key, entries[me], share_ad(ctx, doc.round_id, sender, me))
+    return shares.open_message(
+        plaintext,
+        length=doc.length,
+        modulus=doc.modulus,
+        context=seed_context(ctx, doc.round_id, sender),
+    )
+
+
+def fuse(doc: RoundDoc, kept: np.ndarray | None, received: Mapping[str, np.ndarray]) -> np.ndarray:
+    """My share of the aggregate over the round's contributors."""
+    me = doc.participants[doc.my_index] if doc.my_index is not None else ""
+    parts: list[np.ndarray] = []
+    for sender in doc.mask_members(doc.contributors):
+        if sender == me:
+            if kept is None:
+                raise ProtocolError(f"round {doc.round_id}: my kept share is missing")
+            parts.append(kept)
+        elif sender in received:
+            parts.append(received[sender])
+        else:
+            raise ProtocolError(f"round {doc.round_id}: no share from contributor {sender}")
+    return shares.fuse(parts, doc.modulus)
+
+
+def missing_senders(doc: RoundDoc, me: str) -> Sequence[str]:
+    """Contributors whose share I have not opened yet."""
+    return [s for s in doc.mask_members(doc.contributors) if s != me and s not in doc.received]

@@ -1,0 +1,183 @@
+"""Faults with real processes: a tampered ciphertext, a participant that never
+posts, kill -9 in the middle of a round, and an agent whose code differs by one byte."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enclave_agent.tee.measure import measure_package
+from tests.integration.conftest import aggregate, distinctive_inputs, make_consortium
+from tests.integration.harness import REPO, Consortium, wait_until
+from tests.integration.rogue import Rogue
+
+HONEST, D, FRAC = 3, 8, 16
+INPUTS = distinctive_inputs(HONEST + 1, D, seed=99)
+BIG_D = 20_000
+BIG_INPUTS = distinctive_inputs(HONEST + 1, BIG_D, seed=7)
+TOLERANCE = (HONEST + 1) * 2.0 ** -(FRAC + 1)
+ABORT_MISSING_SHARES, ABORT_INVALID_SHARE = 1, 2
+COMPLETED, ABORTED, FUSING = 3, 4, 2
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Consortium, Rogue]]:
+    for c in make_consortium(tmp_path_factory, "faults"):
+        big = c.root / "big"
+        big.mkdir()
+        for i in range(HONEST):
+            np.save(big / f"{i}.npy", BIG_INPUTS[i])
+            c.add_agent(
+                f"provider-{i}",
+                operator_index=i + 1,
+                inputs={"vec8": list(INPUTS[i]), "big": big / f"{i}.npy"},
+            )
+        c.wait_synchronised(HONEST)
+        rogue = Rogue(c, operator_index=HONEST + 1)
+        rogue.register()
+        wait_until(
+            lambda: c.registry.functions.activeMembers(1).call().__len__() == HONEST + 1, 30, "rogue member"
+        )
+        rogue.post_digest()
+        c.wait_synchronised(HONEST + 1)
+        yield c, rogue
+
+
+def _names(c: Consortium) -> dict[str, str]:
+    return {agent.enclave_address(): name for name, agent in c.agents.items()}
+
+
+def test_tampered_ciphertext_aborts_additive_round_naming_sender(setup: tuple[Consortium, Rogue]) -> None:
+    c, rogue = setup
+    victim = c.agents["provider-0"].enclave_address()
+    round_id = c.open_round("vec8", D, scheme="additive", encoding="seeded")
+    rogue.post_shares(round_id, INPUTS[HONEST], tamper_for=victim)
+    assert c.wait_round(round_id) == ABORTED
+    aborted = c.round_events(round_id, "RoundAborted")[0]["args"]
+    assert aborted["reason"] == ABORT_INVALID_SHARE
+    assert list(aborted["culprits"]) == [rogue.address]
+    rejected = c.round_events(round_id, "ShareRejected")[0]["args"]
+    assert rejected["reporter"] == victim and rejected["sender"] == rogue.address
+    assert f"share from {rogue.address} rejected" in c.agents["provider-0"].logs()
+
+
+def test_tampered_ciphertext_shamir_completes_without_sender(setup: tuple[Consortium, Rogue]) -> None:
+    c, rogue = setup
+    victim = c.agents["provider-1"].enclave_address()
+    round_id = c.open_round("vec8", D, scheme="shamir", encoding="dense", threshold=3)
+    rogue.post_shares(round_id, INPUTS[HONEST], tamper_for=victim)
+    assert c.wait_round(round_id) == COMPLETED
+    completed = c.round_events(round_id, "RoundCompleted")[0]["args"]
+    participants = c.exchange.functions.participants(round_id).call()
+    rogue_bit = 1 << participants.index(rogue.address)
+    assert completed["contributors"] & rogue_bit == 0
+    total = aggregate(c, round_id, FRAC)
+    assert np.max(np.abs(total - np.sum(INPUTS[:HONEST], axis=0))) <= TOLERANCE
+
+
+def test_silent_participant_aborts_additive_round_at_deadline(setup: tuple[Consortium, Rogue]) -> None:
+    c, rogue = setup
+    round_id = c.open_round("vec8", D, scheme="additive", encoding="dense", posting_window=30, window=60)
+    wait_until(
+        lambda: all(c.exchange.functions.chunksPosted(round_id, a).call() > 0 for a in _names(c)),
+        60,
+        "honest postings",
+    )
+    c.advance_time(31)
+    assert c.wait_round(round_id) == ABORTED
+    aborted = c.round_events(round_id, "RoundAborted")[0]["args"]
+    assert aborted["reason"] == ABORT_MISSING_SHARES
+    assert list(aborted["culprits"]) == [rogue.address]
+
+
+def test_silent_participant_shamir_completes_with_t_of_n(setup: tuple[Consortium, Rogue]) -> None:
+    c, rogue = setup
+    round_id = c.open_round(
+        "vec8", D, scheme="shamir", encoding="seeded", threshold=3, posting_window=30, window=60
+    )
+    wait_until(
+        lambda: all(c.exchange.functions.chunksPosted(round_id, a).call() > 0 for a in _names(c)),
+        60,
+        "honest postings",
+    )
+    c.advance_time(31)
+    c.wait_round(round_id, states=(FUSING,))
+    wait_until(
+        lambda: len(c.round_events(round_id, "FusedCommitted")) == HONEST, 60, "honest fused commitments"
+    )
+    c.advance_time(31)
+    assert c.wait_round(round_id) == COMPLETED
+    total = aggregate(c, round_id, FRAC)
+    assert np.max(np.abs(total - np.sum(INPUTS[:HONEST], axis=0))) <= TOLERANCE
+
+
+def test_kill_9_mid_round_then_restart_completes_without_second_share_set(
+    setup: tuple[Consortium, Rogue],
+) -> None:
+    c, rogue = setup
+    # The rogue leaves first (governance revokes it): a new epoch, re-keyed by the honest agents.
+    c.w3.eth.wait_for_transaction_receipt(
+        c.registry.functions.revoke(rogue.address).transact({"from": c.governor})
+    )
+    c.wait_synchronised(HONEST)
+    victim = c.agents["provider-2"]
+    victim_address = victim.enclave_address()
+    round_id = c.open_round("big", BIG_D, scheme="additive", encoding="dense", posting_window=240, window=300)
+    wait_until(
+        lambda: c.exchange.functions.chunksPosted(round_id, victim_address).call() >= 1, 60, "first chunk"
+    )
+    victim.kill9()
+    posted_at_kill = c.exchange.functions.chunksPosted(round_id, victim_address).call()
+    victim.start()
+    assert c.wait_round(round_id, timeout=180) == COMPLETED
+    total = aggregate(c, round_id, FRAC)
+    assert np.max(np.abs(total - np.sum(BIG_INPUTS[:HONEST], axis=0))) <= HONEST * 2.0 ** -(FRAC + 1)
+
+    chunks = [
+        e["args"] for e in c.round_events(round_id, "SharesPosted") if e["args"]["sender"] == victim_address
+    ]
+    assert len({e["commitment"] for e in chunks}) == 1, "a second share set appeared"
+    assert sorted(e["chunkIndex"] for e in chunks) == list(range(chunks[0]["chunkCount"]))
+    assert posted_at_kill >= 1
+    opened = re.findall(rf"round {round_id}: opened share from (0x[0-9a-fA-F]+)", victim.logs())
+    assert opened and max(Counter(opened).values()) == 1, "an event was processed twice"
+
+
+def test_one_byte_code_change_is_refused_with_both_measurements(
+    setup: tuple[Consortium, Rogue], tmp_path: Path
+) -> None:
+    c, _ = setup
+    copy = tmp_path / "modified"
+    shutil.copytree(
+        REPO / "enclave_agent", copy / "enclave_agent", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(REPO / "requirements.lock", copy / "requirements.lock")
+    init = copy / "enclave_agent" / "__init__.py"
+    init.write_bytes(init.read_bytes() + b" ")
+    approved = measure_package()
+    modified = measure_package(copy / "enclave_agent", copy / "requirements.lock")
+    assert modified != approved
+
+    agent = c.add_agent("modified", operator_index=8, start=False)
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONUNBUFFERED="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "enclave_agent.cli", "run", "--config", str(agent.config)],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert f"0x{modified.hex()}" in result.stderr and f"0x{approved.hex()}" in result.stderr
+    assert "RegistryMeasurementNotApproved" in result.stderr
+    assert len(c.registry.functions.activeMembers(1).call()) == HONEST + 1
