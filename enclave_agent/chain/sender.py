@@ -41,6 +41,9 @@ T = TypeVar("T")
 
 # EIP-7825 (Osaka) caps a transaction's gas at 2^24; larger limits are refused.
 TX_GAS_CAP = 2**24
+# Another participant's transaction mined first can make ours the one that closes a
+# phase (extra storage writes and events) after the estimate; unused gas is not paid.
+GAS_MARGIN = 100_000
 DEFAULT_PRIORITY_FEE = Wei(10**9)
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -179,7 +182,7 @@ class TxSender:
             raise error from None
         except Web3RPCError as exc:
             raise ChainError(f"{label}: gas estimate failed: {exc.message}") from exc
-        gas = int(needed * self.gas_buffer)
+        gas = int(needed * self.gas_buffer) + GAS_MARGIN
         return gas if gas <= TX_GAS_CAP else max(needed, TX_GAS_CAP)
 
     def _fees(self) -> dict[str, Wei]:

@@ -37,6 +37,7 @@ from enclave_agent.config import AgentConfig
 from enclave_agent.crypto.aead import PairContext, derive_pairwise_key
 from enclave_agent.errors import (
     AttestationError,
+    ChainError,
     ConfigError,
     ContractRevert,
     CryptoError,
@@ -158,7 +159,13 @@ class Agent:
         stop = stop or threading.Event()
         try:
             while not stop.is_set():
-                self.step()
+                try:
+                    self.step()
+                except (ChainError, ProtocolError) as exc:
+                    # Transient (node hiccup, a race lost to another agent): the next
+                    # step re-reads the chain and retries whatever is still missing.
+                    log.error("step failed, retrying: %s", exc)
+                    stop.wait(min(5.0, self.config.poll_interval * 10))
                 stop.wait(self.config.poll_interval)
         except AgentRefused as exc:
             log.error("%s", exc)
