@@ -31,7 +31,8 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     uint64 private _epoch;
     uint64 private _synchronisedEpoch;
     uint256 private _matchingDigests;
-    mapping(uint64 => mapping(address => bool)) private _digestPosted;
+    /// @dev A member whose digest did not match may post again (after re-verifying).
+    mapping(uint64 => mapping(address => bool)) private _digestMatched;
 
     constructor(address governor) EIP712("EnclaveShareRegistry", "1") {
         _grantRole(DEFAULT_ADMIN_ROLE, governor);
@@ -140,12 +141,12 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     function postMembershipDigest(uint64 postedEpoch, bytes32 digest) external whenNotPaused {
         if (!_memberOf[msg.sender].active) revert RegistryNotActiveMember(msg.sender);
         if (postedEpoch != _epoch) revert RegistryWrongEpoch(postedEpoch, _epoch);
-        if (_digestPosted[postedEpoch][msg.sender]) revert RegistryDigestAlreadyPosted(msg.sender, postedEpoch);
-        _digestPosted[postedEpoch][msg.sender] = true;
+        if (_digestMatched[postedEpoch][msg.sender]) revert RegistryDigestAlreadyPosted(msg.sender, postedEpoch);
         bytes32 canonical = membershipDigest();
         bool matches = digest == canonical;
         emit MembershipDigestPosted(postedEpoch, msg.sender, digest, matches);
         if (!matches) return;
+        _digestMatched[postedEpoch][msg.sender] = true;
         _matchingDigests += 1;
         if (_matchingDigests == _active.length) {
             _synchronisedEpoch = postedEpoch;

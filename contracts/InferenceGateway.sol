@@ -76,6 +76,7 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
         RoundState roundState = exchange.state(roundId);
         if (roundState != RoundState.Completed) revert InferenceRoundNotCompleted(roundId, roundState);
         (, OutputPolicy memory policy,,,,,,) = exchange.roundInfo(roundId);
+        if (policy.kind == OutputKind.Intermediate) revert InferenceRoundNotServable(roundId, policy.kind);
         modelId = ++_modelCount;
         _models[modelId] = Model({
             roundId: roundId,
@@ -194,6 +195,7 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
         _validateState(requestId, _bit(RequestState.Pending));
         Request storage request = _requests[requestId];
         if (msg.sender != request.gateway) revert InferenceWrongGateway(requestId, msg.sender, request.gateway);
+        if (request.partials == 0) revert InferenceNoPartials(requestId);
         request.status = RequestState.Completed;
         collectedFees += request.fee;
         emit RequestCompleted(requestId, resultCommitment, request.partials);

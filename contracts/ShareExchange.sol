@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IShareExchange} from "./interfaces/IShareExchange.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
-import {DataSpec, OutputPolicy, RoundState, AbortReason, Scheme, Role} from "./types/Types.sol";
+import {DataSpec, OutputPolicy, OutputKind, RoundState, AbortReason, Scheme, Role} from "./types/Types.sol";
 
 /// @title ShareExchange
 /// @notice See {IShareExchange}.
@@ -45,6 +45,7 @@ contract ShareExchange is IShareExchange, AccessControl {
     mapping(uint256 => Round) private _rounds;
     mapping(uint256 => mapping(address => uint256)) private _indexPlusOne;
     mapping(uint256 => mapping(address => Posting)) private _postings;
+    mapping(uint256 => mapping(address => bool)) private _revealed;
     uint256 private _roundCount;
 
     constructor(IConsortiumRegistry registry_, address governor) {
@@ -155,7 +156,8 @@ contract ShareExchange is IShareExchange, AccessControl {
     function reportInvalidShare(uint256 roundId, address sender) external {
         Round storage r = _rounds[roundId];
         RoundState current = _validateState(roundId, _bit(RoundState.Posting) | _bit(RoundState.Fusing));
-        _participantBit(roundId, msg.sender);
+        uint256 reporterBit = _participantBit(roundId, msg.sender);
+        if (r.excluded & reporterBit != 0) revert RoundSenderExcluded(roundId, msg.sender);
         uint256 accusedBit = _indexPlusOne[roundId][sender] == 0 ? 0 : 1 << (_indexPlusOne[roundId][sender] - 1);
         if (accusedBit == 0) revert RoundNotParticipant(roundId, sender);
         if (r.excluded & accusedBit != 0) revert RoundSenderExcluded(roundId, sender);
@@ -171,7 +173,11 @@ contract ShareExchange is IShareExchange, AccessControl {
         r.holders = 0; // every fused share included the rejected sender
         if (current == RoundState.Fusing) r.contributors &= ~accusedBit;
         emit ShareRejected(roundId, msg.sender, sender, r.contributors);
-        if (r.participants.length - _popcount(r.excluded) < r.threshold) {
+        // While posting, every sender not excluded may still contribute; once fusing, the
+        // frozen contributor set is all there is, and it must not fall below t either.
+        uint256 remaining =
+            current == RoundState.Fusing ? _popcount(r.contributors) : r.participants.length - _popcount(r.excluded);
+        if (remaining < r.threshold) {
             _abort(roundId, r, AbortReason.TooFewContributors, _members(r, r.excluded));
         } else if (current == RoundState.Posting) {
             _closePostingIfComplete(roundId, r);
@@ -206,6 +212,18 @@ contract ShareExchange is IShareExchange, AccessControl {
         } else {
             _abort(roundId, r, AbortReason.MissingFusion, _members(r, ~(r.holders | r.excluded)));
         }
+    }
+
+    /// @inheritdoc IShareExchange
+    function revealFused(uint256 roundId, bytes calldata payload) external whenRegistryLive {
+        Round storage r = _rounds[roundId];
+        _validateState(roundId, _bit(RoundState.Completed));
+        if (r.policy.kind != OutputKind.Intermediate) revert RoundNotIntermediate(roundId);
+        uint256 bit = _participantBit(roundId, msg.sender);
+        if (r.holders & bit == 0) revert RoundNotHolder(roundId, msg.sender);
+        if (_revealed[roundId][msg.sender]) revert RoundAlreadyRevealed(roundId, msg.sender);
+        _revealed[roundId][msg.sender] = true;
+        emit FusedRevealed(roundId, msg.sender, payload);
     }
 
     // ------------------------------------------------------------------ views

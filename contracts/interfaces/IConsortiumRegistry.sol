@@ -39,7 +39,7 @@ interface IConsortiumRegistry {
     error RegistryRevokeUnauthorized(address caller, address enclave);
     /// @notice A digest was posted for another epoch than the current one.
     error RegistryWrongEpoch(uint64 posted, uint64 current);
-    /// @notice The member already posted a digest for this epoch.
+    /// @notice The member already posted the matching digest for this epoch.
     error RegistryDigestAlreadyPosted(address member, uint64 epoch);
 
     /// @notice Governance approved `measurement` for `role`.

@@ -44,6 +44,10 @@ interface IInferenceGateway {
     error InferenceInvalidTtl(uint64 ttl);
     /// @notice The registry is paused.
     error InferenceRegistryPaused();
+    /// @notice No provider posted a partial result yet.
+    error InferenceNoPartials(uint256 requestId);
+    /// @notice The round's output stays inside the enclaves and cannot back a model.
+    error InferenceRoundNotServable(uint256 roundId, OutputKind kind);
 
     /// @notice A model was bound to a completed round; `metadata` (JSON) holds feature
     /// names, scaling and link function.

@@ -51,6 +51,12 @@ interface IShareExchange {
     error RoundAlreadyFused(uint256 roundId, address member);
     /// @notice The registry is paused.
     error RoundRegistryPaused();
+    /// @notice Only rounds with an Intermediate output are revealed to the enclaves.
+    error RoundNotIntermediate(uint256 roundId);
+    /// @notice The caller holds no fused share of the completed round.
+    error RoundNotHolder(uint256 roundId, address account);
+    /// @notice The holder revealed its fused share already.
+    error RoundAlreadyRevealed(uint256 roundId, address member);
 
     /// @notice A round opened; carries everything a participant needs.
     event RoundOpened(
@@ -81,6 +87,9 @@ interface IShareExchange {
     event FusedCommitted(uint256 indexed roundId, address indexed member, bytes32 commitment, uint256 contributors);
     /// @notice The round completed; `holders` is the bitmap of participants holding fused shares.
     event RoundCompleted(uint256 indexed roundId, uint256 contributors, uint256 holders);
+    /// @notice A holder sent its fused share of an Intermediate round to the other
+    /// participants' enclaves, one AEAD ciphertext per recipient in `payload`.
+    event FusedRevealed(uint256 indexed roundId, address indexed member, bytes payload);
     /// @notice The round aborted; `culprits` are the missing or rejected members.
     event RoundAborted(uint256 indexed roundId, AbortReason reason, address[] culprits);
 
@@ -111,6 +120,11 @@ interface IShareExchange {
 
     /// @notice After the deadline: complete with at least t fused shares (Shamir) or abort.
     function finalize(uint256 roundId) external;
+
+    /// @notice A holder of a completed Intermediate round reveals its fused share to the
+    /// other participants' enclaves (encrypted pairwise), so that every enclave can
+    /// reconstruct the aggregate inside; it never appears in the clear.
+    function revealFused(uint256 roundId, bytes calldata payload) external;
 
     /// @notice The derived lifecycle state.
     function state(uint256 roundId) external view returns (RoundState);

@@ -25,7 +25,8 @@ enum Encoding {
 /// @dev What a completed round's aggregate may be used for.
 enum OutputKind {
     SharedModel, // stays secret-shared; answers inference requests
-    Statistic // column sums/counts released through the gateway
+    Statistic, // column sums/counts released through the gateway
+    Intermediate // revealed to the participants' enclaves only (federated-averaging steps, joint scaling)
 }
 
 /// @dev Lifecycle of a share-exchange round. `Expired` is derived from time.

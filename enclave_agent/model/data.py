@@ -122,8 +122,8 @@ def split_breast_cancer(
 def read_table(path: Path, label_column: str = "target") -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read a CSV written by ``split_breast_cancer``: (feature names, X, y).
 
-    The agents read their CSVs with ``enclave_agent.protocol.inputs.load_table``; this
-    small reader keeps the model package free of protocol imports (tests check both agree).
+    The agents read their CSVs through ``enclave_agent.protocol.inputs.load_table``,
+    which adds a finiteness check.
     """
     try:
         with path.open(newline="") as handle:

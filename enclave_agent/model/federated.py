@@ -8,15 +8,14 @@ previous global model. With one provider it is that provider training alone (its
 own scaling, K * epochs of gradient descent).
 
 ``ModelSpec`` is what is public about a trained model (never its weights): feature
-names, the joint scaling (a released aggregate), the link function and the layout of
-the secret-shared vector, serialised as compact JSON for chain metadata.
+names, which round's joint scaling the enclaves apply, the link function and the
+layout of the secret-shared vector, serialised as compact JSON for chain metadata.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,51 +63,52 @@ def fedavg_plaintext(
     return w, b, mean, std
 
 
-@dataclass(eq=False)
+@dataclass
 class ModelSpec:
-    """Public description of a secret-shared logistic model over ``features``."""
+    """Public description of a secret-shared logistic model over ``features``.
+
+    The scaling is named, not published: queries are standardised inside the
+    provider enclaves with the joint mean and std that every enclave reconstructed
+    from the Intermediate column-stats round ``stats_round``.
+    """
 
     features: list[str]
-    mean: np.ndarray
-    std: np.ndarray
+    stats_round: int
+    train_rounds: list[int]
     link: str = LINK_LOGISTIC
-    rounds: int = 1
     layout: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         self.features = [str(name) for name in self.features]
-        self.mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
-        self.std = np.asarray(self.std, dtype=np.float64).reshape(-1)
         f = len(self.features)
         if f == 0 or len(set(self.features)) != f:
             raise ConfigError("a model needs at least one feature and unique feature names")
-        if self.mean.shape[0] != f or self.std.shape[0] != f:
-            raise ConfigError(f"scaling has {self.mean.shape[0]}/{self.std.shape[0]} values for {f} features")
-        if not (np.isfinite(self.mean).all() and np.isfinite(self.std).all() and (self.std > 0).all()):
-            raise ConfigError("scaling means must be finite and stds finite and positive")
+        if not _positive_int(self.stats_round):
+            raise ConfigError("stats_round must be a positive round id")
+        self.train_rounds = list(self.train_rounds)
+        if not self.train_rounds or not all(_positive_int(r) for r in self.train_rounds):
+            raise ConfigError("train_rounds must be a non-empty list of positive round ids")
         if self.link != LINK_LOGISTIC:
             raise ConfigError(f"unsupported link function '{self.link}'")
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigError("rounds must be a positive int")
         # The shared vector is the aggregated contribution [sum n*w (f), sum n*b, sum n].
         self.layout = {"weights": [0, f], "bias": f, "count": f + 1, "length": contribution_length(f)}
 
-    def standardise(self, x: np.ndarray) -> np.ndarray:
-        return standardise(x, self.mean, self.std)
+    @property
+    def model_round(self) -> int:
+        """The round whose secret-shared aggregate is the served model."""
+        return self.train_rounds[-1]
 
     def to_metadata(self) -> str:
         return json.dumps(
             {
                 "version": METADATA_VERSION,
                 "link": self.link,
-                "rounds": self.rounds,
                 "features": self.features,
-                "mean": [float(v) for v in self.mean],
-                "std": [float(v) for v in self.std],
+                "scaling": {"method": "joint-standardisation", "stats_round": self.stats_round},
+                "train_rounds": self.train_rounds,
                 "layout": self.layout,
             },
             separators=(",", ":"),
-            allow_nan=False,
         )
 
     @classmethod
@@ -118,39 +118,27 @@ class ModelSpec:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("version") != METADATA_VERSION:
                 raise ProtocolError(f"model metadata must be a version {METADATA_VERSION} object")
+            scaling = data["scaling"]
+            if scaling.get("method") != "joint-standardisation":
+                raise ProtocolError("model metadata names an unknown scaling method")
             spec = cls(
                 features=_str_list(data["features"]),
-                mean=np.array(_float_list(data["mean"])),
-                std=np.array(_float_list(data["std"])),
+                stats_round=scaling["stats_round"],
+                train_rounds=data["train_rounds"],
                 link=data["link"],
-                rounds=data["rounds"],
             )
-        except (ValueError, KeyError, TypeError) as exc:  # ConfigError is a ValueError
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # ConfigError is a ValueError
             raise ProtocolError("model metadata is malformed") from exc
         if data.get("layout") != spec.layout:
             raise ProtocolError("model metadata layout does not match its features")
         return spec
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ModelSpec):
-            return NotImplemented
-        return (
-            self.features == other.features
-            and np.array_equal(self.mean, other.mean)
-            and np.array_equal(self.std, other.std)
-            and (self.link, self.rounds) == (other.link, other.rounds)
-        )
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _str_list(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError("expected a list of strings")
     return value
-
-
-def _float_list(value: object) -> list[float]:
-    if not isinstance(value, list) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
-    ):
-        raise TypeError("expected a list of finite numbers")
-    return [float(v) for v in value]

@@ -34,7 +34,8 @@ from web3.contract.contract import ContractFunction
 from enclave_agent.chain import ChainEvent, Contracts, ErrorDecoder, EventFollower, TxSender, connect
 from enclave_agent.chain.manifest import Manifest, load_manifest
 from enclave_agent.config import AgentConfig
-from enclave_agent.crypto.aead import PairContext, derive_pairwise_key
+from enclave_agent.crypto.aead import PairContext, decrypt, derive_pairwise_key, encrypt
+from enclave_agent.crypto.fixed_point import encode
 from enclave_agent.errors import (
     AttestationError,
     ChainError,
@@ -44,8 +45,11 @@ from enclave_agent.errors import (
     EnclaveAgentError,
     ProtocolError,
 )
-from enclave_agent.protocol import stages
-from enclave_agent.protocol.inputs import resolve_input
+from enclave_agent.gateway.scoring import partial_score, partial_statistic
+from enclave_agent.model.federated import ModelSpec
+from enclave_agent.model.logistic import joint_scaling, standardise
+from enclave_agent.protocol import queries, reveal, stages
+from enclave_agent.protocol.inputs import InputNotReady, resolve_input
 from enclave_agent.protocol.membership import MemberRecord, MembershipView
 from enclave_agent.protocol.rounds import (
     RoundContext,
@@ -113,6 +117,7 @@ class Agent:
         self.contracts = Contracts(self.w3, self.manifest)
         self.registry_address = to_checksum_address(self.contracts.registry.address)
         self.exchange_address = to_checksum_address(self.contracts.exchange.address)
+        self.gateway_address = to_checksum_address(self.contracts.gateway.address)
         decoder = ErrorDecoder.from_manifest(self.manifest)
         self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
         self.operator: LocalAccount = _load_operator(config.operator_key_file)
@@ -142,6 +147,10 @@ class Agent:
             "FusedCommitted": self._on_fused_committed,
             "RoundCompleted": self._on_round_completed,
             "RoundAborted": self._on_round_aborted,
+            "FusedRevealed": self._on_fused_revealed,
+            "ModelRegistered": self._on_model_registered,
+            "ModelRetired": self._on_model_retired,
+            "RequestSubmitted": self._on_request_submitted,
         }
         self.extra_handlers: dict[str, Callable[[ChainEvent], None]] = {}
         log.info(
@@ -547,12 +556,16 @@ class Agent:
     # ------------------------------------------------------------------ stage: take part
 
     def _take_part(self) -> None:
-        active = [d for d in self.rounds() if not d.is_final and d.my_index is not None]
-        if not active:
-            return
-        now = self.chain_now()
-        for doc in active:
-            self._advance_round(doc, now)
+        docs = self.rounds()
+        active = [d for d in docs if not d.is_final and d.my_index is not None]
+        if active:
+            now = self.chain_now()
+            for doc in active:
+                self._advance_round(doc, now)
+        for doc in docs:
+            if doc.needs_reveal:
+                self._reveal(doc)
+        self._post_answers()
 
     def _advance_round(self, doc: RoundDoc, now: int) -> None:
         exchange = self.contracts.exchange.functions
@@ -591,8 +604,11 @@ class Agent:
         if stored is None:
             keys = self.epoch_keys(doc.epoch)
             try:
-                values = resolve_input(self.config, doc.tag)
+                values = resolve_input(self.config, doc.tag, self.aggregate)
                 kept, chunks, commitment = build_posting(doc, values, keys, self.ctx)
+            except InputNotReady as exc:
+                log.debug("round %d: input not ready: %s", rid, exc)
+                return
             except (ProtocolError, CryptoError, KeyError) as exc:
                 reason = f"missing pairwise key {exc}" if isinstance(exc, KeyError) else str(exc)
                 log.error("round %d: cannot contribute: %s", rid, reason)
@@ -659,6 +675,162 @@ class Agent:
     def fused_share(self, round_id: int) -> np.ndarray | None:
         raw = self._unseal_get(f"round/{round_id}/fused")
         return None if raw is None else _elements(raw)
+
+    # ------------------------------------------------------------------ reveal (Intermediate rounds)
+
+    def aggregate(self, round_id: int) -> np.ndarray | None:
+        """The decoded aggregate of an Intermediate round, inside this enclave only."""
+        doc = self._round(round_id)
+        raw = self._unseal_get(f"round/{round_id}/aggregate")
+        if doc is None or raw is None:
+            return None
+        return reveal.aggregate_values(doc, _elements(raw))
+
+    def _reveal(self, doc: RoundDoc) -> None:
+        rid = doc.round_id
+        if not doc.revealed and doc.is_holder(self.address):
+            fused = self.fused_share(rid)
+            if fused is None:
+                return
+            payload = reveal.build_reveal(doc, fused, self.epoch_keys(doc.epoch), self.ctx)
+            self._try(
+                self.contracts.exchange.functions.revealFused(rid, payload),
+                f"reveal-{rid}",
+                "RoundAlreadyRevealed",
+            )
+            log.info("round %d: revealed my fused share to the other enclaves", rid)
+            doc.revealed = True
+            self._save_round(doc)
+        elif not doc.is_holder(self.address) and not doc.revealed:
+            doc.revealed = True  # nothing to reveal
+            self._save_round(doc)
+        self._try_reconstruct(doc)
+
+    def _on_fused_revealed(self, event: ChainEvent) -> None:
+        doc = self._round(int(event.args["roundId"]))
+        sender = to_checksum_address(event.args["member"])
+        if doc is None or doc.my_index is None or sender == self.address or sender in doc.reveals:
+            return
+        key = self.epoch_keys(doc.epoch).get(sender)
+        try:
+            if key is None:
+                raise ProtocolError(f"no pairwise key with {sender} for epoch {doc.epoch}")
+            share = reveal.open_reveal(doc, sender, bytes(event.args["payload"]), self.address, key, self.ctx)
+        except (CryptoError, ProtocolError) as exc:
+            log.warning("round %d: reveal from %s rejected: %s", doc.round_id, sender, type(exc).__name__)
+            return
+        self._seal_put(f"round/{doc.round_id}/reveal/{sender}", share.astype("<u8").tobytes())
+        doc.reveals.append(sender)
+        self._save_round(doc)
+        self._try_reconstruct(doc)
+
+    def _try_reconstruct(self, doc: RoundDoc) -> None:
+        if doc.aggregate_ready:
+            return
+        shares = {}
+        for sender in doc.reveals:
+            raw = self._unseal_get(f"round/{doc.round_id}/reveal/{sender}")
+            if raw is not None:
+                shares[sender] = _elements(raw)
+        own = self.fused_share(doc.round_id)
+        if own is not None and doc.is_holder(self.address):
+            shares[self.address] = own
+        aggregate = reveal.reconstruct(doc, shares)
+        if aggregate is None:
+            return
+        self._seal_put(f"round/{doc.round_id}/aggregate", aggregate.astype("<u8").tobytes())
+        doc.aggregate_ready = True
+        self._save_round(doc)
+        log.info("round %d: aggregate reconstructed inside the enclave", doc.round_id)
+
+    # ------------------------------------------------------------------ models and inference (provider side)
+
+    def _on_model_registered(self, event: ChainEvent) -> None:
+        args = event.args
+        self.store.put_json(
+            f"model/{int(args['modelId'])}",
+            {
+                "id": int(args["modelId"]),
+                "round_id": int(args["roundId"]),
+                "kind": stages.OUTPUT_KINDS[int(args["kind"])],
+                "fee": int(args["fee"]),
+                "name": str(args["name"]),
+                "metadata": str(args["metadata"]),
+                "active": True,
+            },
+        )
+
+    def _on_model_retired(self, event: ChainEvent) -> None:
+        key = f"model/{int(event.args['modelId'])}"
+        model = self.store.get_json(key)
+        if model is not None:
+            model["active"] = False
+            self.store.put_json(key, model)
+
+    def models(self) -> list[dict[str, Any]]:
+        docs = [self.store.get_json(k) for k in self.store.keys("model/")]
+        return sorted((d for d in docs if d), key=lambda d: int(d["id"]))
+
+    def _on_request_submitted(self, event: ChainEvent) -> None:
+        """A provider answers only requests the chain recorded: this event is the only way in."""
+        if self.config.role != "provider":
+            return
+        args = event.args
+        request_id = int(args["requestId"])
+        model = self.store.get_json(f"model/{int(args['modelId'])}")
+        doc = self._round(int(model["round_id"])) if model else None
+        if model is None or doc is None or not doc.is_holder(self.address):
+            return
+        gateway = to_checksum_address(args["gateway"])
+        try:
+            epoch, entries = queries.decode_query_payload(bytes(args["encryptedQuery"]))
+            key = self.epoch_keys(epoch).get(gateway)
+            if key is None or self.address not in entries:
+                raise ProtocolError(f"no query for {self.address} under a key of epoch {epoch}")
+            ad = queries.query_ad(
+                self.chain_id, self.gateway_address, bytes(args["requestDigest"]), gateway, self.address
+            )
+            query = queries.Query.from_bytes(decrypt(key, entries[self.address], ad))
+            values = self._partial(model, doc, query)
+        except (CryptoError, ProtocolError) as exc:
+            log.warning("request %d: cannot answer: %s", request_id, exc)
+            return
+        answer_ad = queries.partial_ad(self.chain_id, self.gateway_address, request_id, self.address, gateway)
+        ciphertext = encrypt(key, queries.encode_partial(values), answer_ad)
+        self.store.put_json(f"answer/{request_id}", ciphertext.hex())
+
+    def _partial(self, model: dict[str, Any], doc: RoundDoc, query: queries.Query) -> list[int]:
+        share = self.fused_share(doc.round_id)
+        if share is None:
+            raise ProtocolError(f"no fused share of round {doc.round_id}")
+        metadata = queries.parse_metadata(model["metadata"])
+        features = len(metadata["features"])
+        if model["kind"] == "statistic":
+            if query.kind != queries.KIND_STATISTIC:
+                raise ProtocolError("a statistic answers statistic queries only")
+            return list(partial_statistic(share, query.column, features, doc.modulus))
+        if query.kind != queries.KIND_SCORE or len(query.x) != features:
+            raise ProtocolError(f"a score query needs {features} features")
+        spec = ModelSpec.from_metadata(model["metadata"])
+        stats = self.aggregate(spec.stats_round)
+        if stats is None:
+            raise ProtocolError(f"joint scaling of round {spec.stats_round} is not in this enclave")
+        mean, std = joint_scaling(stats, features)
+        z = standardise(np.asarray([query.x]), mean, std)[0]
+        return list(partial_score(share, encode(z, doc.frac_bits, doc.modulus), doc.frac_bits, doc.modulus))
+
+    def _post_answers(self) -> None:
+        for key in self.store.keys("answer/"):
+            ciphertext = self.store.get_json(key)
+            request_id = int(key.split("/")[1])
+            self._try(
+                self.contracts.gateway.functions.postPartial(request_id, bytes.fromhex(ciphertext)),
+                f"partial-{request_id}",
+                "InferencePartialAlreadyPosted",
+                "InferenceUnexpectedState",
+            )
+            self.store.delete_json(key)
+            log.info("request %d: posted encrypted partial result", request_id)
 
     # ------------------------------------------------------------------ status
 

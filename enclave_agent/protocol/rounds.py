@@ -51,6 +51,9 @@ class RoundDoc:
     unable: str = ""
     abort_reason: str = ""
     culprits: list[str] = field(default_factory=list)
+    revealed: bool = False  # Intermediate rounds: my fused share was sent to the others
+    reveals: list[str] = field(default_factory=list)  # holders whose fused share I opened
+    aggregate_ready: bool = False
 
     @classmethod
     def from_event(cls, args: Mapping[str, Any], me: str) -> RoundDoc:
@@ -89,6 +92,23 @@ class RoundDoc:
     @property
     def is_final(self) -> bool:
         return self.status in stages.ROUND_FINAL
+
+    @property
+    def needs_reveal(self) -> bool:
+        """A completed Intermediate round whose aggregate this enclave still lacks or owes."""
+        return (
+            self.status == stages.ROUND_COMPLETED
+            and self.output_kind == "intermediate"
+            and self.my_index is not None
+            and not (self.revealed and self.aggregate_ready)
+        )
+
+    @property
+    def me(self) -> str | None:
+        return None if self.my_index is None else self.participants[self.my_index]
+
+    def is_holder(self, address: str) -> bool:
+        return address in self.participants and bool(self.holders >> self.index_of(address) & 1)
 
     def index_of(self, address: str) -> int:
         return self.participants.index(address)

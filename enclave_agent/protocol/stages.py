@@ -33,6 +33,6 @@ ROUND_FINAL: Final = frozenset({ROUND_COMPLETED, ROUND_ABORTED})
 # On-chain enum values (contracts/types/Types.sol).
 SCHEMES: Final = ("additive", "shamir")
 ENCODINGS: Final = ("dense", "seeded")
-OUTPUT_KINDS: Final = ("shared-model", "statistic")
+OUTPUT_KINDS: Final = ("shared-model", "statistic", "intermediate")
 ABORT_REASONS: Final = ("none", "missing-shares", "invalid-share", "missing-fusion", "too-few-contributors")
 ROUND_STATES: Final = ("none", "posting", "fusing", "completed", "aborted", "expired")

@@ -94,19 +94,18 @@ def test_metrics() -> None:
         accuracy(y, p[:3])
 
 
-def test_model_spec_metadata_round_trip(federated, split) -> None:
-    _, _, mean, std = federated
-    spec = ModelSpec(features=list(split.features), mean=mean, std=std, rounds=ROUNDS)
+def test_model_spec_metadata_round_trip(split) -> None:
+    spec = ModelSpec(features=list(split.features), stats_round=1, train_rounds=[2, 3, 4])
     text = spec.to_metadata()
     assert " " not in text and "\n" not in text
     data = json.loads(text)
     f = len(split.features)
     assert data["link"] == "logistic" and data["features"] == list(split.features)
+    assert data["scaling"] == {"method": "joint-standardisation", "stats_round": 1}
     assert data["layout"] == {"weights": [0, f], "bias": f, "count": f + 1, "length": f + 2}
     again = ModelSpec.from_metadata(text)
-    assert again == spec and again.to_metadata() == text
-    assert np.array_equal(again.mean, mean) and np.array_equal(again.std, std)  # exact floats
-    assert ModelSpec(features=list(split.features), mean=mean, std=std, rounds=ROUNDS + 1) != spec
+    assert again == spec and again.to_metadata() == text and again.model_round == 4
+    assert ModelSpec(features=list(split.features), stats_round=1, train_rounds=[2, 3]) != spec
 
 
 @pytest.mark.parametrize(
@@ -114,16 +113,18 @@ def test_model_spec_metadata_round_trip(federated, split) -> None:
     [
         lambda d: d.update(version=2),
         lambda d: d.update(link="probit"),
-        lambda d: d.update(rounds=0),
-        lambda d: d.update(mean=d["mean"][:-1]),
-        lambda d: d.update(std=[0.0] * len(d["std"])),
+        lambda d: d.update(train_rounds=[]),
+        lambda d: d.update(train_rounds=[0]),
+        lambda d: d["scaling"].update(stats_round=True),
+        lambda d: d["scaling"].update(method="minmax"),
         lambda d: d.update(features=[1] * len(d["features"])),
+        lambda d: d.update(features=["a", "a"]),
         lambda d: d["layout"].update(length=3),
-        lambda d: d.pop("mean"),
+        lambda d: d.pop("scaling"),
     ],
 )
 def test_model_spec_refuses_bad_metadata(mutate) -> None:
-    spec = ModelSpec(features=["a", "b"], mean=np.array([1.0, 2.0]), std=np.array([0.5, 3.0]))
+    spec = ModelSpec(features=["a", "b"], stats_round=1, train_rounds=[2])
     data = json.loads(spec.to_metadata())
     mutate(data)
     with pytest.raises(ProtocolError):
