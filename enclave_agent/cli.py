@@ -67,6 +67,68 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return Agent(config).run(stop)
 
 
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.gateway.http import serve
+    from enclave_agent.gateway.service import GatewayAgent
+
+    config = load_config(args.config)
+    if config.role != "gateway":
+        raise ConfigError(
+            f"{args.config}: agent.role is {config.role!r}; use `enclave-agent run` for providers"
+        )
+    _configure_logging(config.name, args.verbose)
+    return serve(GatewayAgent(config))
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
+
+    api_key = args.api_key
+    if args.api_key_file:
+        api_key = _read_secret(args.api_key_file, "API key")
+    wallet = _read_secret(args.key_file, "wallet key") if args.key_file else None
+    client = GatewayClient(args.url, api_key=api_key, wallet_key=wallet, timeout=args.timeout)
+    if args.list_models:
+        print(json.dumps(client.models(), indent=2))
+        return 0
+    if args.model is None:
+        raise ConfigError("--model is required (or use --list-models)")
+    model: int | str = int(args.model) if args.model.isdigit() else args.model
+    inputs = _request_inputs(args)
+    try:
+        answer = client.infer(model, inputs, encrypt=args.encrypt)
+    except GatewayHTTPError as exc:
+        print(json.dumps({"status": exc.status} | exc.body, indent=2))
+        return EXIT_ERROR
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror}") from exc
+
+
+def _request_inputs(args: argparse.Namespace) -> dict[str, object]:
+    given = [x for x in (args.features, args.csv, args.column) if x is not None]
+    if len(given) != 1:
+        raise ConfigError("give exactly one of --features JSON, --csv FILE or --column NAME")
+    if args.column is not None:
+        return {"statistic": {"column": args.column}}
+    if args.features is not None:
+        try:
+            return {"features": json.loads(args.features)}
+        except ValueError as exc:
+            raise ConfigError(f"--features is not JSON: {exc}") from exc
+    from enclave_agent.model.data import read_table
+
+    names, x, _ = read_table(args.csv, args.label_column)
+    return {"rows": [dict(zip(names, map(float, row), strict=True)) for row in x]}
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from enclave_agent.config import load_config
     from enclave_agent.store import Store
@@ -128,6 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="agent TOML config")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("gateway", help="run the gateway enclave agent and its HTTP API until SIGTERM/SIGINT")
+    p.add_argument("--config", type=Path, required=True, help="gateway TOML config (agent.role = gateway)")
+    p.set_defaults(func=_cmd_gateway)
+
+    p = sub.add_parser("request", help="send an inference or statistics request to a gateway (a client)")
+    p.add_argument("--url", default="http://127.0.0.1:8700", help="gateway base URL")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--api-key", help="API key (prefer --api-key-file)")
+    auth.add_argument("--api-key-file", type=Path, help="file holding the API key")
+    auth.add_argument("--key-file", type=Path, help="wallet private key file: sign the request (EIP-712)")
+    p.add_argument("--model", help="model id or name")
+    p.add_argument("--list-models", action="store_true", help="list the gateway's models and exit")
+    p.add_argument("--features", help="one row as JSON, e.g. '{\"mean_radius\": 14.2, ...}'")
+    p.add_argument("--csv", type=Path, help="a CSV of rows to score as one batch")
+    p.add_argument(
+        "--label-column", default="target", help="label column to drop from --csv (default target)"
+    )
+    p.add_argument("--column", help="statistic of this column (statistic models)")
+    p.add_argument(
+        "--encrypt", action="store_true", help="ask for results encrypted end to end to a fresh key"
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
+    p.set_defaults(func=_cmd_request)
+
     p = sub.add_parser("status", help="print an agent's persisted status as JSON")
     p.add_argument("--config", type=Path, required=True, help="agent TOML config")
     p.set_defaults(func=_cmd_status)
@@ -144,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frac-bits", type=int, default=16, help="fixed-point fraction bits (default 16)")
     p.add_argument("--posting-window", type=int, default=120, help="seconds to post shares (default 120)")
     p.add_argument("--window", type=int, default=300, help="seconds until the round deadline (default 300)")
-    p.add_argument("--output", choices=("shared-model", "statistic"), default="shared-model")
+    p.add_argument("--output", choices=("shared-model", "statistic", "intermediate"), default="shared-model")
     p.add_argument("--min-contributors", type=int, default=0, help="release rule for statistics")
     p.set_defaults(func=_cmd_open_round)
 

@@ -30,6 +30,11 @@ Example (provider)::
     [gateway]                           # gateway role only
     host = "127.0.0.1"
     port = 8700
+    max_batch = 256
+    request_timeout = 60.0              # seconds an HTTP call waits for the providers
+
+    [gateway.api_keys]                  # client address = SHA-256 hex of its API key
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" = "5e88...<64 hex>"
 
 Every problem is reported as one ConfigError line naming the file and the key.
 """
@@ -41,6 +46,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.errors import ConfigError
 
@@ -67,7 +74,7 @@ class DataConfig:
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8700
-    api_keys: dict[str, str] = field(default_factory=dict)  # api key -> client address
+    api_keys: dict[str, str] = field(default_factory=dict)  # client address -> SHA-256 hex of its key
     max_batch: int = 256
     request_timeout: float = 60.0
 
@@ -203,13 +210,25 @@ def load_config(path: Path | str) -> AgentConfig:
         if not 0 <= port <= 65535:
             raise gateway_table.fail("port", "must be 0..65535")
         keys = gateway_table.sub("api_keys", required=False)
-        api_keys = {k: str(v) for k, v in (keys.table.items() if keys else [])}
+        api_keys: dict[str, str] = {}
+        for client, digest in keys.table.items() if keys else []:
+            if not is_address(client):
+                raise gateway_table.fail(f"api_keys.{client}", "key must be a client address")
+            if not isinstance(digest, str) or len(digest) != 64 or not _is_hex(digest):
+                raise gateway_table.fail(f"api_keys.{client}", "value must be the SHA-256 hex of the API key")
+            api_keys[str(to_checksum_address(client))] = digest.lower()
+        timeout = gateway_table.get("request_timeout", float, 60.0)
+        if not 1 <= timeout <= 3600:
+            raise gateway_table.fail("request_timeout", "must be between 1 and 3600 seconds")
+        max_batch = gateway_table.get("max_batch", int, 256)
+        if not 1 <= max_batch <= 10_000:
+            raise gateway_table.fail("max_batch", "must be between 1 and 10000")
         gateway = GatewayConfig(
             host=gateway_table.get("host", str, "127.0.0.1"),
             port=port,
             api_keys=api_keys,
-            max_batch=gateway_table.get("max_batch", int, 256),
-            request_timeout=gateway_table.get("request_timeout", float, 60.0),
+            max_batch=max_batch,
+            request_timeout=timeout,
         )
 
     state_dir = agent.path_of("state_dir", base)
@@ -232,6 +251,14 @@ def load_config(path: Path | str) -> AgentConfig:
         inputs=inputs,
         gateway=gateway,
     )
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _input_spec(tag: str, spec: _Reader, base: Path) -> InputSpec:

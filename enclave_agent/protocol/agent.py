@@ -824,7 +824,7 @@ class Agent:
             ciphertext = self.store.get_json(key)
             request_id = int(key.split("/")[1])
             self._try(
-                self.contracts.gateway.functions.postPartial(request_id, bytes.fromhex(ciphertext)),
+                self.contracts.gateway.functions.postPartial(request_id, bytes.fromhex(str(ciphertext))),
                 f"partial-{request_id}",
                 "InferencePartialAlreadyPosted",
                 "InferenceUnexpectedState",

@@ -66,6 +66,11 @@ def partial_ad(chain_id: int, gateway_contract: str, request_id: int, provider: 
     return aead.share_ad(chain_id, gateway_contract, request_id, provider, gateway, purpose="partial")
 
 
+def result_ad(request_id: int) -> bytes:
+    """Associated data of a result sealed end to end for the client."""
+    return b"enclave-share/result/v1/" + str(request_id).encode()
+
+
 def encode_query_payload(epoch: int, entries: Sequence[tuple[str, bytes]]) -> bytes:
     return _EPOCH.pack(epoch) + posting.encode_entries(entries)
 

@@ -1,0 +1,367 @@
+"""The gateway's HTTP API (OpenAPI document: ``GET /openapi.json``).
+
+Every request is validated and authenticated before anything touches the chain;
+the contract then enforces role, fee, quota and replay once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from importlib import resources
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from enclave_agent.crypto.sealed_box import seal
+from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
+from enclave_agent.gateway import auth, validation
+from enclave_agent.gateway.service import GatewayAgent
+from enclave_agent.protocol import queries
+
+log = logging.getLogger(__name__)
+
+AGENT: web.AppKey[GatewayAgent] = web.AppKey("agent", GatewayAgent)
+MAX_BODY = 1 << 20
+T = TypeVar("T")
+
+# Contract refusals as HTTP answers.
+REVERT_STATUS = {
+    "InferenceClientNotAuthorised": 403,
+    "InferenceTooFewContributors": 403,
+    "InferenceQuotaExhausted": 429,
+    "InferenceFeeUnpaid": 402,
+    "InferenceRequestReplayed": 409,
+    "InferenceUnknownModel": 404,
+    "InferenceRegistryPaused": 503,
+    "InferenceNotGateway": 503,
+}
+LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def _error(status: int, error: str, field: str = "", **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": error} | extra
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+async def _blocking(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
+
+
+def _model_ref(agent: GatewayAgent, ref: Any) -> dict[str, Any]:
+    models = [m for m in agent.models() if m.get("active")]
+    for model in models:
+        if (isinstance(ref, int) and not isinstance(ref, bool) and model["id"] == ref) or model[
+            "name"
+        ] == ref:
+            return model
+    raise validation.InvalidRequest(404, "model", f"no active model {ref!r}")
+
+
+def _caller(
+    request: web.Request, body: dict[str, Any], agent: GatewayAgent, model_id: int, inputs: Any
+) -> auth.Caller:
+    header = request.headers.get("X-API-Key") or request.headers.get("Authorization", "").removeprefix(
+        "Bearer "
+    )
+    api_keys = agent.config.gateway.api_keys if agent.config.gateway else {}
+    if header:
+        return auth.authenticate_api_key(header.strip(), api_keys)
+    if "signature" in body:
+        return auth.authenticate_signature(
+            body,
+            chain_id=agent.chain_id,
+            gateway_contract=agent.gateway_address,
+            model_id=model_id,
+            inputs=inputs,
+            now=int(time.time()),
+        )
+    raise auth.AuthError("send an API key (X-API-Key) or an EIP-712 signature")
+
+
+async def inference(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    started = time.monotonic()
+    try:
+        response = await _inference(request, agent, started)
+    except validation.InvalidRequest as exc:
+        agent.metrics.count(f"invalid_{exc.status}")
+        return _error(exc.status, exc.problem, exc.field)
+    except auth.AuthError as exc:
+        agent.metrics.count("unauthenticated")
+        return _error(401, str(exc))
+    except ContractRevert as exc:
+        status = REVERT_STATUS.get(exc.error_name, 502)
+        agent.metrics.count(f"refused_{exc.error_name}")
+        return _error(
+            status, "refused by the InferenceGateway contract", reason=exc.error_name, args=exc.error_args
+        )
+    except EnclaveAgentError as exc:
+        agent.metrics.count("error")
+        log.error("inference failed: %s", exc)
+        return _error(502, "the gateway could not complete the request", detail=type(exc).__name__)
+    agent.metrics.observe(time.monotonic() - started)
+    return response
+
+
+async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
+    try:
+        body = await request.json(loads=json.loads)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise validation.InvalidRequest(422, "body", "is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise validation.InvalidRequest(422, "body", "must be a JSON object")
+    if not agent.is_ready():
+        return _error(
+            503, "the gateway enclave is not synchronised with the consortium yet", stage=agent.stage
+        )
+    model = _model_ref(agent, body.get("model"))
+    features = list(queries.parse_metadata(model["metadata"])["features"])
+    if model["kind"] == "statistic":
+        stat = validation.parse_statistic_request(body, features)
+        inputs: Any = {"statistic": body["statistic"]}
+        query_list = [queries.Query(queries.KIND_STATISTIC, column=stat.column)]
+        batch = False
+    else:
+        max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
+        score = validation.parse_score_request(body, features, max_batch)
+        inputs = {"rows": score.rows} if score.batch else {"features": score.rows[0]}
+        query_list = [queries.Query(queries.KIND_SCORE, x=tuple(row)) for row in score.rows]
+        batch = score.batch
+    encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
+    caller = _caller(request, body, agent, int(model["id"]), inputs)
+
+    # Refusals we can see before writing anything on chain.
+    if not await _blocking(agent.client_has_access, caller.client):
+        agent.metrics.count("forbidden")
+        return _error(403, "client has no access (CLIENT_ROLE) on chain", client=caller.client)
+    quota, used, balance = await _blocking(agent.quota_and_balance, caller.client)
+    if quota - used < len(query_list):
+        agent.metrics.count("quota")
+        return _error(429, "quota exhausted", quota=quota, used=used, requested=len(query_list))
+    if balance < int(model["fee"]) * len(query_list):
+        agent.metrics.count("fee")
+        return _error(
+            402, "fee unpaid: deposit to the InferenceGateway", balance=balance, fee=int(model["fee"])
+        )
+    if caller.digest is not None and agent.store.get_json(f"digest/{caller.digest.hex()}") is not None:
+        agent.metrics.count("replay")
+        return _error(409, "this signed request was used before")
+    if caller.digest is not None:
+        agent.store.put_json(f"digest/{caller.digest.hex()}", True)
+
+    request_ids = []
+    for index, query in enumerate(query_list):
+        digest = auth.row_digest(caller.digest, index)
+        request_ids.append(await _blocking(agent.submit, model, caller.client, digest, query))
+    timeout = agent.config.gateway.request_timeout if agent.config.gateway else 60.0
+    results = await _collect(agent, request_ids, started + timeout)
+    if any(r is None for r in results):
+        agent.metrics.count("timeout")
+        return _error(
+            504,
+            "providers did not answer in time; the request expires on chain and its fee is refunded",
+            outcome="timeout",
+            request_ids=request_ids,
+        )
+    agent.metrics.count("ok")
+    answers = [_deliver(r, encrypt_to) for r in results if r is not None]
+    body_out: dict[str, Any] = {"results": answers} if batch else answers[0]
+    return web.json_response(body_out)
+
+
+async def _collect(
+    agent: GatewayAgent, request_ids: list[int], deadline: float
+) -> list[dict[str, Any] | None]:
+    results: dict[int, dict[str, Any]] = {}
+    while True:
+        for request_id in request_ids:
+            if request_id not in results:
+                result = await _blocking(agent.try_complete, request_id)
+                if result is not None:
+                    results[request_id] = result
+        if len(results) == len(request_ids) or time.monotonic() > deadline:
+            return [results.get(i) for i in request_ids]
+        await asyncio.sleep(0.1)
+
+
+def _deliver(result: dict[str, Any], encrypt_to: bytes | None) -> dict[str, Any]:
+    if encrypt_to is None:
+        return result
+    public = {k: result[k] for k in ("request_id", "model_id", "tx", "commitment") if k in result}
+    ad = queries.result_ad(int(result["request_id"]))
+    ephemeral, ciphertext = seal(encrypt_to, json.dumps(result).encode(), ad)
+    return public | {
+        "sealed": {"ephemeral_public": "0x" + ephemeral.hex(), "ciphertext": "0x" + ciphertext.hex()}
+    }
+
+
+async def get_request(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    try:
+        request_id = int(request.match_info["request_id"])
+    except ValueError:
+        return _error(422, "must be an integer", "request_id")
+    record = await _blocking(agent.request, request_id)
+    if record is None:
+        return _error(404, f"no request {request_id} at this gateway")
+    body: dict[str, Any] = {k: record[k] for k in ("id", "model_id", "status", "deadline", "submit_tx")}
+    header = request.headers.get("X-API-Key") or request.headers.get("Authorization", "").removeprefix(
+        "Bearer "
+    )
+    if header and agent.config.gateway:
+        try:
+            caller = auth.authenticate_api_key(header.strip(), agent.config.gateway.api_keys)
+        except auth.AuthError as exc:
+            return _error(401, str(exc))
+        if caller.client != record["client"]:
+            return _error(403, "this request belongs to another client")
+        result = await _blocking(agent.result, request_id)
+        if result is not None:
+            body["result"] = result
+    return web.json_response(body)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    out = []
+    for model in agent.models():
+        if not model.get("active"):
+            continue
+        try:
+            metadata = queries.parse_metadata(model["metadata"])
+        except ProtocolError:
+            continue
+        out.append(
+            {
+                "id": model["id"],
+                "name": model["name"],
+                "kind": model["kind"],
+                "round_id": model["round_id"],
+                "fee_wei": model["fee"],
+                "features": metadata["features"],
+                "link": metadata.get("link"),
+            }
+        )
+    return web.json_response({"models": out})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    ready = agent.is_ready()
+    body = {
+        "status": "ok" if ready else "starting",
+        "stage": agent.stage,
+        "tee": "SIMULATED" if agent.tee.simulated else agent.tee.name,
+        "enclave": agent.address,
+        "epoch": agent.view.epoch,
+        "chain_id": agent.chain_id,
+        "inference_gateway": agent.gateway_address,
+    }
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    m = agent.metrics
+    lines = [
+        "# HELP enclave_gateway_requests_total Inference calls by outcome.",
+        "# TYPE enclave_gateway_requests_total counter",
+    ]
+    with m.lock:
+        for outcome, count in sorted(m.requests.items()):
+            lines.append(f'enclave_gateway_requests_total{{outcome="{outcome}"}} {count}')
+        latencies = list(m.latencies)
+        ignored = m.partials_ignored
+    lines += [
+        "# HELP enclave_gateway_request_seconds Latency of answered inference calls.",
+        "# TYPE enclave_gateway_request_seconds histogram",
+    ]
+    for bound in LATENCY_BUCKETS:
+        count = sum(1 for x in latencies if x <= bound)
+        lines.append(f'enclave_gateway_request_seconds_bucket{{le="{bound}"}} {count}')
+    lines.append(f'enclave_gateway_request_seconds_bucket{{le="+Inf"}} {len(latencies)}')
+    lines.append(f"enclave_gateway_request_seconds_sum {sum(latencies):.6f}")
+    lines.append(f"enclave_gateway_request_seconds_count {len(latencies)}")
+    lines += [
+        "# HELP enclave_gateway_partials_ignored_total Partials ignored (unknown request or duplicate).",
+        "# TYPE enclave_gateway_partials_ignored_total counter",
+        f"enclave_gateway_partials_ignored_total {ignored}",
+        "# HELP enclave_agent_synchronised Whether the gateway enclave is synchronised (1) or not (0).",
+        "# TYPE enclave_agent_synchronised gauge",
+        f"enclave_agent_synchronised {int(agent.is_ready())}",
+        "# HELP enclave_agent_epoch Current membership epoch.",
+        "# TYPE enclave_agent_epoch gauge",
+        f"enclave_agent_epoch {agent.view.epoch}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = resources.files("enclave_agent.gateway").joinpath("openapi.json").read_text()
+    return web.Response(text=text, content_type="application/json")
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"body larger than {MAX_BODY} bytes", "body")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+
+
+def build_app(agent: GatewayAgent) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+    app[AGENT] = agent
+    app.router.add_post("/v1/inference", inference)
+    app.router.add_get("/v1/requests/{request_id}", get_request)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    return app
+
+
+def serve(agent: GatewayAgent) -> int:
+    """Run the agent loop in a thread and the HTTP API in this one until SIGTERM/SIGINT."""
+    assert agent.config.gateway is not None
+    stop = threading.Event()
+    outcome: dict[str, int] = {}
+    worker = threading.Thread(
+        target=lambda: outcome.update(code=agent.run(stop)), name="agent-loop", daemon=True
+    )
+    worker.start()
+
+    async def main() -> None:
+        runner = web.AppRunner(build_app(agent), access_log=None)
+        await runner.setup()
+        gateway = agent.config.gateway
+        assert gateway is not None
+        site = web.TCPSite(runner, gateway.host, gateway.port)
+        await site.start()
+        log.info("gateway API listening on http://%s:%d (tee=SIMULATED)", gateway.host, gateway.port)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        while not stop.is_set() and worker.is_alive():
+            await asyncio.sleep(0.2)
+        await runner.cleanup()
+
+    asyncio.run(main())
+    stop.set()
+    worker.join(15)
+    return outcome.get("code", 0)

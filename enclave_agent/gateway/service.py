@@ -1,0 +1,269 @@
+"""The gateway agent: an attested enclave of the gateway role that records client
+requests on chain, sends each query encrypted to the model's shareholders,
+collects their encrypted partial results from the chain, combines them and
+records a result commitment. It never holds a share of any model.
+
+Threads: the agent loop (events, key sync, completing and refunding requests) runs
+in one thread; HTTP handlers call ``submit``/``try_complete`` from executor threads.
+Chain sends are serialised by the TxSender; completion by ``_complete_lock``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from enclave_agent.chain import ChainEvent
+from enclave_agent.config import AgentConfig
+from enclave_agent.crypto.aead import decrypt, encrypt
+from enclave_agent.errors import CryptoError, ProtocolError
+from enclave_agent.gateway import scoring
+from enclave_agent.protocol import queries, stages
+from enclave_agent.protocol.agent import Agent
+from enclave_agent.protocol.rounds import RoundDoc
+
+log = logging.getLogger(__name__)
+
+CLIENT_ROLE = keccak(text="CLIENT_ROLE")
+
+
+@dataclass
+class Metrics:
+    """Counters for /metrics (Prometheus text format)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    partials_ignored: int = 0
+
+    def count(self, outcome: str) -> None:
+        with self.lock:
+            self.requests[outcome] = self.requests.get(outcome, 0) + 1
+
+    def observe(self, seconds: float) -> None:
+        with self.lock:
+            self.latencies.append(seconds)
+
+
+class GatewayAgent(Agent):
+    def __init__(self, config: AgentConfig) -> None:
+        super().__init__(config)
+        self.metrics = Metrics()
+        self._complete_lock = threading.Lock()
+        self.extra_handlers.update(
+            {
+                "PartialPosted": self._on_partial_posted,
+                "RequestCompleted": self._on_request_closed,
+                "RequestRefunded": self._on_request_closed,
+            }
+        )
+
+    # ------------------------------------------------------------------ chain events
+
+    def _on_partial_posted(self, event: ChainEvent) -> None:
+        request_id = int(event.args["requestId"])
+        provider = to_checksum_address(event.args["provider"])
+        request = self.store.get_json(f"request/{request_id}")
+        if request is None:
+            self.metrics.partials_ignored += 1
+            log.warning("ignored partial from %s for request %d: not one of ours", provider, request_id)
+            return
+        key = f"request/{request_id}/partial/{provider}"
+        if provider not in request["holders"] or self.store.get_blob(key) is not None:
+            self.metrics.partials_ignored += 1
+            log.warning(
+                "ignored partial from %s for request %d: not a holder or a duplicate", provider, request_id
+            )
+            return
+        self.store.put_blob(key, bytes(event.args["ciphertext"]))
+
+    def _on_request_closed(self, event: ChainEvent) -> None:
+        request = self.request(int(event.args["requestId"]))
+        if request is not None and request["status"] == "pending":
+            self._close(request, "completed" if event.name == "RequestCompleted" else "refunded")
+
+    def _close(self, request: dict[str, Any], status: str) -> None:
+        request["status"] = status
+        with self.store.transaction():
+            self.store.put_json(f"request/{request['id']}", request)
+            self.store.delete_json(f"pending/{request['id']}")
+
+    # ------------------------------------------------------------------ loop work
+
+    def step(self) -> None:
+        super().step()
+        if self.stage == stages.SYNCHRONISED:
+            self._settle_requests()
+
+    def _settle_requests(self) -> None:
+        """Complete what can be completed; refund what expired unanswered."""
+        pending = self.store.keys("pending/")
+        if not pending:
+            return
+        now = self.chain_now()
+        for key in pending:
+            request = self.request(int(key.split("/")[1]))
+            if request is None or request["status"] != "pending":
+                self.store.delete_json(key)
+                continue
+            if self.try_complete(int(request["id"])) is None and now > int(request["deadline"]):
+                self._try(
+                    self.contracts.gateway.functions.refundExpired(int(request["id"])),
+                    f"refund-{request['id']}",
+                    "InferenceUnexpectedState",
+                )
+                self._close(request, "refunded")
+                log.info(
+                    "request %s expired unanswered; fee refunded to %s", request["id"], request["client"]
+                )
+
+    # ------------------------------------------------------------------ requests
+
+    def is_ready(self) -> bool:
+        return self.stage == stages.SYNCHRONISED
+
+    def client_has_access(self, client: str) -> bool:
+        return bool(self.contracts.gateway.functions.hasRole(CLIENT_ROLE, client).call())
+
+    def quota_and_balance(self, client: str) -> tuple[int, int, int]:
+        quota, used = self.contracts.gateway.functions.quotaOf(client).call()
+        return int(quota), int(used), int(self.contracts.gateway.functions.balanceOf(client).call())
+
+    def model(self, model_id: int) -> dict[str, Any] | None:
+        model = self.store.get_json(f"model/{model_id}")
+        return model if model and model.get("active") else None
+
+    def model_round(self, model: dict[str, Any]) -> RoundDoc:
+        doc = self._round(int(model["round_id"]))
+        if doc is None:
+            raise ProtocolError(f"round {model['round_id']} of model {model['id']} is unknown here")
+        return doc
+
+    def submit(self, model: dict[str, Any], client: str, digest: bytes, query: queries.Query) -> int:
+        """Record one request on chain with the query encrypted for every holder."""
+        doc = self.model_round(model)
+        holders = doc.mask_members(doc.holders)
+        view = self.view
+        keys = self.epoch_keys(view.epoch)
+        plaintext = query.to_bytes()
+        entries = []
+        for provider in holders:
+            if provider not in keys:
+                raise ProtocolError(f"no pairwise key with holder {provider} in epoch {view.epoch}")
+            ad = queries.query_ad(self.chain_id, self.gateway_address, digest, self.address, provider)
+            entries.append((provider, encrypt(keys[provider], plaintext, ad)))
+        payload = queries.encode_query_payload(view.epoch, entries)
+        receipt = self.enclave_tx.send(
+            self.contracts.gateway.functions.submitRequest(int(model["id"]), client, digest, payload),
+            label=f"request-{model['id']}",
+        )
+        event = self.contracts.gateway.events.RequestSubmitted().process_receipt(receipt)[0]["args"]
+        request_id = int(event["requestId"])
+        self.store.put_json(
+            f"request/{request_id}",
+            {
+                "id": request_id,
+                "model_id": int(model["id"]),
+                "kind": query.kind,
+                "client": client,
+                "holders": holders,
+                "epoch": view.epoch,
+                "deadline": int(event["deadline"]),
+                "status": "pending",
+                "submit_tx": receipt["transactionHash"].hex(),
+                "gas": {"submit": int(receipt["gasUsed"])},
+                "submitted_at": time.time(),
+            },
+        )
+        self.store.put_json(f"pending/{request_id}", request_id)
+        return request_id
+
+    def request(self, request_id: int) -> dict[str, Any] | None:
+        request: dict[str, Any] | None = self.store.get_json(f"request/{request_id}")
+        return request
+
+    def result(self, request_id: int) -> dict[str, Any] | None:
+        raw = self._unseal_get(f"request/{request_id}/result")
+        return None if raw is None else dict(json.loads(raw))
+
+    def try_complete(self, request_id: int) -> dict[str, Any] | None:
+        """Combine the partials if enough arrived; record the commitment; return the result."""
+        with self._complete_lock:
+            done = self.result(request_id)
+            if done is not None:
+                return done
+            request = self.request(request_id)
+            if request is None or request["status"] != "pending":
+                return None
+            model = self.store.get_json(f"model/{request['model_id']}")
+            assert model is not None
+            doc = self.model_round(model)
+            partials = self._open_partials(request, doc)
+            additive = scoring.is_additive(doc.modulus)
+            needed = len(request["holders"]) if additive else doc.threshold
+            if len(partials) < needed:
+                return None
+            chosen = dict(sorted(partials.items())[:needed])
+            total = scoring.combine(chosen, doc.modulus, additive)
+            result = self._interpret(request, model, doc, total)
+            result["partials"] = len(partials)
+            salt = secrets.token_bytes(32)
+            commitment = keccak(
+                request_id.to_bytes(32, "big") + json.dumps(result, sort_keys=True).encode() + salt
+            )
+            receipt = self.enclave_tx.send(
+                self.contracts.gateway.functions.completeRequest(request_id, commitment),
+                label=f"complete-{request_id}",
+            )
+            result["commitment"] = "0x" + commitment.hex()
+            result["tx"] = {"submit": request["submit_tx"], "complete": receipt["transactionHash"].hex()}
+            result["gas"] = {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])}
+            self._seal_put(f"request/{request_id}/result", json.dumps(result).encode())
+            self._close(request, "completed")
+            return result
+
+    def _open_partials(self, request: dict[str, Any], doc: RoundDoc) -> dict[int, list[int]]:
+        keys = self.epoch_keys(int(request["epoch"]))
+        width = queries.partial_width(request["kind"])
+        opened: dict[int, list[int]] = {}
+        for provider in request["holders"]:
+            blob = self.store.get_blob(f"request/{request['id']}/partial/{provider}")
+            if blob is None:
+                continue
+            ad = queries.partial_ad(
+                self.chain_id, self.gateway_address, int(request["id"]), provider, self.address
+            )
+            try:
+                values = queries.decode_partial(decrypt(keys[provider], blob, ad), width)
+            except (CryptoError, ProtocolError, KeyError) as exc:
+                log.warning(
+                    "request %s: partial of %s rejected: %s", request["id"], provider, type(exc).__name__
+                )
+                continue
+            opened[doc.index_of(provider) + 1] = values
+        return opened
+
+    def _interpret(
+        self, request: dict[str, Any], model: dict[str, Any], doc: RoundDoc, total: list[int]
+    ) -> dict[str, Any]:
+        base: dict[str, Any] = {"request_id": int(request["id"]), "model_id": int(model["id"])}
+        if request["kind"] == queries.KIND_STATISTIC:
+            return base | scoring.statistic_values(total, doc.frac_bits, doc.modulus)
+        logit = scoring.score_value(total[0], total[1], doc.frac_bits, doc.modulus)
+        probability = scoring.sigmoid(logit)
+        return base | {"score": probability, "logit": logit, "label": int(probability >= 0.5)}
+
+    def status(self) -> dict[str, Any]:
+        status = super().status()
+        status["models"] = [
+            {k: m[k] for k in ("id", "name", "kind", "round_id", "active")} for m in self.models()
+        ]
+        return status
