@@ -45,7 +45,8 @@ $(STAMPS)/compiled: $(CONTRACTS) brownie-config.yaml .solc/solc-v$(SOLC_VERSION)
 	@tools/step compile brownie compile
 	@touch $@
 
-demo: deploy
+demo: setup
+	@$(VENV)/enclave-agent demo --workdir var/demo
 
 deploy: setup
 	@brownie run scripts/deploy.py
@@ -56,7 +57,7 @@ test-contracts: setup
 	brownie test tests/contracts -p no:cacheprovider
 
 test-agent: setup
-	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/integration
+	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/integration tests/e2e
 
 format: setup
 	ruff format enclave_agent scripts tests bench

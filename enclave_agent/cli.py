@@ -129,6 +129,13 @@ def _request_inputs(args: argparse.Namespace) -> dict[str, object]:
     return {"rows": [dict(zip(names, map(float, row), strict=True)) for row in x]}
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from enclave_agent import demo
+
+    argv = ["--workdir", str(args.workdir), "--rounds", str(args.rounds)]
+    return demo.main(argv)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from enclave_agent.config import load_config
     from enclave_agent.store import Store
@@ -213,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
     p.set_defaults(func=_cmd_request)
+
+    p = sub.add_parser("demo", help="run the whole system locally end to end and print the results table")
+    p.add_argument(
+        "--workdir", type=Path, default=Path("var/demo"), help="state, logs and data (default var/demo)"
+    )
+    p.add_argument("--rounds", type=int, default=3, help="federated-averaging rounds (default 3)")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("status", help="print an agent's persisted status as JSON")
     p.add_argument("--config", type=Path, required=True, help="agent TOML config")
