@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 GATEWAY_ROLE = 2
 CLIENT_INDEX = 9  # dev account of the outside client
+SPARE_CLIENTS = (10, 11)  # dev accounts with API keys but no access until granted (tests use them)
 FEE_WEI = 10**12
 # Scores: every held-out probability within this of the plaintext joint model.
 SCORE_TOLERANCE = 1e-4
@@ -64,6 +65,7 @@ class DemoConfig:
     frac_bits: int = 20
     concurrency: int = 8
     seed: int = 7
+    gateway_timeout: float = 60.0
     out: Callable[[str], None] = print
 
 
@@ -91,7 +93,7 @@ class Demo:
     def __init__(self, config: DemoConfig) -> None:
         self.config = config
         self.consortium: Consortium | None = None
-        self.api_key = new_api_key()
+        self.api_keys: dict[str, str] = {}  # client address -> API key
         self.gateway_url = ""
         self.result: DemoResult | None = None
 
@@ -146,10 +148,12 @@ class Demo:
                 self.c.add_agent(f"provider-{i}", operator_index=i + 1, extra=data)
             port = free_port()
             self.gateway_url = f"http://127.0.0.1:{port}"
-            client = self.client_address
+            accounts = self.c.w3.eth.accounts
+            self.api_keys = {accounts[i]: new_api_key() for i in (CLIENT_INDEX, *SPARE_CLIENTS)}
+            keys = "".join(f'"{client}" = "{hash_api_key(key)}"\n' for client, key in self.api_keys.items())
             gateway = (
-                f'[gateway]\nhost = "127.0.0.1"\nport = {port}\nrequest_timeout = 60.0\n'
-                f'[gateway.api_keys]\n"{client}" = "{hash_api_key(self.api_key)}"\n'
+                f'[gateway]\nhost = "127.0.0.1"\nport = {port}\nrequest_timeout = {cfg.gateway_timeout}\n'
+                f"[gateway.api_keys]\n{keys}"
             )
             self.c.add_agent("gateway", operator_index=cfg.providers + 1, role="gateway", extra=gateway)
             self.c.wait_synchronised(cfg.providers, timeout=180)
@@ -161,9 +165,18 @@ class Demo:
     def client_address(self) -> ChecksumAddress:
         return self.c.w3.eth.accounts[CLIENT_INDEX]
 
+    @property
+    def api_key(self) -> str:
+        return self.api_keys[self.client_address]
+
+    def client(self, address: str | None = None, timeout: float = 120) -> GatewayClient:
+        return GatewayClient(
+            self.gateway_url, api_key=self.api_keys[address or self.client_address], timeout=timeout
+        )
+
     def _gateway_ready(self) -> bool:
         self.c.check_alive()
-        health = GatewayClient(self.gateway_url, api_key=self.api_key, timeout=5).health()
+        health = self.client(timeout=5).health()
         return health.get("status") == "ok"
 
     def _round(self, tag: str, length: int, output: str, *, min_contributors: int = 0) -> int:
@@ -241,7 +254,7 @@ class Demo:
             wait_until(self._models_visible, 60, "the gateway to see the models")
 
     def _models_visible(self) -> bool:
-        return len(GatewayClient(self.gateway_url, api_key=self.api_key).models()) >= 2
+        return len(self.client().models()) >= 2
 
     @property
     def _result(self) -> DemoResult:
@@ -251,7 +264,7 @@ class Demo:
     def infer(self) -> None:
         result = self._result
         names, x, _ = read_table(result.split.holdout_path, result.split.label_column)
-        client = GatewayClient(self.gateway_url, api_key=self.api_key, timeout=120)
+        client = self.client()
         with self.stage(f"inference: {len(x)} held-out rows over HTTP, {self.config.concurrency} at a time"):
 
             def one(row: np.ndarray) -> tuple[float, float]:

@@ -133,7 +133,8 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     else:
         max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
         score = validation.parse_score_request(body, features, max_batch)
-        inputs = {"rows": score.rows} if score.batch else {"features": score.rows[0]}
+        # The signature covers what the client sent, byte for byte after canonical JSON.
+        inputs = {"rows": body["rows"]} if score.batch else {"features": body["features"]}
         query_list = [queries.Query(queries.KIND_SCORE, x=tuple(row)) for row in score.rows]
         batch = score.batch
     encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
@@ -143,15 +144,18 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     if not await _blocking(agent.client_has_access, caller.client):
         agent.metrics.count("forbidden")
         return _error(403, "client has no access (CLIENT_ROLE) on chain", client=caller.client)
-    quota, used, balance = await _blocking(agent.quota_and_balance, caller.client)
-    if quota - used < len(query_list):
-        agent.metrics.count("quota")
-        return _error(429, "quota exhausted", quota=quota, used=used, requested=len(query_list))
-    if balance < int(model["fee"]) * len(query_list):
-        agent.metrics.count("fee")
-        return _error(
-            402, "fee unpaid: deposit to the InferenceGateway", balance=balance, fee=int(model["fee"])
-        )
+    # A single request is left to the contract, which refuses it during gas estimation
+    # (nothing is sent); a batch is checked as a whole first so that it is all or nothing.
+    if len(query_list) > 1:
+        quota, used, balance = await _blocking(agent.quota_and_balance, caller.client)
+        if quota - used < len(query_list):
+            agent.metrics.count("quota")
+            return _error(429, "quota exhausted", quota=quota, used=used, requested=len(query_list))
+        if balance < int(model["fee"]) * len(query_list):
+            agent.metrics.count("fee")
+            return _error(
+                402, "fee unpaid: deposit to the InferenceGateway", balance=balance, fee=int(model["fee"])
+            )
     if caller.digest is not None and agent.store.get_json(f"digest/{caller.digest.hex()}") is not None:
         agent.metrics.count("replay")
         return _error(409, "this signed request was used before")

@@ -1,0 +1,320 @@
+"""End to end through the gateway: three provider processes, the gateway process,
+a real Anvil and HTTP. Scores match the plaintext joint model on every held-out
+row; abuse and failure cases get clear answers and write nothing they should not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo, DemoConfig
+from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
+from enclave_agent.localnet import COMPLETED, dev_key, wait_until
+from enclave_agent.model.data import read_table
+from enclave_agent.model.logistic import contribution_length
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    d = Demo(
+        DemoConfig(workdir=tmp_path_factory.mktemp("e2e"), fedavg_rounds=2, gateway_timeout=15, out=print)
+    )
+    try:
+        d.start()
+        d.train()
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture(scope="module")
+def row(demo: Demo) -> dict[str, float]:
+    names, x, _ = read_table(demo._result.split.holdout_path, demo._result.split.label_column)
+    return dict(zip(names, map(float, x[0]), strict=True))
+
+
+def _post(demo: Demo, body: bytes, key: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(demo.gateway_url + "/v1/inference", data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("X-API-Key", key or demo.api_key)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _chain_requests(demo: Demo) -> int:
+    return int(demo.c.gateway.functions.requestCount().call())
+
+
+def test_scores_match_the_plaintext_joint_model_on_every_holdout_row(demo: Demo) -> None:
+    demo.infer()
+    result = demo.evaluate()
+    assert len(result.secure_scores) == result.split.holdout_rows
+    assert np.all(np.abs(result.secure_scores - result.plain_scores) <= SCORE_TOLERANCE)
+    joint = result.table[0][1]
+    weakest = min(acc for name, acc, _ in result.table if "alone" in name)
+    assert joint > weakest
+    assert result.statistic["count"] == sum(result.split.provider_rows)
+
+
+def test_results_can_be_encrypted_end_to_end(demo: Demo, row: dict[str, float]) -> None:
+    client = demo.client()
+    plain = client.infer(demo._result.model_id, {"features": row})
+    sealed = client.infer(demo._result.model_id, {"features": row}, encrypt=True)
+    assert sealed["end_to_end"] is True
+    assert abs(sealed["score"] - plain["score"]) <= SCORE_TOLERANCE
+    # On the wire the score was not readable.
+    raw = _post(
+        demo,
+        json.dumps(
+            {"model": demo._result.model_id, "features": row, "encrypt_to": "0x" + "11" * 32}
+        ).encode(),
+    )
+    assert raw[0] == 200 and "score" not in raw[1] and "sealed" in raw[1]
+
+
+def test_client_without_access_gets_403_and_nothing_is_written(demo: Demo, row: dict[str, float]) -> None:
+    outsider = demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]
+    block, requests = demo.c.w3.eth.block_number, _chain_requests(demo)
+    with pytest.raises(GatewayHTTPError) as info:
+        demo.client(outsider).infer(demo._result.model_id, {"features": row})
+    assert info.value.status == 403
+    assert demo.c.w3.eth.block_number == block and _chain_requests(demo) == requests
+
+
+def test_unknown_api_key_is_401(demo: Demo, row: dict[str, float]) -> None:
+    status, body = _post(demo, json.dumps({"model": 1, "features": row}).encode(), key="not-a-key")
+    assert status == 401 and "API key" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "field"),
+    [
+        (lambda b, r: b.update(features={**r, "mean_radius": "abc"}), 422, "features.mean_radius"),
+        (
+            lambda b, r: b.update(features={k: v for k, v in r.items() if k != "mean_radius"}),
+            422,
+            "features.mean_radius",
+        ),
+        (lambda b, r: b.update(features={**r, "colour": 1.0}), 422, "features.colour"),
+        (lambda b, r: b.update(features=[1.0, 2.0, 3.0]), 422, "features"),
+        (lambda b, r: b.update(rows=[[1.0, 2.0]], features=None) or b.pop("features"), 422, "rows[0]"),
+        (lambda b, r: b.update(rows=[list(r.values())] * 257) or b.pop("features"), 413, "rows"),
+        (lambda b, r: b.update(model=999), 404, "model"),
+        (lambda b, r: b.update(encrypt_to="0x1234"), 422, "encrypt_to"),
+    ],
+)
+def test_bad_input_is_refused_before_the_chain(
+    demo: Demo, row: dict[str, float], mutate, status, field
+) -> None:
+    body = {"model": demo._result.model_id, "features": dict(row)}
+    mutate(body, row)
+    requests = _chain_requests(demo)
+    got, answer = _post(demo, json.dumps(body).encode())
+    assert (got, answer.get("field")) == (status, field), answer
+    assert _chain_requests(demo) == requests
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_422(demo: Demo, row: dict[str, float], literal: str) -> None:
+    text = json.dumps({"model": demo._result.model_id, "features": {**row, "mean_radius": 0.5}})
+    text = text.replace('"mean_radius": 0.5', f'"mean_radius": {literal}')
+    status, body = _post(demo, text.encode())
+    assert status == 422 and body["field"] == "features.mean_radius" and "finite" in body["error"]
+
+
+def test_malformed_json_and_oversized_bodies(demo: Demo) -> None:
+    assert _post(demo, b"{not json")[0] == 422
+    assert _post(demo, b"[1, 2]")[1]["field"] == "body"
+    status, body = _post(demo, b'{"model": 1, "pad": "' + b"x" * (1 << 20) + b'"}')
+    assert status == 413
+
+
+def test_unpaid_fee_and_exhausted_quota_are_refused_by_the_contract(
+    demo: Demo, row: dict[str, float]
+) -> None:
+    spare = demo.c.w3.eth.accounts[SPARE_CLIENTS[1]]
+    gov = {"from": demo.c.governor}
+    gateway = demo.c.gateway.functions
+    demo.c.w3.eth.wait_for_transaction_receipt(gateway.setClientAccess(spare, 1).transact(gov))
+    client = demo.client(spare)
+    with pytest.raises(GatewayHTTPError) as unpaid:
+        client.infer(demo._result.model_id, {"features": row})
+    assert unpaid.value.status == 402 and unpaid.value.body["reason"] == "InferenceFeeUnpaid"
+    demo.c.w3.eth.wait_for_transaction_receipt(gateway.deposit().transact({"from": spare, "value": 10**15}))
+    assert "score" in client.infer(demo._result.model_id, {"features": row})
+    requests = _chain_requests(demo)
+    with pytest.raises(GatewayHTTPError) as exhausted:
+        client.infer(demo._result.model_id, {"features": row})
+    assert exhausted.value.status == 429 and exhausted.value.body["reason"] == "InferenceQuotaExhausted"
+    assert exhausted.value.body["args"]["used"] == 1
+    assert _chain_requests(demo) == requests
+
+
+def test_signed_requests_work_once_and_replays_are_refused(demo: Demo, row: dict[str, float]) -> None:
+    wallet = GatewayClient(demo.gateway_url, wallet_key=dev_key(CLIENT_INDEX))
+    body = {"model": demo._result.model_id, "features": row} | wallet._signature(
+        demo._result.model_id, {"features": row}
+    )
+    first = urllib.request.Request(
+        demo.gateway_url + "/v1/inference", data=json.dumps(body).encode(), method="POST"
+    )
+    first.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(first, timeout=60) as response:
+        assert "score" in json.loads(response.read())
+    requests = _chain_requests(demo)
+    try:
+        urllib.request.urlopen(first, timeout=60)
+        raise AssertionError("replay accepted")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 409
+    assert _chain_requests(demo) == requests
+    forged = body | {"client": demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]}
+    assert _post_unauthenticated(demo, forged)[0] == 401
+
+
+def _post_unauthenticated(demo: Demo, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        demo.gateway_url + "/v1/inference", data=json.dumps(body).encode(), method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_request_status_is_private_to_its_client(demo: Demo, row: dict[str, float]) -> None:
+    answer = demo.client().infer(demo._result.model_id, {"features": row})
+    status = demo.client().request_status(answer["request_id"])
+    assert status["status"] == "completed" and status["result"]["score"] == answer["score"]
+    with pytest.raises(GatewayHTTPError) as other:
+        demo.client(demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]).request_status(answer["request_id"])
+    assert other.value.status == 403
+
+
+def test_models_health_metrics_and_openapi(demo: Demo) -> None:
+    models = demo.client().models()
+    assert {m["kind"] for m in models} == {"shared-model", "statistic"}
+    assert len(models[0]["features"]) == len(demo._result.split.features)
+    assert demo.client().health()["tee"] == "SIMULATED"
+    with urllib.request.urlopen(demo.gateway_url + "/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'enclave_gateway_requests_total{outcome="ok"}' in metrics
+    assert "enclave_gateway_request_seconds_bucket" in metrics
+    with urllib.request.urlopen(demo.gateway_url + "/openapi.json", timeout=10) as response:
+        spec = json.loads(response.read())
+    assert set(spec["paths"]) >= {
+        "/v1/inference",
+        "/v1/requests/{request_id}",
+        "/v1/models",
+        "/healthz",
+        "/metrics",
+    }
+
+
+def test_request_command_line_client(demo: Demo, row: dict[str, float], tmp_path: Path) -> None:
+    key_file = tmp_path / "api.key"
+    key_file.write_text(demo.api_key)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "enclave_agent.cli",
+            "request",
+            "--url",
+            demo.gateway_url,
+            "--api-key-file",
+            str(key_file),
+            "--model",
+            "breast-cancer-fedavg",
+            "--features",
+            json.dumps(row),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert 0.0 <= answer["score"] <= 1.0 and answer["label"] in (0, 1)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "enclave_agent.cli",
+            "request",
+            "--url",
+            demo.gateway_url,
+            "--api-key-file",
+            str(key_file),
+            "--model",
+            "breast-cancer-fedavg",
+            "--features",
+            '{"mean_radius": 1}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert bad.returncode == 1 and '"status": 422' in bad.stdout
+
+
+# The provider-down cases stop agents: they run last.
+
+
+def test_shamir_model_answers_from_t_of_n_with_a_provider_down(demo: Demo, row: dict[str, float]) -> None:
+    demo.c.agents["provider-2"].stop()
+    answer = demo.client().infer(demo._result.model_id, {"features": row})
+    assert answer["partials"] == 2 and 0.0 <= answer["score"] <= 1.0
+    demo.c.agents["provider-2"].start()
+    wait_until(lambda: "stage" in (demo.c.agents["provider-2"].status() or {}), 30, "provider-2 back")
+
+
+def test_additive_model_with_a_provider_down_times_out_and_is_refunded(
+    demo: Demo, row: dict[str, float]
+) -> None:
+    features = len(demo._result.split.features)
+    stats, model = demo._result.rounds["scaling"], demo._result.rounds["model"]
+    round_id = demo.c.open_round(
+        f"train:{stats}:0", contribution_length(features), scheme="additive", encoding="seeded", frac_bits=20
+    )
+    assert demo.c.wait_round(round_id, timeout=120) == COMPLETED
+    from enclave_agent.model.federated import ModelSpec
+
+    spec = ModelSpec(features=list(demo._result.split.features), stats_round=stats, train_rounds=[round_id])
+    gov = {"from": demo.c.governor}
+    receipt = demo.c.w3.eth.wait_for_transaction_receipt(
+        demo.c.gateway.functions.registerModel(round_id, "additive", spec.to_metadata(), 10**12).transact(gov)
+    )
+    model_id = int(demo.c.gateway.events.ModelRegistered().process_receipt(receipt)[0]["args"]["modelId"])
+    wait_until(lambda: any(m["id"] == model_id for m in demo.client().models()), 30, "model visible")
+    assert model != round_id
+    demo.c.agents["provider-1"].stop()
+    balance_before = int(demo.c.gateway.functions.balanceOf(demo.client_address).call())
+    with pytest.raises(GatewayHTTPError) as timeout:
+        demo.client().infer(model_id, {"features": row})
+    assert timeout.value.status == 504 and timeout.value.body["outcome"] == "timeout"
+    request_id = timeout.value.body["request_ids"][0]
+    assert int(demo.c.gateway.functions.balanceOf(demo.client_address).call()) == balance_before - 10**12
+    demo.c.advance_time(200)
+    wait_until(lambda: int(demo.c.gateway.functions.state(request_id).call()) == 4, 60, "refund")
+    assert int(demo.c.gateway.functions.balanceOf(demo.client_address).call()) == balance_before
+    refunded = demo.c.gateway.events.RequestRefunded().get_logs(
+        from_block=0, argument_filters={"requestId": request_id}
+    )
+    assert len(refunded) == 1
