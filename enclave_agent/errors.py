@@ -1,18 +1,32 @@
 """The enclave agent's exception tree. Every error the agent raises on purpose is
 an ``EnclaveAgentError``; messages name the culprit and never carry secrets.
+Subclasses that belong to one component live in its module (named in brackets).
 
     EnclaveAgentError
     ├── ConfigError (ValueError)            invalid config, manifest or CLI input
+    │   └── RequestFieldError               bad field in a quote request [tee.attestation_service]
     ├── CryptoError                         encoding, sharing, AEAD failures
     │   ├── FixedPointRangeError (ValueError)  value would overflow the modulus
     │   └── DecryptionError                 wrong key, wrong associated data, tampering
     ├── AttestationError                    a quote or evidence does not verify
-    │   └── MeasurementMismatchError        a peer runs other code than ours
+    │   ├── MeasurementMismatchError        a peer runs other code than ours
+    │   ├── MalformedQuoteError, UntrustedSignerError, QuoteRoleError,
+    │   │   QuoteBindingError, QuoteExpiredError, MeasurementNotApprovedError [tee.quote]
+    │   └── NitroDocumentError              AWS Nitro evidence [tee.nitro]
     ├── SealingError                        sealed state cannot be opened
+    ├── StoreError                          SQLite state unusable [store.db]
     ├── ChainError                          JSON-RPC / transaction failures
     │   └── ContractRevert                  a custom error decoded from a revert
-    │       (one subclass per contract error, built in enclave_agent.chain.errors)
-    └── ProtocolError                       a peer or round breaks the protocol
+    │       (one subclass per contract error: enclave_agent.chain.errors.error_class)
+    ├── ProtocolError                       a peer or round breaks the protocol
+    │   └── InputNotReady                   an input waits for an aggregate [protocol.inputs]
+    ├── AgentRefused, AgentRevoked          exit codes 3 and 4 [protocol.agent]
+    ├── AuthError                           gateway client authentication, HTTP 401 [gateway.auth]
+    ├── InvalidRequest                      gateway input validation, HTTP 4xx [gateway.validation]
+    ├── GatewayHTTPError                    an error answer seen by the client [gateway.client]
+    └── LocalnetError (RuntimeError)        local consortium tooling [localnet.errors]
+        ├── AnvilError
+        └── AgentExitedError
 """
 
 from __future__ import annotations
