@@ -274,6 +274,35 @@ def test_request_command_line_client(demo: Demo, row: dict[str, float], tmp_path
     assert bad.returncode == 1 and '"status": 422' in bad.stdout
 
 
+def test_gateway_never_holds_model_shares(demo: Demo) -> None:
+    gateway_address = demo.c.agents["gateway"].enclave_address()
+    for round_id in range(1, int(demo.c.exchange.functions.roundCount().call()) + 1):
+        assert gateway_address not in demo.c.exchange.functions.participants(round_id).call()
+    from enclave_agent.store import Store
+
+    with Store(demo.c.agents["gateway"].state_dir / "agent.sqlite3") as store:
+        blobs = store.blob_keys("round/")
+    assert not [k for k in blobs if any(part in k for part in ("/fused", "/kept", "/recv/", "/aggregate"))]
+
+
+def test_queries_and_results_never_appear_in_clear_on_chain(demo: Demo) -> None:
+    result = demo._result
+    _, x, _ = read_table(result.split.holdout_path, result.split.label_column)
+    import struct
+
+    needles = set()
+    for row in x[:20]:
+        for value in row:
+            if len(repr(float(value))) >= 6:  # distinctive decimals only
+                needles.add(repr(float(value)).encode())
+            needles.add(struct.pack(">d", float(value)))
+    for score in result.secure_scores[:20]:
+        needles.add(repr(float(score)).encode())
+        needles.add(struct.pack(">d", float(score)))
+    haystack = demo.c.chain_bytes()
+    assert [n for n in needles if any(n in blob for blob in haystack)] == []
+
+
 # The provider-down cases stop agents: they run last.
 
 
