@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from enclave_agent.crypto.field import RING64
-from enclave_agent.crypto.fixed_point import decode
-from enclave_agent.crypto.sharing import shamir_reconstruct
-from tests.integration.harness import Consortium, start_consortium
+from enclave_agent.crypto.field import PRIME61, RING64
+from enclave_agent.crypto.fixed_point import encode
+from enclave_agent.localnet import Consortium, start_consortium
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,11 +20,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def make_consortium(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Consortium]:
     root = tmp_path_factory.mktemp(name)
-    consortium = start_consortium(root)
-    try:
+    with start_consortium(root) as consortium:
         yield consortium
-    finally:
-        consortium.stop()
 
 
 def distinctive_inputs(n: int, d: int, seed: int) -> list[np.ndarray]:
@@ -35,22 +32,41 @@ def distinctive_inputs(n: int, d: int, seed: int) -> list[np.ndarray]:
 
 def aggregate(consortium: Consortium, round_id: int, frac_bits: int = 16) -> np.ndarray:
     """Combine the agents' fused shares (simulated mode lets the test unseal them)."""
-    participants = consortium.exchange.functions.participants(round_id).call()
-    spec = consortium.exchange.functions.roundInfo(round_id).call()[0]
-    modulus, holders = int(spec[4]), int(consortium.exchange.functions.roundInfo(round_id).call()[7])
-    by_address = {agent.enclave_address(): agent for agent in consortium.agents.values()}
-    fused = {}
-    for index, address in enumerate(participants):
-        if holders >> index & 1 and address in by_address:
-            share = by_address[address].fused(round_id)
-            if share is not None:
-                fused[index + 1] = share
-    if modulus == RING64:
-        total = np.zeros_like(next(iter(fused.values())))
-        for share in fused.values():
-            total = total + share  # uint64 wrap-around is the ring
-        return decode(total, frac_bits, modulus)
-    return decode(shamir_reconstruct(fused, modulus), frac_bits, modulus)
+    return consortium.fused_aggregate(round_id, frac_bits)
+
+
+def _encodings(values: np.ndarray, modulus: int, frac_bits: int, headroom: int) -> set[bytes]:
+    """Every way a value could appear in 8 bytes: float64 and fixed point, both byte orders."""
+    out = set()
+    for v in values:
+        out.add(struct.pack("<d", float(v)))
+        out.add(struct.pack(">d", float(v)))
+    for element in encode(values, frac_bits, modulus, headroom=headroom):
+        out.add(int(element).to_bytes(8, "little"))
+        out.add(int(element).to_bytes(8, "big"))
+    return out
+
+
+def assert_no_plaintext_or_share_on_chain(
+    consortium: Consortium, inputs: Sequence[np.ndarray], round_ids: Iterable[int], *, frac_bits: int
+) -> None:
+    """Scan every byte on chain for the inputs (float and fixed point) and for every
+    8-byte word of each agent's kept and fused shares of ``round_ids``."""
+    needles: set[bytes] = set()
+    for values in inputs:
+        needles |= _encodings(values, RING64, frac_bits, len(inputs))
+        needles |= _encodings(values, PRIME61, frac_bits, len(inputs))
+    for round_id in round_ids:
+        for agent in consortium.agents.values():
+            for key in (f"round/{round_id}/fused", f"round/{round_id}/kept"):
+                raw = agent.unseal(key)
+                assert raw is not None, f"{agent.name} has no {key}"
+                needles |= {raw[i : i + 8] for i in range(0, len(raw), 8)}
+    needles = {n for n in needles if len(set(n)) > 3}  # skip low-entropy words like small integers
+    haystack = consortium.chain_bytes()
+    assert len(haystack) > 20
+    leaks = [n.hex() for n in needles if any(n in blob for blob in haystack)]
+    assert leaks == []
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from eth_account import Account
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender
 from enclave_agent.crypto import aead, posting
+from enclave_agent.localnet import Consortium
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc, build_posting
 from enclave_agent.tee.attestation_service import request_quote
 from enclave_agent.tee.measure import DEFAULT_LOCK, PACKAGE_DIR
-from tests.integration.harness import Consortium
 
 
 class Rogue:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from enclave_agent.localnet import REPO_ROOT as REPO
+from enclave_agent.localnet import Consortium, wait_until
 from enclave_agent.tee.measure import measure_package
 from tests.integration.conftest import aggregate, distinctive_inputs, make_consortium
-from tests.integration.harness import REPO, Consortium, wait_until
 from tests.integration.rogue import Rogue
 
 HONEST, D, FRAC = 3, 8, 16

@@ -1,0 +1,26 @@
+"""Run every benchmark (``make bench``): today bench/rounds.py; arguments are passed
+on (e.g. ``--quick``). Exits non-zero if any benchmark failed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+BENCHMARKS = ["rounds.py"]
+
+
+def main(argv: list[str]) -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"== bench/{name}", file=sys.stderr, flush=True)
+        if subprocess.run([sys.executable, str(BENCH / name), *argv], check=False).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
