@@ -303,6 +303,46 @@ def test_queries_and_results_never_appear_in_clear_on_chain(demo: Demo) -> None:
     assert [n for n in needles if any(n in blob for blob in haystack)] == []
 
 
+def test_partials_for_requests_not_on_chain_or_closed_are_refused(demo: Demo, row: dict[str, float]) -> None:
+    from enclave_agent.chain import ErrorDecoder, TxSender, error_class
+    from enclave_agent.tee.simulated import SimulatedTee
+
+    keys = SimulatedTee(demo.c.agents["provider-0"].state_dir).load_or_create_keys()
+    sender = TxSender(demo.c.w3, keys.account, ErrorDecoder.from_manifest(demo.c.manifest))
+    gateway = demo.c.gateway.functions
+    with pytest.raises(error_class("InferenceUnexpectedState")):
+        sender.send(gateway.postPartial(10**6, b"not on chain"), label="bogus")
+    answered = demo.client().infer(demo._result.model_id, {"features": row})
+    with pytest.raises(error_class("InferenceUnexpectedState")):
+        sender.send(gateway.postPartial(answered["request_id"], b"again"), label="late")
+
+
+def test_gateway_ignores_and_logs_partials_it_did_not_ask_for(tmp_path: Path, caplog) -> None:
+    """Unit-level: the handler itself (the contract already refuses such partials)."""
+    from types import SimpleNamespace
+
+    from enclave_agent.chain import ChainEvent
+    from enclave_agent.gateway.service import GatewayAgent, Metrics
+    from enclave_agent.store import Store
+
+    holder = "0x" + "11" * 20
+    store = Store(tmp_path / "gw.sqlite3")
+    store.put_json("request/5", {"id": 5, "holders": [holder], "status": "pending"})
+    agent = SimpleNamespace(store=store, metrics=Metrics())
+
+    def event(request_id: int, provider: str) -> ChainEvent:
+        args = {"requestId": request_id, "provider": provider, "ciphertext": b"ct"}
+        return ChainEvent("InferenceGateway", "PartialPosted", args, 1, "0x" + "00" * 32, 0)
+
+    GatewayAgent._on_partial_posted(agent, event(7, holder))  # unknown request
+    GatewayAgent._on_partial_posted(agent, event(5, "0x" + "22" * 20))  # not a holder
+    GatewayAgent._on_partial_posted(agent, event(5, holder))
+    GatewayAgent._on_partial_posted(agent, event(5, holder))  # duplicate
+    assert agent.metrics.partials_ignored == 3
+    assert store.blob_keys("request/5/partial/") == [f"request/5/partial/{holder}"]
+    assert "not one of ours" in caplog.text and "duplicate" in caplog.text
+
+
 # The provider-down cases stop agents: they run last.
 
 
