@@ -58,7 +58,7 @@ class GatewayAgent(Agent):
         super().__init__(config)
         self.metrics = Metrics()
         self._complete_lock = threading.Lock()
-        self.extra_handlers.update(
+        self.handlers.update(
             {
                 "PartialPosted": self._on_partial_posted,
                 "RequestCompleted": self._on_request_closed,
@@ -115,7 +115,7 @@ class GatewayAgent(Agent):
                 self.store.delete_json(key)
                 continue
             if self.try_complete(int(request["id"])) is None and now > int(request["deadline"]):
-                self._try(
+                self.send_or_done(
                     self.contracts.gateway.functions.refundExpired(int(request["id"])),
                     f"refund-{request['id']}",
                     "InferenceUnexpectedState",
@@ -142,7 +142,7 @@ class GatewayAgent(Agent):
         return model if model and model.get("active") else None
 
     def model_round(self, model: dict[str, Any]) -> RoundDoc:
-        doc = self._round(int(model["round_id"]))
+        doc = self.round_doc(int(model["round_id"]))
         if doc is None:
             raise ProtocolError(f"round {model['round_id']} of model {model['id']} is unknown here")
         return doc
@@ -191,7 +191,7 @@ class GatewayAgent(Agent):
         return request
 
     def result(self, request_id: int) -> dict[str, Any] | None:
-        raw = self._unseal_get(f"request/{request_id}/result")
+        raw = self.unseal_get(f"request/{request_id}/result")
         return None if raw is None else dict(json.loads(raw))
 
     def try_complete(self, request_id: int) -> dict[str, Any] | None:
@@ -226,7 +226,7 @@ class GatewayAgent(Agent):
             result["commitment"] = "0x" + commitment.hex()
             result["tx"] = {"submit": request["submit_tx"], "complete": receipt["transactionHash"].hex()}
             result["gas"] = {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])}
-            self._seal_put(f"request/{request_id}/result", json.dumps(result).encode())
+            self.seal_put(f"request/{request_id}/result", json.dumps(result).encode())
             self._close(request, "completed")
             return result
 

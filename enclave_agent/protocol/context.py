@@ -1,0 +1,156 @@
+"""The state and services an enclave agent's parts share."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from web3.contract.contract import ContractFunction
+
+from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
+from enclave_agent.chain.manifest import Manifest, load_manifest
+from enclave_agent.config import AgentConfig
+from enclave_agent.errors import ConfigError, ContractRevert
+from enclave_agent.protocol import reveal, stages
+from enclave_agent.protocol.membership import MembershipView
+from enclave_agent.protocol.rounds import RoundContext, RoundDoc
+from enclave_agent.store import Store
+from enclave_agent.tee.backend import TeeBackend
+from enclave_agent.tee.simulated import SimulatedTee
+
+log = logging.getLogger(__name__)
+
+
+class AgentContext:
+    """What every part of an agent shares: its enclave (TEE, keys, sealed store), the
+    chain (contracts, senders) and the persisted views of membership and rounds."""
+
+    def __init__(self, config: AgentConfig, *, tee: TeeBackend | None = None) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.tee = tee or SimulatedTee(config.state_dir)
+        self.keys = self.tee.load_or_create_keys()
+        self.address: str = self.keys.address
+        self.measurement = self.tee.measurement()
+        self.store = Store(config.state_dir / "agent.sqlite3")
+        self.manifest: Manifest = load_manifest(config.manifest)
+        rpc_url = config.rpc_url or self.manifest.rpc_url
+        self.w3 = connect(rpc_url)
+        self.chain_id = int(self.w3.eth.chain_id)
+        if self.chain_id != self.manifest.chain_id:
+            raise ConfigError(
+                f"{config.manifest}: chain id {self.manifest.chain_id} but {rpc_url} is chain {self.chain_id}"
+            )
+        self.contracts = Contracts(self.w3, self.manifest)
+        self.registry_address = to_checksum_address(self.contracts.registry.address)
+        self.exchange_address = to_checksum_address(self.contracts.exchange.address)
+        self.gateway_address = to_checksum_address(self.contracts.gateway.address)
+        decoder = ErrorDecoder.from_manifest(self.manifest)
+        self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
+        self.operator: LocalAccount = load_operator(config.operator_key_file)
+        self.operator_tx = TxSender(self.w3, self.operator, decoder, store=self.store)
+        self.ctx = RoundContext(self.chain_id, self.exchange_address)
+        self.stage = self.store.get_json("stage") or stages.UNREGISTERED
+        log.info(
+            "agent %s role=%s enclave=%s tee=%s measurement=0x%s",
+            config.name,
+            config.role,
+            self.address,
+            "SIMULATED" if self.tee.simulated else self.tee.name,
+            self.measurement.hex(),
+        )
+
+    def set_stage(self, stage: str) -> None:
+        if stage != self.stage:
+            log.info("stage %s -> %s", self.stage, stage)
+            self.stage = stage
+            self.store.put_json("stage", stage)
+
+    # ------------------------------------------------------------------ state helpers
+
+    @property
+    def view(self) -> MembershipView:
+        return MembershipView.from_json(self.store.get_json("membership"))
+
+    def save_view(self, view: MembershipView) -> None:
+        self.store.put_json("membership", view.to_json())
+
+    def round_doc(self, round_id: int) -> RoundDoc | None:
+        data = self.store.get_json(f"round/{round_id}")
+        return RoundDoc.from_json(data) if data else None
+
+    def save_round(self, doc: RoundDoc) -> None:
+        self.store.put_json(f"round/{doc.round_id}", doc.to_json())
+
+    def rounds(self) -> list[RoundDoc]:
+        docs = [self.round_doc(int(k.split("/")[1])) for k in self.store.keys("round/") if k.count("/") == 1]
+        return sorted((d for d in docs if d is not None), key=lambda d: d.round_id)
+
+    def seal_put(self, key: str, plaintext: bytes) -> None:
+        self.store.put_blob(key, self.tee.seal(key, plaintext))
+
+    def unseal_get(self, key: str) -> bytes | None:
+        blob = self.store.get_blob(key)
+        return None if blob is None else self.tee.unseal(key, blob)
+
+    def epoch_keys(self, epoch: int) -> dict[str, bytes]:
+        raw = self.unseal_get(f"keys/{epoch}")
+        if raw is None:
+            return {}
+        return {addr: bytes.fromhex(k) for addr, k in json.loads(raw).items()}
+
+    def chain_now(self) -> int:
+        """Chain time: the latest block, or the wall clock when the chain is idle."""
+        latest = int(self.w3.eth.get_block("latest")["timestamp"])
+        return max(latest, int(time.time()))
+
+    def send_or_done(self, fn: ContractFunction, label: str, *benign: str) -> bool:
+        """Send an enclave transaction; a revert named in `benign` means it is done already."""
+        try:
+            self.enclave_tx.send(fn, label=label)
+            return True
+        except ContractRevert as exc:
+            if exc.error_name in benign:
+                log.debug("%s: %s (already done)", label, exc.error_name)
+                return False
+            raise
+
+    def fused_share(self, round_id: int) -> np.ndarray | None:
+        raw = self.unseal_get(f"round/{round_id}/fused")
+        return None if raw is None else elements(raw)
+
+    def aggregate(self, round_id: int) -> np.ndarray | None:
+        """The decoded aggregate of an Intermediate round, inside this enclave only."""
+        doc = self.round_doc(round_id)
+        raw = self.unseal_get(f"round/{round_id}/aggregate")
+        if doc is None or raw is None:
+            return None
+        return reveal.aggregate_values(doc, elements(raw))
+
+    def models(self) -> list[dict[str, Any]]:
+        docs = [self.store.get_json(k) for k in self.store.keys("model/")]
+        return sorted((d for d in docs if d), key=lambda d: int(d["id"]))
+
+
+def elements(blob: bytes) -> np.ndarray:
+    """Little-endian uint64 words (how share vectors are stored) as an element array."""
+    return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
+
+
+def load_operator(path: Path) -> LocalAccount:
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"operator key file {path} cannot be read: {exc.strerror}") from exc
+    try:
+        account: LocalAccount = Account.from_key(key)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"operator key file {path} does not hold a hex private key") from exc
+    return account

@@ -1,0 +1,257 @@
+"""Stages UNREGISTERED -> REGISTERING -> ATTESTED -> VERIFIED -> SYNCHRONISED:
+attestation and registration, then re-verification of every member's quote,
+pairwise keys and the membership digest for each epoch."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from eth_utils.address import to_checksum_address
+
+from enclave_agent.chain import ChainEvent
+from enclave_agent.crypto.aead import PairContext, derive_pairwise_key
+from enclave_agent.errors import (
+    AttestationError,
+    ContractRevert,
+    EnclaveAgentError,
+)
+from enclave_agent.protocol import stages
+from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.membership import MemberRecord, MembershipView
+from enclave_agent.tee.attestation_service import request_quote
+from enclave_agent.tee.measure import DEFAULT_LOCK, PACKAGE_DIR
+from enclave_agent.tee.quote import ROLE_NAMES, Quote, verify_quote
+
+log = logging.getLogger(__name__)
+
+MIN_ENCLAVE_BALANCE = 10**18 // 2  # below this the operator tops the enclave account up
+FUNDING = 10**18
+
+
+class AgentRefused(EnclaveAgentError):
+    """The registry refused this agent (for example: its code measurement)."""
+
+
+class AgentRevoked(EnclaveAgentError):
+    """This agent's membership was revoked."""
+
+
+class Onboarding:
+    """Registration and key synchronisation, driven by registry events."""
+
+    def __init__(self, agent: AgentContext) -> None:
+        self.agent = agent
+
+    def handlers(self) -> dict[str, Callable[[ChainEvent], None]]:
+        return {
+            "MemberRegistered": self._on_member_registered,
+            "MemberRevoked": self._on_member_revoked,
+            "EpochStarted": self._on_epoch_started,
+            "EpochSynchronised": self._on_epoch_synchronised,
+            "MembershipDigestPosted": self._on_digest_posted,
+            "MeasurementApproved": self._on_measurement_approved,
+            "MeasurementRevoked": self._on_measurement_revoked,
+            "AttestationSignerSet": self._on_signer_set,
+        }
+
+    def step(self) -> None:
+        stage = self.agent.stage
+        if stage == stages.REVOKED:
+            raise AgentRevoked(f"membership of {self.agent.address} was revoked; stopping")
+        if stage in (stages.UNREGISTERED, stages.REGISTERING):
+            self._register()
+        if self.agent.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):
+            self._synchronise()
+
+    def _on_member_registered(self, event: ChainEvent) -> None:
+        args = event.args
+        view = self.agent.view
+        quote = Quote.from_event(args["quote"])
+        record = MemberRecord(
+            enclave=to_checksum_address(args["enclave"]),
+            role=int(args["role"]),
+            quote=quote,
+            signature=bytes(args["signature"]),
+        )
+        view.member_registered(record)
+        self.agent.save_view(view)
+        # Re-verification later uses the time of admission, not today's clock.
+        timestamp = int(self.agent.w3.eth.get_block(event.block_number)["timestamp"])
+        self.agent.store.put_json(f"admitted/{record.enclave}", timestamp)
+        if record.enclave == self.agent.address:
+            log.info("registered as %s enclave %s", ROLE_NAMES.get(record.role, "?"), self.agent.address)
+            self.agent.set_stage(stages.ATTESTED)
+
+    def _on_member_revoked(self, event: ChainEvent) -> None:
+        enclave = to_checksum_address(event.args["enclave"])
+        view = self.agent.view
+        view.member_revoked(enclave)
+        self.agent.save_view(view)
+        if enclave == self.agent.address:
+            log.warning("membership revoked by %s", event.args["by"])
+            self.agent.set_stage(stages.REVOKED)
+
+    def _on_epoch_started(self, event: ChainEvent) -> None:
+        view = self.agent.view
+        view.epoch = int(event.args["epoch"])
+        self.agent.save_view(view)
+        if self.agent.stage in (stages.VERIFIED, stages.SYNCHRONISED):
+            self.agent.set_stage(stages.ATTESTED)
+
+    def _on_epoch_synchronised(self, event: ChainEvent) -> None:
+        view = self.agent.view
+        view.synchronised_epoch = int(event.args["epoch"])
+        self.agent.save_view(view)
+        if view.synchronised_epoch == view.epoch and self.agent.stage == stages.VERIFIED:
+            log.info("epoch %d synchronised: all members posted the same membership digest", view.epoch)
+            self.agent.set_stage(stages.SYNCHRONISED)
+
+    def _on_digest_posted(self, event: ChainEvent) -> None:
+        member = to_checksum_address(event.args["member"])
+        if not event.args["matches"]:
+            log.warning(
+                "member %s posted a mismatching membership digest for epoch %s", member, event.args["epoch"]
+            )
+        if member == self.agent.address:
+            self.agent.store.put_json(f"sync/{int(event.args['epoch'])}", {"posted": True})
+
+    def _on_measurement_approved(self, event: ChainEvent) -> None:
+        view = self.agent.view
+        view.measurement_approved(int(event.args["role"]), bytes(event.args["measurement"]))
+        self.agent.save_view(view)
+
+    def _on_measurement_revoked(self, event: ChainEvent) -> None:
+        view = self.agent.view
+        view.measurement_revoked(int(event.args["role"]), bytes(event.args["measurement"]))
+        self.agent.save_view(view)
+
+    def _on_signer_set(self, event: ChainEvent) -> None:
+        view = self.agent.view
+        view.signer_set(str(event.args["signer"]), bool(event.args["trusted"]))
+        self.agent.save_view(view)
+
+    # ------------------------------------------------------------------ stage: register
+
+    def _register(self) -> None:
+        member = self.agent.contracts.registry.functions.member(self.agent.address).call()
+        if member[1]:  # active: the MemberRegistered event will move us on
+            return
+        self.agent.set_stage(stages.REGISTERING)
+        self._ensure_funded()
+        quote, signature = request_quote(
+            self.agent.config.attestation_url,
+            role=self.agent.config.role_id,
+            operator=self.agent.operator.address,
+            enclave=self.agent.address,
+            x25519_key=self.agent.keys.x25519_public,
+            chain_id=self.agent.chain_id,
+            registry=self.agent.registry_address,
+            code_dir=PACKAGE_DIR,
+            lock_file=DEFAULT_LOCK,
+        )
+        if quote.measurement != self.agent.measurement:
+            raise AgentRefused(
+                f"attestation service measured 0x{quote.measurement.hex()}, "
+                f"this enclave measured 0x{self.agent.measurement.hex()}"
+            )
+        try:
+            self.agent.operator_tx.send(
+                self.agent.contracts.registry.functions.register(quote.as_tuple(), signature),
+                label="register",
+            )
+        except ContractRevert as exc:
+            if exc.error_name in ("RegistryMeasurementNotApproved", "RegistryMeasurementMismatch"):
+                raise AgentRefused(self._refusal_message(exc)) from exc
+            raise
+        log.info(
+            "registration submitted for enclave %s (quote nonce 0x%s)",
+            self.agent.address,
+            quote.nonce.hex()[:16],
+        )
+
+    def _refusal_message(self, exc: ContractRevert) -> str:
+        view = self.agent.view
+        role = self.agent.config.role_id
+        active = {m.quote.measurement for m in view.of_role(role)}
+        approved = view.approved.get(role, set())
+        consortium = ", ".join(f"0x{m.hex()}" for m in sorted(active or approved)) or "none"
+        return (
+            f"registration refused ({exc.error_name}): "
+            f"this agent's measurement is 0x{self.agent.measurement.hex()}, "
+            f"the consortium's {ROLE_NAMES[role]} measurement is {consortium}"
+        )
+
+    def _ensure_funded(self) -> None:
+        balance = self.agent.w3.eth.get_balance(self.agent.keys.account.address)
+        if balance >= MIN_ENCLAVE_BALANCE:
+            return
+        self.agent.operator_tx.transfer(self.agent.address, FUNDING, label="fund-enclave")
+        log.info("operator funded enclave account %s", self.agent.address)
+
+    # ------------------------------------------------------------------ stage: synchronise
+
+    def _synchronise(self) -> None:
+        view = self.agent.view
+        if view.member(self.agent.address) is None or view.epoch == 0:
+            return
+        sync = self.agent.store.get_json(f"sync/{view.epoch}") or {}
+        if sync.get("posted"):
+            if self.agent.stage == stages.ATTESTED:
+                self.agent.set_stage(stages.VERIFIED)
+            if view.synchronised_epoch == view.epoch and self.agent.stage == stages.VERIFIED:
+                self.agent.set_stage(stages.SYNCHRONISED)
+            return
+        if sync.get("refused"):
+            return
+        try:
+            self._verify_members(view)
+        except AttestationError as exc:
+            log.error("epoch %d: refusing to synchronise: %s", view.epoch, exc)
+            self.agent.store.put_json(f"sync/{view.epoch}", {"refused": str(exc)})
+            return
+        ctx = PairContext(self.agent.chain_id, self.agent.registry_address, view.epoch)
+        keys = {
+            m.enclave: derive_pairwise_key(
+                self.agent.keys.x25519_private, m.quote.x25519_key, self.agent.address, m.enclave, ctx
+            ).hex()
+            for m in view.members
+            if m.enclave != self.agent.address
+        }
+        self.agent.seal_put(f"keys/{view.epoch}", json.dumps(keys).encode())
+        digest = view.digest(self.agent.chain_id, self.agent.registry_address)
+        sent = self.agent.send_or_done(
+            self.agent.contracts.registry.functions.postMembershipDigest(view.epoch, digest),
+            f"digest-{view.epoch}",
+            "RegistryDigestAlreadyPosted",
+            "RegistryWrongEpoch",
+        )
+        if sent:
+            log.info(
+                "epoch %d: verified %d members, derived %d pairwise keys, posted digest 0x%s",
+                view.epoch,
+                len(view.members),
+                len(keys),
+                digest.hex()[:16],
+            )
+        self.agent.store.put_json(f"sync/{view.epoch}", {"posted": True})
+        self.agent.set_stage(stages.VERIFIED)
+
+    def _verify_members(self, view: MembershipView) -> None:
+        for m in view.members:
+            admitted = self.agent.store.get_json(f"admitted/{m.enclave}") or 0
+            try:
+                verify_quote(
+                    m.quote,
+                    m.signature,
+                    trusted_signers=view.signers,
+                    approved_measurements=view.approved.get(m.role, set()),
+                    expected_measurement=self.agent.measurement,
+                    chain_id=self.agent.chain_id,
+                    registry=self.agent.registry_address,
+                    now=int(admitted),
+                    expected_role=m.role,
+                )
+            except AttestationError as exc:
+                raise type(exc)(f"peer {m.enclave}: {exc}") from exc

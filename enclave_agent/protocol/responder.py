@@ -1,0 +1,137 @@
+"""A provider's side of gated inference: answer the requests the chain recorded
+with an encrypted partial result computed on this enclave's share of the model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from eth_utils.address import to_checksum_address
+
+from enclave_agent.chain import ChainEvent
+from enclave_agent.crypto.aead import decrypt, encrypt
+from enclave_agent.crypto.fixed_point import encode
+from enclave_agent.errors import (
+    CryptoError,
+    ProtocolError,
+)
+from enclave_agent.gateway.scoring import partial_score, partial_statistic
+from enclave_agent.model.federated import ModelSpec
+from enclave_agent.model.logistic import joint_scaling, standardise
+from enclave_agent.protocol import queries, stages
+from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.rounds import (
+    RoundDoc,
+)
+
+log = logging.getLogger(__name__)
+
+
+class InferenceResponder:
+    """Models and requests, driven by InferenceGateway events."""
+
+    def __init__(self, agent: AgentContext) -> None:
+        self.agent = agent
+
+    def handlers(self) -> dict[str, Callable[[ChainEvent], None]]:
+        return {
+            "ModelRegistered": self._on_model_registered,
+            "ModelRetired": self._on_model_retired,
+            "RequestSubmitted": self._on_request_submitted,
+        }
+
+    def step(self) -> None:
+        self._post_answers()
+
+    def _on_model_registered(self, event: ChainEvent) -> None:
+        args = event.args
+        self.agent.store.put_json(
+            f"model/{int(args['modelId'])}",
+            {
+                "id": int(args["modelId"]),
+                "round_id": int(args["roundId"]),
+                "kind": stages.OUTPUT_KINDS[int(args["kind"])],
+                "fee": int(args["fee"]),
+                "name": str(args["name"]),
+                "metadata": str(args["metadata"]),
+                "active": True,
+            },
+        )
+
+    def _on_model_retired(self, event: ChainEvent) -> None:
+        key = f"model/{int(event.args['modelId'])}"
+        model = self.agent.store.get_json(key)
+        if model is not None:
+            model["active"] = False
+            self.agent.store.put_json(key, model)
+
+    def _on_request_submitted(self, event: ChainEvent) -> None:
+        """A provider answers only requests the chain recorded: this event is the only way in."""
+        if self.agent.config.role != "provider":
+            return
+        args = event.args
+        request_id = int(args["requestId"])
+        model = self.agent.store.get_json(f"model/{int(args['modelId'])}")
+        doc = self.agent.round_doc(int(model["round_id"])) if model else None
+        if model is None or doc is None or not doc.is_holder(self.agent.address):
+            return
+        gateway = to_checksum_address(args["gateway"])
+        try:
+            epoch, entries = queries.decode_query_payload(bytes(args["encryptedQuery"]))
+            key = self.agent.epoch_keys(epoch).get(gateway)
+            if key is None or self.agent.address not in entries:
+                raise ProtocolError(f"no query for {self.agent.address} under a key of epoch {epoch}")
+            ad = queries.query_ad(
+                self.agent.chain_id,
+                self.agent.gateway_address,
+                bytes(args["requestDigest"]),
+                gateway,
+                self.agent.address,
+            )
+            query = queries.Query.from_bytes(decrypt(key, entries[self.agent.address], ad))
+            values = self._partial(model, doc, query)
+        except (CryptoError, ProtocolError) as exc:
+            log.warning("request %d: cannot answer: %s", request_id, exc)
+            return
+        answer_ad = queries.partial_ad(
+            self.agent.chain_id, self.agent.gateway_address, request_id, self.agent.address, gateway
+        )
+        ciphertext = encrypt(key, queries.encode_partial(values), answer_ad)
+        self.agent.store.put_json(f"answer/{request_id}", ciphertext.hex())
+
+    def _partial(self, model: dict[str, Any], doc: RoundDoc, query: queries.Query) -> list[int]:
+        share = self.agent.fused_share(doc.round_id)
+        if share is None:
+            raise ProtocolError(f"no fused share of round {doc.round_id}")
+        metadata = queries.parse_metadata(model["metadata"])
+        features = len(metadata["features"])
+        if model["kind"] == "statistic":
+            if query.kind != queries.KIND_STATISTIC:
+                raise ProtocolError("a statistic answers statistic queries only")
+            return list(partial_statistic(share, query.column, features, doc.modulus))
+        if query.kind != queries.KIND_SCORE or len(query.x) != features:
+            raise ProtocolError(f"a score query needs {features} features")
+        spec = ModelSpec.from_metadata(model["metadata"])
+        stats = self.agent.aggregate(spec.stats_round)
+        if stats is None:
+            raise ProtocolError(f"joint scaling of round {spec.stats_round} is not in this enclave")
+        mean, std = joint_scaling(stats, features)
+        z = standardise(np.asarray([query.x]), mean, std)[0]
+        return list(partial_score(share, encode(z, doc.frac_bits, doc.modulus), doc.frac_bits, doc.modulus))
+
+    def _post_answers(self) -> None:
+        for key in self.agent.store.keys("answer/"):
+            ciphertext = self.agent.store.get_json(key)
+            request_id = int(key.split("/")[1])
+            self.agent.send_or_done(
+                self.agent.contracts.gateway.functions.postPartial(
+                    request_id, bytes.fromhex(str(ciphertext))
+                ),
+                f"partial-{request_id}",
+                "InferencePartialAlreadyPosted",
+                "InferenceUnexpectedState",
+            )
+            self.agent.store.delete_json(key)
+            log.info("request %d: posted encrypted partial result", request_id)
