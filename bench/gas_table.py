@@ -1,0 +1,131 @@
+"""Gas of the contract operations an enclave-share consortium pays for, at n = 3 and n = 10.
+
+Driven by `tests/contracts/test_gas.py` (which builds real consortia: signed quotes,
+synchronised epochs) and printed as a markdown table, also written to reports/gas.md:
+
+    brownie test tests/contracts/test_gas.py -p no:cacheprovider -s
+
+Payloads are realistic in size and entropy (calldata gas depends on both; since EIP-7623
+data-heavy transactions pay a floor of about 40 gas per byte):
+- seeded posting: a 16-byte header, then per recipient (n - 1 of them) one AEAD ciphertext
+  of a 32-byte PRG seed: 12-byte nonce + 32 bytes + 16-byte tag;
+- dense posting, d = 31 fixed-point elements of 8 bytes: per recipient 12 + 248 + 16 bytes;
+- query: one ciphertext of the d = 31 features per provider; partial: one 8-byte score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_utils import keccak
+
+logger = logging.getLogger(__name__)
+
+NONCE, TAG, HEADER = 12, 16, 16
+SEED = 32
+DENSE_D, ELEMENT = 31, 8
+REPORT = Path("reports/gas.md")
+
+
+def noise(size: int, label: str) -> bytes:
+    """Deterministic bytes that look like ciphertext (no zero runs)."""
+    out = b""
+    counter = 0
+    while len(out) < size:
+        out += keccak(text=f"{label}-{counter}")
+        counter += 1
+    return out[:size]
+
+
+def seeded_payload(n: int, label: str) -> bytes:
+    return noise(HEADER + (n - 1) * (NONCE + SEED + TAG), f"seeded-{label}")
+
+
+def dense_payload(n: int, label: str, d: int = DENSE_D) -> bytes:
+    return noise(HEADER + (n - 1) * (NONCE + d * ELEMENT + TAG), f"dense-{label}")
+
+
+@dataclass(frozen=True)
+class Row:
+    operation: str
+    n: int
+    gas: int
+    payload: int  # bytes of variable-size calldata (0 when none)
+
+
+def measure(world: Any, client: Any, register_next: Callable[[], Any]) -> list[Row]:
+    """Gas of each operation in `world` (a synchronised consortium with n providers and a
+    gateway, the `Consortium` of tests/contracts/helpers.py).
+
+    `register_next()` registers one more provider and returns its transaction; it is
+    called last because it starts a new epoch.
+    """
+    n = len(world.providers)
+    rows: list[Row] = []
+
+    def add(operation: str, tx: Any, payload: int = 0) -> None:
+        rows.append(Row(operation, n, int(tx.gas_used), payload))
+        logger.info("%s n=%d gas=%d", operation, n, tx.gas_used)
+
+    # A seeded round and a dense round, both completed.
+    for encoding, build in (("seeded", seeded_payload), ("dense d=31", dense_payload)):
+        round_id, tx = world.open_round(encoding=1 if encoding == "seeded" else 0, length=DENSE_D)
+        if encoding == "seeded":
+            add("openRound", tx)
+        for i, sender in enumerate(world.providers):
+            payload = build(n, f"{round_id}-{i}")
+            posted = world.post(round_id, sender, [payload])[-1]
+            if i == 0:
+                add(f"postShares ({encoding}, first sender)", posted, len(payload))
+            if i == n - 1:
+                add(f"postShares ({encoding}, last sender, closes posting)", posted, len(payload))
+        fused = world.fuse_all(round_id)
+        if encoding == "seeded":
+            add("postFused (first member)", fused[0])
+            add("postFused (last member, completes)", fused[-1])
+
+    model = world.register_model(round_id, fee=10**15)
+    world.admit_client(client, quota=10, deposit=10**17)
+    query = noise(n * (NONCE + DENSE_D * ELEMENT + TAG), "query")
+    request_id, tx = world.submit(model, client, query=query)
+    add("submitRequest", tx, len(query))
+    partial = noise(NONCE + ELEMENT + TAG, "partial")
+    tx = world.gateway.postPartial(request_id, partial, {"from": world.providers[0].account})
+    add("postPartial", tx, len(partial))
+    tx = world.gateway.completeRequest(request_id, keccak(b"result"), {"from": world.gateways[0].account})
+    add("completeRequest", tx)
+
+    # Membership: one more provider joins (the new epoch's digest covers n + 2 members),
+    # then everyone posts the digest again.
+    add("register (one more provider joins)", register_next())
+    digests = world.sync()
+    add("postMembershipDigest (not last)", digests[0])
+    add("postMembershipDigest (last, synchronises)", digests[-1])
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    """A markdown table: one line per operation, one gas column per n."""
+    sizes = sorted({r.n for r in rows})
+    operations = list(dict.fromkeys(r.operation for r in rows))
+    by_key = {(r.operation, r.n): r for r in rows}
+    header = "| operation | " + " | ".join(f"gas n={n}" for n in sizes) + " | payload bytes |"
+    lines = [header, "|" + "---|" * (len(sizes) + 2)]
+    for op in operations:
+        cells = [f"{by_key[(op, n)].gas:,}" if (op, n) in by_key else "" for n in sizes]
+        payloads = [
+            str(by_key[(op, n)].payload) for n in sizes if (op, n) in by_key and by_key[(op, n)].payload
+        ]
+        lines.append(f"| {op} | " + " | ".join(cells) + f" | {' / '.join(payloads)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: Sequence[Row], path: Path = REPORT, note: str = "") -> str:
+    text = "# Contract gas\n\n" + (note + "\n\n" if note else "") + render(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text

@@ -1,0 +1,592 @@
+"""Shared helpers of the contract tests.
+
+The pure functions at the top (`membership_digest`, `share_commitment`, `quote_typed_data`,
+`sign_quote`) pin the off-chain formulas the agents use; the tests assert that the
+contracts agree with them. `Consortium` drives the three deployed contracts the way
+real agents do (signed quotes, real enclave accounts) and keeps a Python model of the
+membership so expected values never come from the contract under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import brownie
+from brownie import ConsortiumRegistry, InferenceGateway, ShareExchange, accounts, chain, history, web3
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+from hexbytes import HexBytes
+
+# ------------------------------------------------------------------ enums (Types.sol)
+
+ROLE_NONE, PROVIDER, GATEWAY = 0, 1, 2
+ADDITIVE, SHAMIR = 0, 1
+DENSE, SEEDED = 0, 1
+SHARED_MODEL, STATISTIC, INTERMEDIATE = 0, 1, 2
+
+
+class RoundState:
+    NONE, POSTING, FUSING, COMPLETED, ABORTED, EXPIRED = range(6)
+
+
+class RequestState:
+    NONE, PENDING, COMPLETED, EXPIRED, REFUNDED = range(5)
+
+
+class Abort:
+    NONE, MISSING_SHARES, INVALID_SHARE, MISSING_FUSION, TOO_FEW_CONTRIBUTORS = range(5)
+
+
+RING_2_64 = 2**64
+PRIME_61 = 2**61 - 1  # a Mersenne prime: the Shamir field of the tests
+ZERO32 = b"\x00" * 32
+MEASUREMENT = keccak(b"enclave-agent measurement v1")
+OTHER_MEASUREMENT = keccak(b"enclave-agent measurement v2")
+SIGNER_KEY = keccak(b"attestation signer")
+TAG = keccak(b"input: loans-2024")
+
+
+def bits(*indices: int) -> int:
+    """The bitmap with the given participant indices set."""
+    out = 0
+    for i in indices:
+        out |= 1 << i
+    return out
+
+
+def state_bit(*states: int) -> bytes:
+    """The `expected` bitmap of the UnexpectedState errors, as bytes32."""
+    return bits(*states).to_bytes(32, "big")
+
+
+# ------------------------------------------------------------------ off-chain formulas
+
+
+def membership_digest(chain_id: int, registry: str, epoch: int, members: Iterable[Any]) -> bytes:
+    """keccak chain over the active members in registration order.
+
+    Mirrors ConsortiumRegistry.membershipDigest():
+      d0 = keccak(abi.encode(chainId, registry, epoch))
+      d  = keccak(abi.encode(d, enclave, role, measurement, x25519Key)) per member.
+    `members` yields objects with address, role, measurement and x25519 attributes.
+    """
+    digest = keccak(abi_encode(["uint256", "address", "uint64"], [chain_id, registry, epoch]))
+    for m in members:
+        digest = keccak(
+            abi_encode(
+                ["bytes32", "address", "uint8", "bytes32", "bytes32"],
+                [digest, m.address, m.role, m.measurement, m.x25519],
+            )
+        )
+    return digest
+
+
+def share_commitment(chunks: Sequence[bytes]) -> bytes:
+    """The hash chain of a posting: c0 = 0, c_{i+1} = keccak(c_i ++ keccak(chunk_i))."""
+    running = ZERO32
+    for chunk in chunks:
+        running = keccak(running + keccak(chunk))
+    return running
+
+
+QUOTE_TYPE = [
+    {"name": "role", "type": "uint8"},
+    {"name": "measurement", "type": "bytes32"},
+    {"name": "operator", "type": "address"},
+    {"name": "enclave", "type": "address"},
+    {"name": "x25519Key", "type": "bytes32"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "registry", "type": "address"},
+    {"name": "nonce", "type": "bytes32"},
+    {"name": "expiry", "type": "uint64"},
+]
+QUOTE_TYPE_STRING = "Quote(" + ",".join(f"{f['type']} {f['name']}" for f in QUOTE_TYPE) + ")"
+
+
+@dataclass(frozen=True)
+class Quote:
+    role: int
+    measurement: bytes
+    operator: str
+    enclave: str
+    x25519Key: bytes
+    chainId: int
+    registry: str
+    nonce: bytes
+    expiry: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f["name"]) for f in QUOTE_TYPE)
+
+    def as_message(self) -> dict[str, Any]:
+        return {f["name"]: getattr(self, f["name"]) for f in QUOTE_TYPE}
+
+    def but(self, **changes: Any) -> Quote:
+        return replace(self, **changes)
+
+
+def quote_typed_data(quote: Quote, chain_id: int, verifying_contract: str) -> dict[str, Any]:
+    """The EIP-712 document an attestation service signs."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Quote": QUOTE_TYPE,
+        },
+        "primaryType": "Quote",
+        "domain": {
+            "name": "EnclaveShareRegistry",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": verifying_contract,
+        },
+        "message": quote.as_message(),
+    }
+
+
+def sign_quote(key: bytes, quote: Quote, chain_id: int, verifying_contract: str) -> tuple[bytes, bytes]:
+    """(signature, EIP-712 digest) of `quote` signed with `key`."""
+    signed = Account.sign_message(
+        encode_typed_data(full_message=quote_typed_data(quote, chain_id, verifying_contract)), key
+    )
+    return bytes(signed.signature), bytes(signed.message_hash)
+
+
+# ------------------------------------------------------------------ reverts and events
+
+
+def _error_types() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for container in (ConsortiumRegistry, ShareExchange, InferenceGateway):
+        for item in container.abi:
+            if item["type"] == "error":
+                out[item["name"]] = [i["type"] for i in item["inputs"]]
+    return out
+
+
+_ERRORS: dict[str, list[str]] = {}
+
+
+def revert_message(name: str, *args: Any) -> str:
+    """The string Brownie 1.22 decodes a custom error to: `Name: arg, arg` (addresses lower case,
+    bytesN as Python bytes repr), built from the contracts' ABI so the argument count is checked."""
+    if not _ERRORS:
+        _ERRORS.update(_error_types())
+    types = _ERRORS[name]
+    assert len(types) == len(args), f"{name} takes {len(types)} arguments"
+    values: list[Any] = []
+    for kind, value in zip(types, args):
+        if kind == "address":
+            values.append(str(value).lower())
+        elif kind.startswith("bytes"):
+            values.append(bytes(HexBytes(value)))
+        elif kind == "bool":
+            values.append(bool(value))
+        else:
+            values.append(int(value))
+    return f"{name}: {', '.join(str(v) for v in values)}"
+
+
+def norm(value: Any) -> Any:
+    """Normalise decoded values for comparison: addresses lower case, bytes as bytes."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        if value.startswith("0x") and len(value) == 42:
+            return value.lower()
+        if value.startswith("0x"):
+            return bytes(HexBytes(value))
+        return value
+    if hasattr(value, "address") and not isinstance(value, (list, tuple)):
+        return str(value.address).lower()
+    if isinstance(value, (list, tuple)):
+        return tuple(norm(v) for v in value)
+    return value
+
+
+def events_of(tx: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of `tx`, in order, as (name, normalised arguments)."""
+    return [(ev.name, {k: norm(v) for k, v in ev.items()}) for ev in tx.events]
+
+
+def assert_events(tx: Any, *expected: tuple[str, dict[str, Any]]) -> None:
+    """The transaction emitted exactly these events, in this order, with these arguments."""
+    want = [(name, {k: norm(v) for k, v in args.items()}) for name, args in expected]
+    assert events_of(tx) == want
+
+
+@contextmanager
+def rejects(name: str, *args: Any, world: Any = None) -> Iterator[None]:
+    """The block must send one transaction that reverts with exactly this custom error, emits
+    nothing and leaves every view of `world` (a Consortium) unchanged."""
+    before = world.snapshot() if world is not None else None
+    sent = len(history)
+    with brownie.reverts(revert_message(name, *args)):
+        yield
+    assert len(history) == sent + 1, "expected exactly one (reverted) transaction"
+    tx = history[-1]
+    assert tx.status == 0
+    assert not tx.logs and len(tx.events) == 0
+    if world is not None:
+        assert world.snapshot() == before
+
+
+def role_hash(name: str) -> bytes:
+    return keccak(text=name)
+
+
+GOVERNOR_ROLE = role_hash("GOVERNOR_ROLE")
+COORDINATOR_ROLE = role_hash("COORDINATOR_ROLE")
+CLIENT_ROLE = role_hash("CLIENT_ROLE")
+DEFAULT_ADMIN_ROLE = ZERO32
+
+
+def batch_call(specs: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Evaluate many view calls (contract, function, *args) in one JSON-RPC batch, normalised.
+    A spec (None, "balance", address) reads an ether balance."""
+    if not specs:
+        return []
+    requests: list[tuple[str, list[Any]]] = []
+    for contract, fn, *args in specs:
+        if contract is None:
+            requests.append(("eth_getBalance", [args[0], "latest"]))
+        else:
+            data = getattr(contract, fn).encode_input(*args)
+            requests.append(("eth_call", [{"to": contract.address, "data": data}, "latest"]))
+    responses = web3.provider.make_batch_request(requests)
+    out: list[Any] = []
+    for (contract, fn, *_), response in zip(specs, responses):
+        assert "error" not in response, response
+        result = response["result"]
+        out.append(int(result, 16) if contract is None else norm(getattr(contract, fn).decode_output(result)))
+    return out
+
+
+# ------------------------------------------------------------------ time
+
+
+def now() -> int:
+    return int(web3.eth.get_block("latest").timestamp)
+
+
+def next_block_at(timestamp: int) -> None:
+    """The next transaction is mined at exactly `timestamp`."""
+    response = web3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+    assert "error" not in response, response
+
+
+def travel_to(timestamp: int) -> None:
+    """Mine an empty block at `timestamp`: views then see that time, and a state derived
+    from time (Expired) is already visible before the next transaction."""
+    next_block_at(timestamp)
+    chain.mine()
+
+
+# ------------------------------------------------------------------ the consortium
+
+
+@dataclass
+class Enclave:
+    """A registered (or registrable) enclave: its chain account and quoted identity."""
+
+    account: Any
+    role: int
+    operator: Any
+    measurement: bytes
+    x25519: bytes
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+
+@dataclass
+class Consortium:
+    """The deployed contracts plus a Python model of the membership."""
+
+    registry: Any
+    exchange: Any
+    gateway: Any
+    governor: Any
+    coordinator: Any
+    signer_key: bytes
+    members: list[Enclave] = field(default_factory=list)
+    known: list[str] = field(default_factory=list)
+    _serial: int = 0
+
+    # -------------------------------------------------------------- set-up
+
+    def clone(self) -> Consortium:
+        """A copy whose Python model a test may change (the chain is reverted after each test)."""
+        return replace(self, members=list(self.members), known=list(self.known))
+
+    @classmethod
+    def deploy(cls, governor: Any, coordinator: Any, measurement: bytes = MEASUREMENT) -> Consortium:
+        tx = {"from": governor}
+        registry = ConsortiumRegistry.deploy(governor, tx)
+        exchange = ShareExchange.deploy(registry, governor, tx)
+        gateway = InferenceGateway.deploy(registry, exchange, governor, tx)
+        exchange.grantRole(COORDINATOR_ROLE, coordinator, tx)
+        for role in (PROVIDER, GATEWAY):
+            registry.approveMeasurement(role, measurement, tx)
+        signer_key = SIGNER_KEY
+        registry.setAttestationSigner(Account.from_key(signer_key).address, True, tx)
+        return cls(registry, exchange, gateway, governor, coordinator, signer_key)
+
+    @property
+    def signer(self) -> str:
+        return str(Account.from_key(self.signer_key).address)
+
+    def new_account(self, label: str = "enclave") -> Any:
+        """A fresh funded brownie LocalAccount with a deterministic key."""
+        self._serial += 1
+        acct = accounts.add(keccak(text=f"{label}-{self.registry.address}-{self._serial}"))
+        accounts[0].transfer(acct, "1 ether", silent=True)
+        self.known.append(str(acct.address))
+        return acct
+
+    def quote(self, role: int, enclave: str, operator: str, **changes: Any) -> Quote:
+        self._serial += 1
+        base = Quote(
+            role=role,
+            measurement=MEASUREMENT,
+            operator=str(operator),
+            enclave=str(enclave),
+            x25519Key=keccak(text=f"x25519-{enclave}-{self._serial}"),
+            chainId=chain.id,
+            registry=self.registry.address,
+            nonce=keccak(text=f"nonce-{self.registry.address}-{self._serial}"),
+            expiry=now() + 3600,
+        )
+        return base.but(**changes)
+
+    def sign(
+        self,
+        quote: Quote,
+        key: bytes | None = None,
+        chain_id: int | None = None,
+        verifying: str | None = None,
+    ) -> bytes:
+        signature, _ = sign_quote(
+            key or self.signer_key,
+            quote,
+            chain.id if chain_id is None else chain_id,
+            verifying or self.registry.address,
+        )
+        return signature
+
+    def register(
+        self, role: int, operator: Any = None, enclave: Any = None, **changes: Any
+    ) -> tuple[Enclave, Any]:
+        """Register a new enclave of `role` through a properly signed quote."""
+        enclave = enclave or self.new_account(f"enclave-r{role}")
+        operator = operator or accounts[4]
+        quote = self.quote(role, enclave.address, operator.address, **changes)
+        tx = self.registry.register(quote.as_tuple(), self.sign(quote), {"from": operator})
+        member = Enclave(enclave, role, operator, quote.measurement, quote.x25519Key)
+        self.members.append(member)
+        return member, tx
+
+    def forget(self, address: str) -> None:
+        """Update the model after a successful revocation."""
+        self.members = [m for m in self.members if m.address.lower() != str(address).lower()]
+
+    def expected_digest(self, epoch: int | None = None) -> bytes:
+        epoch = int(self.registry.epoch()) if epoch is None else epoch
+        return membership_digest(chain.id, self.registry.address, epoch, self.members)
+
+    def sync(self) -> list[Any]:
+        """Every active member posts the digest computed off-chain; the epoch synchronises."""
+        epoch = int(self.registry.epoch())
+        digest = self.expected_digest(epoch)
+        assert bytes(self.registry.membershipDigest()) == digest
+        txs = [self.registry.postMembershipDigest(epoch, digest, {"from": m.account}) for m in self.members]
+        assert self.registry.isSynchronised()
+        return txs
+
+    @property
+    def providers(self) -> list[Enclave]:
+        return [m for m in self.members if m.role == PROVIDER]
+
+    @property
+    def gateways(self) -> list[Enclave]:
+        return [m for m in self.members if m.role == GATEWAY]
+
+    # -------------------------------------------------------------- rounds
+
+    def open_round(
+        self,
+        scheme: int = ADDITIVE,
+        threshold: int | None = None,
+        length: int = 4,
+        frac_bits: int = 16,
+        encoding: int = SEEDED,
+        modulus: int | None = None,
+        kind: int = SHARED_MODEL,
+        min_contributors: int = 0,
+        posting: int = 1000,
+        total: int = 2000,
+        tag: bytes = TAG,
+    ) -> tuple[int, Any]:
+        n = len(self.providers)
+        threshold = n if threshold is None else threshold
+        modulus = (RING_2_64 if scheme == ADDITIVE else PRIME_61) if modulus is None else modulus
+        start = now()
+        tx = self.exchange.openRound(
+            tag,
+            (length, frac_bits, scheme, encoding, modulus),
+            threshold,
+            start + posting,
+            start + total,
+            (kind, min_contributors),
+            {"from": self.coordinator},
+        )
+        return int(tx.return_value), tx
+
+    def payload(self, round_id: int, sender: Any, size: int = 96) -> bytes:
+        seed = keccak(text=f"payload-{round_id}-{sender}")
+        return (seed * (size // 32 + 1))[:size]
+
+    def post(self, round_id: int, sender: Enclave, chunks: Sequence[bytes] | None = None) -> list[Any]:
+        chunks = list(chunks) if chunks is not None else [self.payload(round_id, sender.address)]
+        commitment = share_commitment(chunks)
+        return [
+            self.exchange.postShares(round_id, i, len(chunks), commitment, chunk, {"from": sender.account})
+            for i, chunk in enumerate(chunks)
+        ]
+
+    def post_all(self, round_id: int, senders: Sequence[Enclave] | None = None) -> list[Any]:
+        return [tx for s in (self.providers if senders is None else senders) for tx in self.post(round_id, s)]
+
+    def fused_commitment(self, round_id: int, member: Enclave) -> bytes:
+        return keccak(text=f"fused-{round_id}-{member.address}")
+
+    def fuse(self, round_id: int, member: Enclave, contributors: int | None = None) -> Any:
+        if contributors is None:
+            contributors = int(self.exchange.roundInfo(round_id)[6])
+        return self.exchange.postFused(
+            round_id, self.fused_commitment(round_id, member), contributors, {"from": member.account}
+        )
+
+    def fuse_all(self, round_id: int, members: Sequence[Enclave] | None = None) -> list[Any]:
+        return [self.fuse(round_id, m) for m in (self.providers if members is None else members)]
+
+    def completed_round(self, **kwargs: Any) -> int:
+        round_id, _ = self.open_round(**kwargs)
+        self.post_all(round_id)
+        self.fuse_all(round_id)
+        assert self.exchange.state(round_id) == RoundState.COMPLETED
+        return round_id
+
+    # -------------------------------------------------------------- inference
+
+    def register_model(self, round_id: int, fee: int = 10**15, name: str = "loan-default") -> int:
+        tx = self.gateway.registerModel(round_id, name, '{"link":"logistic"}', fee, {"from": self.governor})
+        return int(tx.return_value)
+
+    def admit_client(self, client: Any, quota: int = 5, deposit: int = 10**17) -> None:
+        self.gateway.setClientAccess(client, quota, {"from": self.governor})
+        if deposit:
+            self.gateway.deposit({"from": client, "value": deposit})
+        if str(client.address) not in self.known:
+            self.known.append(str(client.address))
+
+    def submit(
+        self, model_id: int, client: Any, digest: bytes | None = None, query: bytes = b"\x01" * 64
+    ) -> tuple[int, Any]:
+        self._serial += 1
+        digest = digest or keccak(text=f"request-{self._serial}")
+        tx = self.gateway.submitRequest(model_id, client, digest, query, {"from": self.gateways[0].account})
+        return int(tx.return_value), tx
+
+    def complete(self, request_id: int, provider: int = 0) -> Any:
+        """Answer a request: one partial (if none yet), then the gateway's result commitment."""
+        if int(self.gateway.requestInfo(request_id)[5]) == 0:
+            self.gateway.postPartial(request_id, b"partial", {"from": self.providers[provider].account})
+        result = keccak(text=f"result-{request_id}")
+        return self.gateway.completeRequest(request_id, result, {"from": self.gateways[0].account})
+
+    # -------------------------------------------------------------- observation
+
+    def accounts_of_interest(self) -> list[str]:
+        seen: list[str] = []
+        for a in [*(str(a.address) for a in accounts[:10]), *self.known, *(m.address for m in self.members)]:
+            if a not in seen:
+                seen.append(a)
+        return seen
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every view of the three contracts for every account the tests know (three batched RPCs)."""
+        reg, ex, gw = self.registry, self.exchange, self.gateway
+        people = self.accounts_of_interest()
+        counts = batch_call([(ex, "roundCount"), (gw, "modelCount"), (gw, "requestCount")])
+        rounds, models, requests = (range(1, int(c) + 1) for c in counts)
+        participants = batch_call([(ex, "participants", rid) for rid in rounds])
+        specs: dict[str, list[Any]] = {
+            "registry": [
+                (reg, "epoch"),
+                (reg, "synchronisedEpoch"),
+                (reg, "isSynchronised"),
+                (reg, "membershipDigest"),
+                (reg, "paused"),
+                (reg, "activeMembers", PROVIDER),
+                (reg, "activeMembers", GATEWAY),
+                (reg, "isTrustedSigner", self.signer),
+                *(
+                    (reg, "isApproved", r, m)
+                    for r in (PROVIDER, GATEWAY)
+                    for m in (MEASUREMENT, OTHER_MEASUREMENT)
+                ),
+                *((reg, "member", a) for a in people),
+            ],
+            "roles": [
+                *(
+                    (c, "hasRole", role, a)
+                    for c in (reg, ex, gw)
+                    for role in (GOVERNOR_ROLE, DEFAULT_ADMIN_ROLE)
+                    for a in people
+                ),
+                *((ex, "hasRole", COORDINATOR_ROLE, a) for a in people),
+                *((gw, "hasRole", CLIENT_ROLE, a) for a in people),
+            ],
+            "rounds": [
+                *(
+                    spec
+                    for rid, parts in zip(rounds, participants)
+                    for spec in (
+                        (ex, "state", rid),
+                        (ex, "roundInfo", rid),
+                        *(
+                            (ex, fn, rid, p)
+                            for p in parts
+                            for fn in ("shareCommitment", "chunksPosted", "isHolder")
+                        ),
+                    )
+                ),
+            ],
+            "inference": [
+                (gw, "collectedFees"),
+                (gw, "requestTtl"),
+                *((gw, "modelInfo", mid) for mid in models),
+                *((gw, fn, qid) for qid in requests for fn in ("state", "requestInfo")),
+                *((gw, fn, a) for a in people for fn in ("quotaOf", "balanceOf")),
+            ],
+        }
+        flat = [spec for group in specs.values() for spec in group]
+        values = batch_call(
+            flat + [(None, "balance", a) for a in [*people, gw.address, ex.address, reg.address]]
+        )
+        return {"counts": counts, "participants": participants, "values": values}

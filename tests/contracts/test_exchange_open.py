@@ -1,0 +1,222 @@
+"""ShareExchange.openRound: participants, parameters and the events agents act on."""
+
+from __future__ import annotations
+
+import pytest
+from brownie import accounts
+from helpers import (
+    ADDITIVE,
+    COORDINATOR_ROLE,
+    DENSE,
+    PRIME_61,
+    PROVIDER,
+    RING_2_64,
+    SEEDED,
+    SHAMIR,
+    SHARED_MODEL,
+    STATISTIC,
+    TAG,
+    RoundState,
+    assert_events,
+    next_block_at,
+    norm,
+    now,
+    rejects,
+)
+
+SPEC = (4, 16, ADDITIVE, SEEDED, RING_2_64)
+POLICY = (SHARED_MODEL, 0)
+
+
+def _open(world, spec=SPEC, threshold=3, posting=1000, total=2000, policy=POLICY, at=None):
+    start = at or now() + 5
+    next_block_at(start)
+    return world.exchange.openRound(
+        TAG, spec, threshold, start + posting, start + total, policy, {"from": world.coordinator}
+    ), start
+
+
+def test_open_round_over_the_synchronised_providers(world):
+    tx, start = _open(world, spec=(31, 20, ADDITIVE, DENSE, RING_2_64), policy=(STATISTIC, 2))
+    parts = [p.address for p in world.providers]
+    assert tx.return_value == 1
+    assert_events(
+        tx,
+        (
+            "RoundOpened",
+            {
+                "roundId": 1,
+                "epoch": 4,
+                "inputTag": TAG,
+                "participants": parts,
+                "spec": (31, 20, ADDITIVE, DENSE, RING_2_64),
+                "threshold": 3,
+                "postingDeadline": start + 1000,
+                "deadline": start + 2000,
+                "policy": (STATISTIC, 2),
+            },
+        ),
+    )
+    ex = world.exchange
+    assert ex.roundCount() == 1
+    assert ex.state(1) == RoundState.POSTING
+    assert norm(ex.participants(1)) == norm(parts)
+    assert norm(ex.roundInfo(1)) == norm(
+        ((31, 20, ADDITIVE, DENSE, RING_2_64), (STATISTIC, 2), 3, 4, start + 1000, start + 2000, 0, 0)
+    )
+    for p in world.providers:
+        assert ex.chunksPosted(1, p.address) == 0
+        assert bytes(ex.shareCommitment(1, p.address)) == b"\x00" * 32
+        assert not ex.isHolder(1, p.address)
+
+
+def test_round_ids_increase(world):
+    assert world.open_round()[0] == 1
+    assert world.open_round(scheme=SHAMIR, threshold=2)[0] == 2
+    assert world.exchange.roundCount() == 2
+    assert world.exchange.state(3) == RoundState.NONE
+
+
+@pytest.mark.parametrize("caller", ["governor", "client", "outsider", "provider", "gateway", "operator"])
+def test_open_round_needs_the_coordinator_role(world, caller):
+    account = {
+        "governor": world.governor,
+        "client": accounts[2],
+        "outsider": accounts[3],
+        "provider": world.providers[0].account,
+        "gateway": world.gateways[0].account,
+        "operator": world.providers[0].operator,
+    }[caller]
+    start = now()
+    with rejects("AccessControlUnauthorizedAccount", account, COORDINATOR_ROLE, world=world):
+        world.exchange.openRound(TAG, SPEC, 3, start + 100, start + 200, POLICY, {"from": account})
+
+
+def test_governor_grants_the_coordinator_role(world):
+    ex = world.exchange
+    tx = ex.grantRole(COORDINATOR_ROLE, accounts[3], {"from": world.governor})
+    assert_events(
+        tx, ("RoleGranted", {"role": COORDINATOR_ROLE, "account": accounts[3], "sender": world.governor})
+    )
+    start = now()
+    tx = ex.openRound(TAG, SPEC, 3, start + 100, start + 200, POLICY, {"from": accounts[3]})
+    assert tx.status == 1
+
+
+def test_open_round_needs_a_synchronised_epoch(world):
+    world.register(PROVIDER, operator=accounts[8])
+    with rejects("RoundEpochNotSynchronised", 5, world=world):
+        _open(world)
+
+
+def test_open_round_refused_while_registry_paused(world):
+    world.registry.pause({"from": world.governor})
+    with rejects("RoundRegistryPaused", world=world):
+        _open(world)
+
+
+def test_open_round_needs_two_providers(bare, operators):
+    bare.register(PROVIDER, operator=operators[0])
+    bare.sync()
+    with rejects("RoundInvalidParticipants", 1, world=bare):
+        _open(bare, threshold=1)
+
+
+def test_open_round_with_only_a_gateway(bare, operators):
+    from helpers import GATEWAY
+
+    bare.register(GATEWAY, operator=operators[0])
+    bare.sync()
+    with rejects("RoundInvalidParticipants", 0, world=bare):
+        _open(bare, threshold=0)
+
+
+def test_open_round_over_64_providers_is_refused(bare, operators):
+    for i in range(65):
+        bare.register(PROVIDER, operator=operators[i % 4])
+    bare.sync()
+    with rejects("RoundInvalidParticipants", 65):
+        _open(bare, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=2)
+    bare.registry.revoke(bare.providers[-1].address, {"from": bare.governor})
+    bare.forget(bare.providers[-1].address)
+    bare.sync()
+    tx, _ = _open(bare, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=33)
+    assert len(tx.events["RoundOpened"]["participants"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("scheme", "threshold", "ok"),
+    [
+        (ADDITIVE, 3, True),
+        (ADDITIVE, 2, False),
+        (ADDITIVE, 4, False),
+        (ADDITIVE, 0, False),
+        (SHAMIR, 2, True),
+        (SHAMIR, 3, True),
+        (SHAMIR, 1, False),
+        (SHAMIR, 0, False),
+        (SHAMIR, 4, False),
+    ],
+)
+def test_threshold_rules(world, scheme, threshold, ok):
+    spec = (4, 16, scheme, SEEDED, RING_2_64 if scheme == ADDITIVE else PRIME_61)
+    if ok:
+        tx, _ = _open(world, spec=spec, threshold=threshold)
+        assert tx.events["RoundOpened"]["threshold"] == threshold
+    else:
+        with rejects("RoundInvalidThreshold", threshold, 3, scheme, world=world):
+            _open(world, spec=spec, threshold=threshold)
+
+
+@pytest.mark.parametrize(
+    ("length", "frac_bits", "modulus", "ok"),
+    [
+        (1, 0, 3, True),
+        (10_000_000, 40, RING_2_64, True),
+        (0, 16, RING_2_64, False),
+        (10_000_001, 16, RING_2_64, False),
+        (4, 41, RING_2_64, False),
+        (4, 16, 2, False),
+        (4, 16, 0, False),
+    ],
+)
+def test_spec_bounds(world, length, frac_bits, modulus, ok):
+    spec = (length, frac_bits, ADDITIVE, DENSE, modulus)
+    if ok:
+        assert _open(world, spec=spec)[0].status == 1
+    else:
+        with rejects("RoundInvalidSpec", length, frac_bits, modulus, world=world):
+            _open(world, spec=spec)
+
+
+def test_deadlines_must_be_in_the_future_and_ordered(world):
+    t = now() + 10
+    ex = world.exchange
+    for posting, deadline in ((t, t + 100), (t - 1, t + 100), (t + 100, t + 99)):
+        next_block_at(t)
+        with rejects("RoundInvalidDeadlines", posting, deadline, t, world=world):
+            ex.openRound(TAG, SPEC, 3, posting, deadline, POLICY, {"from": world.coordinator})
+        t += 1
+    next_block_at(t)
+    tx = ex.openRound(TAG, SPEC, 3, t + 1, t + 1, POLICY, {"from": world.coordinator})
+    assert tx.status == 1  # posting may end with the round
+
+
+@pytest.mark.parametrize(("minimum", "ok"), [(0, True), (3, True), (4, False)])
+def test_policy_min_contributors(world, minimum, ok):
+    if ok:
+        assert _open(world, policy=(STATISTIC, minimum))[0].status == 1
+    else:
+        with rejects("RoundInvalidPolicy", minimum, 3, world=world):
+            _open(world, policy=(STATISTIC, minimum))
+
+
+def test_participants_are_frozen_at_open(world):
+    round_id, _ = world.open_round()
+    before = [p.address for p in world.providers]
+    world.register(PROVIDER, operator=accounts[8])
+    world.sync()
+    assert norm(world.exchange.participants(round_id)) == norm(before)
+    later, _ = world.open_round(threshold=4)
+    assert len(world.exchange.participants(later)) == 4
+    assert world.exchange.roundInfo(later)[3] == 5

@@ -1,0 +1,718 @@
+"""Hypothesis stateful test of the round and request lifecycles (docs/properties.md).
+
+Random sequences of operations run against the contracts and against a Python model.
+Each rule predicts, from the model alone, whether the call succeeds (and which events it
+emits) or exactly which custom error it reverts with. After every step the invariants
+compare every view with the model and check the properties marked [S] in
+docs/properties.md. Time is fully controlled: every transaction is mined at a timestamp
+the model chose, so deadline edges are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from brownie import accounts, chain
+from eth_utils import keccak
+from helpers import (
+    ADDITIVE,
+    INTERMEDIATE,
+    PRIME_61,
+    RING_2_64,
+    SEEDED,
+    SHAMIR,
+    SHARED_MODEL,
+    STATISTIC,
+    TAG,
+    ZERO32,
+    Abort,
+    Consortium,
+    RequestState,
+    RoundState,
+    batch_call,
+    events_of,
+    next_block_at,
+    norm,
+    now,
+    rejects,
+    share_commitment,
+    state_bit,
+    travel_to,
+)
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+N = 3
+POSTING_WINDOW, ROUND_WINDOW, TTL = 60, 120, 120
+FEE = 10**15
+QUOTA = 4
+UNKNOWN = 9  # a pick of 9 targets an id that does not exist
+TERMINAL_ROUND = {RoundState.COMPLETED, RoundState.ABORTED}
+TERMINAL_REQUEST = {RequestState.COMPLETED, RequestState.REFUNDED}
+
+
+def popcount(x: int) -> int:
+    return bin(x).count("1")
+
+
+@dataclass
+class RoundModel:
+    id: int
+    scheme: int
+    t: int
+    pd: int
+    dl: int
+    kind: int
+    minimum: int
+    status: int = RoundState.POSTING
+    posted: int = 0
+    excluded: int = 0
+    contributors: int = 0
+    holders: int = 0
+    # sender index -> (chunks accepted, chunks of the posting)
+    progress: dict[int, tuple[int, list[bytes]]] = field(default_factory=dict)
+    revealed: set[int] = field(default_factory=set)
+
+
+@dataclass
+class RequestModel:
+    id: int
+    model_id: int
+    round: RoundModel
+    fee: int
+    deadline: int
+    status: int = RequestState.PENDING
+    partials: set[int] = field(default_factory=set)
+
+
+class Lifecycles(RuleBasedStateMachine):
+    st_pick = st.integers(0, UNKNOWN)
+    st_member = st.integers(0, N - 1)
+    st_scheme = st.sampled_from([(ADDITIVE, 3), (SHAMIR, 2), (SHAMIR, 3)])
+    st_kind = st.sampled_from([(SHARED_MODEL, 0), (STATISTIC, 3), (STATISTIC, 2), (INTERMEDIATE, 0)])
+    st_served = st.sampled_from([(SHARED_MODEL, 0), (STATISTIC, 3), (STATISTIC, 2)])
+    st_chunks = st.integers(1, 3)
+    st_dt = st.sampled_from([1, 30, 59, 61, 119, 121, 400])
+    st_flag = st.booleans()
+    # Subsets of participants, half of the time everyone (full rounds are the common case).
+    st_subset = st.one_of(st.just(2**N - 1), st.integers(0, 2**N - 1))
+    st_accuse = st.one_of(st.just(-1), st.integers(-1, N - 1))
+
+    # Set by the test before the run.
+    w: Consortium
+    client: object
+
+    def __init__(self):
+        # Every example starts from the chain snapshot taken before the run.
+        chain.revert()
+        super().__init__()
+        self.now = now()
+        self.rounds: list[RoundModel] = []
+        self.requests: list[RequestModel] = []
+        self.models: list[tuple[int, RoundModel]] = []
+        self.digests: list[bytes] = []
+        self.balance = int(self.w.gateway.balanceOf(self.client))
+        self.used = 0
+        self.collected = 0
+        self.observed_rounds: dict[int, int] = {}
+        self.observed_requests: dict[int, int] = {}
+
+    # -------------------------------------------------------------- plumbing
+
+    def _tick(self) -> int:
+        """The next transaction is mined one second later, at a time the model knows."""
+        self.now += 1
+        next_block_at(self.now)
+        return self.now
+
+    def _round_state(self, r: RoundModel | None, at: int) -> int:
+        if r is None:
+            return RoundState.NONE
+        if r.status in (RoundState.POSTING, RoundState.FUSING) and at > r.dl:
+            return RoundState.EXPIRED
+        return r.status
+
+    def _request_state(self, q: RequestModel | None, at: int) -> int:
+        if q is None:
+            return RequestState.NONE
+        if q.status == RequestState.PENDING and at > q.deadline:
+            return RequestState.EXPIRED
+        return q.status
+
+    def _round(self, pick: int) -> tuple[int, RoundModel | None]:
+        if pick == UNKNOWN or not self.rounds:
+            return len(self.rounds) + 1, None  # an unknown id
+        r = self.rounds[-1 - pick % len(self.rounds)]
+        return r.id, r
+
+    def _request(self, pick: int) -> tuple[int, RequestModel | None]:
+        if pick == UNKNOWN or not self.requests:
+            return len(self.requests) + 1, None
+        q = self.requests[-1 - pick % len(self.requests)]
+        return q.id, q
+
+    def _members(self, mask: int) -> list[str]:
+        return [p.address for i, p in enumerate(self.w.providers) if mask >> i & 1]
+
+    def _expect(self, outcome, call):
+        """Run `call`; `outcome` is either ("ok",) or an error (name, *args)."""
+        if outcome[0] == "ok":
+            tx = call()
+            assert tx.status == 1
+            return tx
+        with rejects(*outcome):
+            call()
+        return None
+
+    # -------------------------------------------------------------- round rules
+
+    @rule(scheme=st_scheme, kind=st_kind)
+    def rule_open(self, scheme, kind):
+        (scheme_id, t), (kind_id, minimum) = scheme, kind
+        at = self._tick()
+        r = RoundModel(
+            len(self.rounds) + 1, scheme_id, t, at + POSTING_WINDOW, at + ROUND_WINDOW, kind_id, minimum
+        )
+        modulus = RING_2_64 if scheme_id == ADDITIVE else PRIME_61
+        tx = self.w.exchange.openRound(
+            TAG,
+            (4, 16, scheme_id, SEEDED, modulus),
+            t,
+            r.pd,
+            r.dl,
+            (kind_id, minimum),
+            {"from": self.w.coordinator},
+        )
+        assert tx.return_value == r.id
+        self.rounds.append(r)
+
+    @initialize(scheme=st_scheme, kind=st_served)
+    def initialize_served_model(self, scheme, kind):
+        """Start with a completed round and a model on it, so requests are reachable."""
+        self.rule_open(scheme, kind)
+        self.rule_everyone_posts(0)
+        self.rule_everyone_fuses(0)
+        self.rule_register_model(0)
+
+    @initialize(scheme=st_scheme, kind=st_kind)
+    def initialize_round_in_posting(self, scheme, kind):
+        """And a second round still taking shares."""
+        self.rule_open(scheme, kind)
+
+    @rule(pick=st_pick)
+    def rule_everyone_posts(self, pick):
+        for member in range(N):
+            self._post(pick, member, 1)
+
+    @rule(pick=st_pick)
+    def rule_everyone_fuses(self, pick):
+        for member in range(N):
+            self.rule_fuse(pick, member, False)
+
+    @rule(pick=st_pick, member=st_member, nchunks=st_chunks)
+    def rule_post(self, pick, member, nchunks):
+        self._post(pick, member, nchunks)
+
+    def _post(self, pick, member, nchunks):
+        rid, r = self._round(pick)
+        sender = self.w.providers[member]
+        accepted, chunks = r.progress.get(member, (0, None)) if r else (0, None)
+        if chunks is None:
+            chunks = [keccak(f"{rid}-{member}-{i}".encode()) * (1 + i) for i in range(nchunks)]
+        commitment = share_commitment(chunks)
+        at = self._tick()
+        state = self._round_state(r, at)
+        bit = 1 << member
+        if state != RoundState.POSTING:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.POSTING))
+        elif at > r.pd:
+            outcome = ("RoundPostingDeadlinePassed", rid, r.pd)
+        elif r.excluded & bit:
+            outcome = ("RoundSenderExcluded", rid, sender.address)
+        elif r.posted & bit:
+            outcome = ("RoundAlreadyPosted", rid, sender.address)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome,
+            lambda: self.w.exchange.postShares(
+                rid,
+                accepted,
+                len(chunks),
+                commitment,
+                chunks[min(accepted, len(chunks) - 1)],
+                {"from": sender.account},
+            ),
+        )
+        if tx is None:
+            return
+        accepted += 1
+        r.progress[member] = (accepted, chunks)
+        names = ["SharesPosted"]
+        if accepted == len(chunks):
+            r.posted |= bit
+            if popcount(r.posted) + popcount(r.excluded) == N:
+                r.status, r.contributors = RoundState.FUSING, r.posted
+                names.append("PostingClosed")
+        assert [name for name, _ in events_of(tx)] == names
+
+    @rule(pick=st_pick)
+    def rule_close(self, pick):
+        rid, r = self._round(pick)
+        at = self._tick()
+        state = self._round_state(r, at)
+        if state != RoundState.POSTING:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.POSTING))
+        elif at <= r.pd:
+            outcome = ("RoundPostingStillOpen", rid, r.pd)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(outcome, lambda: self.w.exchange.closePosting(rid, {"from": accounts[3]}))
+        if tx is None:
+            return
+        if r.scheme == SHAMIR and popcount(r.posted) >= r.t:
+            r.status, r.contributors = RoundState.FUSING, r.posted
+            assert events_of(tx) == [("PostingClosed", {"roundId": rid, "contributors": r.posted})]
+        else:
+            self._aborted(tx, r, Abort.MISSING_SHARES, ~(r.posted | r.excluded))
+
+    @rule(pick=st_pick, reporter=st_member, accused=st_member)
+    def rule_report(self, pick, reporter, accused):
+        rid, r = self._round(pick)
+        sender = self.w.providers[accused]
+        at = self._tick()
+        state = self._round_state(r, at)
+        bit = 1 << accused
+        by = self.w.providers[reporter]
+        if state not in (RoundState.POSTING, RoundState.FUSING):
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.POSTING, RoundState.FUSING))
+        elif r.excluded >> reporter & 1:
+            outcome = ("RoundSenderExcluded", rid, by.address)
+        elif r.excluded & bit:
+            outcome = ("RoundSenderExcluded", rid, sender.address)
+        elif not r.posted & bit:
+            outcome = ("RoundNothingPosted", rid, sender.address)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome, lambda: self.w.exchange.reportInvalidShare(rid, sender.address, {"from": by.account})
+        )
+        if tx is None:
+            return
+        if r.scheme == ADDITIVE:
+            self._aborted(tx, r, Abort.INVALID_SHARE, bit, skip=1)
+            return
+        r.excluded |= bit
+        r.posted &= ~bit
+        r.holders = 0
+        if state == RoundState.FUSING:
+            r.contributors &= ~bit
+        assert events_of(tx)[0] == (
+            "ShareRejected",
+            {
+                "roundId": rid,
+                "reporter": by.address.lower(),
+                "sender": sender.address.lower(),
+                "contributors": r.contributors,
+            },
+        )
+        remaining = popcount(r.contributors) if state == RoundState.FUSING else N - popcount(r.excluded)
+        if remaining < r.t:
+            self._aborted(tx, r, Abort.TOO_FEW_CONTRIBUTORS, r.excluded, skip=1)
+        else:
+            assert len(tx.events) == 1
+
+    @rule(pick=st_pick, member=st_member, stale=st_flag)
+    def rule_fuse(self, pick, member, stale):
+        rid, r = self._round(pick)
+        who = self.w.providers[member]
+        current = r.contributors if r else 0
+        given = current ^ 1 if stale else current
+        at = self._tick()
+        state = self._round_state(r, at)
+        bit = 1 << member
+        if state != RoundState.FUSING:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.FUSING))
+        elif r.excluded & bit:
+            outcome = ("RoundSenderExcluded", rid, who.address)
+        elif given != current:
+            outcome = ("RoundStaleContributors", rid, given, current)
+        elif r.holders & bit:
+            outcome = ("RoundAlreadyFused", rid, who.address)
+        else:
+            outcome = ("ok",)
+        commitment = keccak(f"fused-{rid}-{member}-{current}".encode())
+        tx = self._expect(
+            outcome, lambda: self.w.exchange.postFused(rid, commitment, given, {"from": who.account})
+        )
+        if tx is None:
+            return
+        r.holders |= bit
+        names = ["FusedCommitted"]
+        if popcount(r.holders) == N - popcount(r.excluded):
+            r.status = RoundState.COMPLETED
+            names.append("RoundCompleted")
+            assert tx.events["RoundCompleted"]["holders"] == r.holders
+        assert [name for name, _ in events_of(tx)] == names
+
+    @rule(pick=st_pick)
+    def rule_finalize(self, pick):
+        rid, r = self._round(pick)
+        at = self._tick()
+        state = self._round_state(r, at)
+        outcome = (
+            ("ok",)
+            if state == RoundState.EXPIRED
+            else ("RoundUnexpectedState", rid, state, state_bit(RoundState.EXPIRED))
+        )
+        tx = self._expect(outcome, lambda: self.w.exchange.finalize(rid, {"from": accounts[3]}))
+        if tx is None:
+            return
+        if r.status == RoundState.POSTING:
+            self._aborted(tx, r, Abort.MISSING_SHARES, ~(r.posted | r.excluded))
+        elif r.scheme == SHAMIR and popcount(r.holders) >= r.t:
+            r.status = RoundState.COMPLETED
+            assert events_of(tx) == [
+                ("RoundCompleted", {"roundId": rid, "contributors": r.contributors, "holders": r.holders})
+            ]
+        else:
+            self._aborted(tx, r, Abort.MISSING_FUSION, ~(r.holders | r.excluded))
+
+    def _aborted(self, tx, r: RoundModel, reason: int, mask: int, skip: int = 0):
+        r.status = RoundState.ABORTED
+        culprits = [a.lower() for a in self._members(mask & (2**N - 1))]
+        assert events_of(tx)[skip:] == [
+            ("RoundAborted", {"roundId": r.id, "reason": reason, "culprits": tuple(culprits)})
+        ]
+
+    @rule(pick=st_pick, member=st_member)
+    def rule_reveal(self, pick, member):
+        rid, r = self._round(pick)
+        who = self.w.providers[member]
+        at = self._tick()
+        state = self._round_state(r, at)
+        if state != RoundState.COMPLETED:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.COMPLETED))
+        elif r.kind != INTERMEDIATE:
+            outcome = ("RoundNotIntermediate", rid)
+        elif not r.holders >> member & 1:
+            outcome = ("RoundNotHolder", rid, who.address)
+        elif member in r.revealed:
+            outcome = ("RoundAlreadyRevealed", rid, who.address)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(outcome, lambda: self.w.exchange.revealFused(rid, b"sealed", {"from": who.account}))
+        if tx is not None:
+            r.revealed.add(member)
+            assert [name for name, _ in events_of(tx)] == ["FusedRevealed"]
+
+    # -------------------------------------------------------------- scenarios
+    # Whole lifecycles in one step, built from the single-call rules above (so every call
+    # is still predicted and checked): they reach deep states that a uniform choice of
+    # single calls rarely reaches within a short run.
+
+    @rule(
+        scheme=st_scheme,
+        kind=st_kind,
+        posters=st_subset,
+        accuse=st_accuse,
+        close=st_flag,
+        fusers=st_subset,
+        expire=st_flag,
+    )
+    def rule_round_scenario(self, scheme, kind, posters, accuse, close, fusers, expire):
+        self.rule_open(scheme, kind)
+        r = self.rounds[-1]
+        for member in range(N):
+            if posters >> member & 1:
+                self._post(0, member, 1)
+        if accuse >= 0:
+            self.rule_report(0, (accuse + 1) % N, accuse)
+        if close:
+            self._jump_to(r.pd + 1)
+            self.rule_close(0)
+        for member in range(N):
+            if fusers >> member & 1:
+                self.rule_fuse(0, member, False)
+        if expire:
+            self._jump_to(r.dl + 1)
+            self.rule_finalize(0)
+        self.rule_register_model(0)
+        for member in range(N):
+            self.rule_reveal(0, member)
+
+    @rule(pick=st_pick, partials=st_subset, expire=st_flag)
+    def rule_request_scenario(self, pick, partials, expire):
+        before = len(self.requests)
+        self.rule_submit(pick, False)
+        if len(self.requests) == before:
+            return
+        for member in range(N):
+            if partials >> member & 1:
+                self.rule_partial(0, member)
+        if expire:
+            self._jump_to(self.requests[-1].deadline + 1)
+            self.rule_refund(0)
+        else:
+            self.rule_complete(0, False)
+
+    # Hypothesis chooses among rules uniformly: a second name doubles a scenario's weight.
+    rule_round_scenario_again = rule_round_scenario
+    rule_request_scenario_again = rule_request_scenario
+
+    def _jump_to(self, timestamp: int) -> None:
+        if timestamp > self.now:
+            self.now = timestamp
+            travel_to(timestamp)
+
+    @rule(dt=st_dt)
+    def rule_sleep(self, dt):
+        self.now += dt
+        travel_to(self.now)
+
+    # -------------------------------------------------------------- request rules
+
+    @rule(pick=st_pick)
+    def rule_register_model(self, pick):
+        rid, r = self._round(pick)
+        at = self._tick()
+        state = self._round_state(r, at)
+        if state != RoundState.COMPLETED:
+            outcome = ("InferenceRoundNotCompleted", rid, state)
+        elif r.kind == INTERMEDIATE:
+            outcome = ("InferenceRoundNotServable", rid, INTERMEDIATE)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome, lambda: self.w.gateway.registerModel(rid, "m", "{}", FEE, {"from": self.w.governor})
+        )
+        if tx is not None:
+            self.models.append((int(tx.return_value), r))
+
+    @rule(pick=st_pick, reuse=st_flag)
+    def rule_submit(self, pick, reuse):
+        if pick == UNKNOWN or not self.models:
+            model_id, r = len(self.models) + 1, None
+        else:
+            model_id, r = self.models[-1 - pick % len(self.models)]
+        digest = (
+            self.digests[-1] if reuse and self.digests else keccak(f"request-{len(self.digests)}".encode())
+        )
+        at = self._tick()
+        if r is None:
+            outcome = ("InferenceUnknownModel", model_id)
+        elif self.used >= QUOTA:
+            outcome = ("InferenceQuotaExhausted", self.client, self.used, QUOTA)
+        elif self.balance < FEE:
+            outcome = ("InferenceFeeUnpaid", self.client, self.balance, FEE)
+        elif digest in self.digests:
+            outcome = ("InferenceRequestReplayed", digest)
+        elif r.kind == STATISTIC and popcount(r.contributors) < r.minimum:
+            outcome = ("InferenceTooFewContributors", model_id, popcount(r.contributors), r.minimum)
+        else:
+            outcome = ("ok",)
+        gateway = self.w.gateways[0]
+        tx = self._expect(
+            outcome,
+            lambda: self.w.gateway.submitRequest(
+                model_id, self.client, digest, b"q", {"from": gateway.account}
+            ),
+        )
+        if tx is None:
+            return
+        q = RequestModel(len(self.requests) + 1, model_id, r, FEE, at + TTL)
+        assert tx.return_value == q.id
+        assert tx.events["RequestSubmitted"]["deadline"] == q.deadline
+        self.requests.append(q)
+        self.digests.append(digest)
+        self.used += 1
+        self.balance -= FEE
+
+    @rule(pick=st_pick, member=st_member)
+    def rule_partial(self, pick, member):
+        qid, q = self._request(pick)
+        provider = self.w.providers[member]
+        at = self._tick()
+        state = self._request_state(q, at)
+        if state != RequestState.PENDING:
+            outcome = ("InferenceUnexpectedState", qid, state, state_bit(RequestState.PENDING))
+        elif q.round.status != RoundState.COMPLETED or not q.round.holders >> member & 1:
+            outcome = ("InferenceNotShareholder", qid, provider.address)
+        elif member in q.partials:
+            outcome = ("InferencePartialAlreadyPosted", qid, provider.address)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome, lambda: self.w.gateway.postPartial(qid, b"partial", {"from": provider.account})
+        )
+        if tx is not None:
+            q.partials.add(member)
+
+    @rule(pick=st_pick, wrong=st_flag)
+    def rule_complete(self, pick, wrong):
+        qid, q = self._request(pick)
+        gateway = self.w.gateways[0]
+        caller = self.w.providers[0].account if wrong else gateway.account
+        at = self._tick()
+        state = self._request_state(q, at)
+        if state != RequestState.PENDING:
+            outcome = ("InferenceUnexpectedState", qid, state, state_bit(RequestState.PENDING))
+        elif wrong:
+            outcome = ("InferenceWrongGateway", qid, caller, gateway.address)
+        elif not q.partials:
+            outcome = ("InferenceNoPartials", qid)
+        else:
+            outcome = ("ok",)
+        result = keccak(f"result-{qid}".encode())
+        tx = self._expect(outcome, lambda: self.w.gateway.completeRequest(qid, result, {"from": caller}))
+        if tx is None:
+            return
+        q.status = RequestState.COMPLETED
+        self.collected += q.fee
+        assert events_of(tx) == [
+            ("RequestCompleted", {"requestId": qid, "resultCommitment": result, "partials": len(q.partials)})
+        ]
+
+    @rule(pick=st_pick)
+    def rule_refund(self, pick):
+        qid, q = self._request(pick)
+        at = self._tick()
+        state = self._request_state(q, at)
+        outcome = (
+            ("ok",)
+            if state == RequestState.EXPIRED
+            else ("InferenceUnexpectedState", qid, state, state_bit(RequestState.EXPIRED))
+        )
+        tx = self._expect(outcome, lambda: self.w.gateway.refundExpired(qid, {"from": accounts[3]}))
+        if tx is None:
+            return
+        q.status = RequestState.REFUNDED
+        self.balance += q.fee
+        self.used -= 1
+
+    @rule(withdraw=st_flag)
+    def rule_funds(self, withdraw):
+        """The client tops up one fee, or governance sweeps the collected fees."""
+        self._tick()
+        if withdraw:
+            treasury = accounts[9]
+            before = treasury.balance()
+            self.w.gateway.withdrawFees(treasury, {"from": self.w.governor})
+            assert treasury.balance() == before + self.collected
+            self.collected = 0
+        else:
+            self.w.gateway.deposit({"from": self.client, "value": FEE})
+            self.balance += FEE
+
+    # -------------------------------------------------------------- invariants
+
+    @invariant()
+    def invariant_views_match_the_model_and_properties(self):
+        ex, gw = self.w.exchange, self.w.gateway
+        providers = [p.address for p in self.w.providers]
+        specs = [
+            (ex, "roundCount"),
+            (ex, "state", len(self.rounds) + 1),
+            (gw, "requestCount"),
+            (gw, "state", len(self.requests) + 1),
+            (gw, "collectedFees"),
+            (gw, "balanceOf", self.client),
+            (gw, "quotaOf", self.client),
+            (None, "balance", gw.address),
+        ]
+        for r in self.rounds:
+            specs += [(ex, "state", r.id), (ex, "roundInfo", r.id)]
+            specs += [
+                (ex, fn, r.id, p) for p in providers for fn in ("chunksPosted", "shareCommitment", "isHolder")
+            ]
+        for q in self.requests:
+            specs += [(gw, "state", q.id), (gw, "requestInfo", q.id)]
+        values = iter(batch_call(specs))
+        round_count, unknown_round, request_count, unknown_request = (next(values) for _ in range(4))
+        collected, balance, quota, ether = (next(values) for _ in range(4))
+
+        # Rounds 1, 3, 4: identity, terminal states, derived expiry.
+        assert round_count == len(self.rounds) and unknown_round == RoundState.NONE
+        for r in self.rounds:
+            state, info = next(values), next(values)
+            expected = self._round_state(r, self.now)
+            assert state == expected
+            previous = self.observed_rounds.get(r.id)
+            assert previous not in TERMINAL_ROUND or state == previous
+            self.observed_rounds[r.id] = state
+            assert (state == RoundState.EXPIRED) == (
+                r.status in (RoundState.POSTING, RoundState.FUSING) and self.now > r.dl
+            )
+            contributors, holders = info[6], info[7]
+            assert (contributors, holders) == (r.contributors, r.holders)
+            everyone = 2**N - 1
+            # 7, 8: disjoint posted/excluded; contributors zero while posting.
+            assert r.posted & r.excluded == 0
+            if r.status == RoundState.POSTING:
+                assert contributors == 0
+            assert contributors & r.excluded == 0
+            # 11: holders among the non-excluded participants.
+            assert holders & ~(everyone & ~r.excluded) == 0
+            if r.status in (RoundState.FUSING, RoundState.COMPLETED):
+                if r.scheme == ADDITIVE:  # 9
+                    assert contributors == everyone
+                else:  # 10
+                    assert popcount(contributors) >= r.t
+            if r.status == RoundState.COMPLETED:
+                assert holders == everyone if r.scheme == ADDITIVE else popcount(holders) >= r.t
+            if r.status in (RoundState.POSTING, RoundState.FUSING) and r.scheme == SHAMIR:
+                assert N - popcount(r.excluded) >= r.t
+            for i in range(N):
+                chunks_posted, commitment, is_holder = next(values), next(values), next(values)
+                accepted, chunks = r.progress.get(i, (0, []))
+                assert chunks_posted == accepted  # 6
+                complete = bool(chunks) and accepted == len(chunks)
+                assert commitment == (share_commitment(chunks) if complete else ZERO32)
+                assert is_holder == (state == RoundState.COMPLETED and bool(holders >> i & 1))  # 13
+
+        # Requests 1, 2, 3, 6, 7, 8, 9.
+        assert request_count == len(self.requests) and unknown_request == RequestState.NONE
+        held = 0
+        for q in self.requests:
+            state, info = next(values), next(values)
+            assert state == self._request_state(q, self.now)
+            previous = self.observed_requests.get(q.id)
+            assert previous not in TERMINAL_REQUEST or state == previous
+            self.observed_requests[q.id] = state
+            assert norm(info) == norm(
+                (q.model_id, self.client, self.w.gateways[0].address, q.fee, q.deadline, len(q.partials))
+            )
+            assert len(q.partials) <= popcount(q.round.holders)
+            if state in (RequestState.PENDING, RequestState.EXPIRED):
+                held += q.fee
+        assert collected == self.collected
+        assert balance == self.balance
+        assert quota == (QUOTA, self.used)
+        assert self.used == sum(q.status != RequestState.REFUNDED for q in self.requests) <= QUOTA
+        assert ether == balance + collected + held
+
+
+@pytest.fixture(scope="module")
+def _lifecycle(_world, client):
+    _world.admit_client(client, quota=QUOTA, deposit=3 * FEE)
+    return _world
+
+
+def test_round_and_request_lifecycles(_lifecycle, client):
+    # Brownie's own `state_machine` does exactly this (snapshot, revert per example), but
+    # its compiled build here rejects every rules class (TypeError in __init__).
+    Lifecycles.w = _lifecycle
+    Lifecycles.client = client
+    chain.snapshot()
+    run_state_machine_as_test(
+        Lifecycles,
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=25,
+            deadline=None,
+            database=None,
+            suppress_health_check=HealthCheck.all(),
+        ),
+    )
