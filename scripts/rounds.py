@@ -14,7 +14,7 @@ from enclave_agent.protocol.coordinator import round_arguments
 from scripts.common import actor, contracts
 
 
-def open(
+def open_round(
     tag: str, length: int | str, scheme: str = "additive", encoding: str = "seeded", threshold: str = ""
 ) -> int:
     registry, exchange, _ = contracts()
