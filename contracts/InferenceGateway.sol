@@ -110,12 +110,14 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
     function setRequestTtl(uint64 ttl) external onlyRole(GOVERNOR_ROLE) {
         if (ttl < MIN_TTL || ttl > MAX_TTL) revert InferenceInvalidTtl(ttl);
         requestTtl = ttl;
+        emit RequestTtlSet(ttl);
     }
 
     /// @inheritdoc IInferenceGateway
     function withdrawFees(address payable to) external onlyRole(GOVERNOR_ROLE) nonReentrant {
         uint256 amount = collectedFees;
         collectedFees = 0;
+        emit FeesWithdrawn(to, amount);
         _send(to, amount);
     }
 
@@ -195,6 +197,8 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
         _validateState(requestId, _bit(RequestState.Pending));
         Request storage request = _requests[requestId];
         if (msg.sender != request.gateway) revert InferenceWrongGateway(requestId, msg.sender, request.gateway);
+        // A revoked gateway leaves its pending requests to expire and be refunded.
+        if (!registry.isActiveMember(msg.sender, Role.Gateway)) revert InferenceNotGateway(msg.sender);
         if (request.partials == 0) revert InferenceNoPartials(requestId);
         request.status = RequestState.Completed;
         collectedFees += request.fee;

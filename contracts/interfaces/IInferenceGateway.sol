@@ -75,6 +75,10 @@ interface IInferenceGateway {
     event PartialPosted(uint256 indexed requestId, address indexed provider, bytes ciphertext);
     /// @notice The gateway answered the request.
     event RequestCompleted(uint256 indexed requestId, bytes32 resultCommitment, uint256 partials);
+    /// @notice Governance changed how long new requests stay answerable.
+    event RequestTtlSet(uint64 ttl);
+    /// @notice Governance sent the collected fees to `to`.
+    event FeesWithdrawn(address indexed to, uint256 amount);
     /// @notice The request expired and its fee went back to the client's balance.
     event RequestRefunded(uint256 indexed requestId, address indexed client, uint256 fee);
 
@@ -109,7 +113,8 @@ interface IInferenceGateway {
     /// @notice Post an encrypted partial result (a shareholding provider enclave).
     function postPartial(uint256 requestId, bytes calldata ciphertext) external;
 
-    /// @notice Record the result commitment and collect the fee (the request's gateway).
+    /// @notice Record the result commitment and collect the fee (the request's gateway,
+    /// while it is still an active gateway enclave).
     function completeRequest(uint256 requestId, bytes32 resultCommitment) external;
 
     /// @notice Refund an expired request's fee to its client (anyone).
@@ -130,7 +135,7 @@ interface IInferenceGateway {
         view
         returns (uint256 roundId, OutputKind kind, uint256 fee, bool active, bytes32 metadataHash);
 
-    /// @notice Requests the client may still make, and made so far.
+    /// @notice The client's quota (requests allowed in total) and the requests it made so far.
     function quotaOf(address client) external view returns (uint256 quota, uint256 used);
 
     /// @notice The client's fee balance.

@@ -227,7 +227,7 @@ def test_request_ttl_bounds(served, ttl, ok):
     s = served
     if ok:
         tx = s.gw.setRequestTtl(ttl, {"from": s.w.governor})
-        assert len(tx.events) == 0
+        assert len(tx.events) == 1 and tx.events["RequestTtlSet"]["ttl"] == ttl
         assert s.gw.requestTtl() == ttl
         rid, tx = s.submit()
         assert request_deadline(s, rid) == tx.timestamp + ttl
@@ -310,7 +310,8 @@ def test_withdraw_fees(served):
     treasury = accounts[9]
     before = treasury.balance()
     tx = s.gw.withdrawFees(treasury, {"from": s.w.governor})
-    assert len(tx.events) == 0
+    assert len(tx.events) == 1
+    assert dict(tx.events["FeesWithdrawn"]) == {"to": treasury, "amount": 2 * FEE}
     assert treasury.balance() == before + 2 * FEE
     assert s.gw.collectedFees() == 0
     # Client deposits are untouched.
@@ -626,6 +627,15 @@ def test_complete_by_another_attested_gateway(served):
     s.w.sync()
     with rejects("InferenceWrongGateway", rid, second.address, s.gateway_enclave.address, world=s.w):
         s.gw.completeRequest(rid, keccak(b"r"), {"from": second.account})
+
+
+def test_complete_by_a_revoked_gateway(served):
+    s = served
+    rid, _ = s.submit()
+    s.gw.postPartial(rid, b"p", {"from": s.w.providers[0].account})
+    s.w.registry.revoke(s.gateway_enclave.address, {"from": s.w.governor})
+    with rejects("InferenceNotGateway", s.gateway_enclave.address, world=s.w):
+        s.gw.completeRequest(rid, keccak(b"r"), {"from": s.gateway_enclave.account})
 
 
 def test_complete_twice_or_late(served):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import COMPLETED, Consortium
+from enclave_agent.localnet import COMPLETED, Consortium, wait_until
 from tests.integration.conftest import (
     aggregate,
     assert_no_plaintext_or_share_on_chain,
@@ -56,7 +56,10 @@ def test_five_agents_attest_verify_and_synchronise(consortium: Consortium) -> No
     assert sorted(members) == sorted(a.enclave_address() for a in consortium.agents.values())
     assert registry.isSynchronised().call()
     for agent in consortium.agents.values():
-        assert f"verified {N} members" in agent.logs()
+        # The digest transaction is mined before the agent writes its log line.
+        wait_until(
+            lambda a=agent: f"verified {N} members" in a.logs(), 10, f"{agent.name} to log its verification"
+        )
 
 
 @pytest.mark.parametrize(("scheme", "encoding"), COMBOS)
