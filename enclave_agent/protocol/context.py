@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from eth_account import Account
@@ -35,6 +37,7 @@ class AgentContext:
     def __init__(self, config: AgentConfig, *, tee: TeeBackend | None = None) -> None:
         self.config = config
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._state_lock = lock_state_dir(config.state_dir)
         self.tee = tee or SimulatedTee(config.state_dir)
         self.keys = self.tee.load_or_create_keys()
         self.address: str = self.keys.address
@@ -142,6 +145,26 @@ class AgentContext:
 def elements(blob: bytes) -> np.ndarray:
     """Little-endian uint64 words (how share vectors are stored) as an element array."""
     return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
+
+
+def lock_state_dir(state_dir: Path) -> IO[str]:
+    """One agent process per state directory: two would race on the same enclave keys
+    and post twice. The lock lives as long as the returned handle (the process)."""
+    handle = (state_dir / "agent.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(
+            f"{state_dir}: another agent process (pid {holder}) is using this state directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def load_operator(path: Path) -> LocalAccount:

@@ -153,6 +153,20 @@ def test_kill_9_mid_round_then_restart_completes_without_second_share_set(
     assert opened and max(Counter(opened).values()) == 1, "an event was processed twice"
 
 
+def test_a_second_process_on_the_same_state_is_refused(setup: tuple[Consortium, Rogue]) -> None:
+    c, _ = setup
+    agent = c.agents["provider-0"]
+    assert agent.running
+    result = subprocess.run(
+        [sys.executable, "-m", "enclave_agent.cli", "run", "--config", str(agent.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"another agent process (pid {agent.pid}) is using this state directory" in result.stderr
+
+
 def test_one_byte_code_change_is_refused_with_both_measurements(
     setup: tuple[Consortium, Rogue], tmp_path: Path
 ) -> None:
