@@ -152,11 +152,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_open_round(args: argparse.Namespace) -> int:
-    from enclave_agent.protocol.coordinator import open_round
+    from enclave_agent.protocol.coordinator import RoundRequest, open_round
 
-    round_id = open_round(
-        manifest_path=args.manifest,
-        key_file=args.key_file,
+    request = RoundRequest(
         tag=args.tag,
         length=args.length,
         scheme=args.scheme,
@@ -167,8 +165,8 @@ def _cmd_open_round(args: argparse.Namespace) -> int:
         window=args.window,
         output=args.output,
         min_contributors=args.min_contributors,
-        rpc_url=args.rpc_url,
     )
+    round_id = open_round(args.manifest, args.key_file, request, rpc_url=args.rpc_url)
     print(round_id)
     return 0
 

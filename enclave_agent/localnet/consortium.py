@@ -31,7 +31,7 @@ from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess
 from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round_transactions
 from enclave_agent.localnet.errors import AgentExitedError, LocalnetError
 from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
-from enclave_agent.protocol.coordinator import round_arguments
+from enclave_agent.protocol.coordinator import RoundRequest, open_round_call, round_id_of
 from enclave_agent.tee.measure import measure_package
 
 log = logging.getLogger(__name__)
@@ -184,28 +184,22 @@ class Consortium:
         min_contributors: int = 0,
     ) -> int:
         """Open a round over the active providers (as coordinator); returns its id."""
-        participants = len(self.registry.functions.activeMembers(PROVIDER_ROLE).call())
-        chain_now = int(self.w3.eth.get_block("latest")["timestamp"])
-        args = round_arguments(
-            tag=tag,
-            length=length,
-            scheme=scheme,
-            encoding=encoding,
-            threshold=threshold,
-            participants=participants,
-            frac_bits=frac_bits,
-            # The chain clock only moves with blocks: an idle chain lags the wall clock.
-            now=max(chain_now, int(time.time())),
-            posting_window=posting_window,
-            window=window,
-            output=output,
-            min_contributors=min_contributors,
+        request = RoundRequest(
+            tag,
+            length,
+            scheme,
+            encoding,
+            threshold,
+            frac_bits,
+            posting_window,
+            window,
+            output,
+            min_contributors,
         )
-        tx = self.exchange.functions.openRound(*args).transact({"from": self.governor})
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
-        event = self.exchange.events.RoundOpened().process_receipt(receipt)[0]
-        round_id = int(event["args"]["roundId"])
-        log.info("opened round %d (%s/%s, d=%d, n=%d)", round_id, scheme, encoding, length, participants)
+        call = open_round_call(self.w3, self.contracts, request)
+        receipt = self.w3.eth.wait_for_transaction_receipt(call.transact({"from": self.governor}))
+        round_id = round_id_of(self.contracts, receipt)
+        log.info("opened round %d (%s/%s, d=%d)", round_id, scheme, encoding, length)
         return round_id
 
     def round_state(self, round_id: int) -> int:

@@ -4,9 +4,14 @@ epoch's providers."""
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
+from web3 import Web3
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.manifest import load_manifest
@@ -60,22 +65,54 @@ def round_arguments(
     return (encode_tag(tag), spec, threshold, now + posting_window, now + window, policy)
 
 
+@dataclass(frozen=True)
+class RoundRequest:
+    """What a coordinator asks for; deadlines are seconds from now."""
+
+    tag: str
+    length: int
+    scheme: str = "additive"
+    encoding: str = "seeded"
+    threshold: int | None = None
+    frac_bits: int = 16
+    posting_window: int = 120
+    window: int = 300
+    output: str = "shared-model"
+    min_contributors: int = 0
+
+
+def open_round_call(w3: Web3, contracts: Contracts, request: RoundRequest) -> ContractFunction:
+    """The openRound call over the active providers, validated before any transaction."""
+    participants = len(contracts.registry.functions.activeMembers(1).call())
+    chain_time = int(w3.eth.get_block("latest")["timestamp"])
+    args = round_arguments(
+        tag=request.tag,
+        length=request.length,
+        scheme=request.scheme,
+        encoding=request.encoding,
+        threshold=request.threshold,
+        participants=participants,
+        frac_bits=request.frac_bits,
+        # The chain clock moves only with blocks: an idle chain lags the wall clock,
+        # and deadlines computed from it could already have passed.
+        now=max(chain_time, int(time.time())),
+        posting_window=request.posting_window,
+        window=request.window,
+        output=request.output,
+        min_contributors=request.min_contributors,
+    )
+    return contracts.exchange.functions.openRound(*args)
+
+
+def round_id_of(contracts: Contracts, receipt: TxReceipt) -> int:
+    events = contracts.exchange.events.RoundOpened().process_receipt(receipt)
+    return int(events[0]["args"]["roundId"])
+
+
 def open_round(
-    *,
-    manifest_path: Path,
-    key_file: Path,
-    tag: str,
-    length: int,
-    scheme: str = "additive",
-    encoding: str = "seeded",
-    threshold: int | None = None,
-    frac_bits: int = 16,
-    posting_window: int = 120,
-    window: int = 300,
-    output: str = "shared-model",
-    min_contributors: int = 0,
-    rpc_url: str | None = None,
+    manifest_path: Path, key_file: Path, request: RoundRequest, *, rpc_url: str | None = None
 ) -> int:
+    """Open a round as the coordinator whose key is in `key_file`; returns its id."""
     manifest = load_manifest(manifest_path)
     try:
         account = Account.from_key(key_file.read_text().strip())
@@ -85,25 +122,8 @@ def open_round(
         raise ConfigError(f"key file {key_file} does not hold a hex private key") from exc
     w3 = connect(rpc_url or manifest.rpc_url)
     contracts = Contracts(w3, manifest)
-    participants = len(contracts.registry.functions.activeMembers(1).call())
-    now = int(w3.eth.get_block("latest")["timestamp"])
-    args = round_arguments(
-        tag=tag,
-        length=length,
-        scheme=scheme,
-        encoding=encoding,
-        threshold=threshold,
-        participants=participants,
-        frac_bits=frac_bits,
-        now=now,
-        posting_window=posting_window,
-        window=window,
-        output=output,
-        min_contributors=min_contributors,
-    )
-    sender = TxSender(w3, account, ErrorDecoder.from_manifest(manifest))
-    receipt = sender.send(contracts.exchange.functions.openRound(*args), label="open-round")
-    events = contracts.exchange.events.RoundOpened().process_receipt(receipt)
-    round_id = int(events[0]["args"]["roundId"])
-    log.info("opened round %d (%s/%s, d=%d, n=%d)", round_id, scheme, encoding, length, participants)
+    call = open_round_call(w3, contracts, request)
+    receipt = TxSender(w3, account, ErrorDecoder.from_manifest(manifest)).send(call, label="open-round")
+    round_id = round_id_of(contracts, receipt)
+    log.info("opened round %d (%s/%s, d=%d)", round_id, request.scheme, request.encoding, request.length)
     return round_id

@@ -42,10 +42,11 @@ def row(demo: Demo) -> dict[str, float]:
     return dict(zip(names, map(float, x[0]), strict=True))
 
 
-def _post(demo: Demo, body: bytes, key: str | None = None) -> tuple[int, dict]:
+def _post(demo: Demo, body: bytes, key: str | None = None, *, authenticated: bool = True) -> tuple[int, dict]:
     request = urllib.request.Request(demo.gateway_url + "/v1/inference", data=body, method="POST")
     request.add_header("Content-Type", "application/json")
-    request.add_header("X-API-Key", key or demo.api_key)
+    if authenticated:
+        request.add_header("X-API-Key", key or demo.api_key)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -181,19 +182,7 @@ def test_signed_requests_work_once_and_replays_are_refused(demo: Demo, row: dict
         assert exc.code == 409
     assert _chain_requests(demo) == requests
     forged = body | {"client": demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]}
-    assert _post_unauthenticated(demo, forged)[0] == 401
-
-
-def _post_unauthenticated(demo: Demo, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        demo.gateway_url + "/v1/inference", data=json.dumps(body).encode(), method="POST"
-    )
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    assert _post(demo, json.dumps(forged).encode(), authenticated=False)[0] == 401
 
 
 def test_request_status_is_private_to_its_client(demo: Demo, row: dict[str, float]) -> None:

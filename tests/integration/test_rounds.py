@@ -4,12 +4,15 @@ shares equals the sum of the inputs; nothing secret appears on chain."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import Consortium, wait_until
+from enclave_agent.localnet import Consortium, dev_key, wait_until
 from tests.integration.conftest import (
     aggregate,
     assert_no_plaintext_or_share_on_chain,
@@ -84,3 +87,29 @@ def test_no_plaintext_or_share_on_chain(
     consortium: Consortium, completed_rounds: dict[tuple[str, str], int]
 ) -> None:
     assert_no_plaintext_or_share_on_chain(consortium, INPUTS, completed_rounds.values(), frac_bits=FRAC)
+
+
+def test_open_round_from_the_command_line(consortium: Consortium, tmp_path: Path) -> None:
+    key = tmp_path / "coordinator.key"
+    key.write_text(dev_key(0))
+    base = [
+        sys.executable,
+        "-m",
+        "enclave_agent.cli",
+        "open-round",
+        "--manifest",
+        str(consortium.manifest_path),
+    ]
+    base += ["--key-file", str(key), "--tag", "vec31"]
+    rounds_before = consortium.exchange.functions.roundCount().call()
+    bad = subprocess.run([*base, "--length", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "length must be >= 1" in bad.stderr
+    assert consortium.exchange.functions.roundCount().call() == rounds_before
+    done = subprocess.run(
+        [*base, "--length", str(D), "--scheme", "shamir"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    round_id = int(done.stdout.strip())
+    assert round_id == rounds_before + 1
+    assert consortium.wait_round(round_id) == 3
+    assert np.max(np.abs(aggregate(consortium, round_id, FRAC) - np.sum(INPUTS, axis=0))) <= TOLERANCE
