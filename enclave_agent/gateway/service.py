@@ -151,16 +151,19 @@ class GatewayAgent(Agent):
         """Record one request on chain with the query encrypted for every holder."""
         doc = self.model_round(model)
         holders = doc.mask_members(doc.holders)
+        # The last synchronised epoch: every member derived its keys for it, even while
+        # a newer epoch (a member joining) is still being synchronised.
         view = self.view
-        keys = self.epoch_keys(view.epoch)
+        epoch = view.synchronised_epoch or view.epoch
+        keys = self.epoch_keys(epoch)
         plaintext = query.to_bytes()
         entries = []
         for provider in holders:
             if provider not in keys:
-                raise ProtocolError(f"no pairwise key with holder {provider} in epoch {view.epoch}")
+                raise ProtocolError(f"no pairwise key with holder {provider} in epoch {epoch}")
             ad = queries.query_ad(self.chain_id, self.gateway_address, digest, self.address, provider)
             entries.append((provider, encrypt(keys[provider], plaintext, ad)))
-        payload = queries.encode_query_payload(view.epoch, entries)
+        payload = queries.encode_query_payload(epoch, entries)
         receipt = self.enclave_tx.send(
             self.contracts.gateway.functions.submitRequest(int(model["id"]), client, digest, payload),
             label=f"request-{model['id']}",
@@ -175,7 +178,7 @@ class GatewayAgent(Agent):
                 "kind": query.kind,
                 "client": client,
                 "holders": holders,
-                "epoch": view.epoch,
+                "epoch": epoch,
                 "deadline": int(event["deadline"]),
                 "status": "pending",
                 "submit_tx": receipt["transactionHash"].hex(),
