@@ -368,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="federated-averaging rounds (default 3)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    result = run(DemoConfig(workdir=args.workdir.resolve(), fedavg_rounds=args.rounds))
+    try:
+        result = run(DemoConfig(workdir=args.workdir.resolve(), fedavg_rounds=args.rounds))
+    except KeyboardInterrupt:
+        print("interrupted: every process the demo started has been stopped", file=sys.stderr)
+        return 130
     print(json.dumps({"max_score_error": result.max_score_error}))
     return 0
 

@@ -332,6 +332,16 @@ def test_gateway_ignores_and_logs_partials_it_did_not_ask_for(tmp_path: Path, ca
     assert "not one of ours" in caplog.text and "duplicate" in caplog.text
 
 
+def test_brownie_request_script_signs_with_a_wallet(demo: Demo, row: dict[str, float], monkeypatch) -> None:
+    from scripts.request_inference import main as request_script
+
+    monkeypatch.setenv("ENCLAVE_CLIENT_KEY", dev_key(CLIENT_INDEX))
+    used = demo.c.gateway.functions.quotaOf(demo.client_address).call()[1]
+    answer = request_script(demo.gateway_url, "breast-cancer-fedavg", json.dumps(row))
+    assert 0.0 <= answer["score"] <= 1.0
+    assert demo.c.gateway.functions.quotaOf(demo.client_address).call()[1] == used + 1
+
+
 # The provider-down cases stop agents: they run last.
 
 
