@@ -32,7 +32,7 @@ from enclave_agent.chain.manifest import CONTRACT_NAMES, Manifest
 from enclave_agent.errors import ContractRevert
 
 if TYPE_CHECKING:
-    from enclave_agent.chain.client import Contracts
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,6 @@ class ErrorDecoder:
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ErrorDecoder:
         return cls(manifest.abi(name) for name in CONTRACT_NAMES)
-
-    @classmethod
-    def from_contracts(cls, contracts: Contracts) -> ErrorDecoder:
-        return cls(contract.abi for contract in contracts.by_name.values())
 
     def spec(self, name: str) -> ErrorSpec:
         """The spec of the error called ``name`` (KeyError if none)."""

@@ -46,12 +46,9 @@ class AgentContext:
         self.manifest: Manifest = load_manifest(config.manifest)
         rpc_url = config.rpc_url or self.manifest.rpc_url
         self.w3 = connect(rpc_url)
-        self.chain_id = int(self.w3.eth.chain_id)
-        if self.chain_id != self.manifest.chain_id:
-            raise ConfigError(
-                f"{config.manifest}: chain id {self.manifest.chain_id} but {rpc_url} is chain {self.chain_id}"
-            )
         self.contracts = Contracts(self.w3, self.manifest)
+        self.contracts.check_deployment()  # the right chain, with code at every address
+        self.chain_id = self.manifest.chain_id
         self.registry_address = to_checksum_address(self.contracts.registry.address)
         self.exchange_address = to_checksum_address(self.contracts.exchange.address)
         self.gateway_address = to_checksum_address(self.contracts.gateway.address)
