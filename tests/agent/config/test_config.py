@@ -1,0 +1,174 @@
+"""Agent config: a valid file loads; every kind of mistake is one clear line
+naming the file and the key, and `enclave-agent` exits 2 without starting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enclave_agent.config import load_config
+from enclave_agent.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+CLIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+HASH = "ab" * 32
+
+VALID = """
+[agent]
+name = "bank-a"
+role = "provider"
+state_dir = "state"
+
+[chain]
+manifest = "manifest.json"
+confirmations = 2
+poll_interval = 1
+
+[operator]
+key_file = "operator.key"
+
+[attestation]
+service_url = "http://127.0.0.1:8600/"
+
+[data]
+csv = "data.csv"
+label_column = "target"
+
+[inputs.vec]
+values = [1, 2.5, -3]
+
+[inputs.big]
+file = "vector.npy"
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "data.csv").write_text("a,target\n1,0\n")
+    (tmp_path / "vector.npy").write_bytes(b"")
+    return tmp_path
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_resolves_paths_relative_to_the_file(folder: Path) -> None:
+    config = load_config(write(folder, VALID))
+    assert (config.name, config.role, config.role_id) == ("bank-a", "provider", 1)
+    assert config.state_dir == folder / "state" and config.manifest == folder / "manifest.json"
+    assert config.confirmations == 2 and config.poll_interval == 1.0
+    assert config.attestation_url == "http://127.0.0.1:8600"
+    assert config.data is not None and config.data.csv == folder / "data.csv"
+    assert config.inputs["vec"].values == (1.0, 2.5, -3.0)
+    assert config.inputs["big"].file == folder / "vector.npy"
+    assert config.gateway is None
+
+
+def test_gateway_config(folder: Path) -> None:
+    gateway_table = "[gateway]\nport = 9000\nmax_batch = 8\nrequest_timeout = 5\n"
+    keys = f'[gateway.api_keys]\n"{CLIENT.lower()}" = "{HASH}"\n'
+    text = VALID.replace('role = "provider"', 'role = "gateway"') + "\n" + gateway_table + keys
+    gateway = load_config(write(folder, text)).gateway
+    assert gateway is not None
+    assert (gateway.port, gateway.max_batch, gateway.request_timeout) == (9000, 8, 5.0)
+    assert gateway.api_keys == {CLIENT: HASH}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t + "\n[extra]\n", "extra: unknown table"),
+        (lambda t: t.replace("[operator]", "[operators]"), "operators: unknown table"),
+        (lambda t: t.replace('[operator]\nkey_file = "operator.key"\n', ""), "operator: missing table"),
+        (lambda t: t.replace('name = "bank-a"', 'name = "bank a!"'), "agent.name: use letters"),
+        (
+            lambda t: t.replace('role = "provider"', 'role = "auditor"'),
+            "agent.role: must be one of provider, gateway",
+        ),
+        (
+            lambda t: t.replace('state_dir = "state"', "state_dir = 3"),
+            "agent.state_dir: expected str, got int",
+        ),
+        (lambda t: t.replace("confirmations = 2", "confirmations = -1"), "chain.confirmations: must be >= 0"),
+        (
+            lambda t: t.replace("confirmations = 2", "confirmations = true"),
+            "chain.confirmations: expected int",
+        ),
+        (
+            lambda t: t.replace("poll_interval = 1", "poll_interval = 0"),
+            "chain.poll_interval: must be between",
+        ),
+        (
+            lambda t: t.replace("[chain]", '[chain]\nrpc_url = "ws://x"'),
+            "chain.rpc_url: must be an http(s) URL",
+        ),
+        (
+            lambda t: t.replace('service_url = "http://127.0.0.1:8600/"', 'service_url = "ftp://x"'),
+            "service_url",
+        ),
+        (lambda t: t.replace('csv = "data.csv"', 'csv = "missing.csv"'), "data.csv: file"),
+        (lambda t: t.replace('label_column = "target"\n', ""), "data.label_column: missing"),
+        (
+            lambda t: t.replace("values = [1, 2.5, -3]", "values = []"),
+            "inputs.vec.values: must be a non-empty list",
+        ),
+        (lambda t: t.replace("values = [1, 2.5, -3]", 'values = [1, "x"]'), "inputs.vec.values"),
+        (lambda t: t.replace("values = [1, 2.5, -3]", "values = [1, nan]"), "must be finite numbers"),
+        (lambda t: t.replace('file = "vector.npy"', 'file = "vector.npy"\nvalues = [1]'), "exactly one of"),
+        (lambda t: t.replace("[inputs.vec]", '[inputs."' + "x" * 33 + '"]'), "at most 32 bytes"),
+        (lambda t: t.replace('role = "provider"', 'role = "gateway"'), "gateway: missing table"),
+        (lambda t: t + "\n[gateway]\nport = 70000\n", "gateway.port: must be 0..65535"),
+        (lambda t: t + "\n[gateway]\nmax_batch = 0\n", "gateway.max_batch: must be between"),
+        (
+            lambda t: t + f'\n[gateway]\n[gateway.api_keys]\n"not-an-address" = "{HASH}"\n',
+            "key must be a client address",
+        ),
+        (lambda t: t + f'\n[gateway]\n[gateway.api_keys]\n"{CLIENT}" = "secret"\n', "SHA-256 hex"),
+        (lambda t: t.replace("[agent]", "[agent"), "invalid TOML"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_the_key(folder: Path, change, message: str) -> None:
+    path = write(folder, change(VALID))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_unreadable_file(folder: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(folder / "nope.toml")
+
+
+@pytest.mark.parametrize("command", ["run", "gateway", "status"])
+def test_cli_exits_2_with_one_line_and_starts_nothing(folder: Path, command: str) -> None:
+    path = write(folder, VALID.replace('role = "provider"', 'role = "auditor"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "enclave_agent.cli", command, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("enclave-agent: error: ")
+    assert "agent.role" in result.stderr
+    assert not (folder / "state").exists()
+
+
+def test_run_refuses_a_gateway_config_and_gateway_a_provider_config(folder: Path) -> None:
+    path = write(folder, VALID)
+    result = subprocess.run(
+        [sys.executable, "-m", "enclave_agent.cli", "gateway", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode == 2 and "use `enclave-agent run` for providers" in result.stderr

@@ -1,0 +1,60 @@
+"""The set-up steps `make` runs stop with one clear line naming the step."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_failing_step_prints_one_line_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(REPO / "tools" / "step"),
+            "npm-ci",
+            "sh",
+            "-c",
+            "echo noise; echo 'npm ERR! network down' >&2; exit 7",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0
+    assert "setup failed at step 'npm-ci': npm ERR! network down" in result.stderr
+    assert (tmp_path / ".stamps" / "npm-ci.log").read_text().startswith("noise")
+
+
+def test_a_passing_step_is_silent(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(REPO / "tools" / "step"), "ok", "true"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_missing_node_is_named(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("python3", "bash", "env"):
+        found = shutil.which(tool) or (sys.executable if tool == "python3" else None)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    result = subprocess.run(
+        [str(REPO / "tools" / "check-tools"), "3.11"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir), "HOME": os.environ.get("HOME", "/root")},
+    )
+    assert result.returncode == 1
+    assert result.stdout.strip() == "node not found: install Node.js >= 20"
+
+
+def test_too_old_python_is_named() -> None:
+    result = subprocess.run([str(REPO / "tools" / "check-tools"), "99.0"], capture_output=True, text=True)
+    assert result.returncode == 1 and "need >= 99.0" in result.stdout
