@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from web3.logs import DISCARD
 
 from enclave_agent.localnet import REPO_ROOT as REPO
 from enclave_agent.localnet import Consortium, wait_until
@@ -197,3 +198,22 @@ def test_one_byte_code_change_is_refused_with_both_measurements(
     assert f"0x{modified.hex()}" in result.stderr and f"0x{approved.hex()}" in result.stderr
     assert "RegistryMeasurementNotApproved" in result.stderr
     assert c.registry.functions.activeMembers(1).call() == members_before
+
+
+def test_measurement_revocation_stops_agents_on_the_old_code(setup: tuple[Consortium, Rogue]) -> None:
+    """Runs last: governance withdraws the measurement every agent runs (a rotation);
+    the registry deactivates them and each agent stops with exit code 4."""
+    c, _ = setup
+    measurement = measure_package()
+    receipt = c.w3.eth.wait_for_transaction_receipt(
+        c.registry.functions.revokeMeasurement(1, measurement).transact({"from": c.governor})
+    )
+    revoked = c.registry.events.MeasurementRevoked().process_receipt(receipt, errors=DISCARD)[0]["args"]
+    assert revoked["deactivated"] == HONEST
+    assert c.registry.functions.activeMembers(1).call() == []
+    for agent in c.agents.values():
+        if agent.name == "modified":
+            continue
+        wait_until(lambda a=agent: not a.running, 30, f"{agent.name} to stop")
+        assert agent.returncode == 4
+        assert "membership revoked" in agent.logs()
