@@ -54,6 +54,7 @@ deploy: setup
 test: setup test-contracts test-agent
 
 test-contracts: setup
+	@tools/port-free 8545 "Brownie's development network would attach to the node there instead of its own"
 	brownie test tests/contracts -p no:cacheprovider
 
 test-agent: setup

@@ -58,3 +58,20 @@ def test_missing_node_is_named(tmp_path: Path) -> None:
 def test_too_old_python_is_named() -> None:
     result = subprocess.run([str(REPO / "tools" / "check-tools"), "99.0"], capture_output=True, text=True)
     assert result.returncode == 1 and "need >= 99.0" in result.stdout
+
+
+def test_port_check_names_a_busy_port() -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        busy = subprocess.run(
+            [str(REPO / "tools" / "port-free"), str(port), "why"], capture_output=True, text=True
+        )
+        assert busy.returncode == 1 and f"port {port} is in use: why" in busy.stderr
+    free = subprocess.run(
+        [str(REPO / "tools" / "port-free"), str(port), "why"], capture_output=True, text=True
+    )
+    assert free.returncode == 0 and free.stderr == ""
