@@ -82,12 +82,13 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
+    from enclave_agent.config import read_secret
     from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
 
     api_key = args.api_key
     if args.api_key_file:
-        api_key = _read_secret(args.api_key_file, "API key")
-    wallet = _read_secret(args.key_file, "wallet key") if args.key_file else None
+        api_key = read_secret(args.api_key_file, "API key")
+    wallet = read_secret(args.key_file, "wallet key") if args.key_file else None
     client = GatewayClient(args.url, api_key=api_key, wallet_key=wallet, timeout=args.timeout)
     if args.list_models:
         print(json.dumps(client.models(), indent=2))
@@ -103,13 +104,6 @@ def _cmd_request(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(json.dumps(answer, indent=2))
     return 0
-
-
-def _read_secret(path: Path, what: str) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror}") from exc
 
 
 def _request_inputs(args: argparse.Namespace) -> dict[str, object]:

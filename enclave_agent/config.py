@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.errors import ConfigError
@@ -251,6 +253,24 @@ def load_config(path: Path | str) -> AgentConfig:
         inputs=inputs,
         gateway=gateway,
     )
+
+
+def read_secret(path: Path, what: str) -> str:
+    """The stripped contents of a key file; ConfigError naming `what` and the path."""
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror}") from exc
+
+
+def load_account(path: Path, what: str) -> LocalAccount:
+    """A chain account from a file holding a hex private key."""
+    key = read_secret(path, what)
+    try:
+        account: LocalAccount = Account.from_key(key)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} file {path} does not hold a hex private key") from exc
+    return account
 
 
 def _is_hex(text: str) -> bool:

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3.contract.contract import ContractFunction
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.manifest import Manifest, load_manifest
-from enclave_agent.config import AgentConfig
+from enclave_agent.config import AgentConfig, load_account
 from enclave_agent.errors import ConfigError, ContractRevert
 from enclave_agent.protocol import reveal, stages
 from enclave_agent.protocol.membership import MembershipView
@@ -54,7 +53,7 @@ class AgentContext:
         self.gateway_address = to_checksum_address(self.contracts.gateway.address)
         decoder = ErrorDecoder.from_manifest(self.manifest)
         self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
-        self.operator: LocalAccount = load_operator(config.operator_key_file)
+        self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
         self.operator_tx = TxSender(self.w3, self.operator, decoder, store=self.store)
         self.ctx = RoundContext(self.chain_id, self.exchange_address)
         self.stage = self.store.get_json("stage") or stages.UNREGISTERED
@@ -162,15 +161,3 @@ def lock_state_dir(state_dir: Path) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
-
-
-def load_operator(path: Path) -> LocalAccount:
-    try:
-        key = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"operator key file {path} cannot be read: {exc.strerror}") from exc
-    try:
-        account: LocalAccount = Account.from_key(key)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"operator key file {path} does not hold a hex private key") from exc
-    return account

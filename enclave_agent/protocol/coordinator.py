@@ -8,13 +8,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth_account import Account
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.manifest import load_manifest
+from enclave_agent.config import load_account
 from enclave_agent.crypto.field import PRIME61, RING64
 from enclave_agent.errors import ConfigError
 from enclave_agent.protocol import stages
@@ -114,12 +114,7 @@ def open_round(
 ) -> int:
     """Open a round as the coordinator whose key is in `key_file`; returns its id."""
     manifest = load_manifest(manifest_path)
-    try:
-        account = Account.from_key(key_file.read_text().strip())
-    except OSError as exc:
-        raise ConfigError(f"key file {key_file} cannot be read: {exc.strerror}") from exc
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"key file {key_file} does not hold a hex private key") from exc
+    account = load_account(key_file, "coordinator key")
     w3 = connect(rpc_url or manifest.rpc_url)
     contracts = Contracts(w3, manifest)
     call = open_round_call(w3, contracts, request)

@@ -217,49 +217,23 @@ def test_models_health_metrics_and_openapi(demo: Demo) -> None:
 def test_request_command_line_client(demo: Demo, row: dict[str, float], tmp_path: Path) -> None:
     key_file = tmp_path / "api.key"
     key_file.write_text(demo.api_key)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "enclave_agent.cli",
-            "request",
-            "--url",
-            demo.gateway_url,
-            "--api-key-file",
-            str(key_file),
-            "--model",
-            "breast-cancer-fedavg",
-            "--features",
-            json.dumps(row),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+
+    def cli_request(features: str) -> subprocess.CompletedProcess[str]:
+        command = ["request", "--url", demo.gateway_url, "--api-key-file", str(key_file)]
+        command += ["--model", "breast-cancer-fedavg", "--features", features]
+        return subprocess.run(
+            [sys.executable, "-m", "enclave_agent.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+
+    result = cli_request(json.dumps(row))
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert 0.0 <= answer["score"] <= 1.0 and answer["label"] in (0, 1)
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "enclave_agent.cli",
-            "request",
-            "--url",
-            demo.gateway_url,
-            "--api-key-file",
-            str(key_file),
-            "--model",
-            "breast-cancer-fedavg",
-            "--features",
-            '{"mean_radius": 1}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    bad = cli_request('{"mean_radius": 1}')
     assert bad.returncode == 1 and '"status": 422' in bad.stdout
 
 

@@ -172,3 +172,17 @@ def test_run_refuses_a_gateway_config_and_gateway_a_provider_config(folder: Path
         cwd=REPO,
     )
     assert result.returncode == 2 and "use `enclave-agent run` for providers" in result.stderr
+
+
+def test_key_files_are_read_with_clear_errors(tmp_path: Path) -> None:
+    from enclave_agent.config import load_account
+
+    good = tmp_path / "good.key"
+    good.write_text("0x" + "11" * 32 + "\n")
+    assert load_account(good, "operator key").address.startswith("0x")
+    bad = tmp_path / "bad.key"
+    bad.write_text("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+    with pytest.raises(ConfigError, match=f"operator key file {bad} does not hold a hex private key"):
+        load_account(bad, "operator key")
+    with pytest.raises(ConfigError, match="coordinator key file .*missing.key cannot be read"):
+        load_account(tmp_path / "missing.key", "coordinator key")
