@@ -23,7 +23,13 @@ tooling deliberately does not.
 
 from enclave_agent.localnet.agents import DEV_MNEMONIC, AgentProcess, dev_key, write_agent_config
 from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess, anvil_binary, free_port
-from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round_transactions
+from enclave_agent.localnet.chainscan import (
+    SentTransaction,
+    chain_bytes,
+    distinctive,
+    found_on_chain,
+    round_transactions,
+)
 from enclave_agent.localnet.consortium import (
     ABORTED,
     COMPLETED,
@@ -63,7 +69,9 @@ __all__ = [
     "anvil_binary",
     "chain_bytes",
     "dev_key",
+    "distinctive",
     "exit_on_termination",
+    "found_on_chain",
     "free_port",
     "round_transactions",
     "running_children",

@@ -3,6 +3,7 @@ and the transactions each participant sent for one round (for cost figures)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -35,6 +36,18 @@ def chain_bytes(w3: Web3, from_block: int = 0, to_block: int | None = None) -> l
             for entry in receipt["logs"]:
                 out.append(b"".join(bytes(t) for t in entry["topics"]) + bytes(entry["data"]))
     return out
+
+
+def distinctive(needle: bytes) -> bool:
+    """Whether a needle is worth scanning for: at least four distinct byte values.
+    0.25 as a big-endian float64 is 3fd0 and six zero bytes, which any ABI word
+    ending in 0x3fd0 followed by a small integer contains by chance."""
+    return len(set(needle)) > 3
+
+
+def found_on_chain(needles: Iterable[bytes], haystack: Sequence[bytes]) -> list[bytes]:
+    """The distinctive needles that occur in any blob of ``haystack``, sorted."""
+    return sorted(n for n in set(needles) if distinctive(n) and any(n in blob for blob in haystack))
 
 
 def round_transactions(

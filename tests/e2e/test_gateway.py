@@ -5,6 +5,7 @@ row; abuse and failure cases get clear answers and write nothing they should not
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import urllib.request
@@ -16,7 +17,7 @@ import pytest
 
 from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo, DemoConfig
 from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
-from enclave_agent.localnet import COMPLETED, dev_key, wait_until
+from enclave_agent.localnet import COMPLETED, dev_key, distinctive, found_on_chain, wait_until
 from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import contribution_length
 
@@ -251,19 +252,11 @@ def test_gateway_never_holds_model_shares(demo: Demo) -> None:
 def test_queries_and_results_never_appear_in_clear_on_chain(demo: Demo) -> None:
     result = demo._result
     _, x, _ = read_table(result.split.holdout_path, result.split.label_column)
-    import struct
-
-    needles = set()
-    for row in x[:20]:
-        for value in row:
-            if len(repr(float(value))) >= 6:  # distinctive decimals only
-                needles.add(repr(float(value)).encode())
-            needles.add(struct.pack(">d", float(value)))
-    for score in result.secure_scores[:20]:
-        needles.add(repr(float(score)).encode())
-        needles.add(struct.pack(">d", float(score)))
-    haystack = demo.c.chain_bytes()
-    assert [n for n in needles if any(n in blob for blob in haystack)] == []
+    values = [float(v) for row in x[:20] for v in row] + [float(s) for s in result.secure_scores[:20]]
+    needles = {repr(v).encode() for v in values if len(repr(v)) >= 6}  # distinctive decimals only
+    needles |= {struct.pack(">d", v) for v in values} | {struct.pack("<d", v) for v in values}
+    assert sum(map(distinctive, needles)) > 200
+    assert [n.hex() for n in found_on_chain(needles, demo.c.chain_bytes())] == []
 
 
 def test_partials_for_requests_not_on_chain_or_closed_are_refused(demo: Demo, row: dict[str, float]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from enclave_agent.crypto.field import PRIME61, RING64
 from enclave_agent.crypto.fixed_point import encode
-from enclave_agent.localnet import Consortium, start_consortium
+from enclave_agent.localnet import Consortium, distinctive, found_on_chain, start_consortium
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,11 +62,10 @@ def assert_no_plaintext_or_share_on_chain(
                 raw = agent.unseal(key)
                 assert raw is not None, f"{agent.name} has no {key}"
                 needles |= {raw[i : i + 8] for i in range(0, len(raw), 8)}
-    needles = {n for n in needles if len(set(n)) > 3}  # skip low-entropy words like small integers
+    assert sum(map(distinctive, needles)) > 20
     haystack = consortium.chain_bytes()
     assert len(haystack) > 20
-    leaks = [n.hex() for n in needles if any(n in blob for blob in haystack)]
-    assert leaks == []
+    assert [n.hex() for n in found_on_chain(needles, haystack)] == []
 
 
 @pytest.fixture

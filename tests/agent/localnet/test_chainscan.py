@@ -1,0 +1,33 @@
+"""The leak scan's needle filter: low-entropy words that ABI encoding produces by
+chance are skipped, everything else is found wherever it sits in a blob."""
+
+from __future__ import annotations
+
+import struct
+
+from enclave_agent.localnet import distinctive, found_on_chain
+
+
+def _abi_words(*values: int) -> bytes:
+    return b"".join(v.to_bytes(32, "big") for v in values)
+
+
+def test_a_round_float_is_not_distinctive_because_abi_words_contain_it() -> None:
+    quarter = struct.pack(">d", 0.25)
+    blob = _abi_words(0x3FD0, 7)  # a small integer followed by another one
+    assert quarter in blob
+    assert not distinctive(quarter)
+    assert found_on_chain([quarter], [blob]) == []
+
+
+def test_a_distinctive_value_is_found_at_any_offset_in_any_blob() -> None:
+    needle = struct.pack(">d", 14.127)
+    assert distinctive(needle)
+    blobs = [_abi_words(1, 2), b"\x01" * 13 + needle + b"\x02" * 5]
+    assert found_on_chain([needle, struct.pack(">d", 0.25)], blobs) == [needle]
+
+
+def test_absent_needles_are_not_reported_and_duplicates_are_reported_once() -> None:
+    present, absent = b"leak-me!", b"not-here"
+    assert found_on_chain([present, present, absent], [b"xx" + present]) == [present]
+    assert found_on_chain([absent], []) == []
