@@ -57,7 +57,12 @@ test-contracts: setup
 	@tools/port-free 8545 "Brownie's development network would attach to the node there instead of its own"
 	brownie test tests/contracts -p no:cacheprovider
 
-test-agent: setup
+$(STAMPS)/chromium: | $(STAMPS)/tools
+	@echo "setup: headless chromium (wallet page tests)"
+	@tools/step chromium tools/chromium
+	@touch $@
+
+test-agent: setup $(STAMPS)/chromium
 	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/integration tests/e2e
 
 format: setup

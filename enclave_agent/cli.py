@@ -126,8 +126,7 @@ def _request_inputs(args: argparse.Namespace) -> dict[str, object]:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from enclave_agent import demo
 
-    argv = ["--workdir", str(args.workdir), "--rounds", str(args.rounds)]
-    return demo.main(argv)
+    return demo.main(args.workdir, args.rounds, args.serve)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -218,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=Path("var/demo"), help="state, logs and data (default var/demo)"
     )
     p.add_argument("--rounds", type=int, default=3, help="federated-averaging rounds (default 3)")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the report, keep the consortium running for the wallet page (and curl) until Ctrl-C",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("status", help="print an agent's persisted status as JSON")

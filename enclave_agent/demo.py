@@ -10,7 +10,8 @@ the gateway agent run as separate processes. The demo then
 3. registers the model and a column statistic on chain, grants a client access,
 4. sends the held-out rows to the gateway over HTTP as an outside client would,
 5. prints accuracy and AUC (joint model, each provider alone, a central plaintext
-   baseline), latency p50/p95 and gas per stage, and stops every process.
+   baseline), latency p50/p95 and gas per stage, and stops every process; with
+   ``--serve`` it first keeps everything running for the wallet page until Ctrl-C.
 
 The plaintext models in the table are computed by the demo script from the CSVs
 for comparison only; in the system no party holds them.
@@ -22,6 +23,7 @@ import json
 import logging
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,7 @@ class DemoConfig:
     concurrency: int = 8
     seed: int = 7
     gateway_timeout: float = 60.0
+    serve: bool = False  # keep everything running for the wallet page until Ctrl-C
     out: Callable[[str], None] = print
 
 
@@ -331,6 +334,30 @@ class Demo:
         self.say("\n".join(lines))
         (self.config.workdir / "demo-report.md").write_text("\n".join(lines) + "\n")
 
+    def serve(self, stop: threading.Event | None = None) -> None:
+        """Keep the consortium up for a person with a wallet (or curl) until Ctrl-C."""
+        key_file = self.config.workdir / "client-api.key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(self.api_key + "\n")
+        self.say(
+            "\n".join(
+                [
+                    "==> serving until Ctrl-C",
+                    f"    wallet page   {self.gateway_url}/",
+                    f"    chain         {self.c.anvil.url} (chain id {self.c.w3.eth.chain_id})",
+                    f"    client        {self.client_address}: Anvil's dev account #{CLIENT_INDEX} of the "
+                    "public test mnemonic; import it into the wallet",
+                    f"    API key       in {key_file} (X-API-Key header)",
+                ]
+            )
+        )
+        stop = stop or threading.Event()
+        try:
+            while not stop.wait(1.0):
+                self.c.check_alive()
+        except KeyboardInterrupt:
+            self.say("")  # Ctrl-C is how serving ends: not an interruption
+
     def stop(self) -> None:
         if self.consortium is not None:
             self.say("==> stopping every process")
@@ -353,23 +380,18 @@ def run(config: DemoConfig) -> DemoResult:
         demo.infer()
         result = demo.evaluate()
         demo.report()
+        if config.serve:
+            demo.serve()
         return result
     finally:
         demo.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="enclave-agent demo", description=__doc__)
-    parser.add_argument(
-        "--workdir", type=Path, default=Path("var/demo"), help="state, logs and data (default var/demo)"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="federated-averaging rounds (default 3)")
-    args = parser.parse_args(argv)
+def main(workdir: Path, rounds: int, serve: bool) -> int:
+    """`enclave-agent demo` (the CLI parses the arguments)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = run(DemoConfig(workdir=args.workdir.resolve(), fedavg_rounds=args.rounds))
+        result = run(DemoConfig(workdir=workdir.resolve(), fedavg_rounds=rounds, serve=serve))
     except KeyboardInterrupt:
         print("interrupted: every process the demo started has been stopped", file=sys.stderr)
         return 130
@@ -378,4 +400,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from enclave_agent.cli import main as cli_main
+
+    sys.exit(cli_main(["demo", *sys.argv[1:]]))

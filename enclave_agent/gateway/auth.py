@@ -27,6 +27,12 @@ from enclave_agent.errors import EnclaveAgentError
 
 DOMAIN_NAME = "EnclaveShareGateway"
 DOMAIN_VERSION = "1"
+DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
 REQUEST_TYPES = {
     "InferenceRequest": [
         {"name": "client", "type": "address"},
@@ -88,6 +94,19 @@ def typed_request(
             "nonce": nonce,
             "deadline": deadline,
         },
+    }
+
+
+def wallet_typed_data(typed: Mapping[str, Any]) -> dict[str, Any]:
+    """``typed`` as JSON for ``eth_signTypedData_v4``: the domain type spelled out
+    (wallets hash the domain by it) and the input hash as 0x-hex."""
+    message = dict(typed["message"])
+    message["inputHash"] = "0x" + bytes(message["inputHash"]).hex()
+    return {
+        "types": {"EIP712Domain": DOMAIN_TYPE, **typed["types"]},
+        "primaryType": typed["primaryType"],
+        "domain": dict(typed["domain"]),
+        "message": message,
     }
 
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from typing import Any, TypeVar
 
 from aiohttp import web
+from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
@@ -41,6 +44,19 @@ REVERT_STATUS = {
     "InferenceUnknownModel": 404,
     "InferenceRegistryPaused": 503,
     "InferenceNotGateway": 503,
+}
+SIGNATURE_TTL = 600  # seconds a wallet has to sign and send a prepared request
+WEB_FILES = {
+    "index.html": "text/html",
+    "wallet.js": "text/javascript",
+    "wallet.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
 }
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -112,33 +128,51 @@ async def inference(request: web.Request) -> web.Response:
     return response
 
 
-async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
+@dataclass(frozen=True)
+class _Ask:
+    """A validated inference body: the model, what the signature covers, the queries."""
+
+    model: dict[str, Any]
+    inputs: Any
+    queries: list[queries.Query]
+    batch: bool
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json(loads=json.loads)
     except (ValueError, UnicodeDecodeError) as exc:
         raise validation.InvalidRequest(422, "body", "is not valid JSON") from exc
     if not isinstance(body, dict):
         raise validation.InvalidRequest(422, "body", "must be a JSON object")
-    if not agent.is_ready():
-        return _error(
-            503, "the gateway enclave is not synchronised with the consortium yet", stage=agent.stage
-        )
+    return body
+
+
+def _ask(agent: GatewayAgent, body: dict[str, Any]) -> _Ask:
     model = _model_ref(agent, body.get("model"))
     features = list(queries.parse_metadata(model["metadata"])["features"])
     if model["kind"] == "statistic":
         stat = validation.parse_statistic_request(body, features)
-        inputs: Any = {"statistic": body["statistic"]}
-        query_list = [queries.Query(queries.KIND_STATISTIC, column=stat.column)]
-        batch = False
-    else:
-        max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
-        score = validation.parse_score_request(body, features, max_batch)
-        # The signature covers what the client sent, byte for byte after canonical JSON.
-        inputs = {"rows": body["rows"]} if score.batch else {"features": body["features"]}
-        query_list = [queries.Query(queries.KIND_SCORE, x=tuple(row)) for row in score.rows]
-        batch = score.batch
+        query = queries.Query(queries.KIND_STATISTIC, column=stat.column)
+        return _Ask(model, {"statistic": body["statistic"]}, [query], batch=False)
+    max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
+    score = validation.parse_score_request(body, features, max_batch)
+    # The signature covers what the client sent, byte for byte after canonical JSON.
+    inputs = {"rows": body["rows"]} if score.batch else {"features": body["features"]}
+    query_list = [queries.Query(queries.KIND_SCORE, x=tuple(row)) for row in score.rows]
+    return _Ask(model, inputs, query_list, score.batch)
+
+
+async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
+    body = await _json_body(request)
+    if not agent.is_ready():
+        return _error(
+            503, "the gateway enclave is not synchronised with the consortium yet", stage=agent.stage
+        )
+    ask = _ask(agent, body)
+    model, query_list, batch = ask.model, ask.queries, ask.batch
     encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
-    caller = _caller(request, body, agent, int(model["id"]), inputs)
+    caller = _caller(request, body, agent, int(model["id"]), ask.inputs)
 
     # Refusals we can see before writing anything on chain.
     if not await _blocking(agent.client_has_access, caller.client):
@@ -234,6 +268,67 @@ async def get_request(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def typed_data(request: web.Request) -> web.Response:
+    """The EIP-712 request a wallet signs for this body (the wallet page's first step)."""
+    agent = request.app[AGENT]
+    try:
+        body = await _json_body(request)
+        ask = _ask(agent, body)
+        client = body.get("client")
+        if not isinstance(client, str) or not is_address(client):
+            raise validation.InvalidRequest(422, "client", "must be an address")
+    except validation.InvalidRequest as exc:
+        return _error(exc.status, exc.problem, exc.field)
+    nonce = secrets.randbits(52)  # exact as a JavaScript number
+    deadline = int(time.time()) + SIGNATURE_TTL
+    typed = auth.typed_request(
+        chain_id=agent.chain_id,
+        gateway_contract=agent.gateway_address,
+        client=to_checksum_address(client),
+        model_id=int(ask.model["id"]),
+        inputs_hash=auth.input_hash(ask.inputs),
+        nonce=nonce,
+        deadline=deadline,
+    )
+    return web.json_response(
+        {"typed_data": auth.wallet_typed_data(typed), "nonce": nonce, "deadline": deadline}
+    )
+
+
+async def client_status(request: web.Request) -> web.Response:
+    """A client's access, quota and deposit as the InferenceGateway contract has them."""
+    agent = request.app[AGENT]
+    address = request.match_info["address"]
+    if not is_address(address):
+        return _error(422, "must be an address", "address")
+    client = to_checksum_address(address)
+    access = await _blocking(agent.client_has_access, client)
+    quota, used, balance = await _blocking(agent.quota_and_balance, client)
+    return web.json_response(
+        {"client": client, "access": access, "quota": quota, "used": used, "balance_wei": balance}
+    )
+
+
+async def deployment(request: web.Request) -> web.Response:
+    """What a wallet needs from the deployment manifest: chain, contracts, the
+    EIP-712 domain and the calldata of ``deposit()``."""
+    agent = request.app[AGENT]
+    contracts = agent.contracts
+    return web.json_response(
+        {
+            "chain_id": agent.chain_id,
+            "contracts": {name: to_checksum_address(c.address) for name, c in contracts.by_name.items()},
+            "eip712_domain": {
+                "name": auth.DOMAIN_NAME,
+                "version": auth.DOMAIN_VERSION,
+                "chainId": agent.chain_id,
+                "verifyingContract": agent.gateway_address,
+            },
+            "deposit": {"to": agent.gateway_address, "data": contracts.gateway.encode_abi("deposit", [])},
+        }
+    )
+
+
 async def list_models(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
     out = []
@@ -314,6 +409,16 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/json")
 
 
+async def wallet_page(request: web.Request) -> web.Response:
+    """The wallet web page: static files, no inline script, talking only to this origin."""
+    name = request.match_info.get("name") or "index.html"
+    content_type = WEB_FILES.get(name)
+    if content_type is None:
+        return _error(404, f"no page {name!r}")
+    text = resources.files("enclave_agent.gateway").joinpath("web", name).read_text()
+    return web.Response(text=text, content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
+
+
 @web.middleware
 async def _json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -337,6 +442,11 @@ def build_app(agent: GatewayAgent) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_post("/v1/inference/typed-data", typed_data)
+    app.router.add_get("/v1/clients/{address}", client_status)
+    app.router.add_get("/v1/deployment", deployment)
+    app.router.add_get("/", wallet_page)
+    app.router.add_get("/web/{name}", wallet_page)
     return app
 
 

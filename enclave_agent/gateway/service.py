@@ -181,7 +181,7 @@ class GatewayAgent(Agent):
                 "epoch": epoch,
                 "deadline": int(event["deadline"]),
                 "status": "pending",
-                "submit_tx": receipt["transactionHash"].hex(),
+                "submit_tx": receipt["transactionHash"].to_0x_hex(),
                 "gas": {"submit": int(receipt["gasUsed"])},
                 "submitted_at": time.time(),
             },
@@ -227,7 +227,10 @@ class GatewayAgent(Agent):
                 label=f"complete-{request_id}",
             )
             result["commitment"] = "0x" + commitment.hex()
-            result["tx"] = {"submit": request["submit_tx"], "complete": receipt["transactionHash"].hex()}
+            result["tx"] = {
+                "submit": request["submit_tx"],
+                "complete": receipt["transactionHash"].to_0x_hex(),
+            }
             result["gas"] = {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])}
             self.seal_put(f"request/{request_id}/result", json.dumps(result).encode())
             self._close(request, "completed")

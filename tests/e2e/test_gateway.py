@@ -9,38 +9,18 @@ import struct
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo, DemoConfig
+from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
 from enclave_agent.localnet import COMPLETED, dev_key, distinctive, found_on_chain, wait_until
 from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import contribution_length
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    d = Demo(
-        DemoConfig(workdir=tmp_path_factory.mktemp("e2e"), fedavg_rounds=2, gateway_timeout=15, out=print)
-    )
-    try:
-        d.start()
-        d.train()
-        yield d
-    finally:
-        d.stop()
-
-
-@pytest.fixture(scope="module")
-def row(demo: Demo) -> dict[str, float]:
-    names, x, _ = read_table(demo._result.split.holdout_path, demo._result.split.label_column)
-    return dict(zip(names, map(float, x[0]), strict=True))
 
 
 def _post(demo: Demo, body: bytes, key: str | None = None, *, authenticated: bool = True) -> tuple[int, dict]:
@@ -212,6 +192,10 @@ def test_models_health_metrics_and_openapi(demo: Demo) -> None:
         "/v1/models",
         "/healthz",
         "/metrics",
+        "/v1/inference/typed-data",
+        "/v1/clients/{address}",
+        "/v1/deployment",
+        "/",
     }
 
 
@@ -309,15 +293,22 @@ def test_brownie_request_script_signs_with_a_wallet(demo: Demo, row: dict[str, f
     assert demo.c.gateway.functions.quotaOf(demo.client_address).call()[1] == used + 1
 
 
-# The provider-down cases stop agents: they run last.
+# The provider-down cases stop agents: they run last and start them again.
 
 
 def test_shamir_model_answers_from_t_of_n_with_a_provider_down(demo: Demo, row: dict[str, float]) -> None:
     demo.c.agents["provider-2"].stop()
-    answer = demo.client().infer(demo._result.model_id, {"features": row})
-    assert answer["partials"] == 2 and 0.0 <= answer["score"] <= 1.0
-    demo.c.agents["provider-2"].start()
-    wait_until(lambda: "stage" in (demo.c.agents["provider-2"].status() or {}), 30, "provider-2 back")
+    try:
+        answer = demo.client().infer(demo._result.model_id, {"features": row})
+        assert answer["partials"] == 2 and 0.0 <= answer["score"] <= 1.0
+    finally:
+        _restart(demo, "provider-2")
+
+
+def _restart(demo: Demo, name: str) -> None:
+    """Bring a stopped provider back: later modules share this consortium."""
+    demo.c.agents[name].start()
+    wait_until(lambda: "stage" in (demo.c.agents[name].status() or {}), 30, f"{name} back")
 
 
 def test_additive_model_with_a_provider_down_times_out_and_is_refunded(
@@ -340,6 +331,13 @@ def test_additive_model_with_a_provider_down_times_out_and_is_refunded(
     wait_until(lambda: any(m["id"] == model_id for m in demo.client().models()), 30, "model visible")
     assert model != round_id
     demo.c.agents["provider-1"].stop()
+    try:
+        _assert_timed_out_and_refunded(demo, model_id, row)
+    finally:
+        _restart(demo, "provider-1")
+
+
+def _assert_timed_out_and_refunded(demo: Demo, model_id: int, row: dict[str, float]) -> None:
     balance_before = int(demo.c.gateway.functions.balanceOf(demo.client_address).call())
     with pytest.raises(GatewayHTTPError) as timeout:
         demo.client().infer(model_id, {"features": row})

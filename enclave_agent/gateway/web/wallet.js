@@ -1,0 +1,287 @@
+// The wallet page of the gateway: a client with CLIENT_ROLE on chain signs each
+// request with its wallet (EIP-712, eth_signTypedData_v4) instead of holding an
+// API key. It talks only to this gateway and to the injected EIP-1193 wallet.
+
+const $ = (id) => document.getElementById(id);
+const state = { deployment: null, models: [], account: null, busy: false };
+
+class ApiError extends Error {
+  constructor(status, body) {
+    let text = `HTTP ${status}: ${body.error || "request failed"}`;
+    if (body.field) text += ` (${body.field})`;
+    if (body.reason) text += ` [${body.reason}${body.args ? " " + JSON.stringify(body.args) : ""}]`;
+    super(text);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  let payload;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = { error: response.statusText };
+  }
+  if (!response.ok) throw new ApiError(response.status, payload);
+  return payload;
+}
+
+function wallet() {
+  if (!window.ethereum) {
+    throw new Error("no wallet found: install or unlock an EIP-1193 wallet (MetaMask, Rabby, Frame…) and reload");
+  }
+  return window.ethereum;
+}
+
+function say(text, kind = "info") {
+  const message = $("message");
+  message.textContent = text;
+  message.className = kind;
+}
+
+function walletError(error) {
+  // EIP-1193: 4001 is the user's refusal, 4902 an unknown chain.
+  if (error && error.code === 4001) return "refused in the wallet: nothing was sent";
+  return error && error.message ? error.message : String(error);
+}
+
+// Decimal ETH to wei without floating point ("0.001" -> 10^15).
+export function parseEther(text) {
+  const match = /^\s*(\d+)(?:\.(\d{0,18}))?\s*$/.exec(text);
+  if (!match) throw new Error(`"${text}" is not an amount of ETH (up to 18 decimals)`);
+  return BigInt(match[1]) * 10n ** 18n + BigInt((match[2] || "").padEnd(18, "0"));
+}
+
+export function formatEther(wei) {
+  const value = BigInt(wei);
+  const whole = value / 10n ** 18n;
+  const fraction = (value % 10n ** 18n).toString().padStart(18, "0").replace(/0+$/, "");
+  return fraction ? `${whole}.${fraction} ETH` : `${whole} ETH`;
+}
+
+function selectedModel() {
+  return state.models.find((m) => String(m.id) === $("model").value);
+}
+
+function renderInputs() {
+  const model = selectedModel();
+  const box = $("inputs");
+  box.replaceChildren();
+  if (!model) return;
+  $("model-fee").textContent = `fee ${formatEther(model.fee_wei)} per answer`;
+  if (model.kind === "statistic") {
+    const label = document.createElement("label");
+    label.textContent = "column";
+    label.htmlFor = "statistic-column";
+    const select = document.createElement("select");
+    select.id = "statistic-column";
+    for (const name of model.features) select.add(new Option(name, name));
+    box.append(label, select);
+    return;
+  }
+  for (const name of model.features) {
+    const label = document.createElement("label");
+    label.textContent = name;
+    label.htmlFor = `feature-${name}`;
+    const input = document.createElement("input");
+    input.id = `feature-${name}`;
+    input.name = name;
+    input.type = "text";
+    input.inputMode = "decimal";
+    input.autocomplete = "off";
+    input.required = true;
+    box.append(label, input);
+  }
+}
+
+// What the request asks, exactly as the gateway hashes it for the signature.
+function readInputs(model) {
+  if (model.kind === "statistic") return { statistic: { column: $("statistic-column").value } };
+  const features = {};
+  for (const name of model.features) {
+    const text = $(`feature-${name}`).value.trim();
+    const value = Number(text);
+    if (text === "" || !Number.isFinite(value)) {
+      $(`feature-${name}`).focus();
+      throw new Error(`${name}: "${text}" is not a number`);
+    }
+    features[name] = value;
+  }
+  return { features };
+}
+
+// A pasted row: {"name": value, ...} or values in feature order, comma-separated.
+export function parseRow(text, features) {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("{")) {
+    const row = JSON.parse(trimmed);
+    const unknown = Object.keys(row).filter((name) => !features.includes(name));
+    if (unknown.length) throw new Error(`unknown feature ${unknown[0]}`);
+    return row;
+  }
+  const values = trimmed.split(",").map((v) => v.trim());
+  if (values.length !== features.length) {
+    throw new Error(`expected ${features.length} comma-separated values, got ${values.length}`);
+  }
+  return Object.fromEntries(features.map((name, i) => [name, values[i]]));
+}
+
+function fill() {
+  const model = selectedModel();
+  if (!model || model.kind === "statistic") throw new Error("pick a scoring model first");
+  const row = parseRow($("paste").value, model.features);
+  for (const [name, value] of Object.entries(row)) $(`feature-${name}`).value = String(value);
+  say(`filled ${Object.keys(row).length} features`);
+}
+
+async function refreshAccount() {
+  if (!state.account) return;
+  const info = await api("GET", `/v1/clients/${state.account}`);
+  $("access").textContent = info.access ? "granted (CLIENT_ROLE)" : "none: ask the consortium's governor for CLIENT_ROLE";
+  $("access").className = info.access ? "ok" : "bad";
+  $("quota").textContent = `${info.used} of ${info.quota} answers used`;
+  $("balance").textContent = formatEther(info.balance_wei);
+}
+
+async function connect() {
+  const ethereum = wallet();
+  const [account] = await ethereum.request({ method: "eth_requestAccounts" });
+  if (!account) throw new Error("the wallet shared no account");
+  const chainId = parseInt(await ethereum.request({ method: "eth_chainId" }), 16);
+  if (chainId !== state.deployment.chain_id) {
+    say(`switching the wallet from chain ${chainId} to ${state.deployment.chain_id}…`);
+    await ethereum.request({
+      method: "wallet_switchEthereumChain",
+      params: [{ chainId: "0x" + state.deployment.chain_id.toString(16) }],
+    });
+  }
+  state.account = account;
+  $("account").textContent = account;
+  $("connect").textContent = "Connected";
+  $("ask").disabled = false;
+  $("deposit").disabled = false;
+  await refreshAccount();
+  say("wallet connected");
+}
+
+async function waitForReceipt(hash) {
+  for (let i = 0; i < 240; i++) {
+    const receipt = await wallet().request({ method: "eth_getTransactionReceipt", params: [hash] });
+    if (receipt) return receipt;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  throw new Error(`transaction ${hash} was not mined in 2 minutes`);
+}
+
+async function deposit() {
+  const wei = parseEther($("deposit-amount").value);
+  if (wei === 0n) throw new Error("deposit a positive amount");
+  say("confirm the deposit in your wallet…");
+  const hash = await wallet().request({
+    method: "eth_sendTransaction",
+    params: [{ from: state.account, to: state.deployment.deposit.to, value: "0x" + wei.toString(16), data: state.deployment.deposit.data }],
+  });
+  say(`deposit ${hash} sent, waiting for it to be mined…`);
+  const receipt = await waitForReceipt(hash);
+  if (receipt.status !== "0x1") throw new Error(`deposit ${hash} reverted`);
+  await refreshAccount();
+  say(`deposited ${formatEther(wei)}`, "ok");
+}
+
+function describe(answer) {
+  if ("score" in answer) return `score ${answer.score.toFixed(4)}, label ${answer.label}`;
+  return `sum ${answer.sum.toPrecision(6)}, mean ${answer.mean.toPrecision(6)}, std ${answer.std.toPrecision(6)}, count ${answer.count}`;
+}
+
+function addAnswer(model, answer) {
+  const row = document.createElement("tr");
+  row.dataset.requestId = answer.request_id;
+  const cells = [String(answer.request_id), model.name, describe(answer), `submit ${answer.tx.submit}\ncomplete ${answer.tx.complete}`];
+  for (const text of cells) {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    row.append(cell);
+  }
+  row.cells[3].className = "mono";
+  $("answers").tBodies[0].prepend(row);
+}
+
+async function ask() {
+  const model = selectedModel();
+  if (!model) throw new Error("the gateway serves no model yet");
+  const inputs = readInputs(model);
+  const prepared = await api("POST", "/v1/inference/typed-data", { model: model.id, client: state.account, ...inputs });
+  say("sign the request in your wallet…");
+  const signature = await wallet().request({
+    method: "eth_signTypedData_v4",
+    params: [state.account, JSON.stringify(prepared.typed_data)],
+  });
+  say("signed; the providers are answering…");
+  const answer = await api("POST", "/v1/inference", {
+    model: model.id,
+    ...inputs,
+    client: state.account,
+    nonce: prepared.nonce,
+    deadline: prepared.deadline,
+    signature,
+  });
+  addAnswer(model, answer);
+  say(`request ${answer.request_id}: ${describe(answer)}`, "ok");
+  await refreshAccount();
+}
+
+// One action at a time; every failure ends up in the status line.
+function action(button, fn) {
+  $(button).addEventListener("click", async () => {
+    if (state.busy) return;
+    state.busy = true;
+    $(button).setAttribute("aria-busy", "true");
+    try {
+      await fn();
+    } catch (error) {
+      say(error instanceof ApiError ? error.message : walletError(error), "bad");
+      refreshAccount().catch(() => {}); // a refusal may have changed quota or deposit
+    } finally {
+      state.busy = false;
+      $(button).removeAttribute("aria-busy");
+    }
+  });
+}
+
+async function load() {
+  const [deployment, health, models] = await Promise.all([
+    api("GET", "/v1/deployment"),
+    fetch("/healthz").then((r) => r.json()),
+    api("GET", "/v1/models"),
+  ]);
+  state.deployment = deployment;
+  state.models = models.models;
+  $("gateway-status").textContent = health.status === "ok" ? `ready (epoch ${health.epoch}, TEE ${health.tee})` : `not ready: ${health.stage}`;
+  $("gateway-status").className = health.status === "ok" ? "ok" : "bad";
+  $("chain-id").textContent = String(deployment.chain_id);
+  $("gateway-contract").textContent = deployment.contracts.InferenceGateway;
+  for (const model of state.models) $("model").add(new Option(`${model.name} (#${model.id}, ${model.kind})`, String(model.id)));
+  renderInputs();
+  $("model").addEventListener("change", renderInputs);
+  action("connect", connect);
+  action("ask", ask);
+  action("deposit", deposit);
+  action("fill", fill);
+  if (window.ethereum && window.ethereum.on) {
+    window.ethereum.on("accountsChanged", (accounts) => {
+      state.account = accounts[0] || null;
+      $("account").textContent = state.account || "not connected";
+      refreshAccount().catch((error) => say(error.message, "bad"));
+    });
+  }
+  document.body.dataset.ready = "true";
+}
+
+load().catch((error) => say(`could not load the gateway: ${error.message}`, "bad"));

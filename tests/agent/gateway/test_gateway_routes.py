@@ -1,0 +1,57 @@
+"""The HTTP surface is what the OpenAPI document says, and the wallet page's files
+are all packaged and served."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from typing import Any, cast
+
+from enclave_agent.gateway import auth
+from enclave_agent.gateway.http import WEB_FILES, build_app
+
+UNDOCUMENTED = {"/web/{name}"}  # the page's assets
+
+
+def _spec() -> dict[str, Any]:
+    return cast(
+        dict[str, Any],
+        json.loads(resources.files("enclave_agent.gateway").joinpath("openapi.json").read_text()),
+    )
+
+
+def test_every_route_is_documented_with_its_methods_and_nothing_else_is() -> None:
+    app = build_app(cast(Any, None))
+    served: set[tuple[str, str]] = set()
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method != "HEAD" and path not in UNDOCUMENTED:
+            served.add((path, route.method.lower()))
+    documented = {(path, method) for path, ops in _spec()["paths"].items() for method in ops}
+    assert served == documented
+
+
+def test_every_page_file_is_packaged_and_the_page_loads_only_its_own_files() -> None:
+    web = resources.files("enclave_agent.gateway").joinpath("web")
+    assert sorted(p.name for p in web.iterdir()) == sorted(WEB_FILES)
+    html = web.joinpath("index.html").read_text()
+    referenced = set(re.findall(r'(?:src|href)="([^"]+)"', html))
+    assert referenced == {f"/web/{name}" for name in WEB_FILES if name != "index.html"}
+
+
+def test_wallet_typed_data_is_what_the_gateway_verifies() -> None:
+    typed = auth.typed_request(
+        chain_id=31337,
+        gateway_contract="0x" + "11" * 20,
+        client="0x" + "22" * 20,
+        model_id=3,
+        inputs_hash=b"\x33" * 32,
+        nonce=7,
+        deadline=99,
+    )
+    wallet = json.loads(json.dumps(auth.wallet_typed_data(typed)))
+    assert wallet["types"]["EIP712Domain"] == auth.DOMAIN_TYPE
+    assert wallet["message"]["inputHash"] == "0x" + "33" * 32
+    assert auth.request_digest(wallet) == auth.request_digest(typed)

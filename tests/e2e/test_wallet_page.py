@@ -1,0 +1,427 @@
+"""The wallet web page in headless Chromium against the real gateway, agents and
+Anvil. The wallet is an EIP-1193 provider injected into the page whose calls land in
+``InjectedWallet``: it signs with the dev account's real key and forwards the rest to
+Anvil, and it can refuse like a user pressing "Reject"."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_utils.crypto import keccak
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
+from enclave_agent.gateway import auth
+from enclave_agent.localnet import dev_key
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Injected before the page's own scripts, like a wallet extension's content script.
+PROVIDER = """
+window.ethereum = {
+  async request({ method, params }) {
+    const reply = await window.__wallet(method, params || []);
+    if (reply.error) {
+      const error = new Error(reply.error.message);
+      error.code = reply.error.code;
+      throw error;
+    }
+    return reply.result;
+  },
+  on() {},
+};
+"""
+
+
+@dataclass
+class InjectedWallet:
+    demo: Demo
+    index: int
+    chain_id: int
+    refuse: set[str] = field(default_factory=set)
+    calls: list[tuple[str, list[Any]]] = field(default_factory=list)
+    signed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return str(self.demo.c.w3.eth.accounts[self.index])
+
+    def __call__(self, method: str, params: list[Any]) -> dict[str, Any]:
+        self.calls.append((method, params))
+        if method in self.refuse:
+            return {"error": {"code": 4001, "message": "User rejected the request."}}
+        if method in ("eth_requestAccounts", "eth_accounts"):
+            return {"result": [self.address.lower()]}
+        if method == "eth_chainId":
+            return {"result": hex(self.chain_id)}
+        if method == "wallet_switchEthereumChain":
+            self.chain_id = int(params[0]["chainId"], 16)
+            return {"result": None}
+        if method == "eth_signTypedData_v4":
+            assert params[0].lower() == self.address.lower()
+            typed = json.loads(params[1])
+            self.signed.append(typed)
+            signature = Account.sign_typed_data(dev_key(self.index), full_message=typed).signature
+            return {"result": "0x" + bytes(signature).hex()}
+        if method in ("eth_sendTransaction", "eth_getTransactionReceipt"):
+            reply = self.demo.c.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+            return {"result": reply.get("result")} if "error" not in reply else {"error": reply["error"]}
+        return {"error": {"code": 4200, "message": f"unsupported method {method}"}}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    assert executable, "chromium not found: `make test` installs it (tools/chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Session:
+    page: Page
+    wallet: InjectedWallet
+    errors: list[str]
+
+
+def _open(browser: Browser, demo: Demo, index: int = CLIENT_INDEX, chain_id: int | None = None) -> Session:
+    wallet = InjectedWallet(demo, index, chain_id if chain_id is not None else demo.c.w3.eth.chain_id)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.expose_function("__wallet", wallet)
+    page.add_init_script(PROVIDER)
+    page.goto(demo.gateway_url + "/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=15_000)
+    return Session(page, wallet, errors)
+
+
+@pytest.fixture
+def session(browser: Browser, demo: Demo) -> Iterator[Session]:
+    s = _open(browser, demo)
+    yield s
+    s.page.close()
+
+
+def _connect(s: Session) -> None:
+    s.page.click("#connect")
+    expect(s.page.locator("#message")).to_have_text("wallet connected", timeout=15_000)
+    expect(s.page.locator("#access")).to_contain_text("granted")
+
+
+def _requests(demo: Demo) -> int:
+    return int(demo.c.gateway.functions.requestCount().call())
+
+
+def _row_text(row: dict[str, float]) -> str:
+    return json.dumps(row)
+
+
+def test_page_shows_the_deployment_models_and_the_gateway_state(session: Session, demo: Demo) -> None:
+    page = session.page
+    expect(page.locator("#chain-id")).to_have_text(str(demo.c.w3.eth.chain_id))
+    expect(page.locator("#gateway-contract")).to_have_text(demo.c.gateway.address)
+    expect(page.locator("#gateway-status")).to_contain_text("ready")
+    options = page.locator("#model option").all_text_contents()
+    assert any("breast-cancer-fedavg" in o for o in options) and any(
+        "breast-cancer-stats" in o for o in options
+    )
+    assert page.locator("#inputs input").count() == len(demo._result.split.features)
+    expect(page.locator("#ask")).to_be_disabled()
+    assert session.errors == []
+
+
+def test_a_signed_request_from_the_page_is_answered_and_recorded_on_chain(
+    session: Session, demo: Demo, row: dict[str, float]
+) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    expect(page.locator("#account")).to_have_text(wallet.address.lower())
+    used_before = int(demo.c.gateway.functions.quotaOf(wallet.address).call()[1])
+    page.click("#paste-row summary")
+    page.fill("#paste", _row_text(row))
+    page.click("#fill")
+    page.click("#ask")
+    answer_row = page.locator("#answers tbody tr").first
+    expect(answer_row).to_contain_text("score", timeout=60_000)
+    request_id = int(answer_row.get_attribute("data-request-id") or 0)
+
+    # The wallet was shown this chain, this contract, this client and a fresh nonce.
+    typed = wallet.signed[-1]
+    assert typed["domain"]["chainId"] == demo.c.w3.eth.chain_id
+    assert typed["domain"]["verifyingContract"] == demo.c.gateway.address
+    assert typed["message"]["client"] == wallet.address
+    # JavaScript sends 130.0 as 130: the signature covers the JSON the page sent.
+    sent = {k: int(v) if float(v).is_integer() else v for k, v in row.items()}
+    assert typed["message"]["inputHash"] == "0x" + auth.input_hash({"features": sent}).hex()
+    # On chain: the request is the wallet's, and its digest is the one it signed.
+    (event,) = demo.c.gateway.events.RequestSubmitted().get_logs(
+        from_block=0, argument_filters={"requestId": request_id}
+    )
+    assert event["args"]["client"] == wallet.address
+    assert event["args"]["requestDigest"] == auth.row_digest(auth.request_digest(typed), 0)
+    # Same score as the API-key path for the same row.
+    reference = demo.client().infer(demo._result.model_id, {"features": row})["score"]
+    shown = float(answer_row.locator("td").nth(2).inner_text().split()[1].rstrip(","))
+    assert abs(shown - reference) <= max(SCORE_TOLERANCE, 1e-4)
+    expect(page.locator("#quota")).to_contain_text(f"{used_before + 1} of")
+    # The hashes shown are the gateway's submitRequest and completeRequest, mined.
+    shown_txs = dict(line.split() for line in answer_row.locator("td").nth(3).inner_text().splitlines())
+    for step, function in (("submit", "submitRequest"), ("complete", "completeRequest")):
+        tx = demo.c.w3.eth.get_transaction(shown_txs[step])
+        assert (
+            tx["to"] == demo.c.gateway.address
+            and demo.c.w3.eth.get_transaction_receipt(tx["hash"])["status"] == 1
+        )
+        assert demo.c.gateway.decode_function_input(tx["input"])[0].fn_name == function
+    assert session.errors == []
+
+
+def test_refusing_to_sign_sends_nothing(session: Session, demo: Demo, row: dict[str, float]) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    page.click("#paste-row summary")
+    page.fill("#paste", ",".join(str(row[name]) for name in demo._result.split.features))
+    page.click("#fill")
+    wallet.refuse.add("eth_signTypedData_v4")
+    block, requests = demo.c.w3.eth.block_number, _requests(demo)
+    page.click("#ask")
+    expect(page.locator("#message")).to_have_text("refused in the wallet: nothing was sent")
+    assert page.locator("#answers tbody tr").count() == 0
+    assert demo.c.w3.eth.block_number == block and _requests(demo) == requests
+
+
+def test_a_bad_feature_value_is_named_and_never_reaches_the_wallet(
+    session: Session, demo: Demo, row: dict[str, float]
+) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    first = demo._result.split.features[0]
+    page.click("#paste-row summary")
+    page.fill("#paste", _row_text(row))
+    page.click("#fill")
+    page.fill(f"[id='feature-{first}']", "12,5")
+    block = demo.c.w3.eth.block_number
+    page.click("#ask")
+    expect(page.locator("#message")).to_have_text(f'{first}: "12,5" is not a number')
+    assert [m for m, _ in wallet.calls if m == "eth_signTypedData_v4"] == []
+    assert demo.c.w3.eth.block_number == block
+
+
+def test_a_pasted_row_of_the_wrong_length_is_refused_with_the_counts(session: Session, demo: Demo) -> None:
+    page = session.page
+    page.click("#paste-row summary")
+    page.fill("#paste", "1,2,3")
+    page.click("#fill")
+    features = len(demo._result.split.features)
+    expect(page.locator("#message")).to_have_text(f"expected {features} comma-separated values, got 3")
+
+
+def test_a_wallet_without_client_access_is_told_so_and_nothing_is_written(
+    browser: Browser, demo: Demo, row: dict[str, float]
+) -> None:
+    s = _open(browser, demo, index=SPARE_CLIENTS[0])
+    try:
+        s.page.click("#connect")
+        expect(s.page.locator("#access")).to_contain_text("none", timeout=15_000)
+        s.page.click("#paste-row summary")
+        s.page.fill("#paste", _row_text(row))
+        s.page.click("#fill")
+        block, requests = demo.c.w3.eth.block_number, _requests(demo)
+        s.page.click("#ask")
+        expect(s.page.locator("#message")).to_contain_text("HTTP 403: client has no access", timeout=30_000)
+        assert demo.c.w3.eth.block_number == block and _requests(demo) == requests
+    finally:
+        s.page.close()
+
+
+def test_a_wallet_on_another_chain_is_switched_and_a_refused_switch_is_reported(
+    browser: Browser, demo: Demo
+) -> None:
+    s = _open(browser, demo, chain_id=1)
+    try:
+        _connect(s)
+        assert ("wallet_switchEthereumChain", [{"chainId": hex(demo.c.w3.eth.chain_id)}]) in s.wallet.calls
+        assert s.wallet.chain_id == demo.c.w3.eth.chain_id
+    finally:
+        s.page.close()
+    s = _open(browser, demo, chain_id=1)
+    try:
+        s.wallet.refuse.add("wallet_switchEthereumChain")
+        s.page.click("#connect")
+        expect(s.page.locator("#message")).to_have_text("refused in the wallet: nothing was sent")
+        expect(s.page.locator("#account")).to_have_text("not connected")
+        expect(s.page.locator("#ask")).to_be_disabled()
+    finally:
+        s.page.close()
+
+
+def test_deposit_from_the_page_reaches_the_contract(session: Session, demo: Demo) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    before = int(demo.c.gateway.functions.balanceOf(wallet.address).call())
+    page.fill("#deposit-amount", "0.0025")
+    page.click("#deposit")
+    expect(page.locator("#message")).to_have_text("deposited 0.0025 ETH", timeout=30_000)
+    assert int(demo.c.gateway.functions.balanceOf(wallet.address).call()) == before + 25 * 10**14
+    expect(page.locator("#balance")).to_have_text(_ether(before + 25 * 10**14))
+
+
+def _ether(wei: int) -> str:
+    fraction = str(wei % 10**18).zfill(18).rstrip("0")
+    return f"{wei // 10**18}.{fraction} ETH" if fraction else f"{wei // 10**18} ETH"
+
+
+def test_a_malformed_deposit_amount_sends_no_transaction(session: Session, demo: Demo) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    block = demo.c.w3.eth.block_number
+    for amount, message in (
+        ("1e-3", '"1e-3" is not an amount of ETH (up to 18 decimals)'),
+        ("0", "deposit a positive amount"),
+    ):
+        page.fill("#deposit-amount", amount)
+        page.click("#deposit")
+        expect(page.locator("#message")).to_have_text(message)
+    assert [m for m, _ in wallet.calls if m == "eth_sendTransaction"] == []
+    assert demo.c.w3.eth.block_number == block
+
+
+def test_a_statistic_from_the_page(session: Session, demo: Demo) -> None:
+    page = session.page
+    _connect(session)
+    page.select_option("#model", str(demo._result.stats_model_id))
+    column = demo._result.split.features[0]
+    page.select_option("#statistic-column", column)
+    page.click("#ask")
+    answer_row = page.locator("#answers tbody tr").first
+    expect(answer_row).to_contain_text(f"count {sum(demo._result.split.provider_rows)}", timeout=60_000)
+
+
+def test_page_is_served_with_a_strict_content_security_policy(demo: Demo) -> None:
+    with urllib.request.urlopen(demo.gateway_url + "/", timeout=10) as response:
+        headers, html = response.headers, response.read().decode()
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "<script>" not in html  # no inline script: the policy would block it
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(demo.gateway_url + "/web/../../config.toml", timeout=10)
+    assert missing.value.code == 404
+
+
+def _api(
+    demo: Demo, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(demo.gateway_url + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_deployment_endpoint_matches_the_manifest(demo: Demo) -> None:
+    status, body = _api(demo, "GET", "/v1/deployment")
+    assert status == 200
+    assert body["chain_id"] == demo.c.manifest.chain_id
+    assert body["contracts"]["InferenceGateway"] == demo.c.gateway.address
+    assert body["deposit"] == {"to": demo.c.gateway.address, "data": "0x" + keccak(b"deposit()")[:4].hex()}
+    assert body["eip712_domain"]["verifyingContract"] == demo.c.gateway.address
+
+
+def test_typed_data_endpoint_refuses_bad_bodies_and_writes_nothing(demo: Demo, row: dict[str, float]) -> None:
+    client = demo.client_address
+    model = demo._result.model_id
+    block = demo.c.w3.eth.block_number
+    cases = [
+        ({"model": model, "features": row}, 422, "client"),
+        ({"model": model, "features": row, "client": "0x1234"}, 422, "client"),
+        ({"model": 999, "features": row, "client": client}, 404, "model"),
+        (
+            {"model": model, "features": {**row, "mean_radius": "x"}, "client": client},
+            422,
+            "features.mean_radius",
+        ),
+    ]
+    for body, status, field_name in cases:
+        got, answer = _api(demo, "POST", "/v1/inference/typed-data", body)
+        assert (got, answer.get("field")) == (status, field_name), answer
+    assert demo.c.w3.eth.block_number == block
+
+
+def test_typed_data_endpoint_gives_fresh_nonces_and_a_deadline(demo: Demo, row: dict[str, float]) -> None:
+    body = {"model": demo._result.model_id, "features": row, "client": demo.client_address.lower()}
+    first, second = (_api(demo, "POST", "/v1/inference/typed-data", body)[1] for _ in range(2))
+    assert first["nonce"] != second["nonce"] and first["nonce"] < 2**53
+    assert first["typed_data"]["message"]["client"] == demo.client_address
+    assert first["typed_data"]["types"]["EIP712Domain"] == auth.DOMAIN_TYPE
+
+
+def test_client_endpoint_reports_access_quota_and_deposit(demo: Demo) -> None:
+    status, body = _api(demo, "GET", f"/v1/clients/{demo.client_address.lower()}")
+    quota, used = demo.c.gateway.functions.quotaOf(demo.client_address).call()
+    assert status == 200 and body["access"] is True and (body["quota"], body["used"]) == (quota, used)
+    assert body["balance_wei"] == demo.c.gateway.functions.balanceOf(demo.client_address).call()
+    outsider = demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]
+    assert _api(demo, "GET", f"/v1/clients/{outsider}")[1]["access"] is False
+    assert _api(demo, "GET", "/v1/clients/not-an-address") == (
+        422,
+        {"error": "must be an address", "field": "address"},
+    )
+
+
+def test_ether_amounts_are_parsed_without_floating_point(session: Session) -> None:
+    results = session.page.evaluate(
+        """async () => {
+          const m = await import('/web/wallet.js');
+          return [m.parseEther('0.1').toString(), m.parseEther('1.000000000000000001').toString(),
+                  m.parseEther(' 12 ').toString(), m.formatEther('1500000000000000000'), m.formatEther('0')];
+        }"""
+    )
+    assert results == [
+        "100000000000000000",
+        "1000000000000000001",
+        "12000000000000000000",
+        "1.5 ETH",
+        "0 ETH",
+    ]
+
+
+def test_serve_names_the_page_and_keeps_the_api_key_out_of_the_output(demo: Demo, capsys) -> None:
+    stop = threading.Event()
+    server = threading.Thread(target=demo.serve, args=(stop,))
+    server.start()
+    time.sleep(1.5)
+    stop.set()
+    server.join(10)
+    out = capsys.readouterr().out
+    assert not server.is_alive()
+    assert f"wallet page   {demo.gateway_url}/" in out and demo.client_address in out
+    key_file = demo.config.workdir / "client-api.key"
+    assert key_file.read_text().strip() == demo.api_key and demo.api_key not in out
+    assert key_file.stat().st_mode & 0o777 == 0o600
