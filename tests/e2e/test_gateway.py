@@ -19,20 +19,14 @@ from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
 from enclave_agent.localnet import COMPLETED, dev_key, distinctive, found_on_chain, wait_until
 from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import contribution_length
+from tests.support.http import http_json
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _post(demo: Demo, body: bytes, key: str | None = None, *, authenticated: bool = True) -> tuple[int, dict]:
-    request = urllib.request.Request(demo.gateway_url + "/v1/inference", data=body, method="POST")
-    request.add_header("Content-Type", "application/json")
-    if authenticated:
-        request.add_header("X-API-Key", key or demo.api_key)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    headers = {"X-API-Key": key or demo.api_key} if authenticated else {}
+    return http_json(demo.gateway_url + "/v1/inference", "POST", body, headers)
 
 
 def _chain_requests(demo: Demo) -> int:

@@ -20,9 +20,12 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.gateway import auth
 from enclave_agent.localnet import dev_key
+from enclave_agent.protocol.queries import result_ad
+from tests.support.http import http_json
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -163,10 +166,16 @@ def test_a_signed_request_from_the_page_is_answered_and_recorded_on_chain(
     page.click("#paste-row summary")
     page.fill("#paste", _row_text(row))
     page.click("#fill")
-    page.click("#ask")
+    with page.expect_response(lambda r: r.url.endswith("/v1/inference"), timeout=60_000) as reply:
+        page.click("#ask")
+    # Sealed by default: on the wire the answer is ciphertext for the page's key.
+    wire = reply.value.json()
+    assert "score" not in wire and set(wire["sealed"]) == {"ephemeral_public", "ciphertext"}
     answer_row = page.locator("#answers tbody tr").first
     expect(answer_row).to_contain_text("score", timeout=60_000)
+    expect(answer_row).to_contain_text("sealed to this page's key")
     request_id = int(answer_row.get_attribute("data-request-id") or 0)
+    assert wire["request_id"] == request_id
 
     # The wallet was shown this chain, this contract, this client and a fresh nonce.
     typed = wallet.signed[-1]
@@ -335,14 +344,7 @@ def test_page_is_served_with_a_strict_content_security_policy(demo: Demo) -> Non
 def _api(
     demo: Demo, method: str, path: str, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(demo.gateway_url + path, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return http_json(demo.gateway_url + path, method, None if body is None else json.dumps(body).encode())
 
 
 def test_deployment_endpoint_matches_the_manifest(demo: Demo) -> None:
@@ -425,3 +427,46 @@ def test_serve_names_the_page_and_keeps_the_api_key_out_of_the_output(demo: Demo
     key_file = demo.config.workdir / "client-api.key"
     assert key_file.read_text().strip() == demo.api_key and demo.api_key not in out
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unsealed_answer_is_shown_as_sent(session: Session, demo: Demo, row: dict[str, float]) -> None:
+    page = session.page
+    _connect(session)
+    page.click("#paste-row summary")
+    page.fill("#paste", _row_text(row))
+    page.click("#fill")
+    page.uncheck("#seal")
+    with page.expect_response(lambda r: r.url.endswith("/v1/inference"), timeout=60_000) as reply:
+        page.click("#ask")
+    wire = reply.value.json()
+    answer_row = page.locator("#answers tbody tr").first
+    expect(answer_row).to_contain_text(f"score {wire['score']:.4f}", timeout=30_000)
+    expect(answer_row).not_to_contain_text("sealed")
+
+
+def test_the_page_opens_what_the_gateway_seals_and_refuses_tampering(session: Session) -> None:
+    page = session.page
+    public = page.evaluate(
+        """async () => {
+          const m = await import('/web/wallet.js');
+          window.resultKey = await m.newResultKey();
+          return Array.from(window.resultKey.publicKey);
+        }"""
+    )
+    result = {"request_id": 41, "score": 0.8125, "label": 1}
+    ephemeral, ciphertext = seal(bytes(public), json.dumps(result).encode(), result_ad(41))
+    open_js = """async ([sealed, id]) => {
+      const m = await import('/web/wallet.js');
+      try { return await m.openSealed(window.resultKey, sealed, id); } catch (e) { return e.message; }
+    }"""
+    sealed = {"ephemeral_public": "0x" + ephemeral.hex(), "ciphertext": "0x" + ciphertext.hex()}
+    assert page.evaluate(open_js, [sealed, 41]) == result
+    flipped = bytearray(ciphertext)
+    flipped[20] ^= 1
+    tampered = sealed | {"ciphertext": "0x" + flipped.hex()}
+    refused = "the sealed answer to request 41 does not open with this page's key"
+    assert page.evaluate(open_js, [tampered, 41]) == refused
+    assert (
+        page.evaluate(open_js, [sealed, 42])
+        == "the sealed answer to request 42 does not open with this page's key"
+    )

@@ -195,6 +195,61 @@ async function deposit() {
   say(`deposited ${formatEther(wei)}`, "ok");
 }
 
+// End-to-end sealed answers: an X25519 key made in this page (not extractable), the
+// gateway seals to it (X25519 + HKDF-SHA256 + AES-256-GCM, crypto/sealed_box.py).
+const SEALED_BOX_INFO = "enclave-share/sealed-box/v1";
+const utf8 = (text) => new TextEncoder().encode(text);
+
+function fromHex(hex) {
+  if (!/^0x([0-9a-fA-F]{2})*$/.test(hex)) throw new Error("the gateway sent malformed hex");
+  return Uint8Array.from(hex.slice(2).match(/../g) || [], (byte) => parseInt(byte, 16));
+}
+
+const toHex = (bytes) => "0x" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+export async function newResultKey() {
+  const pair = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  return { privateKey: pair.privateKey, publicKey };
+}
+
+export async function openSealed(key, sealed, requestId) {
+  const ephemeral = fromHex(sealed.ephemeral_public);
+  const blob = fromHex(sealed.ciphertext);
+  const peer = await crypto.subtle.importKey("raw", ephemeral, { name: "X25519" }, false, []);
+  const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: peer }, key.privateKey, 256));
+  if (shared.every((b) => b === 0)) throw new Error("the sealed answer used a degenerate key");
+  const material = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveKey"]);
+  const aes = await crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(), info: concat(utf8(SEALED_BOX_INFO), ephemeral, key.publicKey) },
+    material,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["decrypt"],
+  );
+  let plain;
+  try {
+    plain = await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: blob.slice(0, 12), additionalData: utf8(`enclave-share/result/v1/${requestId}`) },
+      aes,
+      blob.slice(12),
+    );
+  } catch {
+    throw new Error(`the sealed answer to request ${requestId} does not open with this page's key`);
+  }
+  return JSON.parse(new TextDecoder().decode(plain));
+}
+
 function describe(answer) {
   if ("score" in answer) return `score ${answer.score.toFixed(4)}, label ${answer.label}`;
   return `sum ${answer.sum.toPrecision(6)}, mean ${answer.mean.toPrecision(6)}, std ${answer.std.toPrecision(6)}, count ${answer.count}`;
@@ -203,7 +258,8 @@ function describe(answer) {
 function addAnswer(model, answer) {
   const row = document.createElement("tr");
   row.dataset.requestId = answer.request_id;
-  const cells = [String(answer.request_id), model.name, describe(answer), `submit ${answer.tx.submit}\ncomplete ${answer.tx.complete}`];
+  const shown = describe(answer) + (answer.sealed ? "\nsealed to this page's key" : "");
+  const cells = [String(answer.request_id), model.name, shown, `submit ${answer.tx.submit}\ncomplete ${answer.tx.complete}`];
   for (const text of cells) {
     const cell = document.createElement("td");
     cell.textContent = text;
@@ -224,14 +280,18 @@ async function ask() {
     params: [state.account, JSON.stringify(prepared.typed_data)],
   });
   say("signed; the providers are answering…");
-  const answer = await api("POST", "/v1/inference", {
+  const sealing = $("seal").checked ? await newResultKey() : null;
+  const reply = await api("POST", "/v1/inference", {
     model: model.id,
     ...inputs,
     client: state.account,
     nonce: prepared.nonce,
     deadline: prepared.deadline,
     signature,
+    ...(sealing ? { encrypt_to: toHex(sealing.publicKey) } : {}),
   });
+  const answer = sealing ? await openSealed(sealing, reply.sealed, reply.request_id) : reply;
+  answer.sealed = Boolean(sealing);
   addAnswer(model, answer);
   say(`request ${answer.request_id}: ${describe(answer)}`, "ok");
   await refreshAccount();
@@ -270,6 +330,11 @@ async function load() {
   for (const model of state.models) $("model").add(new Option(`${model.name} (#${model.id}, ${model.kind})`, String(model.id)));
   renderInputs();
   $("model").addEventListener("change", renderInputs);
+  await newResultKey().catch(() => {
+    $("seal").checked = false;
+    $("seal").disabled = true;
+    $("seal-label").textContent += " (this browser has no X25519 in WebCrypto: answers come unsealed)";
+  });
   action("connect", connect);
   action("ask", ask);
   action("deposit", deposit);
