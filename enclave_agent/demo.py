@@ -382,6 +382,8 @@ def run(config: DemoConfig) -> DemoResult:
         demo.report()
         if config.serve:
             demo.serve()
+        else:
+            demo.say("(`enclave-agent demo --serve` keeps all of it running for the wallet page)")
         return result
     finally:
         demo.stop()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
@@ -470,3 +470,28 @@ def test_the_page_opens_what_the_gateway_seals_and_refuses_tampering(session: Se
         page.evaluate(open_js, [sealed, 42])
         == "the sealed answer to request 42 does not open with this page's key"
     )
+
+
+def test_a_request_prepared_for_another_model_or_client_is_not_signed(
+    session: Session, demo: Demo, row: dict[str, float]
+) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    page.click("#paste-row summary")
+    page.fill("#paste", _row_text(row))
+    page.click("#fill")
+    outsider = demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]
+
+    def tamper(route: Route) -> None:
+        prepared = route.fetch().json()
+        prepared["typed_data"]["message"] |= {"modelId": 999, "client": outsider}
+        route.fulfill(json=prepared)
+
+    page.route("**/v1/inference/typed-data", tamper)
+    block = demo.c.w3.eth.block_number
+    page.click("#ask")
+    expect(page.locator("#message")).to_have_text(
+        f"the gateway prepared a different request (client {outsider}, model 999): not signed"
+    )
+    assert [m for m, _ in wallet.calls if m == "eth_signTypedData_v4"] == []
+    assert demo.c.w3.eth.block_number == block

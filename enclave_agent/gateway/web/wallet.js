@@ -269,11 +269,25 @@ function addAnswer(model, answer) {
   $("answers").tBodies[0].prepend(row);
 }
 
+// Sign only what this page asked for: its chain, contract, account and model.
+export function checkPrepared(typed, model) {
+  const { domain, message } = typed;
+  const problems = [];
+  if (Number(domain.chainId) !== state.deployment.chain_id) problems.push(`chain ${domain.chainId}`);
+  if (String(domain.verifyingContract).toLowerCase() !== state.deployment.contracts.InferenceGateway.toLowerCase()) {
+    problems.push(`contract ${domain.verifyingContract}`);
+  }
+  if (String(message.client).toLowerCase() !== state.account.toLowerCase()) problems.push(`client ${message.client}`);
+  if (Number(message.modelId) !== model.id) problems.push(`model ${message.modelId}`);
+  if (problems.length) throw new Error(`the gateway prepared a different request (${problems.join(", ")}): not signed`);
+}
+
 async function ask() {
   const model = selectedModel();
   if (!model) throw new Error("the gateway serves no model yet");
   const inputs = readInputs(model);
   const prepared = await api("POST", "/v1/inference/typed-data", { model: model.id, client: state.account, ...inputs });
+  checkPrepared(prepared.typed_data, model);
   say("sign the request in your wallet…");
   const signature = await wallet().request({
     method: "eth_signTypedData_v4",
