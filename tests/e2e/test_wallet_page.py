@@ -6,6 +6,7 @@ Anvil, and it can refuse like a user pressing "Reject"."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.gateway import auth
 from enclave_agent.localnet import dev_key
+from enclave_agent.model.data import read_table
 from enclave_agent.protocol.queries import result_ad
 from tests.support.http import http_json
 
@@ -495,3 +498,72 @@ def test_a_request_prepared_for_another_model_or_client_is_not_signed(
     )
     assert [m for m, _ in wallet.calls if m == "eth_signTypedData_v4"] == []
     assert demo.c.w3.eth.block_number == block
+
+
+def _holdout_csv(demo: Demo, rows: int) -> str:
+    lines = demo._result.split.holdout_path.read_text().splitlines()
+    return "\n".join(lines[: rows + 1]) + "\n"  # header, then rows; the label column rides along
+
+
+def _choose_csv(page: Page, text: str, name: str = "holdout.csv") -> None:
+    page.set_input_files("#csv", files=[{"name": name, "mimeType": "text/csv", "buffer": text.encode()}])
+
+
+def test_a_csv_file_is_scored_in_one_signed_batch_and_can_be_downloaded(session: Session, demo: Demo) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    _choose_csv(page, _holdout_csv(demo, 5))
+    page.click("#ask-csv")
+    expect(page.locator("#message")).to_have_text(
+        re.compile(r"^5 rows of holdout\.csv answered"), timeout=60_000
+    )
+    assert len(wallet.signed) == 1 and page.locator("#answers tbody tr").count() == 5
+    with page.expect_download() as download:
+        page.click("#download")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "row,request_id,score,label" and len(lines) == 6
+    names, x, _ = read_table(demo._result.split.holdout_path, demo._result.split.label_column)
+    reference = demo.client().infer(
+        demo._result.model_id, {"rows": [dict(zip(names, map(float, row), strict=True)) for row in x[:5]]}
+    )["results"]
+    for line, expected in zip(lines[1:], reference, strict=True):
+        _, request_id, score, label = line.split(",")
+        assert abs(float(score) - expected["score"]) <= max(SCORE_TOLERANCE, 1e-4)
+        assert int(label) == expected["label"]
+        assert demo.c.gateway.events.RequestSubmitted().get_logs(
+            from_block=0, argument_filters={"requestId": int(request_id), "client": wallet.address}
+        )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace("mean_radius", "radius", 1), "the CSV has no column mean_radius"),
+        (
+            lambda text: "\n".join([*text.splitlines()[:2], "1,2", *text.splitlines()[2:]]),
+            "CSV line 3: 2 cells, the header has 31",  # 30 features and the label
+        ),
+        (lambda text: text.splitlines()[0] + "\n", "the CSV needs a header row and at least one row"),
+    ],
+)
+def test_a_bad_csv_is_refused_with_the_line_and_column_and_never_signed(
+    session: Session, demo: Demo, edit, message: str
+) -> None:
+    page, wallet = session.page, session.wallet
+    _connect(session)
+    _choose_csv(page, edit(_holdout_csv(demo, 2)))
+    block = demo.c.w3.eth.block_number
+    page.click("#ask-csv")
+    expect(page.locator("#message")).to_have_text(message)
+    assert wallet.signed == [] and demo.c.w3.eth.block_number == block
+
+
+def test_a_non_numeric_csv_cell_is_named(session: Session, demo: Demo) -> None:
+    page = session.page
+    _connect(session)
+    lines = _holdout_csv(demo, 2).splitlines()
+    cells = lines[2].split(",")
+    cells[3] = "n/a"
+    _choose_csv(page, "\n".join([lines[0], lines[1], ",".join(cells)]))
+    page.click("#ask-csv")
+    expect(page.locator("#message")).to_have_text('CSV line 3, mean_area: "n/a" is not a number')

@@ -166,6 +166,7 @@ async function connect() {
   $("account").textContent = account;
   $("connect").textContent = "Connected";
   $("ask").disabled = false;
+  $("ask-csv").disabled = false;
   $("deposit").disabled = false;
   await refreshAccount();
   say("wallet connected");
@@ -282,10 +283,9 @@ export function checkPrepared(typed, model) {
   if (problems.length) throw new Error(`the gateway prepared a different request (${problems.join(", ")}): not signed`);
 }
 
-async function ask() {
-  const model = selectedModel();
-  if (!model) throw new Error("the gateway serves no model yet");
-  const inputs = readInputs(model);
+// Prepare, check, sign and send one request (a row, a batch of rows or a statistic);
+// the answers come back opened if they were sealed.
+async function send(model, inputs) {
   const prepared = await api("POST", "/v1/inference/typed-data", { model: model.id, client: state.account, ...inputs });
   checkPrepared(prepared.typed_data, model);
   say("sign the request in your wallet…");
@@ -304,10 +304,67 @@ async function ask() {
     signature,
     ...(sealing ? { encrypt_to: toHex(sealing.publicKey) } : {}),
   });
-  const answer = sealing ? await openSealed(sealing, reply.sealed, reply.request_id) : reply;
-  answer.sealed = Boolean(sealing);
+  const replies = "results" in reply ? reply.results : [reply];
+  const answers = [];
+  for (const one of replies) {
+    const answer = sealing ? await openSealed(sealing, one.sealed, one.request_id) : one;
+    answer.sealed = Boolean(sealing);
+    answers.push(answer);
+  }
+  return answers;
+}
+
+async function ask() {
+  const model = selectedModel();
+  if (!model) throw new Error("the gateway serves no model yet");
+  const [answer] = await send(model, readInputs(model));
   addAnswer(model, answer);
   say(`request ${answer.request_id}: ${describe(answer)}`, "ok");
+  await refreshAccount();
+}
+
+// A CSV with a header row: the model's features by name, other columns ignored.
+export function parseCsv(text, features) {
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== "");
+  if (lines.length < 2) throw new Error("the CSV needs a header row and at least one row");
+  const header = lines[0].split(",").map((name) => name.trim().replace(/^"(.*)"$/, "$1"));
+  const missing = features.find((name) => !header.includes(name));
+  if (missing) throw new Error(`the CSV has no column ${missing}`);
+  return lines.slice(1).map((line, i) => {
+    const cells = line.split(",");
+    if (cells.length !== header.length) {
+      throw new Error(`CSV line ${i + 2}: ${cells.length} cells, the header has ${header.length}`);
+    }
+    const row = {};
+    for (const name of features) {
+      const text = cells[header.indexOf(name)].trim();
+      const value = Number(text);
+      if (text === "" || !Number.isFinite(value)) throw new Error(`CSV line ${i + 2}, ${name}: "${text}" is not a number`);
+      row[name] = value;
+    }
+    return row;
+  });
+}
+
+export function scoresCsv(answers) {
+  const lines = ["row,request_id,score,label", ...answers.map((a, i) => `${i + 1},${a.request_id},${a.score},${a.label}`)];
+  return lines.join("\n") + "\n";
+}
+
+async function askCsv() {
+  const model = selectedModel();
+  if (!model || model.kind === "statistic") throw new Error("pick a scoring model first");
+  const file = $("csv").files[0];
+  if (!file) throw new Error("choose a CSV file first");
+  const rows = parseCsv(await file.text(), model.features);
+  const answers = await send(model, { rows });
+  for (const answer of answers) addAnswer(model, answer);
+  const link = $("download");
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([scoresCsv(answers)], { type: "text/csv" }));
+  link.download = `scores-${answers[0].request_id}-${answers[answers.length - 1].request_id}.csv`;
+  link.hidden = false;
+  say(`${answers.length} rows of ${file.name} answered (requests ${answers[0].request_id}–${answers[answers.length - 1].request_id})`, "ok");
   await refreshAccount();
 }
 
@@ -351,6 +408,7 @@ async function load() {
   });
   action("connect", connect);
   action("ask", ask);
+  action("ask-csv", askCsv);
   action("deposit", deposit);
   action("fill", fill);
   if (window.ethereum && window.ethereum.on) {
