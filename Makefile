@@ -81,7 +81,7 @@ sol-lint: setup
 
 check: lint typecheck sol-lint test
 
-bench: setup
+bench: setup $(STAMPS)/chromium
 	$(VENV)/python bench/run_all.py
 
 lock:

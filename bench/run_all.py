@@ -1,5 +1,5 @@
-"""Run every benchmark (``make bench``): today bench/rounds.py; arguments are passed
-on (e.g. ``--quick``). Exits non-zero if any benchmark failed."""
+"""Run every benchmark (``make bench``): bench/rounds.py and bench/wallet_page.py;
+arguments are passed on (e.g. ``--quick``). Exits non-zero if any benchmark failed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["rounds.py"]
+BENCHMARKS = ["rounds.py", "wallet_page.py"]
 
 
 def main(argv: list[str]) -> int:

@@ -13,85 +13,21 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account import Account
 from eth_utils.crypto import keccak
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.gateway import auth
-from enclave_agent.localnet import dev_key
+from enclave_agent.localnet.browser_wallet import CHROMIUM_ARGS, PROVIDER, InjectedWallet
 from enclave_agent.model.data import read_table
 from enclave_agent.protocol.queries import result_ad
 from tests.support.http import http_json
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-# Injected before the page's own scripts, like a wallet extension's content script.
-PROVIDER = """
-window.ethereum = {
-  async request({ method, params }) {
-    const reply = await window.__wallet(method, params || []);
-    if (reply.error) {
-      const error = new Error(reply.error.message);
-      error.code = reply.error.code;
-      throw error;
-    }
-    return reply.result;
-  },
-  on() {},
-};
-"""
-
-
-@dataclass
-class InjectedWallet:
-    demo: Demo
-    index: int
-    chain_id: int
-    refuse: set[str] = field(default_factory=set)
-    calls: list[tuple[str, list[Any]]] = field(default_factory=list)
-    signed: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def address(self) -> str:
-        return str(self.demo.c.w3.eth.accounts[self.index])
-
-    def __call__(self, method: str, params: list[Any]) -> dict[str, Any]:
-        self.calls.append((method, params))
-        if method in self.refuse:
-            return {"error": {"code": 4001, "message": "User rejected the request."}}
-        if method in ("eth_requestAccounts", "eth_accounts"):
-            return {"result": [self.address.lower()]}
-        if method == "eth_chainId":
-            return {"result": hex(self.chain_id)}
-        if method == "wallet_switchEthereumChain":
-            self.chain_id = int(params[0]["chainId"], 16)
-            return {"result": None}
-        if method == "eth_signTypedData_v4":
-            assert params[0].lower() == self.address.lower()
-            typed = json.loads(params[1])
-            self.signed.append(typed)
-            signature = Account.sign_typed_data(dev_key(self.index), full_message=typed).signature
-            return {"result": "0x" + bytes(signature).hex()}
-        if method in ("eth_sendTransaction", "eth_getTransactionReceipt"):
-            reply = self.demo.c.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-            return {"result": reply.get("result")} if "error" not in reply else {"error": reply["error"]}
-        return {"error": {"code": 4200, "message": f"unsupported method {method}"}}
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +48,7 @@ class Session:
 
 
 def _open(browser: Browser, demo: Demo, index: int = CLIENT_INDEX, chain_id: int | None = None) -> Session:
-    wallet = InjectedWallet(demo, index, chain_id if chain_id is not None else demo.c.w3.eth.chain_id)
+    wallet = InjectedWallet(demo.c.w3, index, chain_id if chain_id is not None else demo.c.w3.eth.chain_id)
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
