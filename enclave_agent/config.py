@@ -32,6 +32,8 @@ Example (provider)::
     port = 8700
     max_batch = 256
     request_timeout = 60.0              # seconds an HTTP call waits for the providers
+    rate_per_minute = 600               # requests (rows) a minute per client, then HTTP 429
+    rate_burst = 256                    # at once; at least max_batch
 
     [gateway.api_keys]                  # client address = SHA-256 hex of its API key
     "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" = "5e88...<64 hex>"
@@ -79,6 +81,8 @@ class GatewayConfig:
     api_keys: dict[str, str] = field(default_factory=dict)  # client address -> SHA-256 hex of its key
     max_batch: int = 256
     request_timeout: float = 60.0
+    rate_per_minute: int = 600
+    rate_burst: int = 256
 
 
 @dataclass(frozen=True)
@@ -225,12 +229,23 @@ def load_config(path: Path | str) -> AgentConfig:
         max_batch = gateway_table.get("max_batch", int, 256)
         if not 1 <= max_batch <= 10_000:
             raise gateway_table.fail("max_batch", "must be between 1 and 10000")
+        rate = gateway_table.get("rate_per_minute", int, 600)
+        if not 1 <= rate <= 1_000_000:
+            raise gateway_table.fail("rate_per_minute", "must be between 1 and 1000000")
+        burst = gateway_table.get("rate_burst", int, max_batch)
+        if not max_batch <= burst <= 1_000_000:
+            raise gateway_table.fail(
+                "rate_burst",
+                f"must be between max_batch ({max_batch}) and 1000000, or a full batch never passes",
+            )
         gateway = GatewayConfig(
             host=gateway_table.get("host", str, "127.0.0.1"),
             port=port,
             api_keys=api_keys,
             max_batch=max_batch,
             request_timeout=timeout,
+            rate_per_minute=rate,
+            rate_burst=burst,
         )
 
     state_dir = agent.path_of("state_dir", base)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import signal
 import threading
@@ -175,6 +176,16 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     caller = _caller(request, body, agent, int(model["id"]), ask.inputs)
 
     # Refusals we can see before writing anything on chain.
+    wait = agent.limiter.take(caller.client, len(query_list))
+    if wait:
+        agent.metrics.count("rate_limited")
+        response = _error(
+            429,
+            f"rate limit: {agent.limiter.per_minute} requests a minute per client",
+            retry_after=math.ceil(wait),
+        )
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     if not await _blocking(agent.client_has_access, caller.client):
         agent.metrics.count("forbidden")
         return _error(403, "client has no access (CLIENT_ROLE) on chain", client=caller.client)

@@ -22,10 +22,11 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from enclave_agent.chain import ChainEvent
-from enclave_agent.config import AgentConfig
+from enclave_agent.config import AgentConfig, GatewayConfig
 from enclave_agent.crypto.aead import decrypt, encrypt
 from enclave_agent.errors import CryptoError, ProtocolError
 from enclave_agent.gateway import scoring
+from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.protocol import queries, stages
 from enclave_agent.protocol.agent import Agent
 from enclave_agent.protocol.rounds import RoundDoc
@@ -57,6 +58,8 @@ class GatewayAgent(Agent):
     def __init__(self, config: AgentConfig) -> None:
         super().__init__(config)
         self.metrics = Metrics()
+        gateway = config.gateway or GatewayConfig()
+        self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
         self._complete_lock = threading.Lock()
         self.handlers.update(
             {

@@ -77,6 +77,7 @@ def test_gateway_config(folder: Path) -> None:
     gateway = load_config(write(folder, text)).gateway
     assert gateway is not None
     assert (gateway.port, gateway.max_batch, gateway.request_timeout) == (9000, 8, 5.0)
+    assert (gateway.rate_per_minute, gateway.rate_burst) == (600, 8)  # burst defaults to max_batch
     assert gateway.api_keys == {CLIENT: HASH}
 
 
@@ -125,6 +126,11 @@ def test_gateway_config(folder: Path) -> None:
         (lambda t: t.replace('role = "provider"', 'role = "gateway"'), "gateway: missing table"),
         (lambda t: t + "\n[gateway]\nport = 70000\n", "gateway.port: must be 0..65535"),
         (lambda t: t + "\n[gateway]\nmax_batch = 0\n", "gateway.max_batch: must be between"),
+        (lambda t: t + "\n[gateway]\nrate_per_minute = 0\n", "gateway.rate_per_minute: must be between"),
+        (
+            lambda t: t + "\n[gateway]\nmax_batch = 50\nrate_burst = 10\n",
+            "gateway.rate_burst: must be between max_batch (50) and 1000000",
+        ),
         (
             lambda t: t + f'\n[gateway]\n[gateway.api_keys]\n"not-an-address" = "{HASH}"\n',
             "key must be a client address",
