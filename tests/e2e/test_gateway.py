@@ -287,6 +287,27 @@ def test_brownie_request_script_signs_with_a_wallet(demo: Demo, row: dict[str, f
     assert demo.c.gateway.functions.quotaOf(demo.client_address).call()[1] == used + 1
 
 
+def test_logs_hold_no_data_queries_scores_or_keys(demo: Demo) -> None:
+    from enclave_agent.tee.simulated import SimulatedTee
+
+    split = demo._result.split
+    names, x, _ = read_table(split.holdout_path, split.label_column)
+    rows = [dict(zip(names, map(float, row), strict=True)) for row in x[:5]]
+    answers = demo.client().infer(demo._result.model_id, {"rows": rows})["results"]
+    values = [
+        float(v) for path in (*split.provider_paths, split.holdout_path) for v in read_table(path)[1].ravel()
+    ]
+    values += [float(a["score"]) for a in answers] + [float(a["logit"]) for a in answers]
+    needles = {repr(v) for v in values if len(repr(v)) >= 7}  # short decimals could be timings
+    needles.add(demo.api_key)
+    for agent in demo.c.agents.values():
+        keys = SimulatedTee(agent.state_dir).load_or_create_keys()
+        needles |= {keys.signing_key.hex(), keys.x25519_private.private_bytes_raw().hex()}
+    logs = {name: agent.logs() for name, agent in demo.c.agents.items()}
+    assert len(needles) > 1000 and all("tee=SIMULATED" in text for text in logs.values())
+    assert [(name, n) for name, text in logs.items() for n in needles if n in text] == []
+
+
 # The provider-down cases stop agents: they run last and start them again.
 
 

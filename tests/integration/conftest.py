@@ -47,11 +47,12 @@ def _encodings(values: np.ndarray, modulus: int, frac_bits: int, headroom: int) 
     return out
 
 
-def assert_no_plaintext_or_share_on_chain(
+def assert_no_plaintext_or_share_leaks(
     consortium: Consortium, inputs: Sequence[np.ndarray], round_ids: Iterable[int], *, frac_bits: int
 ) -> None:
     """Scan every byte on chain for the inputs (float and fixed point) and for every
-    8-byte word of each agent's kept and fused shares of ``round_ids``."""
+    8-byte word of each agent's kept and fused shares of ``round_ids``; scan every
+    agent's log for the same, written as text (decimal or hex)."""
     needles: set[bytes] = set()
     for values in inputs:
         needles |= _encodings(values, RING64, frac_bits, len(inputs))
@@ -66,6 +67,16 @@ def assert_no_plaintext_or_share_on_chain(
     haystack = consortium.chain_bytes()
     assert len(haystack) > 20
     assert [n.hex() for n in found_on_chain(needles, haystack)] == []
+
+    words = [n for n in needles if distinctive(n)]
+    texts = {repr(float(v)) for values in inputs for v in values}
+    texts |= {w.hex() for w in words} | {
+        str(int.from_bytes(w, order)) for w in words for order in ("little", "big")
+    }
+    texts = {t for t in texts if len(t) >= 8}  # shorter decimals could be timings or gas
+    logs = {agent.name: agent.logs() for agent in consortium.agents.values()}
+    assert all("tee=SIMULATED" in text for text in logs.values())
+    assert [(name, t) for name, text in logs.items() for t in texts if t in text] == []
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from enclave_agent.localnet import COMPLETED, Consortium, wait_until
 from tests.integration.conftest import (
     aggregate,
-    assert_no_plaintext_or_share_on_chain,
+    assert_no_plaintext_or_share_leaks,
     distinctive_inputs,
     make_consortium,
 )
@@ -89,7 +89,7 @@ def test_every_participant_posted_one_share_set_for_each_peer(
             assert opened == N - 1, f"{agent.name} opened {opened} shares in round {round_id}"
 
 
-def test_no_plaintext_or_share_on_chain(
+def test_no_plaintext_or_share_on_chain_or_in_logs(
     consortium: Consortium, completed_rounds: dict[tuple[str, str], int]
 ) -> None:
-    assert_no_plaintext_or_share_on_chain(consortium, INPUTS, completed_rounds.values(), frac_bits=FRAC)
+    assert_no_plaintext_or_share_leaks(consortium, INPUTS, completed_rounds.values(), frac_bits=FRAC)

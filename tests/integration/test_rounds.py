@@ -15,7 +15,7 @@ import pytest
 from enclave_agent.localnet import Consortium, dev_key, wait_until
 from tests.integration.conftest import (
     aggregate,
-    assert_no_plaintext_or_share_on_chain,
+    assert_no_plaintext_or_share_leaks,
     distinctive_inputs,
     make_consortium,
 )
@@ -83,10 +83,10 @@ def test_one_share_set_per_participant(
         )
 
 
-def test_no_plaintext_or_share_on_chain(
+def test_no_plaintext_or_share_on_chain_or_in_logs(
     consortium: Consortium, completed_rounds: dict[tuple[str, str], int]
 ) -> None:
-    assert_no_plaintext_or_share_on_chain(consortium, INPUTS, completed_rounds.values(), frac_bits=FRAC)
+    assert_no_plaintext_or_share_leaks(consortium, INPUTS, completed_rounds.values(), frac_bits=FRAC)
 
 
 def test_open_round_from_the_command_line(consortium: Consortium, tmp_path: Path) -> None:
