@@ -321,13 +321,15 @@ async def client_status(request: web.Request) -> web.Response:
 
 
 async def deployment(request: web.Request) -> web.Response:
-    """What a wallet needs from the deployment manifest: chain, contracts, the
-    EIP-712 domain and the calldata of ``deposit()``."""
+    """What a wallet needs from the deployment manifest: chain and its RPC URL (to
+    add the chain to a wallet that lacks it), contracts, the EIP-712 domain and the
+    calldata of ``deposit()``."""
     agent = request.app[AGENT]
     contracts = agent.contracts
     return web.json_response(
         {
             "chain_id": agent.chain_id,
+            "rpc_url": agent.manifest.rpc_url,
             "contracts": {name: to_checksum_address(c.address) for name, c in contracts.by_name.items()},
             "eip712_domain": {
                 "name": auth.DOMAIN_NAME,

@@ -51,12 +51,17 @@ class InjectedWallet:
     index: int
     chain_id: int
     refuse: set[str] = field(default_factory=set)
+    known_chains: set[int] = field(default_factory=set)  # besides its own chain_id
+    added: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, list[Any]]] = field(default_factory=list)
     signed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def address(self) -> str:
         return str(self.w3.eth.accounts[self.index])
+
+    def __post_init__(self) -> None:
+        self.known_chains.add(self.chain_id)
 
     def __call__(self, method: str, params: list[Any]) -> dict[str, Any]:
         self.calls.append((method, params))
@@ -67,7 +72,15 @@ class InjectedWallet:
         if method == "eth_chainId":
             return {"result": hex(self.chain_id)}
         if method == "wallet_switchEthereumChain":
+            wanted = int(params[0]["chainId"], 16)
+            if wanted not in self.known_chains:
+                return {"error": {"code": 4902, "message": f"Unrecognized chain ID {params[0]['chainId']}."}}
+            self.chain_id = wanted
+            return {"result": None}
+        if method == "wallet_addEthereumChain":  # EIP-3085: add, then switch to it
+            self.added.append(params[0])
             self.chain_id = int(params[0]["chainId"], 16)
+            self.known_chains.add(self.chain_id)
             return {"result": None}
         if method == "eth_signTypedData_v4":
             if params[0].lower() != self.address.lower():

@@ -208,20 +208,38 @@ def test_a_wallet_without_client_access_is_told_so_and_nothing_is_written(
 def test_a_wallet_on_another_chain_is_switched_and_a_refused_switch_is_reported(
     browser: Browser, demo: Demo
 ) -> None:
+    chain = demo.c.w3.eth.chain_id
     s = _open(browser, demo, chain_id=1)
+    s.wallet.known_chains.add(chain)
     try:
         _connect(s)
-        assert ("wallet_switchEthereumChain", [{"chainId": hex(demo.c.w3.eth.chain_id)}]) in s.wallet.calls
-        assert s.wallet.chain_id == demo.c.w3.eth.chain_id
+        assert ("wallet_switchEthereumChain", [{"chainId": hex(chain)}]) in s.wallet.calls
+        assert s.wallet.chain_id == chain and s.wallet.added == []
     finally:
         s.page.close()
     s = _open(browser, demo, chain_id=1)
+    s.wallet.known_chains.add(chain)
     try:
         s.wallet.refuse.add("wallet_switchEthereumChain")
         s.page.click("#connect")
         expect(s.page.locator("#message")).to_have_text("refused in the wallet: nothing was sent")
         expect(s.page.locator("#account")).to_have_text("not connected")
         expect(s.page.locator("#ask")).to_be_disabled()
+    finally:
+        s.page.close()
+
+
+def test_a_wallet_that_does_not_know_the_chain_is_offered_it_from_the_manifest(
+    browser: Browser, demo: Demo
+) -> None:
+    s = _open(browser, demo, chain_id=1)
+    try:
+        _connect(s)
+        (added,) = s.wallet.added
+        assert added["chainId"] == hex(demo.c.w3.eth.chain_id)
+        assert added["rpcUrls"] == [demo.c.manifest.rpc_url]
+        assert added["nativeCurrency"] == {"name": "Ether", "symbol": "ETH", "decimals": 18}
+        assert s.wallet.chain_id == demo.c.w3.eth.chain_id
     finally:
         s.page.close()
 
@@ -289,7 +307,7 @@ def _api(
 def test_deployment_endpoint_matches_the_manifest(demo: Demo) -> None:
     status, body = _api(demo, "GET", "/v1/deployment")
     assert status == 200
-    assert body["chain_id"] == demo.c.manifest.chain_id
+    assert body["chain_id"] == demo.c.manifest.chain_id and body["rpc_url"] == demo.c.manifest.rpc_url
     assert body["contracts"]["InferenceGateway"] == demo.c.gateway.address
     assert body["deposit"] == {"to": demo.c.gateway.address, "data": "0x" + keccak(b"deposit()")[:4].hex()}
     assert body["eip712_domain"]["verifyingContract"] == demo.c.gateway.address

@@ -150,6 +150,21 @@ async function refreshAccount() {
   $("balance").textContent = formatEther(info.balance_wei);
 }
 
+async function switchChain(ethereum) {
+  const { chain_id: id, rpc_url: rpcUrl } = state.deployment;
+  const chainId = "0x" + id.toString(16);
+  try {
+    await ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId }] });
+  } catch (error) {
+    // EIP-3085: 4902 is a chain the wallet does not know yet; offer the consortium's.
+    if (!error || error.code !== 4902 || !rpcUrl) throw error;
+    await ethereum.request({
+      method: "wallet_addEthereumChain",
+      params: [{ chainId, chainName: `enclave-share (chain ${id})`, rpcUrls: [rpcUrl], nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 } }],
+    });
+  }
+}
+
 async function connect() {
   const ethereum = wallet();
   const [account] = await ethereum.request({ method: "eth_requestAccounts" });
@@ -157,10 +172,7 @@ async function connect() {
   const chainId = parseInt(await ethereum.request({ method: "eth_chainId" }), 16);
   if (chainId !== state.deployment.chain_id) {
     say(`switching the wallet from chain ${chainId} to ${state.deployment.chain_id}…`);
-    await ethereum.request({
-      method: "wallet_switchEthereumChain",
-      params: [{ chainId: "0x" + state.deployment.chain_id.toString(16) }],
-    });
+    await switchChain(ethereum);
   }
   state.account = account;
   $("account").textContent = account;
@@ -415,6 +427,7 @@ async function load() {
     window.ethereum.on("accountsChanged", (accounts) => {
       state.account = accounts[0] || null;
       $("account").textContent = state.account || "not connected";
+      for (const id of ["ask", "ask-csv", "deposit"]) $(id).disabled = !state.account;
       refreshAccount().catch((error) => say(error.message, "bad"));
     });
   }
