@@ -47,7 +47,7 @@ function say(text, kind = "info") {
 }
 
 function walletError(error) {
-  // EIP-1193: 4001 is the user's refusal, 4902 an unknown chain.
+  // EIP-1193: 4001 is the user's refusal.
   if (error && error.code === 4001) return "refused in the wallet: nothing was sent";
   return error && error.message ? error.message : String(error);
 }
@@ -101,18 +101,26 @@ function renderInputs() {
   }
 }
 
+// A finite number, or an error naming where the text came from ("12,5" is not one).
+function toNumber(text, where) {
+  const trimmed = text.trim();
+  const value = Number(trimmed);
+  if (trimmed === "" || !Number.isFinite(value)) throw new Error(`${where}: "${trimmed}" is not a number`);
+  return value;
+}
+
 // What the request asks, exactly as the gateway hashes it for the signature.
 function readInputs(model) {
   if (model.kind === "statistic") return { statistic: { column: $("statistic-column").value } };
   const features = {};
   for (const name of model.features) {
-    const text = $(`feature-${name}`).value.trim();
-    const value = Number(text);
-    if (text === "" || !Number.isFinite(value)) {
-      $(`feature-${name}`).focus();
-      throw new Error(`${name}: "${text}" is not a number`);
+    const field = $(`feature-${name}`);
+    try {
+      features[name] = toNumber(field.value, name);
+    } catch (error) {
+      field.focus();
+      throw error;
     }
-    features[name] = value;
   }
   return { features };
 }
@@ -348,12 +356,7 @@ export function parseCsv(text, features) {
       throw new Error(`CSV line ${i + 2}: ${cells.length} cells, the header has ${header.length}`);
     }
     const row = {};
-    for (const name of features) {
-      const text = cells[header.indexOf(name)].trim();
-      const value = Number(text);
-      if (text === "" || !Number.isFinite(value)) throw new Error(`CSV line ${i + 2}, ${name}: "${text}" is not a number`);
-      row[name] = value;
-    }
+    for (const name of features) row[name] = toNumber(cells[header.indexOf(name)], `CSV line ${i + 2}, ${name}`);
     return row;
   });
 }
