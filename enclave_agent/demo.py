@@ -337,6 +337,7 @@ class Demo:
     def serve(self, stop: threading.Event | None = None) -> None:
         """Keep the consortium up for a person with a wallet (or curl) until Ctrl-C."""
         key_file = self.config.workdir / "client-api.key"
+        key_file.unlink(missing_ok=True)  # a file left by an earlier run may be readable by others
         key_file.touch(mode=0o600)
         key_file.write_text(self.api_key + "\n")
         self.say(
