@@ -18,6 +18,8 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
 
     uint64 public constant MIN_TTL = 10;
     uint64 public constant MAX_TTL = 1 days;
+    /// @notice Most rows one request may carry (the gateway splits larger batches).
+    uint32 public constant MAX_ROWS = 256;
 
     struct Model {
         uint256 roundId;
@@ -30,6 +32,7 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
     struct Request {
         uint256 modelId;
         address client;
+        uint32 rows; // packed with client
         address gateway;
         uint64 deadline;
         RequestState status; // Pending, Completed or Refunded; Expired is derived
@@ -141,17 +144,22 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
     // ------------------------------------------------------------------ requests
 
     /// @inheritdoc IInferenceGateway
-    function submitRequest(uint256 modelId, address client, bytes32 requestDigest, bytes calldata encryptedQuery)
-        external
-        whenRegistryLive
-        returns (uint256 requestId)
-    {
+    function submitRequest(
+        uint256 modelId,
+        address client,
+        bytes32 requestDigest,
+        uint32 rows,
+        bytes calldata encryptedQuery
+    ) external whenRegistryLive returns (uint256 requestId) {
         if (!registry.isActiveMember(msg.sender, Role.Gateway)) revert InferenceNotGateway(msg.sender);
         Model storage model = _models[modelId];
         if (!model.active) revert InferenceUnknownModel(modelId);
+        uint32 maximum = model.kind == OutputKind.Statistic ? 1 : MAX_ROWS;
+        if (rows == 0 || rows > maximum) revert InferenceInvalidRows(modelId, rows, maximum);
         if (!hasRole(CLIENT_ROLE, client)) revert InferenceClientNotAuthorised(client);
-        if (_used[client] >= _quota[client]) revert InferenceQuotaExhausted(client, _used[client], _quota[client]);
-        if (_balance[client] < model.fee) revert InferenceFeeUnpaid(client, _balance[client], model.fee);
+        if (_used[client] + rows > _quota[client]) revert InferenceQuotaExhausted(client, _used[client], _quota[client]);
+        uint256 fee = model.fee * rows;
+        if (_balance[client] < fee) revert InferenceFeeUnpaid(client, _balance[client], fee);
         if (_usedDigests[requestDigest]) revert InferenceRequestReplayed(requestDigest);
         if (model.kind == OutputKind.Statistic) {
             (, OutputPolicy memory policy,,,, , uint256 contributors,) = exchange.roundInfo(model.roundId);
@@ -162,20 +170,23 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
         }
 
         _usedDigests[requestDigest] = true;
-        _used[client] += 1;
-        _balance[client] -= model.fee;
+        _used[client] += rows;
+        _balance[client] -= fee;
         requestId = ++_requestCount;
         uint64 deadline = uint64(block.timestamp) + requestTtl;
         _requests[requestId] = Request({
             modelId: modelId,
             client: client,
+            rows: rows,
             gateway: msg.sender,
             deadline: deadline,
             status: RequestState.Pending,
-            fee: model.fee,
+            fee: fee,
             partials: 0
         });
-        emit RequestSubmitted(requestId, modelId, client, msg.sender, requestDigest, deadline, model.fee, encryptedQuery);
+        emit RequestSubmitted(
+            requestId, modelId, client, msg.sender, requestDigest, deadline, fee, rows, encryptedQuery
+        );
     }
 
     /// @inheritdoc IInferenceGateway
@@ -212,7 +223,7 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
         request.status = RequestState.Refunded;
         _balance[request.client] += request.fee;
         // An unanswered request does not count against the client's quota.
-        _used[request.client] -= 1;
+        _used[request.client] -= request.rows;
         emit RequestRefunded(requestId, request.client, request.fee);
     }
 

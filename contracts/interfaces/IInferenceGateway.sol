@@ -26,10 +26,12 @@ interface IInferenceGateway {
     error InferenceWrongGateway(uint256 requestId, address caller, address gateway);
     /// @notice The client does not hold CLIENT_ROLE.
     error InferenceClientNotAuthorised(address client);
-    /// @notice The client used its whole quota.
+    /// @notice The request's rows do not fit in what is left of the client's quota.
     error InferenceQuotaExhausted(address client, uint256 used, uint256 quota);
-    /// @notice The client's deposit does not cover the model's fee.
+    /// @notice The client's deposit does not cover the model's fee for every row.
     error InferenceFeeUnpaid(address client, uint256 balance, uint256 fee);
+    /// @notice A request carries 1..MAX_ROWS rows, and a statistic exactly one.
+    error InferenceInvalidRows(uint256 modelId, uint256 rows, uint256 maximum);
     /// @notice The request digest was recorded before (replay).
     error InferenceRequestReplayed(bytes32 requestDigest);
     /// @notice The statistic has fewer contributors than its release rule needs.
@@ -60,7 +62,8 @@ interface IInferenceGateway {
     event ClientAccessSet(address indexed client, uint256 quota);
     /// @notice A client deposited or withdrew fee balance.
     event BalanceChanged(address indexed client, uint256 balance);
-    /// @notice The gateway recorded a request; `encryptedQuery` holds one ciphertext per provider.
+    /// @notice The gateway recorded a request of `rows` rows (the fee is for all of
+    /// them); `encryptedQuery` holds one ciphertext per provider.
     event RequestSubmitted(
         uint256 indexed requestId,
         uint256 indexed modelId,
@@ -69,6 +72,7 @@ interface IInferenceGateway {
         bytes32 requestDigest,
         uint64 deadline,
         uint256 fee,
+        uint32 rows,
         bytes encryptedQuery
     );
     /// @notice A provider posted its encrypted partial result.
@@ -105,10 +109,15 @@ interface IInferenceGateway {
     /// @notice Send collected fees to `to` (governance).
     function withdrawFees(address payable to) external;
 
-    /// @notice Record a request for `client` (attested gateway enclave only).
-    function submitRequest(uint256 modelId, address client, bytes32 requestDigest, bytes calldata encryptedQuery)
-        external
-        returns (uint256 requestId);
+    /// @notice Record a request of `rows` rows for `client` (attested gateway enclave
+    /// only): it uses `rows` of the client's quota and `rows` times the model's fee.
+    function submitRequest(
+        uint256 modelId,
+        address client,
+        bytes32 requestDigest,
+        uint32 rows,
+        bytes calldata encryptedQuery
+    ) external returns (uint256 requestId);
 
     /// @notice Post an encrypted partial result (a shareholding provider enclave).
     function postPartial(uint256 requestId, bytes calldata ciphertext) external;

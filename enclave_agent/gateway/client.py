@@ -122,7 +122,7 @@ def _open(answer: dict[str, Any], secret: X25519PrivateKey) -> dict[str, Any]:
         sealed = item.get("sealed")
         if sealed is None:
             return item
-        ad = queries.result_ad(int(item["request_id"]))
+        ad = queries.result_ad(int(item["request_id"]), int(item.get("row", 0)))
         plaintext = open_sealed(
             secret, bytes.fromhex(sealed["ephemeral_public"][2:]), bytes.fromhex(sealed["ciphertext"][2:]), ad
         )

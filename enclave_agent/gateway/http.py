@@ -135,7 +135,7 @@ class _Ask:
 
     model: dict[str, Any]
     inputs: Any
-    queries: list[queries.Query]
+    query: queries.Query
     batch: bool
 
 
@@ -155,13 +155,13 @@ def _ask(agent: GatewayAgent, body: dict[str, Any]) -> _Ask:
     if model["kind"] == "statistic":
         stat = validation.parse_statistic_request(body, features)
         query = queries.Query(queries.KIND_STATISTIC, column=stat.column)
-        return _Ask(model, {"statistic": body["statistic"]}, [query], batch=False)
+        return _Ask(model, {"statistic": body["statistic"]}, query, batch=False)
     max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
     score = validation.parse_score_request(body, features, max_batch)
     # The signature covers what the client sent, byte for byte after canonical JSON.
     inputs = {"rows": body["rows"]} if score.batch else {"features": body["features"]}
-    query_list = [queries.Query(queries.KIND_SCORE, x=tuple(row)) for row in score.rows]
-    return _Ask(model, inputs, query_list, score.batch)
+    query = queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
+    return _Ask(model, inputs, query, score.batch)
 
 
 async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
@@ -171,12 +171,12 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
             503, "the gateway enclave is not synchronised with the consortium yet", stage=agent.stage
         )
     ask = _ask(agent, body)
-    model, query_list, batch = ask.model, ask.queries, ask.batch
+    model, rows = ask.model, ask.query.row_count
     encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
     caller = _caller(request, body, agent, int(model["id"]), ask.inputs)
 
     # Refusals we can see before writing anything on chain.
-    wait = agent.limiter.take(caller.client, len(query_list))
+    wait = agent.limiter.take(caller.client, rows)
     if wait:
         agent.metrics.count("rate_limited")
         response = _error(
@@ -189,14 +189,15 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     if not await _blocking(agent.client_has_access, caller.client):
         agent.metrics.count("forbidden")
         return _error(403, "client has no access (CLIENT_ROLE) on chain", client=caller.client)
-    # A single request is left to the contract, which refuses it during gas estimation
-    # (nothing is sent); a batch is checked as a whole first so that it is all or nothing.
-    if len(query_list) > 1:
+    # One on-chain request is left to the contract, which refuses it during gas
+    # estimation (nothing is sent); a batch that needs several is checked as a whole
+    # first so that it is all or nothing.
+    if rows > 1:
         quota, used, balance = await _blocking(agent.quota_and_balance, caller.client)
-        if quota - used < len(query_list):
+        if quota - used < rows:
             agent.metrics.count("quota")
-            return _error(429, "quota exhausted", quota=quota, used=used, requested=len(query_list))
-        if balance < int(model["fee"]) * len(query_list):
+            return _error(429, "quota exhausted", quota=quota, used=used, requested=rows)
+        if balance < int(model["fee"]) * rows:
             agent.metrics.count("fee")
             return _error(
                 402, "fee unpaid: deposit to the InferenceGateway", balance=balance, fee=int(model["fee"])
@@ -208,7 +209,8 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
         agent.store.put_json(f"digest/{caller.digest.hex()}", True)
 
     request_ids = []
-    for index, query in enumerate(query_list):
+    size = await _blocking(agent.rows_per_request, model)
+    for index, query in enumerate(ask.query.split(size)):
         digest = auth.row_digest(caller.digest, index)
         request_ids.append(await _blocking(agent.submit, model, caller.client, digest, query))
     timeout = agent.config.gateway.request_timeout if agent.config.gateway else 60.0
@@ -222,15 +224,15 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
             request_ids=request_ids,
         )
     agent.metrics.count("ok")
-    answers = [_deliver(r, encrypt_to) for r in results if r is not None]
-    body_out: dict[str, Any] = {"results": answers} if batch else answers[0]
+    answers = [_deliver(row, encrypt_to) for request_rows in results if request_rows for row in request_rows]
+    body_out: dict[str, Any] = {"results": answers} if ask.batch else answers[0]
     return web.json_response(body_out)
 
 
 async def _collect(
     agent: GatewayAgent, request_ids: list[int], deadline: float
-) -> list[dict[str, Any] | None]:
-    results: dict[int, dict[str, Any]] = {}
+) -> list[list[dict[str, Any]] | None]:
+    results: dict[int, list[dict[str, Any]]] = {}
     while True:
         for request_id in request_ids:
             if request_id not in results:
@@ -245,8 +247,8 @@ async def _collect(
 def _deliver(result: dict[str, Any], encrypt_to: bytes | None) -> dict[str, Any]:
     if encrypt_to is None:
         return result
-    public = {k: result[k] for k in ("request_id", "model_id", "tx", "commitment") if k in result}
-    ad = queries.result_ad(int(result["request_id"]))
+    public = {k: result[k] for k in ("request_id", "model_id", "row", "tx", "commitment") if k in result}
+    ad = queries.result_ad(int(result["request_id"]), int(result.get("row", 0)))
     ephemeral, ciphertext = seal(encrypt_to, json.dumps(result).encode(), ad)
     return public | {
         "sealed": {"ephemeral_public": "0x" + ephemeral.hex(), "ciphertext": "0x" + ciphertext.hex()}
@@ -263,6 +265,7 @@ async def get_request(request: web.Request) -> web.Response:
     if record is None:
         return _error(404, f"no request {request_id} at this gateway")
     body: dict[str, Any] = {k: record[k] for k in ("id", "model_id", "status", "deadline", "submit_tx")}
+    body["rows"] = int(record.get("rows", 1))
     header = request.headers.get("X-API-Key") or request.headers.get("Authorization", "").removeprefix(
         "Bearer "
     )
@@ -273,9 +276,9 @@ async def get_request(request: web.Request) -> web.Response:
             return _error(401, str(exc))
         if caller.client != record["client"]:
             return _error(403, "this request belongs to another client")
-        result = await _blocking(agent.result, request_id)
-        if result is not None:
-            body["result"] = result
+        results = await _blocking(agent.result, request_id)
+        if results is not None:  # one row: "result"; several: "results", in row order
+            body.update({"result": results[0]} if len(results) == 1 else {"results": results})
     return web.json_response(body)
 
 

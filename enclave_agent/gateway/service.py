@@ -150,8 +150,15 @@ class GatewayAgent(Agent):
             raise ProtocolError(f"round {model['round_id']} of model {model['id']} is unknown here")
         return doc
 
+    def rows_per_request(self, model: dict[str, Any]) -> int:
+        """The most rows of ``model`` one on-chain request carries."""
+        doc = self.model_round(model)
+        features = len(queries.parse_metadata(model["metadata"])["features"])
+        return queries.rows_per_request(features, len(doc.mask_members(doc.holders)))
+
     def submit(self, model: dict[str, Any], client: str, digest: bytes, query: queries.Query) -> int:
-        """Record one request on chain with the query encrypted for every holder."""
+        """Record one request (all of ``query``'s rows) on chain with the query
+        encrypted for every holder."""
         doc = self.model_round(model)
         holders = doc.mask_members(doc.holders)
         # The last synchronised epoch: every member derived its keys for it, even while
@@ -168,7 +175,9 @@ class GatewayAgent(Agent):
             entries.append((provider, encrypt(keys[provider], plaintext, ad)))
         payload = queries.encode_query_payload(epoch, entries)
         receipt = self.enclave_tx.send(
-            self.contracts.gateway.functions.submitRequest(int(model["id"]), client, digest, payload),
+            self.contracts.gateway.functions.submitRequest(
+                int(model["id"]), client, digest, query.row_count, payload
+            ),
             label=f"request-{model['id']}",
         )
         event = self.contracts.gateway.events.RequestSubmitted().process_receipt(receipt)[0]["args"]
@@ -179,6 +188,7 @@ class GatewayAgent(Agent):
                 "id": request_id,
                 "model_id": int(model["id"]),
                 "kind": query.kind,
+                "rows": query.row_count,
                 "client": client,
                 "holders": holders,
                 "epoch": epoch,
@@ -196,12 +206,14 @@ class GatewayAgent(Agent):
         request: dict[str, Any] | None = self.store.get_json(f"request/{request_id}")
         return request
 
-    def result(self, request_id: int) -> dict[str, Any] | None:
+    def result(self, request_id: int) -> list[dict[str, Any]] | None:
+        """The answered request's results, one per row."""
         raw = self.unseal_get(f"request/{request_id}/result")
-        return None if raw is None else dict(json.loads(raw))
+        return None if raw is None else [dict(r) for r in json.loads(raw)]
 
-    def try_complete(self, request_id: int) -> dict[str, Any] | None:
-        """Combine the partials if enough arrived; record the commitment; return the result."""
+    def try_complete(self, request_id: int) -> list[dict[str, Any]] | None:
+        """Combine the partials if enough arrived; record the commitment; return the
+        results, one per row."""
         with self._complete_lock:
             done = self.result(request_id)
             if done is not None:
@@ -219,29 +231,29 @@ class GatewayAgent(Agent):
                 return None
             chosen = dict(sorted(partials.items())[:needed])
             total = scoring.combine(chosen, doc.modulus, additive)
-            result = self._interpret(request, model, doc, total)
-            result["partials"] = len(partials)
+            results = self._interpret(request, model, doc, total)
             salt = secrets.token_bytes(32)
             commitment = keccak(
-                request_id.to_bytes(32, "big") + json.dumps(result, sort_keys=True).encode() + salt
+                request_id.to_bytes(32, "big") + json.dumps(results, sort_keys=True).encode() + salt
             )
             receipt = self.enclave_tx.send(
                 self.contracts.gateway.functions.completeRequest(request_id, commitment),
                 label=f"complete-{request_id}",
             )
-            result["commitment"] = "0x" + commitment.hex()
-            result["tx"] = {
-                "submit": request["submit_tx"],
-                "complete": receipt["transactionHash"].to_0x_hex(),
+            shared = {
+                "partials": len(partials),
+                "commitment": "0x" + commitment.hex(),
+                "tx": {"submit": request["submit_tx"], "complete": receipt["transactionHash"].to_0x_hex()},
+                "gas": {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])},
             }
-            result["gas"] = {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])}
-            self.seal_put(f"request/{request_id}/result", json.dumps(result).encode())
+            results = [result | shared for result in results]
+            self.seal_put(f"request/{request_id}/result", json.dumps(results).encode())
             self._close(request, "completed")
-            return result
+            return results
 
     def _open_partials(self, request: dict[str, Any], doc: RoundDoc) -> dict[int, list[int]]:
         keys = self.epoch_keys(int(request["epoch"]))
-        width = queries.partial_width(request["kind"])
+        width = queries.partial_width(request["kind"], int(request.get("rows", 1)))
         opened: dict[int, list[int]] = {}
         for provider in request["holders"]:
             blob = self.store.get_blob(f"request/{request['id']}/partial/{provider}")
@@ -262,13 +274,18 @@ class GatewayAgent(Agent):
 
     def _interpret(
         self, request: dict[str, Any], model: dict[str, Any], doc: RoundDoc, total: list[int]
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
         base: dict[str, Any] = {"request_id": int(request["id"]), "model_id": int(model["id"])}
         if request["kind"] == queries.KIND_STATISTIC:
-            return base | scoring.statistic_values(total, doc.frac_bits, doc.modulus)
-        logit = scoring.score_value(total[0], total[1], doc.frac_bits, doc.modulus)
-        probability = scoring.sigmoid(logit)
-        return base | {"score": probability, "logit": logit, "label": int(probability >= 0.5)}
+            return [base | scoring.statistic_values(total, doc.frac_bits, doc.modulus)]
+        results = []
+        for row in range(int(request.get("rows", 1))):
+            logit = scoring.score_value(total[2 * row], total[2 * row + 1], doc.frac_bits, doc.modulus)
+            probability = scoring.sigmoid(logit)
+            results.append(
+                base | {"row": row, "score": probability, "logit": logit, "label": int(probability >= 0.5)}
+            )
+        return results
 
     def status(self) -> dict[str, Any]:
         status = super().status()

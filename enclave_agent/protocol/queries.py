@@ -1,6 +1,7 @@
 """Inference queries and partial results as they travel through the chain.
 
-The gateway records one request per query; its event carries the query encrypted
+The gateway records one request per query (a statistic, or up to
+``rows_per_request`` rows to score); its event carries the query encrypted
 for every shareholder (``epoch || entries``: one AEAD ciphertext per provider under
 the pairwise key of that epoch). Each provider answers with its partial result
 encrypted for the gateway. Associated data binds chain, gateway contract, both
@@ -10,11 +11,12 @@ parties and the request (its digest for the query, its id for the answer).
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from enclave_agent.crypto import aead, posting
 from enclave_agent.errors import ProtocolError
@@ -24,38 +26,60 @@ KIND_STATISTIC = "statistic"
 _EPOCH = struct.Struct(">Q")
 
 
+MAX_ROWS = 256  # InferenceGateway.MAX_ROWS
+QUERY_BYTES_BUDGET = 96 * 1024  # of a request's encrypted queries: under the 128 KiB mempool limit
+_SCORE = struct.Struct(">BHH")  # kind 1, rows, features; then rows x features float64
+_STATISTIC = struct.Struct(">BH")  # kind 2, column
+
+
 @dataclass(frozen=True)
 class Query:
+    """What a request asks every shareholder: rows to score, or a column statistic."""
+
     kind: str
-    x: tuple[float, ...] = ()
+    rows: tuple[tuple[float, ...], ...] = ()
     column: int = -1
 
+    @property
+    def row_count(self) -> int:
+        return len(self.rows) if self.kind == KIND_SCORE else 1
+
+    def split(self, size: int) -> list[Query]:
+        """Requests of at most ``size`` rows (a statistic stays whole)."""
+        if self.kind != KIND_SCORE:
+            return [self]
+        return [Query(KIND_SCORE, rows=self.rows[i : i + size]) for i in range(0, len(self.rows), size)]
+
     def to_bytes(self) -> bytes:
-        body: dict[str, Any] = {"kind": self.kind}
-        if self.kind == KIND_SCORE:
-            body["x"] = list(self.x)
-        else:
-            body["column"] = self.column
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        if self.kind == KIND_STATISTIC:
+            return _STATISTIC.pack(2, self.column)
+        width = len(self.rows[0]) if self.rows else 0
+        if not 1 <= len(self.rows) <= MAX_ROWS or width == 0 or any(len(r) != width for r in self.rows):
+            raise ProtocolError(f"a score query needs 1..{MAX_ROWS} rows of one non-zero width")
+        values = np.asarray(self.rows, dtype=">f8")
+        if not np.all(np.isfinite(values)):
+            raise ProtocolError("a score query holds finite numbers only")
+        return _SCORE.pack(1, len(self.rows), width) + values.tobytes()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Query:
-        try:
-            body = json.loads(raw)
-            kind = body["kind"]
-            if kind == KIND_SCORE:
-                x = tuple(float(v) for v in body["x"])
-                if not all(math.isfinite(v) for v in x):
-                    raise ValueError("non-finite feature")
-                return cls(kind, x=x)
-            if kind == KIND_STATISTIC:
-                column = body["column"]
-                if not isinstance(column, int) or isinstance(column, bool):
-                    raise ValueError("column")
-                return cls(kind, column=column)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProtocolError("malformed query") from exc
-        raise ProtocolError("unknown query kind")
+        if raw[:1] == b"\x02" and len(raw) == _STATISTIC.size:
+            return cls(KIND_STATISTIC, column=_STATISTIC.unpack(raw)[1])
+        if raw[:1] == b"\x01" and len(raw) >= _SCORE.size:
+            _, rows, width = _SCORE.unpack_from(raw)
+            body = raw[_SCORE.size :]
+            if 1 <= rows <= MAX_ROWS and width > 0 and len(body) == 8 * rows * width:
+                values = np.frombuffer(body, dtype=">f8").reshape(rows, width)
+                if np.all(np.isfinite(values)):
+                    return cls(KIND_SCORE, rows=tuple(tuple(map(float, row)) for row in values))
+        raise ProtocolError("malformed query")
+
+
+def rows_per_request(features: int, holders: int) -> int:
+    """How many rows one request carries so that its encrypted queries (one copy per
+    holder: a float64 per feature, plus per-copy framing) stay within the budget."""
+    framing = 256 + holders * 128  # epoch, entry headers, AEAD nonce and tag
+    return max(1, min(MAX_ROWS, (QUERY_BYTES_BUDGET - framing) // (8 * features * holders)))
 
 
 def query_ad(chain_id: int, gateway_contract: str, digest: bytes, gateway: str, provider: str) -> bytes:
@@ -66,9 +90,9 @@ def partial_ad(chain_id: int, gateway_contract: str, request_id: int, provider: 
     return aead.share_ad(chain_id, gateway_contract, request_id, provider, gateway, purpose="partial")
 
 
-def result_ad(request_id: int) -> bytes:
-    """Associated data of a result sealed end to end for the client."""
-    return b"enclave-share/result/v1/" + str(request_id).encode()
+def result_ad(request_id: int, row: int) -> bytes:
+    """Associated data of one row's result sealed end to end for the client."""
+    return f"enclave-share/result/v2/{request_id}/{row}".encode()
 
 
 def encode_query_payload(epoch: int, entries: Sequence[tuple[str, bytes]]) -> bytes:
@@ -94,8 +118,10 @@ def decode_partial(raw: bytes, width: int) -> list[int]:
     return [int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)]
 
 
-def partial_width(kind: str) -> int:
-    return 2 if kind == KIND_SCORE else 3
+def partial_width(kind: str, rows: int = 1) -> int:
+    """Values in a partial result: (numerator, count) per scored row, or (sum, sum of
+    squares, count) for a statistic."""
+    return 2 * rows if kind == KIND_SCORE else 3
 
 
 def statistic_metadata(features: Sequence[str]) -> str:

@@ -91,6 +91,8 @@ class InferenceResponder:
                 self.agent.address,
             )
             query = queries.Query.from_bytes(decrypt(key, entries[self.agent.address], ad))
+            if query.row_count != int(args["rows"]):  # the fee and quota were paid per row
+                raise ProtocolError(f"query of {query.row_count} rows recorded as {int(args['rows'])}")
             values = self._partial(model, doc, query)
         except (CryptoError, ProtocolError) as exc:
             log.warning("request %d: cannot answer: %s", request_id, exc)
@@ -111,15 +113,17 @@ class InferenceResponder:
             if query.kind != queries.KIND_STATISTIC:
                 raise ProtocolError("a statistic answers statistic queries only")
             return list(partial_statistic(share, query.column, features, doc.modulus))
-        if query.kind != queries.KIND_SCORE or len(query.x) != features:
-            raise ProtocolError(f"a score query needs {features} features")
+        if query.kind != queries.KIND_SCORE or any(len(row) != features for row in query.rows):
+            raise ProtocolError(f"a score query needs {features} features per row")
         spec = ModelSpec.from_metadata(model["metadata"])
         stats = self.agent.aggregate(spec.stats_round)
         if stats is None:
             raise ProtocolError(f"joint scaling of round {spec.stats_round} is not in this enclave")
         mean, std = joint_scaling(stats, features)
-        z = standardise(np.asarray([query.x]), mean, std)[0]
-        return list(partial_score(share, encode(z, doc.frac_bits, doc.modulus), doc.frac_bits, doc.modulus))
+        values: list[int] = []
+        for z in standardise(np.asarray(query.rows), mean, std):
+            values += partial_score(share, encode(z, doc.frac_bits, doc.modulus), doc.frac_bits, doc.modulus)
+        return values
 
     def _post_answers(self) -> None:
         for key in self.agent.store.keys("answer/"):

@@ -42,7 +42,8 @@ def test_missing_node_is_named(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("python3", "bash", "env"):
-        found = shutil.which(tool) or (sys.executable if tool == "python3" else None)
+        # This interpreter for python3: a `python3` on PATH may be a pyenv shim needing pyenv.
+        found = sys.executable if tool == "python3" else shutil.which(tool)
         assert found
         (bin_dir / tool).symlink_to(found)
     result = subprocess.run(

@@ -505,11 +505,18 @@ class Consortium:
             self.known.append(str(client.address))
 
     def submit(
-        self, model_id: int, client: Any, digest: bytes | None = None, query: bytes = b"\x01" * 64
+        self,
+        model_id: int,
+        client: Any,
+        digest: bytes | None = None,
+        query: bytes = b"\x01" * 64,
+        rows: int = 1,
     ) -> tuple[int, Any]:
         self._serial += 1
         digest = digest or keccak(text=f"request-{self._serial}")
-        tx = self.gateway.submitRequest(model_id, client, digest, query, {"from": self.gateways[0].account})
+        tx = self.gateway.submitRequest(
+            model_id, client, digest, rows, query, {"from": self.gateways[0].account}
+        )
         return int(tx.return_value), tx
 
     def complete(self, request_id: int, provider: int = 0) -> Any:

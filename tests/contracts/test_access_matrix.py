@@ -264,7 +264,7 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
     "gateway.submitRequest": (
         frozenset({"gateway"}),
         _simple(
-            lambda s, c: s.w.gateway.submitRequest(s.model_id, s.client, keccak(b"new"), b"q", {"from": c})
+            lambda s, c: s.w.gateway.submitRequest(s.model_id, s.client, keccak(b"new"), 1, b"q", {"from": c})
         ),
         lambda s, c: ("InferenceNotGateway", c),
     ),

@@ -52,8 +52,8 @@ class Served:
     def gateway_enclave(self):
         return self.w.gateways[0]
 
-    def submit(self, digest=None, client=None):
-        return self.w.submit(self.model_id, client or self.client, digest=digest)
+    def submit(self, digest=None, client=None, rows=1):
+        return self.w.submit(self.model_id, client or self.client, digest=digest, rows=rows)
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +333,7 @@ def test_submit_request(served):
     s = served
     digest = keccak(b"client request 1")
     query = b"\x07" * 96
-    tx = s.gw.submitRequest(s.model_id, s.client, digest, query, {"from": s.gateway_enclave.account})
+    tx = s.gw.submitRequest(s.model_id, s.client, digest, 1, query, {"from": s.gateway_enclave.account})
     deadline = tx.timestamp + 120
     assert tx.return_value == 1
     assert_events(
@@ -348,6 +348,7 @@ def test_submit_request(served):
                 "requestDigest": digest,
                 "deadline": deadline,
                 "fee": FEE,
+                "rows": 1,
                 "encryptedQuery": query,
             },
         ),
@@ -376,7 +377,7 @@ def test_submit_by_non_gateway(served, role):
     s = served
     caller = role_account(s, role)
     with rejects("InferenceNotGateway", caller, world=s.w):
-        s.gw.submitRequest(s.model_id, s.client, keccak(b"q"), b"q", {"from": caller})
+        s.gw.submitRequest(s.model_id, s.client, keccak(b"q"), 1, b"q", {"from": caller})
 
 
 def test_submit_by_revoked_gateway(served):
@@ -384,14 +385,14 @@ def test_submit_by_revoked_gateway(served):
     gw_enclave = s.gateway_enclave
     s.w.registry.revoke(gw_enclave.address, {"from": s.w.governor})
     with rejects("InferenceNotGateway", gw_enclave.address, world=s.w):
-        s.gw.submitRequest(s.model_id, s.client, keccak(b"q"), b"q", {"from": gw_enclave.account})
+        s.gw.submitRequest(s.model_id, s.client, keccak(b"q"), 1, b"q", {"from": gw_enclave.account})
 
 
 def test_submit_for_unknown_model(served):
     s = served
     for model in (0, 5):
         with rejects("InferenceUnknownModel", model, world=s.w):
-            s.gw.submitRequest(model, s.client, keccak(b"q"), b"q", {"from": s.gateway_enclave.account})
+            s.gw.submitRequest(model, s.client, keccak(b"q"), 1, b"q", {"from": s.gateway_enclave.account})
 
 
 def test_submit_for_unauthorised_client(served):
@@ -418,6 +419,39 @@ def test_quota_exhausted(served):
         s.submit()
     with rejects("InferenceQuotaExhausted", s.client, QUOTA, QUOTA, world=s.w):
         s.submit()
+
+
+def test_a_request_of_several_rows_pays_and_counts_each_row(served):
+    s = served
+    rid, tx = s.submit(rows=QUOTA)
+    assert tx.events["RequestSubmitted"]["rows"] == QUOTA
+    assert tx.events["RequestSubmitted"]["fee"] == FEE * QUOTA
+    assert norm(s.gw.requestInfo(rid))[3] == FEE * QUOTA
+    assert s.gw.balanceOf(s.client) == DEPOSIT - FEE * QUOTA
+    assert norm(s.gw.quotaOf(s.client)) == (QUOTA, QUOTA)
+
+
+def test_rows_beyond_the_remaining_quota_are_refused_whole(served):
+    s = served
+    s.submit()
+    with rejects("InferenceQuotaExhausted", s.client, 1, QUOTA, world=s.w):
+        s.submit(rows=QUOTA)
+    assert s.submit(rows=QUOTA - 1)[1].status == 1
+
+
+def test_a_fee_for_every_row(served):
+    s = served
+    s.gw.withdraw(DEPOSIT - 2 * FEE, {"from": s.client})
+    with rejects("InferenceFeeUnpaid", s.client, 2 * FEE, 3 * FEE, world=s.w):
+        s.submit(rows=3)
+
+
+@pytest.mark.parametrize("rows", [0, 257])
+def test_row_count_outside_1_to_max_rows(served, rows):
+    s = served
+    assert s.gw.MAX_ROWS() == 256
+    with rejects("InferenceInvalidRows", s.model_id, rows, 256, world=s.w):
+        s.submit(rows=rows)
 
 
 def test_fee_unpaid(served):
@@ -462,6 +496,13 @@ def test_statistic_with_too_few_contributors(served):
     model = _statistic_with_two_contributors(s, minimum=3)
     with rejects("InferenceTooFewContributors", model, 2, 3, world=s.w):
         s.w.submit(model, s.client)
+
+
+def test_a_statistic_request_is_one_row(served):
+    s = served
+    model = _statistic_with_two_contributors(s, minimum=2)
+    with rejects("InferenceInvalidRows", model, 2, 1, world=s.w):
+        s.w.submit(model, s.client, rows=2)
 
 
 def test_statistic_with_enough_contributors(served):
@@ -655,6 +696,16 @@ def test_complete_twice_or_late(served):
 
 
 # ------------------------------------------------------------------ refundExpired
+
+
+def test_refunding_a_request_of_several_rows_returns_every_row(served):
+    s = served
+    rid, _ = s.submit(rows=QUOTA)
+    travel_to(request_deadline(s, rid) + 1)
+    tx = s.gw.refundExpired(rid, {"from": accounts[3]})
+    assert_events(tx, ("RequestRefunded", {"requestId": rid, "client": s.client, "fee": FEE * QUOTA}))
+    assert s.gw.balanceOf(s.client) == DEPOSIT
+    assert norm(s.gw.quotaOf(s.client)) == (QUOTA, 0)
 
 
 def test_refund_expired_request(served):

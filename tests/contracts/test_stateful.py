@@ -83,6 +83,7 @@ class RequestModel:
     round: RoundModel
     fee: int
     deadline: int
+    rows: int = 1
     status: int = RequestState.PENDING
     partials: set[int] = field(default_factory=set)
 
@@ -96,6 +97,7 @@ class Lifecycles(RuleBasedStateMachine):
     st_chunks = st.integers(1, 3)
     st_dt = st.sampled_from([1, 30, 59, 61, 119, 121, 400])
     st_flag = st.booleans()
+    st_rows = st.sampled_from([1, 1, 2, 3, 0])  # 0 is refused; 2 and 3 for a statistic too
     # Subsets of participants, half of the time everyone (full rounds are the common case).
     st_subset = st.one_of(st.just(2**N - 1), st.integers(0, 2**N - 1))
     st_accuse = st.one_of(st.just(-1), st.integers(-1, N - 1))
@@ -443,10 +445,10 @@ class Lifecycles(RuleBasedStateMachine):
         for member in range(N):
             self.rule_reveal(0, member)
 
-    @rule(pick=st_pick, partials=st_subset, expire=st_flag)
-    def rule_request_scenario(self, pick, partials, expire):
+    @rule(pick=st_pick, partials=st_subset, expire=st_flag, rows=st_rows)
+    def rule_request_scenario(self, pick, partials, expire, rows):
         before = len(self.requests)
-        self.rule_submit(pick, False)
+        self.rule_submit(pick, False, rows)
         if len(self.requests) == before:
             return
         for member in range(N):
@@ -491,8 +493,8 @@ class Lifecycles(RuleBasedStateMachine):
         if tx is not None:
             self.models.append((int(tx.return_value), r))
 
-    @rule(pick=st_pick, reuse=st_flag)
-    def rule_submit(self, pick, reuse):
+    @rule(pick=st_pick, reuse=st_flag, rows=st_rows)
+    def rule_submit(self, pick, reuse, rows):
         if pick == UNKNOWN or not self.models:
             model_id, r = len(self.models) + 1, None
         else:
@@ -501,12 +503,15 @@ class Lifecycles(RuleBasedStateMachine):
             self.digests[-1] if reuse and self.digests else keccak(f"request-{len(self.digests)}".encode())
         )
         at = self._tick()
+        maximum = 1 if r is not None and r.kind == STATISTIC else 256
         if r is None:
             outcome = ("InferenceUnknownModel", model_id)
-        elif self.used >= QUOTA:
+        elif not 1 <= rows <= maximum:
+            outcome = ("InferenceInvalidRows", model_id, rows, maximum)
+        elif self.used + rows > QUOTA:
             outcome = ("InferenceQuotaExhausted", self.client, self.used, QUOTA)
-        elif self.balance < FEE:
-            outcome = ("InferenceFeeUnpaid", self.client, self.balance, FEE)
+        elif self.balance < FEE * rows:
+            outcome = ("InferenceFeeUnpaid", self.client, self.balance, FEE * rows)
         elif digest in self.digests:
             outcome = ("InferenceRequestReplayed", digest)
         elif r.kind == STATISTIC and popcount(r.contributors) < r.minimum:
@@ -517,18 +522,19 @@ class Lifecycles(RuleBasedStateMachine):
         tx = self._expect(
             outcome,
             lambda: self.w.gateway.submitRequest(
-                model_id, self.client, digest, b"q", {"from": gateway.account}
+                model_id, self.client, digest, rows, b"q", {"from": gateway.account}
             ),
         )
         if tx is None:
             return
-        q = RequestModel(len(self.requests) + 1, model_id, r, FEE, at + TTL)
+        q = RequestModel(len(self.requests) + 1, model_id, r, FEE * rows, at + TTL, rows)
         assert tx.return_value == q.id
         assert tx.events["RequestSubmitted"]["deadline"] == q.deadline
+        assert tx.events["RequestSubmitted"]["rows"] == rows
         self.requests.append(q)
         self.digests.append(digest)
-        self.used += 1
-        self.balance -= FEE
+        self.used += rows
+        self.balance -= q.fee
 
     @rule(pick=st_pick, member=st_member)
     def rule_partial(self, pick, member):
@@ -590,7 +596,7 @@ class Lifecycles(RuleBasedStateMachine):
             return
         q.status = RequestState.REFUNDED
         self.balance += q.fee
-        self.used -= 1
+        self.used -= q.rows
 
     @rule(withdraw=st_flag)
     def rule_funds(self, withdraw):
@@ -690,7 +696,7 @@ class Lifecycles(RuleBasedStateMachine):
         assert collected == self.collected
         assert balance == self.balance
         assert quota == (QUOTA, self.used)
-        assert self.used == sum(q.status != RequestState.REFUNDED for q in self.requests) <= QUOTA
+        assert self.used == sum(q.rows for q in self.requests if q.status != RequestState.REFUNDED) <= QUOTA
         assert ether == balance + collected + held
 
 

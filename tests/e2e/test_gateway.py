@@ -19,6 +19,7 @@ from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
 from enclave_agent.localnet import COMPLETED, dev_key, distinctive, found_on_chain, wait_until
 from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import contribution_length
+from enclave_agent.protocol.queries import rows_per_request
 from tests.support.http import http_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,7 @@ def test_scores_match_the_plaintext_joint_model_on_every_holdout_row(demo: Demo)
     result = demo.evaluate()
     assert len(result.secure_scores) == result.split.holdout_rows
     assert np.all(np.abs(result.secure_scores - result.plain_scores) <= SCORE_TOLERANCE)
+    assert np.all(np.abs(result.batch_scores - result.plain_scores) <= SCORE_TOLERANCE)  # one batch
     joint = result.table[0][1]
     weakest = min(acc for name, acc, _ in result.table if "alone" in name)
     assert joint > weakest
@@ -58,6 +60,41 @@ def test_results_can_be_encrypted_end_to_end(demo: Demo, row: dict[str, float]) 
         ).encode(),
     )
     assert raw[0] == 200 and "score" not in raw[1] and "sealed" in raw[1]
+
+
+def test_a_batch_is_one_on_chain_request_per_rows_per_request(demo: Demo) -> None:
+    """150 rows travel in two requests (135 fit in 96 KiB of queries for 3 holders),
+    paid and counted per row; every row's score equals its single-row answer."""
+    names, x, _ = read_table(demo._result.split.holdout_path, demo._result.split.label_column)
+    rows = [dict(zip(names, map(float, r), strict=True)) for r in x]
+    batch = (rows * 2)[:150]
+    client_index = 12  # a wallet client of its own: a full rate-limit bucket
+    client = demo.c.w3.eth.accounts[client_index]
+    gov = {"from": demo.c.governor}
+    gateway = demo.c.gateway.functions
+    demo.c.w3.eth.wait_for_transaction_receipt(gateway.setClientAccess(client, 1000).transact(gov))
+    demo.c.w3.eth.wait_for_transaction_receipt(gateway.deposit().transact({"from": client, "value": 10**16}))
+    fee = int(gateway.modelInfo(demo._result.model_id).call()[2])
+    before = (_chain_requests(demo), int(gateway.balanceOf(client).call()))
+    block = demo.c.w3.eth.block_number
+
+    answers = GatewayClient(demo.gateway_url, wallet_key=dev_key(client_index)).infer(
+        demo._result.model_id, {"rows": batch}
+    )["results"]
+
+    size = rows_per_request(len(names), 3)
+    assert size == 135
+    ids = [a["request_id"] for a in answers]
+    assert len(set(ids)) == 2 and _chain_requests(demo) == before[0] + 2
+    assert [a["row"] for a in answers] == list(range(size)) + list(range(len(batch) - size))
+    submitted = demo.c.gateway.events.RequestSubmitted().get_logs(from_block=block + 1)
+    assert sorted(int(e["args"]["rows"]) for e in submitted) == [len(batch) - size, size]
+    assert int(gateway.quotaOf(client).call()[1]) == len(batch)
+    assert int(gateway.balanceOf(client).call()) == before[1] - fee * len(batch)
+    for i in (0, 20, 36):  # the same row twice: once in each request
+        assert abs(answers[i]["score"] - answers[i + len(rows)]["score"]) <= 1e-12
+    single = demo.client().infer(demo._result.model_id, {"features": rows[7]})
+    assert abs(single["score"] - answers[7]["score"]) <= SCORE_TOLERANCE
 
 
 def test_client_without_access_gets_403_and_nothing_is_written(demo: Demo, row: dict[str, float]) -> None:

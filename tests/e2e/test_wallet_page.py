@@ -410,23 +410,21 @@ def test_the_page_opens_what_the_gateway_seals_and_refuses_tampering(session: Se
           return Array.from(window.resultKey.publicKey);
         }"""
     )
-    result = {"request_id": 41, "score": 0.8125, "label": 1}
-    ephemeral, ciphertext = seal(bytes(public), json.dumps(result).encode(), result_ad(41))
-    open_js = """async ([sealed, id]) => {
+    result = {"request_id": 41, "row": 2, "score": 0.8125, "label": 1}
+    ephemeral, ciphertext = seal(bytes(public), json.dumps(result).encode(), result_ad(41, 2))
+    open_js = """async ([sealed, id, row]) => {
       const m = await import('/web/wallet.js');
-      try { return await m.openSealed(window.resultKey, sealed, id); } catch (e) { return e.message; }
+      try { return await m.openSealed(window.resultKey, sealed, id, row); } catch (e) { return e.message; }
     }"""
     sealed = {"ephemeral_public": "0x" + ephemeral.hex(), "ciphertext": "0x" + ciphertext.hex()}
-    assert page.evaluate(open_js, [sealed, 41]) == result
+    assert page.evaluate(open_js, [sealed, 41, 2]) == result
     flipped = bytearray(ciphertext)
     flipped[20] ^= 1
     tampered = sealed | {"ciphertext": "0x" + flipped.hex()}
-    refused = "the sealed answer to request 41 does not open with this page's key"
-    assert page.evaluate(open_js, [tampered, 41]) == refused
-    assert (
-        page.evaluate(open_js, [sealed, 42])
-        == "the sealed answer to request 42 does not open with this page's key"
-    )
+    refused = "the sealed answer to request 41 row 2 does not open with this page's key"
+    assert page.evaluate(open_js, [tampered, 41, 2]) == refused
+    assert page.evaluate(open_js, [sealed, 42, 2]) == refused.replace("41", "42")
+    assert page.evaluate(open_js, [sealed, 41, 3]) == refused.replace("row 2", "row 3")  # rows cannot swap
 
 
 def test_a_request_prepared_for_another_model_or_client_is_not_signed(
@@ -475,13 +473,13 @@ def test_a_csv_file_is_scored_in_one_signed_batch_and_can_be_downloaded(session:
     with page.expect_download() as download:
         page.click("#download")
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0] == "row,request_id,score,label" and len(lines) == 6
+    assert lines[0] == "row,request_id,request_row,score,label" and len(lines) == 6
     names, x, _ = read_table(demo._result.split.holdout_path, demo._result.split.label_column)
     reference = demo.client().infer(
         demo._result.model_id, {"rows": [dict(zip(names, map(float, row), strict=True)) for row in x[:5]]}
     )["results"]
     for line, expected in zip(lines[1:], reference, strict=True):
-        _, request_id, score, label = line.split(",")
+        _, request_id, _, score, label = line.split(",")
         assert abs(float(score) - expected["score"]) <= max(SCORE_TOLERANCE, 1e-4)
         assert int(label) == expected["label"]
         assert demo.c.gateway.events.RequestSubmitted().get_logs(

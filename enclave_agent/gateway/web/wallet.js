@@ -244,7 +244,7 @@ export async function newResultKey() {
   return { privateKey: pair.privateKey, publicKey };
 }
 
-export async function openSealed(key, sealed, requestId) {
+export async function openSealed(key, sealed, requestId, row) {
   const ephemeral = fromHex(sealed.ephemeral_public);
   const blob = fromHex(sealed.ciphertext);
   const peer = await crypto.subtle.importKey("raw", ephemeral, { name: "X25519" }, false, []);
@@ -261,12 +261,12 @@ export async function openSealed(key, sealed, requestId) {
   let plain;
   try {
     plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: blob.slice(0, 12), additionalData: utf8(`enclave-share/result/v1/${requestId}`) },
+      { name: "AES-GCM", iv: blob.slice(0, 12), additionalData: utf8(`enclave-share/result/v2/${requestId}/${row}`) },
       aes,
       blob.slice(12),
     );
   } catch {
-    throw new Error(`the sealed answer to request ${requestId} does not open with this page's key`);
+    throw new Error(`the sealed answer to request ${requestId} row ${row} does not open with this page's key`);
   }
   return JSON.parse(new TextDecoder().decode(plain));
 }
@@ -276,11 +276,12 @@ function describe(answer) {
   return `sum ${answer.sum.toPrecision(6)}, mean ${answer.mean.toPrecision(6)}, std ${answer.std.toPrecision(6)}, count ${answer.count}`;
 }
 
-function addAnswer(model, answer) {
+function addAnswer(model, answer, batch = false) {
   const row = document.createElement("tr");
   row.dataset.requestId = answer.request_id;
   const shown = describe(answer) + (answer.sealed ? "\nsealed to this page's key" : "");
-  const cells = [String(answer.request_id), model.name, shown, `submit ${answer.tx.submit}\ncomplete ${answer.tx.complete}`];
+  const id = batch ? `${answer.request_id} row ${answer.row}` : String(answer.request_id);
+  const cells = [id, model.name, shown, `submit ${answer.tx.submit}\ncomplete ${answer.tx.complete}`];
   for (const text of cells) {
     const cell = document.createElement("td");
     cell.textContent = text;
@@ -327,7 +328,7 @@ async function send(model, inputs) {
   const replies = "results" in reply ? reply.results : [reply];
   const answers = [];
   for (const one of replies) {
-    const answer = sealing ? await openSealed(sealing, one.sealed, one.request_id) : one;
+    const answer = sealing ? await openSealed(sealing, one.sealed, one.request_id, one.row ?? 0) : one;
     answer.sealed = Boolean(sealing);
     answers.push(answer);
   }
@@ -362,7 +363,7 @@ export function parseCsv(text, features) {
 }
 
 export function scoresCsv(answers) {
-  const lines = ["row,request_id,score,label", ...answers.map((a, i) => `${i + 1},${a.request_id},${a.score},${a.label}`)];
+  const lines = ["row,request_id,request_row,score,label", ...answers.map((a, i) => `${i + 1},${a.request_id},${a.row},${a.score},${a.label}`)];
   return lines.join("\n") + "\n";
 }
 
@@ -373,13 +374,14 @@ async function askCsv() {
   if (!file) throw new Error("choose a CSV file first");
   const rows = parseCsv(await file.text(), model.features);
   const answers = await send(model, { rows });
-  for (const answer of answers) addAnswer(model, answer);
+  for (const answer of answers) addAnswer(model, answer, true);
   const link = $("download");
   if (link.href) URL.revokeObjectURL(link.href);
   link.href = URL.createObjectURL(new Blob([scoresCsv(answers)], { type: "text/csv" }));
-  link.download = `scores-${answers[0].request_id}-${answers[answers.length - 1].request_id}.csv`;
+  const ids = [...new Set(answers.map((a) => a.request_id))];
+  link.download = `scores-${ids.join("-")}.csv`;
   link.hidden = false;
-  say(`${answers.length} rows of ${file.name} answered (requests ${answers[0].request_id}–${answers[answers.length - 1].request_id})`, "ok");
+  say(`${answers.length} rows of ${file.name} answered in ${ids.length} on-chain request${ids.length > 1 ? "s" : ""} (${ids.join(", ")})`, "ok");
   await refreshAccount();
 }
 
