@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from enclave_agent.demo import CLIENT_INDEX, Demo, DemoConfig
 from enclave_agent.localnet.browser_wallet import CHROMIUM_ARGS, PROVIDER, InjectedWallet
@@ -38,14 +39,24 @@ def _timed(n: int, fn: Callable[[], None]) -> list[float]:
 
 def _send(page: Page, button: str, rows: int) -> Callable[[], None]:
     """Click ``button`` and wait, polling every animation frame (expect() backs off
-    to 1 s), until ``rows`` more answers are in the table."""
+    to 1 s), until ``rows`` more answers are in the table and the page is idle again
+    (it refreshes the quota after an answer and ignores clicks until then)."""
 
     def one() -> None:
         target = page.locator("#answers tbody tr").count() + rows
         page.click(button)
-        page.wait_for_function(
-            "(n) => document.querySelectorAll('#answers tbody tr').length >= n", arg=target, timeout=120_000
-        )
+        try:
+            page.wait_for_function(
+                """(n) => !document.body.hasAttribute('aria-busy')
+                       && (document.querySelectorAll('#answers tbody tr').length >= n
+                           || document.getElementById('message').className === 'bad')""",
+                arg=target,
+                timeout=120_000,
+            )
+        except PlaywrightTimeout:
+            raise RuntimeError(f"no answer after 120 s: {page.locator('#message').inner_text()}") from None
+        if page.locator("#message.bad").count():
+            raise RuntimeError(f"the page reports: {page.locator('#message').inner_text()}")
 
     return one
 

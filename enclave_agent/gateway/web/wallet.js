@@ -385,11 +385,13 @@ async function askCsv() {
   await refreshAccount();
 }
 
-// One action at a time; every failure ends up in the status line.
+// One action at a time (the page shows it is busy; clicks meanwhile are ignored);
+// every failure ends up in the status line.
 function action(button, fn) {
   $(button).addEventListener("click", async () => {
     if (state.busy) return;
     state.busy = true;
+    document.body.setAttribute("aria-busy", "true");
     $(button).setAttribute("aria-busy", "true");
     try {
       await fn();
@@ -399,6 +401,7 @@ function action(button, fn) {
     } finally {
       state.busy = false;
       $(button).removeAttribute("aria-busy");
+      document.body.removeAttribute("aria-busy");
     }
   });
 }
