@@ -200,7 +200,10 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
         if balance < int(model["fee"]) * rows:
             agent.metrics.count("fee")
             return _error(
-                402, "fee unpaid: deposit to the InferenceGateway", balance=balance, fee=int(model["fee"])
+                402,
+                "fee unpaid: deposit to the InferenceGateway",
+                balance=balance,
+                fee=int(model["fee"]) * rows,
             )
     if caller.digest is not None and agent.store.get_json(f"digest/{caller.digest.hex()}") is not None:
         agent.metrics.count("replay")

@@ -97,6 +97,25 @@ def test_a_batch_is_one_on_chain_request_per_rows_per_request(demo: Demo) -> Non
     assert abs(single["score"] - answers[7]["score"]) <= SCORE_TOLERANCE
 
 
+def test_a_batch_the_deposit_does_not_cover_is_refused_whole(demo: Demo, row: dict[str, float]) -> None:
+    client_index = 13  # a wallet client with room for 10 rows but the fee of one
+    client = demo.c.w3.eth.accounts[client_index]
+    gateway = demo.c.gateway.functions
+    fee = int(gateway.modelInfo(demo._result.model_id).call()[2])
+    demo.c.w3.eth.wait_for_transaction_receipt(
+        gateway.setClientAccess(client, 10).transact({"from": demo.c.governor})
+    )
+    demo.c.w3.eth.wait_for_transaction_receipt(gateway.deposit().transact({"from": client, "value": fee}))
+    block = demo.c.w3.eth.block_number
+    with pytest.raises(GatewayHTTPError) as unpaid:
+        GatewayClient(demo.gateway_url, wallet_key=dev_key(client_index)).infer(
+            demo._result.model_id, {"rows": [row] * 3}
+        )
+    assert unpaid.value.status == 402
+    assert (unpaid.value.body["balance"], unpaid.value.body["fee"]) == (fee, 3 * fee)
+    assert demo.c.w3.eth.block_number == block
+
+
 def test_client_without_access_gets_403_and_nothing_is_written(demo: Demo, row: dict[str, float]) -> None:
     outsider = demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]
     block, requests = demo.c.w3.eth.block_number, _chain_requests(demo)
