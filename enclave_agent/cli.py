@@ -188,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="agent TOML config")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("gateway", help="run the gateway enclave agent, its HTTP API and wallet page until SIGTERM/SIGINT")
+    p = sub.add_parser(
+        "gateway", help="run the gateway enclave agent, its HTTP API and wallet page until SIGTERM/SIGINT"
+    )
     p.add_argument("--config", type=Path, required=True, help="gateway TOML config (agent.role = gateway)")
     p.set_defaults(func=_cmd_gateway)
 
