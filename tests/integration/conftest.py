@@ -9,7 +9,7 @@ import pytest
 
 from enclave_agent.crypto.field import PRIME61, RING64
 from enclave_agent.crypto.fixed_point import encode
-from enclave_agent.localnet import Consortium, distinctive, found_on_chain, start_consortium
+from enclave_agent.localnet import COMPLETED, Consortium, distinctive, found_on_chain, start_consortium
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,6 +22,38 @@ def make_consortium(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iter
     root = tmp_path_factory.mktemp(name)
     with start_consortium(root) as consortium:
         yield consortium
+
+
+COMBOS = [("additive", "dense"), ("additive", "seeded"), ("shamir", "dense"), ("shamir", "seeded")]
+
+
+def synchronised_consortium(
+    tmp_path_factory: pytest.TempPathFactory, name: str, tag: str, inputs: Sequence[np.ndarray]
+) -> Iterator[Consortium]:
+    """One provider agent per input vector (offered as ``tag``), all synchronised."""
+    for c in make_consortium(tmp_path_factory, name):
+        for i, values in enumerate(inputs):
+            c.add_agent(f"provider-{i}", operator_index=i + 1, inputs={tag: list(values)})
+        c.wait_synchronised(len(inputs))
+        yield c
+
+
+def complete_every_combo(
+    consortium: Consortium, tag: str, length: int, *, threshold: int | None = None
+) -> dict[tuple[str, str], int]:
+    """One round per (scheme, encoding), opened at once (the agents work on them
+    concurrently, which keeps this short), each waited for until Completed."""
+    rounds = {
+        (scheme, encoding): consortium.open_round(
+            tag, length, scheme=scheme, encoding=encoding, threshold=threshold if scheme == "shamir" else None
+        )
+        for scheme, encoding in COMBOS
+    }
+    for (scheme, encoding), round_id in rounds.items():
+        assert consortium.wait_round(round_id) == COMPLETED, (
+            f"round {round_id} ({scheme}/{encoding}) did not complete"
+        )
+    return rounds
 
 
 def distinctive_inputs(n: int, d: int, seed: int) -> list[np.ndarray]:

@@ -10,43 +10,29 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import COMPLETED, Consortium, wait_until
+from enclave_agent.localnet import Consortium, wait_until
 from tests.integration.conftest import (
+    COMBOS,
     aggregate,
     assert_no_plaintext_or_share_leaks,
+    complete_every_combo,
     distinctive_inputs,
-    make_consortium,
+    synchronised_consortium,
 )
 
 N, D, FRAC, T = 5, 17, 16, 3
 INPUTS = distinctive_inputs(N, D, seed=5)
 TOLERANCE = N * 2.0 ** -(FRAC + 1)
-COMBOS = [("additive", "dense"), ("additive", "seeded"), ("shamir", "dense"), ("shamir", "seeded")]
 
 
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
-    for c in make_consortium(tmp_path_factory, "five"):
-        for i in range(N):
-            c.add_agent(f"provider-{i}", operator_index=i + 1, inputs={"vec": list(INPUTS[i])})
-        c.wait_synchronised(N)
-        yield c
+    yield from synchronised_consortium(tmp_path_factory, "five", "vec", INPUTS)
 
 
 @pytest.fixture(scope="module")
 def completed_rounds(consortium: Consortium) -> dict[tuple[str, str], int]:
-    # Open all four at once: the agents work on them concurrently, which keeps this short.
-    rounds = {
-        (scheme, encoding): consortium.open_round(
-            "vec", D, scheme=scheme, encoding=encoding, threshold=T if scheme == "shamir" else None
-        )
-        for scheme, encoding in COMBOS
-    }
-    for (scheme, encoding), round_id in rounds.items():
-        assert consortium.wait_round(round_id) == COMPLETED, (
-            f"round {round_id} ({scheme}/{encoding}) did not complete"
-        )
-    return rounds
+    return complete_every_combo(consortium, "vec", D, threshold=T)
 
 
 def test_five_agents_attest_verify_and_synchronise(consortium: Consortium) -> None:

@@ -14,37 +14,27 @@ import pytest
 
 from enclave_agent.localnet import Consortium, dev_key, wait_until
 from tests.integration.conftest import (
+    COMBOS,
     aggregate,
     assert_no_plaintext_or_share_leaks,
+    complete_every_combo,
     distinctive_inputs,
-    make_consortium,
+    synchronised_consortium,
 )
 
 N, D, FRAC = 3, 31, 16
 INPUTS = distinctive_inputs(N, D, seed=31)
 TOLERANCE = N * 2.0 ** -(FRAC + 1)
-COMBOS = [("additive", "dense"), ("additive", "seeded"), ("shamir", "dense"), ("shamir", "seeded")]
 
 
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
-    for c in make_consortium(tmp_path_factory, "three"):
-        for i in range(N):
-            c.add_agent(f"provider-{i}", operator_index=i + 1, inputs={"vec31": list(INPUTS[i])})
-        c.wait_synchronised(N)
-        yield c
+    yield from synchronised_consortium(tmp_path_factory, "three", "vec31", INPUTS)
 
 
 @pytest.fixture(scope="module")
 def completed_rounds(consortium: Consortium) -> dict[tuple[str, str], int]:
-    rounds = {}
-    for scheme, encoding in COMBOS:
-        round_id = consortium.open_round("vec31", D, scheme=scheme, encoding=encoding, frac_bits=FRAC)
-        assert consortium.wait_round(round_id) == 3, (
-            f"round {round_id} ({scheme}/{encoding}) did not complete"
-        )
-        rounds[(scheme, encoding)] = round_id
-    return rounds
+    return complete_every_combo(consortium, "vec31", D)
 
 
 def test_agents_attest_verify_and_synchronise(consortium: Consortium) -> None:
