@@ -4,7 +4,17 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IShareExchange} from "./interfaces/IShareExchange.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
-import {DataSpec, OutputPolicy, OutputKind, RoundState, AbortReason, Scheme, Role} from "./types/Types.sol";
+import {
+    DataSpec,
+    OutputPolicy,
+    OutputKind,
+    RoundState,
+    AbortReason,
+    Scheme,
+    Role,
+    ExclusionReason,
+    BlameReason
+} from "./types/Types.sol";
 
 /// @title ShareExchange
 /// @notice See {IShareExchange}.
@@ -17,6 +27,10 @@ contract ShareExchange is IShareExchange, AccessControl {
     uint256 public constant MAX_PARTICIPANTS = 64;
     uint32 public constant MAX_LENGTH = 10_000_000;
     uint8 public constant MAX_FRAC_BITS = 40;
+    /// @notice No round completes with fewer contributors than this, whatever governance sets.
+    uint16 public constant MIN_FLOOR = 3;
+    /// @notice Domain of the per-posting key commitments in a posting's key table.
+    bytes32 public constant KEY_COMMITMENT_TAG = keccak256("enclave-share/posting-key/v1");
 
     struct Round {
         DataSpec spec;
@@ -30,7 +44,17 @@ contract ShareExchange is IShareExchange, AccessControl {
         uint256 excluded; // bitmap: senders whose shares were rejected (Shamir)
         uint256 contributors; // bitmap frozen when posting closes
         uint256 holders; // bitmap: fused commitments over the current contributors
+        uint16 floor; // minimum contributors, fixed at opening
+        Complaint complaint; // the one complaint being judged, if any
         address[] participants;
+    }
+
+    struct Complaint {
+        uint8 accuserPlusOne; // participant index + 1; zero when no complaint is pending
+        uint8 senderPlusOne;
+        uint256 judges; // bitmap of the contributors who must judge
+        uint256 guilty; // judges who found the sender at fault
+        uint256 innocent; // judges who found the sender's ciphertext valid
     }
 
     struct Posting {
@@ -38,6 +62,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         uint16 chunkCount;
         bytes32 commitment;
         bytes32 running;
+        bytes32 keyTableHash;
     }
 
     IConsortiumRegistry public immutable registry;
@@ -46,13 +71,24 @@ contract ShareExchange is IShareExchange, AccessControl {
     mapping(uint256 => mapping(address => uint256)) private _indexPlusOne;
     mapping(uint256 => mapping(address => Posting)) private _postings;
     mapping(uint256 => mapping(address => bool)) private _revealed;
+    mapping(uint256 => mapping(bytes32 => bool)) private _blamed;
     uint256 private _roundCount;
+    uint16 private _contributorFloor = MIN_FLOOR;
 
     constructor(IConsortiumRegistry registry_, address governor) {
         registry = registry_;
         _grantRole(DEFAULT_ADMIN_ROLE, governor);
         _grantRole(GOVERNOR_ROLE, governor);
         _setRoleAdmin(COORDINATOR_ROLE, GOVERNOR_ROLE);
+    }
+
+    // ------------------------------------------------------------------ governance
+
+    /// @inheritdoc IShareExchange
+    function setContributorFloor(uint16 floor) external onlyRole(GOVERNOR_ROLE) {
+        if (floor < MIN_FLOOR || floor > MAX_PARTICIPANTS) revert RoundInvalidFloor(floor);
+        _contributorFloor = floor;
+        emit ContributorFloorSet(floor);
     }
 
     modifier whenRegistryLive() {
@@ -75,7 +111,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         if (!registry.isSynchronised()) revert RoundEpochNotSynchronised(epoch);
         address[] memory members = registry.activeMembers(Role.Provider);
         uint256 n = members.length;
-        if (n < 2 || n > MAX_PARTICIPANTS) revert RoundInvalidParticipants(n);
+        if (n < MIN_FLOOR || n > MAX_PARTICIPANTS) revert RoundInvalidParticipants(n);
         if (
             (spec.scheme == Scheme.Additive && threshold != n)
                 || (spec.scheme == Scheme.Shamir && (threshold < 2 || threshold > n))
@@ -87,7 +123,6 @@ contract ShareExchange is IShareExchange, AccessControl {
             revert RoundInvalidDeadlines(postingDeadline, deadline, block.timestamp);
         }
         if (policy.minContributors > n) revert RoundInvalidPolicy(policy.minContributors, n);
-
         roundId = ++_roundCount;
         Round storage r = _rounds[roundId];
         r.spec = spec;
@@ -97,18 +132,39 @@ contract ShareExchange is IShareExchange, AccessControl {
         r.postingDeadline = postingDeadline;
         r.deadline = deadline;
         r.status = RoundState.Posting;
+        r.floor = _floorFor(spec.scheme, threshold, policy.minContributors, n);
         r.participants = members;
         for (uint256 i; i < n; ++i) {
             _indexPlusOne[roundId][members[i]] = i + 1;
         }
-        emit RoundOpened(roundId, epoch, inputTag, members, spec, threshold, postingDeadline, deadline, policy);
+        _emitOpened(roundId, inputTag, r);
+    }
+
+    /// @dev RoundOpened from the stored round (keeps openRound's stack shallow).
+    function _emitOpened(uint256 roundId, bytes32 inputTag, Round storage r) private {
+        emit RoundOpened(
+            roundId,
+            r.epoch,
+            inputTag,
+            r.participants,
+            r.spec,
+            r.threshold,
+            r.postingDeadline,
+            r.deadline,
+            r.policy,
+            r.floor
+        );
     }
 
     /// @inheritdoc IShareExchange
-    function postShares(uint256 roundId, uint16 chunkIndex, uint16 chunkCount, bytes32 commitment, bytes calldata payload)
-        external
-        whenRegistryLive
-    {
+    function postShares(
+        uint256 roundId,
+        uint16 chunkIndex,
+        uint16 chunkCount,
+        bytes32 commitment,
+        bytes32[] calldata keyTable,
+        bytes calldata payload
+    ) external whenRegistryLive {
         Round storage r = _rounds[roundId];
         _validateState(roundId, _bit(RoundState.Posting));
         uint256 bit = _participantBit(roundId, msg.sender);
@@ -122,10 +178,16 @@ contract ShareExchange is IShareExchange, AccessControl {
             if (chunkCount == 0 || commitment == bytes32(0)) {
                 revert RoundChunkHeaderMismatch(roundId, msg.sender, chunkCount, commitment);
             }
+            if (keyTable.length != r.participants.length) {
+                revert RoundKeyTableInvalid(roundId, msg.sender, keyTable.length);
+            }
             p.chunkCount = chunkCount;
             p.commitment = commitment;
+            p.keyTableHash = keccak256(abi.encodePacked(keyTable));
         } else if (chunkCount != p.chunkCount || commitment != p.commitment) {
             revert RoundChunkHeaderMismatch(roundId, msg.sender, chunkCount, commitment);
+        } else if (keyTable.length != 0) {
+            revert RoundKeyTableInvalid(roundId, msg.sender, keyTable.length);
         }
         bytes32 running = keccak256(abi.encodePacked(p.running, keccak256(payload)));
         if (chunkIndex + 1 == chunkCount && running != commitment) {
@@ -133,7 +195,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         }
         p.running = running;
         p.chunks = chunkIndex + 1;
-        emit SharesPosted(roundId, msg.sender, chunkIndex, chunkCount, commitment, payload);
+        emit SharesPosted(roundId, msg.sender, chunkIndex, chunkCount, commitment, keyTable, payload);
         if (p.chunks == chunkCount) {
             r.posted |= bit;
             _closePostingIfComplete(roundId, r);
@@ -145,7 +207,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         Round storage r = _rounds[roundId];
         _validateState(roundId, _bit(RoundState.Posting));
         if (block.timestamp <= r.postingDeadline) revert RoundPostingStillOpen(roundId, r.postingDeadline);
-        if (r.spec.scheme == Scheme.Shamir && _popcount(r.posted) >= r.threshold) {
+        if (r.spec.scheme == Scheme.Shamir && _popcount(r.posted) >= r.floor) {
             _enterFusing(roundId, r);
         } else {
             _abort(roundId, r, AbortReason.MissingShares, _members(r, ~(r.posted | r.excluded)));
@@ -153,34 +215,58 @@ contract ShareExchange is IShareExchange, AccessControl {
     }
 
     /// @inheritdoc IShareExchange
-    function reportInvalidShare(uint256 roundId, address sender) external {
+    function complain(uint256 roundId, address sender, bytes32 postingKey, bytes32[] calldata keyTable) external {
         Round storage r = _rounds[roundId];
-        RoundState current = _validateState(roundId, _bit(RoundState.Posting) | _bit(RoundState.Fusing));
-        uint256 reporterBit = _participantBit(roundId, msg.sender);
-        if (r.excluded & reporterBit != 0) revert RoundSenderExcluded(roundId, msg.sender);
-        uint256 accusedBit = _indexPlusOne[roundId][sender] == 0 ? 0 : 1 << (_indexPlusOne[roundId][sender] - 1);
-        if (accusedBit == 0) revert RoundNotParticipant(roundId, sender);
-        if (r.excluded & accusedBit != 0) revert RoundSenderExcluded(roundId, sender);
-        if (r.posted & accusedBit == 0) revert RoundNothingPosted(roundId, sender);
+        _validateState(roundId, _bit(RoundState.Fusing));
+        (uint256 accuserIndex, uint256 senderIndex) = _complaintParties(roundId, r, sender);
+        bytes32 posted = _postings[roundId][sender].keyTableHash;
+        bytes32 given = keccak256(abi.encodePacked(keyTable));
+        if (given != posted) revert RoundKeyTableMismatch(roundId, sender, posted, given);
 
-        if (r.spec.scheme == Scheme.Additive) {
-            emit ShareRejected(roundId, msg.sender, sender, r.contributors);
-            _abort(roundId, r, AbortReason.InvalidShare, _members(r, accusedBit));
+        uint256 parties = (1 << accuserIndex) | (1 << senderIndex);
+        if (keyTable[accuserIndex] != _keyCommitment(roundId, sender, msg.sender, postingKey)) {
+            // The revealed key is not the one the sender committed to: either the sender
+            // committed to a key the accuser cannot derive, or the accuser lies. Both go.
+            emit ComplaintFiled(roundId, msg.sender, sender, postingKey, 0);
+            _exclude(roundId, r, parties, ExclusionReason.KeyMismatch);
             return;
         }
-        r.excluded |= accusedBit;
-        r.posted &= ~accusedBit;
-        r.holders = 0; // every fused share included the rejected sender
-        if (current == RoundState.Fusing) r.contributors &= ~accusedBit;
-        emit ShareRejected(roundId, msg.sender, sender, r.contributors);
-        // While posting, every sender not excluded may still contribute; once fusing, the
-        // frozen contributor set is all there is, and it must not fall below t either.
-        uint256 remaining =
-            current == RoundState.Fusing ? _popcount(r.contributors) : r.participants.length - _popcount(r.excluded);
-        if (remaining < r.threshold) {
-            _abort(roundId, r, AbortReason.TooFewContributors, _members(r, r.excluded));
-        } else if (current == RoundState.Posting) {
-            _closePostingIfComplete(roundId, r);
+        uint256 judges = r.contributors & ~parties;
+        Complaint storage c = r.complaint;
+        c.accuserPlusOne = uint8(accuserIndex + 1);
+        c.senderPlusOne = uint8(senderIndex + 1);
+        c.judges = judges;
+        r.holders = 0; // the contributor set is about to change
+        emit ComplaintFiled(roundId, msg.sender, sender, postingKey, judges);
+    }
+
+    /// @inheritdoc IShareExchange
+    function judgeComplaint(uint256 roundId, bool senderAtFault) external {
+        Round storage r = _rounds[roundId];
+        _validateState(roundId, _bit(RoundState.Fusing));
+        Complaint storage c = r.complaint;
+        if (c.accuserPlusOne == 0) revert RoundNoComplaint(roundId);
+        uint256 bit = _participantBit(roundId, msg.sender);
+        if (c.judges & bit == 0) revert RoundNotJudge(roundId, msg.sender);
+        if ((c.guilty | c.innocent) & bit != 0) revert RoundAlreadyJudged(roundId, msg.sender);
+        if (senderAtFault) c.guilty |= bit;
+        else c.innocent |= bit;
+        address accuser = r.participants[c.accuserPlusOne - 1];
+        address sender = r.participants[c.senderPlusOne - 1];
+        emit ComplaintJudged(roundId, msg.sender, accuser, sender, senderAtFault);
+        if ((c.guilty | c.innocent) != c.judges) return;
+
+        uint256 guilty = c.guilty;
+        uint256 innocent = c.innocent;
+        uint256 accuserBit = 1 << (c.accuserPlusOne - 1);
+        uint256 senderBit = 1 << (c.senderPlusOne - 1);
+        delete r.complaint;
+        if (innocent == 0) {
+            _exclude(roundId, r, senderBit, ExclusionReason.InvalidShare);
+        } else if (guilty == 0) {
+            _exclude(roundId, r, accuserBit, ExclusionReason.FalseComplaint);
+        } else {
+            _abort(roundId, r, AbortReason.SplitVerdict, _members(r, accuserBit | senderBit));
         }
     }
 
@@ -190,6 +276,12 @@ contract ShareExchange is IShareExchange, AccessControl {
         _validateState(roundId, _bit(RoundState.Fusing));
         uint256 bit = _participantBit(roundId, msg.sender);
         if (r.excluded & bit != 0) revert RoundSenderExcluded(roundId, msg.sender);
+        Complaint storage c = r.complaint;
+        if (c.accuserPlusOne != 0) {
+            revert RoundComplaintPending(
+                roundId, r.participants[c.accuserPlusOne - 1], r.participants[c.senderPlusOne - 1]
+            );
+        }
         if (contributors != r.contributors) revert RoundStaleContributors(roundId, contributors, r.contributors);
         if (r.holders & bit != 0) revert RoundAlreadyFused(roundId, msg.sender);
         r.holders |= bit;
@@ -204,8 +296,11 @@ contract ShareExchange is IShareExchange, AccessControl {
     function finalize(uint256 roundId) external {
         Round storage r = _rounds[roundId];
         _validateState(roundId, _bit(RoundState.Expired));
+        Complaint storage c = r.complaint;
         if (r.status == RoundState.Posting) {
             _abort(roundId, r, AbortReason.MissingShares, _members(r, ~(r.posted | r.excluded)));
+        } else if (c.accuserPlusOne != 0) {
+            _abort(roundId, r, AbortReason.MissingVerdict, _members(r, c.judges & ~(c.guilty | c.innocent)));
         } else if (r.spec.scheme == Scheme.Shamir && _popcount(r.holders) >= r.threshold) {
             r.status = RoundState.Completed;
             emit RoundCompleted(roundId, r.contributors, r.holders);
@@ -224,6 +319,26 @@ contract ShareExchange is IShareExchange, AccessControl {
         if (_revealed[roundId][msg.sender]) revert RoundAlreadyRevealed(roundId, msg.sender);
         _revealed[roundId][msg.sender] = true;
         emit FusedRevealed(roundId, msg.sender, payload);
+    }
+
+    /// @inheritdoc IShareExchange
+    function reportMisbehaviour(uint256 roundId, address member, BlameReason reason, bytes calldata evidence)
+        external
+    {
+        Round storage r = _rounds[roundId];
+        _validateState(roundId, _bit(RoundState.Completed));
+        if (_indexPlusOne[roundId][msg.sender] != 0) {
+            _participantBit(roundId, msg.sender);
+        } else if (!registry.isActiveMember(msg.sender, Role.Gateway)) {
+            revert RoundNotParticipant(roundId, msg.sender);
+        }
+        uint256 index = _indexPlusOne[roundId][member];
+        if (index == 0 || r.holders & (1 << (index - 1)) == 0) revert RoundNotHolder(roundId, member);
+        if (reason == BlameReason.None) revert RoundInvalidBlame(roundId, reason);
+        bytes32 key = keccak256(abi.encode(msg.sender, member, reason, keccak256(evidence)));
+        if (_blamed[roundId][key]) revert RoundAlreadyBlamed(roundId, msg.sender, member);
+        _blamed[roundId][key] = true;
+        emit MemberBlamed(roundId, member, msg.sender, reason, evidence);
     }
 
     // ------------------------------------------------------------------ views
@@ -285,6 +400,36 @@ contract ShareExchange is IShareExchange, AccessControl {
         return _roundCount;
     }
 
+    /// @inheritdoc IShareExchange
+    function contributorFloor() external view returns (uint16) {
+        return _contributorFloor;
+    }
+
+    /// @inheritdoc IShareExchange
+    function roundGuards(uint256 roundId) external view returns (uint16 floor, uint256 excluded) {
+        Round storage r = _rounds[roundId];
+        return (r.floor, r.excluded);
+    }
+
+    /// @inheritdoc IShareExchange
+    function pendingComplaint(uint256 roundId)
+        external
+        view
+        returns (address accuser, address sender, uint256 judges, uint256 guilty, uint256 innocent)
+    {
+        Round storage r = _rounds[roundId];
+        Complaint storage c = r.complaint;
+        if (c.accuserPlusOne == 0) return (address(0), address(0), 0, 0, 0);
+        return (
+            r.participants[c.accuserPlusOne - 1], r.participants[c.senderPlusOne - 1], c.judges, c.guilty, c.innocent
+        );
+    }
+
+    /// @inheritdoc IShareExchange
+    function keyTableHash(uint256 roundId, address sender) external view returns (bytes32) {
+        return _postings[roundId][sender].keyTableHash;
+    }
+
     // ------------------------------------------------------------------ internal
 
     /// @dev The one state guard: reverts unless the derived state is in `allowed`.
@@ -302,6 +447,76 @@ contract ShareExchange is IShareExchange, AccessControl {
         if (index == 0) revert RoundNotParticipant(roundId, account);
         if (!registry.isActiveMember(account, Role.Provider)) revert RoundNotAttested(account);
         return 1 << (index - 1);
+    }
+
+    /// @dev The accuser's and the accused sender's participant indices, after checking
+    /// both may take part in a complaint now.
+    function _complaintParties(uint256 roundId, Round storage r, address sender)
+        private
+        view
+        returns (uint256 accuserIndex, uint256 senderIndex)
+    {
+        uint256 accuserBit = _participantBit(roundId, msg.sender);
+        if (r.excluded & accuserBit != 0) revert RoundSenderExcluded(roundId, msg.sender);
+        if (sender == msg.sender) revert RoundSelfComplaint(roundId, msg.sender);
+        senderIndex = _indexPlusOne[roundId][sender];
+        if (senderIndex == 0) revert RoundNotParticipant(roundId, sender);
+        senderIndex -= 1;
+        uint256 senderBit = 1 << senderIndex;
+        if (r.excluded & senderBit != 0) revert RoundSenderExcluded(roundId, sender);
+        if (r.contributors & senderBit == 0) revert RoundNothingPosted(roundId, sender);
+        Complaint storage c = r.complaint;
+        if (c.accuserPlusOne != 0) {
+            revert RoundComplaintPending(
+                roundId, r.participants[c.accuserPlusOne - 1], r.participants[c.senderPlusOne - 1]
+            );
+        }
+        accuserIndex = _indexPlusOne[roundId][msg.sender] - 1;
+    }
+
+    /// @dev The commitment a sender posts for the key of its ciphertext to `recipient`.
+    function _keyCommitment(uint256 roundId, address sender, address recipient, bytes32 postingKey)
+        private
+        view
+        returns (bytes32)
+    {
+        return keccak256(
+            abi.encode(KEY_COMMITMENT_TAG, block.chainid, address(this), roundId, sender, recipient, postingKey)
+        );
+    }
+
+    /// @dev Additive: everyone. Shamir: max(t, governance floor, policy minimum, 3).
+    function _floorFor(Scheme scheme, uint16 threshold, uint16 minContributors, uint256 n)
+        private
+        view
+        returns (uint16 floor)
+    {
+        if (scheme == Scheme.Additive) return uint16(n);
+        floor = _contributorFloor;
+        if (threshold > floor) floor = threshold;
+        if (minContributors > floor) floor = minContributors;
+        if (floor > n) revert RoundFloorAboveParticipants(floor, n);
+    }
+
+    /// @dev Remove `mask` from the contributors, naming each member and the reason; an
+    /// additive round, or one left below its floor, aborts.
+    function _exclude(uint256 roundId, Round storage r, uint256 mask, ExclusionReason reason) private {
+        r.excluded |= mask;
+        r.posted &= ~mask;
+        r.contributors &= ~mask;
+        r.holders = 0; // every fused share included the excluded members
+        uint256 n = r.participants.length;
+        for (uint256 i; i < n; ++i) {
+            if (mask & (1 << i) != 0) emit MemberExcluded(roundId, r.participants[i], reason, r.contributors);
+        }
+        if (r.spec.scheme == Scheme.Additive) {
+            AbortReason why = reason == ExclusionReason.InvalidShare
+                ? AbortReason.InvalidShare
+                : reason == ExclusionReason.FalseComplaint ? AbortReason.FalseComplaint : AbortReason.KeyMismatch;
+            _abort(roundId, r, why, _members(r, mask));
+        } else if (_popcount(r.contributors) < r.floor) {
+            _abort(roundId, r, AbortReason.TooFewContributors, _members(r, r.excluded));
+        }
     }
 
     function _closePostingIfComplete(uint256 roundId, Round storage r) private {

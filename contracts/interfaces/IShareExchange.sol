@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {DataSpec, OutputPolicy, RoundState, AbortReason, Scheme} from "../types/Types.sol";
+import {
+    DataSpec, OutputPolicy, RoundState, AbortReason, Scheme, ExclusionReason, BlameReason
+} from "../types/Types.sol";
 
 /// @title Share-exchange rounds (secure aggregation through the chain)
 /// @notice A round names the synchronised epoch's providers as participants. Each
@@ -10,12 +12,21 @@ import {DataSpec, OutputPolicy, RoundState, AbortReason, Scheme} from "../types/
 /// commitment is stored. Recipients fuse what they received and post a commitment
 /// to their share of the aggregate. Lifecycle: Posting -> Fusing -> Completed, or
 /// Aborted with a reason and the members to blame.
+///
+/// Every round has a contributor floor fixed at opening: all n for additive rounds,
+/// max(t, governance floor, policy minimum, 3) for Shamir rounds. No round completes
+/// with fewer contributors. A participant is excluded only through a complaint with
+/// evidence: the accuser reveals the per-posting key of the accused sender's ciphertext
+/// for it; the contract checks that key against the key commitment the sender posted
+/// with its shares, and the other contributors (the judges) check the ciphertext under
+/// it. A valid complaint excludes the sender, a false one the accuser; a key the sender
+/// did not commit to excludes both (the contract cannot tell which of the two lies).
 interface IShareExchange {
     /// @notice Transition attempted from the wrong state; `expected` is a bitmap of RoundState.
     error RoundUnexpectedState(uint256 roundId, RoundState current, bytes32 expected);
     /// @notice The registry's current epoch is not synchronised.
     error RoundEpochNotSynchronised(uint64 epoch);
-    /// @notice Participants out of range (2..64 providers).
+    /// @notice Participants out of range (3..64 providers).
     error RoundInvalidParticipants(uint256 count);
     /// @notice Threshold must be n (additive) or 2..n (Shamir).
     error RoundInvalidThreshold(uint16 threshold, uint256 participants, Scheme scheme);
@@ -37,7 +48,7 @@ interface IShareExchange {
     error RoundCommitmentMismatch(uint256 roundId, address sender, bytes32 commitment, bytes32 computed);
     /// @notice The sender's shares are complete already.
     error RoundAlreadyPosted(uint256 roundId, address sender);
-    /// @notice The sender was excluded after a rejected share.
+    /// @notice The member was excluded from the round after a complaint.
     error RoundSenderExcluded(uint256 roundId, address sender);
     /// @notice The posting deadline has not passed yet.
     error RoundPostingStillOpen(uint256 roundId, uint64 postingDeadline);
@@ -57,6 +68,29 @@ interface IShareExchange {
     error RoundNotHolder(uint256 roundId, address account);
     /// @notice The holder revealed its fused share already.
     error RoundAlreadyRevealed(uint256 roundId, address member);
+    /// @notice The round's contributor floor would exceed its participants.
+    error RoundFloorAboveParticipants(uint256 floor, uint256 participants);
+    /// @notice A governance floor below 3 or above 64.
+    error RoundInvalidFloor(uint16 floor);
+    /// @notice The key table of a posting must name one commitment per participant on
+    /// the first chunk and be empty on later chunks.
+    error RoundKeyTableInvalid(uint256 roundId, address sender, uint256 length);
+    /// @notice The key table given with a complaint is not the one the sender posted.
+    error RoundKeyTableMismatch(uint256 roundId, address sender, bytes32 posted, bytes32 given);
+    /// @notice A participant cannot complain about its own posting.
+    error RoundSelfComplaint(uint256 roundId, address account);
+    /// @notice Another complaint is being judged; one complaint at a time per round.
+    error RoundComplaintPending(uint256 roundId, address accuser, address sender);
+    /// @notice No complaint is being judged.
+    error RoundNoComplaint(uint256 roundId);
+    /// @notice The caller is not a judge of the pending complaint.
+    error RoundNotJudge(uint256 roundId, address account);
+    /// @notice The judge has voted on the pending complaint already.
+    error RoundAlreadyJudged(uint256 roundId, address judge);
+    /// @notice A blame needs a reason (not None).
+    error RoundInvalidBlame(uint256 roundId, BlameReason reason);
+    /// @notice This reporter already blamed this member for this reason with this evidence.
+    error RoundAlreadyBlamed(uint256 roundId, address reporter, address member);
 
     /// @notice A round opened; carries everything a participant needs.
     event RoundOpened(
@@ -68,21 +102,45 @@ interface IShareExchange {
         uint16 threshold,
         uint64 postingDeadline,
         uint64 deadline,
-        OutputPolicy policy
+        OutputPolicy policy,
+        uint16 floor
     );
-    /// @notice One chunk of a participant's encrypted shares.
+    /// @notice One chunk of a participant's encrypted shares. The first chunk carries the
+    /// key table: for each participant j (in index order) the commitment
+    /// keccak256(abi.encode(KEY_COMMITMENT_TAG, chainid, exchange, roundId, sender, j, key))
+    /// to the per-posting key under which the sender encrypted j's share (zero for itself).
     event SharesPosted(
         uint256 indexed roundId,
         address indexed sender,
         uint16 chunkIndex,
         uint16 chunkCount,
         bytes32 commitment,
+        bytes32[] keyTable,
         bytes payload
     );
     /// @notice Posting ended; `contributors` is the bitmap (by participant index) whose shares count.
     event PostingClosed(uint256 indexed roundId, uint256 contributors);
-    /// @notice A recipient could not authenticate `sender`'s ciphertext.
-    event ShareRejected(uint256 indexed roundId, address indexed reporter, address indexed sender, uint256 contributors);
+    /// @notice `accuser` says `sender`'s ciphertext for it does not open, revealing the
+    /// per-posting key; `judges` (bitmap) must now say whether it opens under that key.
+    /// `judges` is zero when the key was not the committed one (both were excluded).
+    event ComplaintFiled(
+        uint256 indexed roundId, address indexed accuser, address indexed sender, bytes32 postingKey, uint256 judges
+    );
+    /// @notice A judge's verdict on the pending complaint.
+    event ComplaintJudged(
+        uint256 indexed roundId, address indexed judge, address accuser, address sender, bool senderAtFault
+    );
+    /// @notice `member` no longer contributes to the round; `contributors` is what remains.
+    event MemberExcluded(
+        uint256 indexed roundId, address indexed member, ExclusionReason reason, uint256 contributors
+    );
+    /// @notice `reporter` caught `member` misbehaving after completion; `evidence` lets
+    /// others check it (for example the per-reveal key of the reveal at fault).
+    event MemberBlamed(
+        uint256 indexed roundId, address indexed member, address indexed reporter, BlameReason reason, bytes evidence
+    );
+    /// @notice Governance changed the minimum contributors of future Shamir rounds.
+    event ContributorFloorSet(uint16 floor);
     /// @notice A participant committed to its share of the aggregate over `contributors`.
     event FusedCommitted(uint256 indexed roundId, address indexed member, bytes32 commitment, uint256 contributors);
     /// @notice The round completed; `holders` is the bitmap of participants holding fused shares.
@@ -103,22 +161,45 @@ interface IShareExchange {
         OutputPolicy calldata policy
     ) external returns (uint256 roundId);
 
+    /// @notice Governance: the minimum contributors of Shamir rounds opened from now on (3..64).
+    function setContributorFloor(uint16 floor) external;
+
     /// @notice Post chunk `chunkIndex` of `chunkCount` of the sender's encrypted shares.
     /// @param commitment The hash chain over all chunks: c = keccak(c, keccak(chunk)) from c = 0.
-    function postShares(uint256 roundId, uint16 chunkIndex, uint16 chunkCount, bytes32 commitment, bytes calldata payload)
-        external;
+    /// @param keyTable On chunk 0, one per-posting key commitment per participant; empty after.
+    function postShares(
+        uint256 roundId,
+        uint16 chunkIndex,
+        uint16 chunkCount,
+        bytes32 commitment,
+        bytes32[] calldata keyTable,
+        bytes calldata payload
+    ) external;
 
     /// @notice After the posting deadline: continue with those who posted (Shamir, at
-    /// least t) or abort naming the missing members.
+    /// least the floor) or abort naming the missing members.
     function closePosting(uint256 roundId) external;
 
-    /// @notice A recipient reports a ciphertext from `sender` that failed authentication.
-    function reportInvalidShare(uint256 roundId, address sender) external;
+    /// @notice While fusing, a participant complains that `sender`'s ciphertext for it does
+    /// not open, revealing the per-posting key (it opens that one ciphertext only).
+    /// @param keyTable The sender's posted key table (checked against its hash).
+    function complain(uint256 roundId, address sender, bytes32 postingKey, bytes32[] calldata keyTable) external;
+
+    /// @notice A judge of the pending complaint: does the sender's ciphertext fail under the
+    /// revealed key? Unanimous judges exclude the sender (true) or the accuser (false); a
+    /// split verdict aborts the round.
+    function judgeComplaint(uint256 roundId, bool senderAtFault) external;
+
+    /// @notice After completion, a participant or gateway enclave records that holder
+    /// `member` misbehaved (see {BlameReason}), with evidence for others to check.
+    function reportMisbehaviour(uint256 roundId, address member, BlameReason reason, bytes calldata evidence)
+        external;
 
     /// @notice Commit to the fused share computed over the `contributors` bitmap.
     function postFused(uint256 roundId, bytes32 commitment, uint256 contributors) external;
 
-    /// @notice After the deadline: complete with at least t fused shares (Shamir) or abort.
+    /// @notice After the deadline: complete with at least t fused shares (Shamir) or abort;
+    /// a complaint still unjudged aborts naming the silent judges.
     function finalize(uint256 roundId) external;
 
     /// @notice A holder of a completed Intermediate round reveals its fused share to the
@@ -158,4 +239,19 @@ interface IShareExchange {
 
     /// @notice Number of rounds opened.
     function roundCount() external view returns (uint256);
+
+    /// @notice The governance floor for Shamir rounds opened from now on.
+    function contributorFloor() external view returns (uint16);
+
+    /// @notice The round's contributor floor and its excluded members (bitmap).
+    function roundGuards(uint256 roundId) external view returns (uint16 floor, uint256 excluded);
+
+    /// @notice The pending complaint (zero addresses when none) and its votes (bitmaps).
+    function pendingComplaint(uint256 roundId)
+        external
+        view
+        returns (address accuser, address sender, uint256 judges, uint256 guilty, uint256 innocent);
+
+    /// @notice keccak256 of the sender's posted key table (zero before its first chunk).
+    function keyTableHash(uint256 roundId, address sender) external view returns (bytes32);
 }

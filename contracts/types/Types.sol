@@ -54,7 +54,28 @@ enum AbortReason {
     MissingShares, // a participant did not post by the posting deadline
     InvalidShare, // a recipient could not authenticate a sender's ciphertext
     MissingFusion, // too few fused commitments by the deadline
-    TooFewContributors // fewer than the threshold remain (Shamir)
+    TooFewContributors, // exclusions left fewer contributors than the round's floor
+    FalseComplaint, // additive: the judges found the accused sender's share valid
+    KeyMismatch, // additive: the revealed key is not the one the sender committed to
+    SplitVerdict, // the judges of a complaint disagreed
+    MissingVerdict // a complaint was still unjudged at the deadline
+}
+
+/// @dev Why a member was excluded from a round's contributors (always with evidence).
+enum ExclusionReason {
+    None,
+    InvalidShare, // complaint upheld: the sender's ciphertext fails under the key it committed to
+    FalseComplaint, // complaint rejected: the sender's ciphertext opens fine under that key
+    KeyMismatch // the accuser revealed another key than the sender committed to: one of the two lies
+}
+
+/// @dev What a member was caught doing after completion (a detection, not an exclusion).
+enum BlameReason {
+    None,
+    RevealMismatch, // a revealed fused share does not open its fused commitment
+    RevealUnreadable, // a revealed fused share does not decrypt for its recipient
+    ShareOffPolynomial, // a fused share does not lie on the holders' polynomial
+    WrongPartial // a partial result does not lie on the providers' polynomial
 }
 
 /// @dev The statement an attestation service signs (EIP-712 `Quote`).

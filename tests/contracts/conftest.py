@@ -122,6 +122,17 @@ def _world(governor, coordinator, operators):
     return build_world(governor, coordinator, operators)
 
 
+@pytest.fixture(scope="module")
+def _world4(governor, coordinator, operators):
+    return build_world(governor, coordinator, operators, n_providers=4)
+
+
+@pytest.fixture
+def world4(_world4):
+    """Four providers and a gateway: Shamir rounds that survive an exclusion (floor 3)."""
+    return _world4.clone()
+
+
 @pytest.fixture
 def bare(_bare):
     """Deployed, measurement approved, signer trusted, no members."""

@@ -39,7 +39,25 @@ class RequestState:
 
 
 class Abort:
-    NONE, MISSING_SHARES, INVALID_SHARE, MISSING_FUSION, TOO_FEW_CONTRIBUTORS = range(5)
+    (
+        NONE,
+        MISSING_SHARES,
+        INVALID_SHARE,
+        MISSING_FUSION,
+        TOO_FEW_CONTRIBUTORS,
+        FALSE_COMPLAINT,
+        KEY_MISMATCH,
+        SPLIT_VERDICT,
+        MISSING_VERDICT,
+    ) = range(9)
+
+
+class Exclusion:
+    NONE, INVALID_SHARE, FALSE_COMPLAINT, KEY_MISMATCH = range(4)
+
+
+class Blame:
+    NONE, REVEAL_MISMATCH, REVEAL_UNREADABLE, SHARE_OFF_POLYNOMIAL, WRONG_PARTIAL = range(5)
 
 
 RING_2_64 = 2**64
@@ -84,6 +102,27 @@ def membership_digest(chain_id: int, registry: str, epoch: int, members: Iterabl
             )
         )
     return digest
+
+
+KEY_COMMITMENT_TAG = keccak(b"enclave-share/posting-key/v1")
+
+
+def key_commitment(
+    chain_id: int, exchange: str, round_id: int, sender: str, recipient: str, key: bytes
+) -> bytes:
+    """The commitment a sender posts, in its key table, to the key of its ciphertext for
+    `recipient`: keccak(abi.encode(tag, chainid, exchange, roundId, sender, recipient, key))."""
+    return keccak(
+        abi_encode(
+            ["bytes32", "uint256", "address", "uint256", "address", "address", "bytes32"],
+            [KEY_COMMITMENT_TAG, chain_id, exchange, round_id, sender, recipient, key],
+        )
+    )
+
+
+def table_hash(table: Sequence[bytes]) -> bytes:
+    """keccak256(abi.encodePacked(bytes32[])): the concatenation of the entries."""
+    return keccak(b"".join(bytes(t) for t in table))
 
 
 def share_commitment(chunks: Sequence[bytes]) -> bytes:
@@ -460,13 +499,52 @@ class Consortium:
         seed = keccak(text=f"payload-{round_id}-{sender}")
         return (seed * (size // 32 + 1))[:size]
 
-    def post(self, round_id: int, sender: Enclave, chunks: Sequence[bytes] | None = None) -> list[Any]:
+    def posting_key(self, round_id: int, sender: str, recipient: str) -> bytes:
+        """The (test) per-posting key of `sender`'s ciphertext for `recipient`."""
+        return keccak(text=f"posting-key-{self.exchange.address}-{round_id}-{sender}-{recipient}")
+
+    def key_table(self, round_id: int, sender: str) -> list[bytes]:
+        """The key table `sender` posts: a commitment per participant, zero for itself."""
+        return [
+            ZERO32
+            if str(p) == str(sender)
+            else key_commitment(
+                chain.id,
+                self.exchange.address,
+                round_id,
+                sender,
+                str(p),
+                self.posting_key(round_id, sender, str(p)),
+            )
+            for p in self.exchange.participants(round_id)
+        ]
+
+    def post(
+        self,
+        round_id: int,
+        sender: Enclave,
+        chunks: Sequence[bytes] | None = None,
+        key_table: Sequence[bytes] | None = None,
+    ) -> list[Any]:
         chunks = list(chunks) if chunks is not None else [self.payload(round_id, sender.address)]
+        table = list(key_table) if key_table is not None else self.key_table(round_id, sender.address)
         commitment = share_commitment(chunks)
         return [
-            self.exchange.postShares(round_id, i, len(chunks), commitment, chunk, {"from": sender.account})
+            self.exchange.postShares(
+                round_id, i, len(chunks), commitment, table if i == 0 else [], chunk, {"from": sender.account}
+            )
             for i, chunk in enumerate(chunks)
         ]
+
+    def complain(self, round_id: int, accuser: Enclave, sender: Enclave, key: bytes | None = None) -> Any:
+        """`accuser` complains about `sender`'s posting, revealing the committed key
+        (or `key`), with the sender's key table."""
+        key = self.posting_key(round_id, sender.address, accuser.address) if key is None else key
+        table = self.key_table(round_id, sender.address)
+        return self.exchange.complain(round_id, sender.address, key, table, {"from": accuser.account})
+
+    def judge(self, round_id: int, judges: Sequence[Enclave], sender_at_fault: bool) -> list[Any]:
+        return [self.exchange.judgeComplaint(round_id, sender_at_fault, {"from": j.account}) for j in judges]
 
     def post_all(self, round_id: int, senders: Sequence[Enclave] | None = None) -> list[Any]:
         return [tx for s in (self.providers if senders is None else senders) for tx in self.post(round_id, s)]
@@ -552,6 +630,7 @@ class Consortium:
                 (reg, "activeMembers", PROVIDER),
                 (reg, "activeMembers", GATEWAY),
                 (reg, "isTrustedSigner", self.signer),
+                (ex, "contributorFloor"),
                 *(
                     (reg, "isApproved", r, m)
                     for r in (PROVIDER, GATEWAY)
@@ -576,10 +655,12 @@ class Consortium:
                     for spec in (
                         (ex, "state", rid),
                         (ex, "roundInfo", rid),
+                        (ex, "roundGuards", rid),
+                        (ex, "pendingComplaint", rid),
                         *(
                             (ex, fn, rid, p)
                             for p in parts
-                            for fn in ("shareCommitment", "chunksPosted", "isHolder")
+                            for fn in ("shareCommitment", "chunksPosted", "isHolder", "keyTableHash")
                         ),
                     )
                 ),

@@ -80,17 +80,19 @@ def test_completed_round_does_not_expire(world):
     assert world.exchange.state(rid) == RoundState.COMPLETED
 
 
-def test_shamir_round_with_a_dropout_completes_through_fusion(world):
-    """t=2 of 3: one provider never posts; the others continue; every non-excluded member fuses."""
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid, [p[0], p[1]])
-    close_after_posting(world, rid)
-    assert contributors(world, rid) == bits(0, 1)
-    world.fuse(rid, p[0])
-    world.fuse(rid, p[1])
-    assert world.exchange.state(rid) == RoundState.FUSING  # the non-contributor still holds shares to fuse
-    tx = world.fuse(rid, p[2])
+def test_shamir_round_with_a_dropout_completes_through_fusion(world4):
+    """t=2 of 4 (floor 3): one provider never posts; the others continue; every
+    non-excluded member fuses."""
+    w = world4
+    rid, _ = w.open_round(scheme=SHAMIR, threshold=2)
+    p = w.providers
+    w.post_all(rid, [p[0], p[1], p[3]])
+    close_after_posting(w, rid)
+    assert contributors(w, rid) == bits(0, 1, 3)
+    for m in (p[0], p[1], p[3]):
+        w.fuse(rid, m)
+    assert w.exchange.state(rid) == RoundState.FUSING  # the non-contributor still holds shares to fuse
+    tx = w.fuse(rid, p[2])
     assert_events(
         tx,
         (
@@ -98,247 +100,12 @@ def test_shamir_round_with_a_dropout_completes_through_fusion(world):
             {
                 "roundId": rid,
                 "member": p[2].address,
-                "commitment": world.fused_commitment(rid, p[2]),
-                "contributors": bits(0, 1),
+                "commitment": w.fused_commitment(rid, p[2]),
+                "contributors": bits(0, 1, 3),
             },
         ),
-        ("RoundCompleted", {"roundId": rid, "contributors": bits(0, 1), "holders": bits(0, 1, 2)}),
+        ("RoundCompleted", {"roundId": rid, "contributors": bits(0, 1, 3), "holders": bits(0, 1, 2, 3)}),
     )
-
-
-# ------------------------------------------------------------------ reportInvalidShare: additive
-
-
-def test_additive_report_while_posting_aborts_naming_the_sender(world):
-    rid, _ = world.open_round()
-    p = world.providers
-    world.post(rid, p[0])
-    tx = world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
-    assert_events(
-        tx,
-        (
-            "ShareRejected",
-            {"roundId": rid, "reporter": p[1].address, "sender": p[0].address, "contributors": 0},
-        ),
-        ("RoundAborted", {"roundId": rid, "reason": Abort.INVALID_SHARE, "culprits": [p[0].address]}),
-    )
-    assert world.exchange.state(rid) == RoundState.ABORTED
-
-
-def test_additive_report_while_fusing_aborts_naming_the_sender(world):
-    rid, _ = world.open_round()
-    p = world.providers
-    world.post_all(rid)
-    world.fuse(rid, p[0])
-    tx = world.exchange.reportInvalidShare(rid, p[2].address, {"from": p[0].account})
-    assert_events(
-        tx,
-        (
-            "ShareRejected",
-            {"roundId": rid, "reporter": p[0].address, "sender": p[2].address, "contributors": bits(0, 1, 2)},
-        ),
-        ("RoundAborted", {"roundId": rid, "reason": Abort.INVALID_SHARE, "culprits": [p[2].address]}),
-    )
-    assert world.exchange.state(rid) == RoundState.ABORTED
-    assert not world.exchange.isHolder(rid, p[0].address)
-
-
-# ------------------------------------------------------------------ reportInvalidShare: Shamir
-
-
-def test_shamir_report_while_posting_excludes_and_continues(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid, [p[0], p[1]])
-    tx = world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[2].account})
-    assert_events(
-        tx,
-        (
-            "ShareRejected",
-            {"roundId": rid, "reporter": p[2].address, "sender": p[0].address, "contributors": 0},
-        ),
-    )
-    assert world.exchange.state(rid) == RoundState.POSTING
-    # The excluded sender may not post a second, different set.
-    with rejects("RoundSenderExcluded", rid, p[0].address, world=world):
-        world.exchange.postShares(rid, 0, 1, b"\x01" * 32, b"again", {"from": p[0].account})
-    tx = world.post(rid, p[2])[-1]
-    assert tx.events["PostingClosed"]["contributors"] == bits(1, 2)
-    with rejects("RoundSenderExcluded", rid, p[0].address, world=world):
-        world.fuse(rid, p[0], contributors=bits(1, 2))
-    world.fuse(rid, p[1])
-    tx = world.fuse(rid, p[2])
-    assert tx.events["RoundCompleted"]["holders"] == bits(1, 2)
-    assert not world.exchange.isHolder(rid, p[0].address)
-
-
-def test_shamir_report_while_fusing_drops_contributor_and_resets_holders(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid)
-    world.fuse(rid, p[0])
-    assert holders(world, rid) == bits(0)
-    tx = world.exchange.reportInvalidShare(rid, p[2].address, {"from": p[1].account})
-    assert_events(
-        tx,
-        (
-            "ShareRejected",
-            {"roundId": rid, "reporter": p[1].address, "sender": p[2].address, "contributors": bits(0, 1)},
-        ),
-    )
-    assert contributors(world, rid) == bits(0, 1)
-    assert holders(world, rid) == 0
-    with rejects("RoundStaleContributors", rid, bits(0, 1, 2), bits(0, 1), world=world):
-        world.fuse(rid, p[1], contributors=bits(0, 1, 2))
-    world.fuse(rid, p[0])  # re-fuses over the new set
-    tx = world.fuse(rid, p[1])
-    assert_events(
-        tx,
-        (
-            "FusedCommitted",
-            {
-                "roundId": rid,
-                "member": p[1].address,
-                "commitment": world.fused_commitment(rid, p[1]),
-                "contributors": bits(0, 1),
-            },
-        ),
-        ("RoundCompleted", {"roundId": rid, "contributors": bits(0, 1), "holders": bits(0, 1)}),
-    )
-
-
-def test_shamir_report_leaving_too_few_while_posting_aborts(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=3)
-    p = world.providers
-    world.post(rid, p[0])
-    tx = world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
-    assert_events(
-        tx,
-        (
-            "ShareRejected",
-            {"roundId": rid, "reporter": p[1].address, "sender": p[0].address, "contributors": 0},
-        ),
-        ("RoundAborted", {"roundId": rid, "reason": Abort.TOO_FEW_CONTRIBUTORS, "culprits": [p[0].address]}),
-    )
-    assert world.exchange.state(rid) == RoundState.ABORTED
-
-
-def test_shamir_second_exclusion_leaving_too_few_aborts(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid, [p[0], p[1]])
-    world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[2].account})
-    tx = world.exchange.reportInvalidShare(rid, p[1].address, {"from": p[2].account})
-    assert_events(
-        tx,
-        (
-            "ShareRejected",
-            {"roundId": rid, "reporter": p[2].address, "sender": p[1].address, "contributors": 0},
-        ),
-        (
-            "RoundAborted",
-            {"roundId": rid, "reason": Abort.TOO_FEW_CONTRIBUTORS, "culprits": [p[0].address, p[1].address]},
-        ),
-    )
-
-
-def test_shamir_exclusion_leaving_fewer_contributors_than_threshold_aborts(world):
-    """Fusing with exactly t contributors: rejecting one of them leaves t-1, which no
-    threshold round may aggregate over (closePosting would have refused it)."""
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid, [p[0], p[1]])
-    close_after_posting(world, rid)
-    tx = world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[2].account})
-    assert_events(
-        tx,
-        (
-            "ShareRejected",
-            {"roundId": rid, "reporter": p[2].address, "sender": p[0].address, "contributors": bits(1)},
-        ),
-        ("RoundAborted", {"roundId": rid, "reason": Abort.TOO_FEW_CONTRIBUTORS, "culprits": [p[0].address]}),
-    )
-    assert world.exchange.state(rid) == RoundState.ABORTED
-
-
-# ------------------------------------------------------------------ reportInvalidShare: refusals
-
-
-@pytest.mark.parametrize("who", ["outsider", "gateway", "coordinator"])
-def test_report_by_non_participant(world, who):
-    rid, _ = world.open_round()
-    world.post(rid, world.providers[0])
-    caller = {
-        "outsider": accounts[3],
-        "gateway": world.gateways[0].account,
-        "coordinator": world.coordinator,
-    }[who]
-    with rejects("RoundNotParticipant", rid, caller, world=world):
-        world.exchange.reportInvalidShare(rid, world.providers[0].address, {"from": caller})
-
-
-def test_excluded_sender_cannot_report(world):
-    """A rejected sender could otherwise retaliate by excluding honest contributors."""
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid)
-    world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
-    with rejects("RoundSenderExcluded", rid, p[0].address, world=world):
-        world.exchange.reportInvalidShare(rid, p[2].address, {"from": p[0].account})
-
-
-def test_report_against_non_participant(world):
-    rid, _ = world.open_round()
-    with rejects("RoundNotParticipant", rid, accounts[3].address, world=world):
-        world.exchange.reportInvalidShare(rid, accounts[3].address, {"from": world.providers[0].account})
-
-
-def test_report_against_sender_that_posted_nothing(world):
-    rid, _ = world.open_round()
-    p = world.providers
-    with rejects("RoundNothingPosted", rid, p[1].address, world=world):
-        world.exchange.reportInvalidShare(rid, p[1].address, {"from": p[0].account})
-
-
-def test_report_against_excluded_sender(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid)
-    world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
-    with rejects("RoundSenderExcluded", rid, p[0].address, world=world):
-        world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[2].account})
-
-
-def test_report_by_revoked_participant(world):
-    rid, _ = world.open_round()
-    p = world.providers
-    world.post(rid, p[0])
-    world.registry.revoke(p[1].address, {"from": world.governor})
-    with rejects("RoundNotAttested", p[1].address, world=world):
-        world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
-
-
-def test_report_on_completed_round(world):
-    rid = world.completed_round()
-    p = world.providers
-    with rejects("RoundUnexpectedState", rid, RoundState.COMPLETED, POSTING_OR_FUSING, world=world):
-        world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
-
-
-def test_report_on_expired_round(world):
-    rid, _ = world.open_round()
-    p = world.providers
-    world.post_all(rid)
-    _, deadline = deadlines(world, rid)
-    travel_to(deadline + 1)
-    with rejects("RoundUnexpectedState", rid, RoundState.EXPIRED, POSTING_OR_FUSING, world=world):
-        world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
-
-
-def test_report_on_unknown_round(world):
-    p = world.providers
-    with rejects("RoundUnexpectedState", 9, RoundState.NONE, POSTING_OR_FUSING, world=world):
-        world.exchange.reportInvalidShare(9, p[0].address, {"from": p[1].account})
 
 
 # ------------------------------------------------------------------ postFused: refusals
@@ -448,7 +215,6 @@ def test_finalize_expired_posting_names_the_missing(world):
     rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
     p = world.providers
     world.post_all(rid, [p[0], p[1]])
-    world.exchange.reportInvalidShare(rid, p[0].address, {"from": p[1].account})
     _, deadline = deadlines(world, rid)
     travel_to(deadline + 1)
     tx = world.exchange.finalize(rid, {"from": accounts[3]})
@@ -495,18 +261,24 @@ def test_finalize_shamir_completes_with_threshold_holders(world):
     assert [ex.isHolder(rid, m.address) for m in p] == [True, False, True]
 
 
-def test_finalize_shamir_below_threshold_aborts(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    p = world.providers
-    world.post_all(rid)
-    world.exchange.reportInvalidShare(rid, p[1].address, {"from": p[0].account})
-    world.fuse(rid, p[0])
-    _, deadline = deadlines(world, rid)
+def test_finalize_shamir_below_threshold_aborts(world4):
+    w = world4
+    rid, _ = w.open_round(scheme=SHAMIR, threshold=2)
+    p = w.providers
+    w.post_all(rid)
+    w.complain(rid, p[0], p[1])
+    w.judge(rid, [p[2], p[3]], True)  # p[1] excluded
+    w.fuse(rid, p[0])
+    _, deadline = deadlines(w, rid)
     travel_to(deadline + 1)
-    tx = world.exchange.finalize(rid, {"from": accounts[3]})
-    # The excluded sender is not blamed for missing fusion; the silent member is.
+    tx = w.exchange.finalize(rid, {"from": accounts[3]})
+    # The excluded sender is not blamed for missing fusion; the silent members are.
     assert_events(
-        tx, ("RoundAborted", {"roundId": rid, "reason": Abort.MISSING_FUSION, "culprits": [p[2].address]})
+        tx,
+        (
+            "RoundAborted",
+            {"roundId": rid, "reason": Abort.MISSING_FUSION, "culprits": [p[2].address, p[3].address]},
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from helpers import (
     STATISTIC,
     TAG,
     RoundState,
+    GOVERNOR_ROLE,
     assert_events,
     next_block_at,
     norm,
@@ -25,6 +26,7 @@ from helpers import (
 )
 
 SPEC = (4, 16, ADDITIVE, SEEDED, RING_2_64)
+ZERO_ADDRESS = "0x" + "00" * 20
 POLICY = (SHARED_MODEL, 0)
 
 
@@ -54,6 +56,7 @@ def test_open_round_over_the_synchronised_providers(world):
                 "postingDeadline": start + 1000,
                 "deadline": start + 2000,
                 "policy": (STATISTIC, 2),
+                "floor": 3,
             },
         ),
     )
@@ -64,8 +67,11 @@ def test_open_round_over_the_synchronised_providers(world):
     assert norm(ex.roundInfo(1)) == norm(
         ((31, 20, ADDITIVE, DENSE, RING_2_64), (STATISTIC, 2), 3, 4, start + 1000, start + 2000, 0, 0)
     )
+    assert norm(ex.roundGuards(1)) == (3, 0)
+    assert norm(ex.pendingComplaint(1)) == (ZERO_ADDRESS, ZERO_ADDRESS, 0, 0, 0)
     for p in world.providers:
         assert ex.chunksPosted(1, p.address) == 0
+        assert bytes(ex.keyTableHash(1, p.address)) == b"\x00" * 32
         assert bytes(ex.shareCommitment(1, p.address)) == b"\x00" * 32
         assert not ex.isHolder(1, p.address)
 
@@ -115,11 +121,14 @@ def test_open_round_refused_while_registry_paused(world):
         _open(world)
 
 
-def test_open_round_needs_two_providers(bare, operators):
-    bare.register(PROVIDER, operator=operators[0])
+@pytest.mark.parametrize("providers", [1, 2])
+def test_open_round_needs_three_providers(bare, operators, providers):
+    """Two contributors would each learn the other's input from the aggregate."""
+    for i in range(providers):
+        bare.register(PROVIDER, operator=operators[i])
     bare.sync()
-    with rejects("RoundInvalidParticipants", 1, world=bare):
-        _open(bare, threshold=1)
+    with rejects("RoundInvalidParticipants", providers, world=bare):
+        _open(bare, threshold=providers)
 
 
 def test_open_round_with_only_a_gateway(bare, operators):
@@ -220,3 +229,61 @@ def test_participants_are_frozen_at_open(world):
     later, _ = world.open_round(threshold=4)
     assert len(world.exchange.participants(later)) == 4
     assert world.exchange.roundInfo(later)[3] == 5
+
+
+# ------------------------------------------------------------------ the contributor floor
+
+
+@pytest.mark.parametrize(
+    ("scheme", "threshold", "minimum", "governance", "floor"),
+    [
+        (ADDITIVE, 4, 0, 3, 4),  # additive: everyone
+        (ADDITIVE, 4, 2, 3, 4),
+        (SHAMIR, 2, 0, 3, 3),  # never fewer than 3
+        (SHAMIR, 4, 0, 3, 4),  # at least t
+        (SHAMIR, 2, 4, 3, 4),  # at least the policy's minimum
+        (SHAMIR, 2, 0, 4, 4),  # at least the governance floor
+        (SHAMIR, 3, 2, 3, 3),
+    ],
+)
+def test_floor_of_a_round(world4, scheme, threshold, minimum, governance, floor):
+    w = world4
+    if governance != 3:
+        w.exchange.setContributorFloor(governance, {"from": w.governor})
+    spec = (4, 16, scheme, SEEDED, RING_2_64 if scheme == ADDITIVE else PRIME_61)
+    tx, _ = _open(w, spec=spec, threshold=threshold, policy=(STATISTIC, minimum))
+    assert tx.events["RoundOpened"]["floor"] == floor
+    assert w.exchange.roundGuards(tx.return_value)[0] == floor
+
+
+def test_floor_above_the_participants_is_refused(world):
+    world.exchange.setContributorFloor(4, {"from": world.governor})
+    with rejects("RoundFloorAboveParticipants", 4, 3, world=world):
+        _open(world, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=2)
+    # Additive rounds are n-of-n whatever the governance floor says.
+    assert _open(world)[0].status == 1
+
+
+def test_governance_sets_the_floor(world):
+    ex = world.exchange
+    assert ex.contributorFloor() == 3
+    tx = ex.setContributorFloor(5, {"from": world.governor})
+    assert_events(tx, ("ContributorFloorSet", {"floor": 5}))
+    assert ex.contributorFloor() == 5
+
+
+@pytest.mark.parametrize("floor", [0, 2, 65])
+def test_governance_floor_bounds(world, floor):
+    with rejects("RoundInvalidFloor", floor, world=world):
+        world.exchange.setContributorFloor(floor, {"from": world.governor})
+
+
+@pytest.mark.parametrize("caller", ["coordinator", "provider", "outsider"])
+def test_only_governance_sets_the_floor(world, caller):
+    account = {
+        "coordinator": world.coordinator,
+        "provider": world.providers[0].account,
+        "outsider": accounts[3],
+    }[caller]
+    with rejects("AccessControlUnauthorizedAccount", account, GOVERNOR_ROLE, world=world):
+        world.exchange.setContributorFloor(4, {"from": account})

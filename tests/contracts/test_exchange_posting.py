@@ -16,6 +16,7 @@ from helpers import (
     rejects,
     share_commitment,
     state_bit,
+    table_hash,
     travel_to,
 )
 
@@ -23,6 +24,11 @@ from helpers import (
 def deadlines(world, round_id):
     info = world.exchange.roundInfo(round_id)
     return int(info[4]), int(info[5])
+
+
+def table(world, round_id):
+    """A key table of the right length (its entries matter only to complaints)."""
+    return [keccak(bytes([i])) for i in range(len(world.exchange.participants(round_id)))]
 
 
 def chunks_of(size, count, label=b"share"):
@@ -49,7 +55,9 @@ def test_single_chunk_posting(world):
     sender = world.providers[0]
     payload = world.payload(rid, sender.address)
     commitment = share_commitment([payload])
-    tx = world.exchange.postShares(rid, 0, 1, commitment, payload, {"from": sender.account})
+    tx = world.exchange.postShares(
+        rid, 0, 1, commitment, table(world, rid), payload, {"from": sender.account}
+    )
     assert_events(
         tx,
         (
@@ -60,11 +68,13 @@ def test_single_chunk_posting(world):
                 "chunkIndex": 0,
                 "chunkCount": 1,
                 "commitment": commitment,
+                "keyTable": table(world, rid),
                 "payload": payload,
             },
         ),
     )
     assert bytes(world.exchange.shareCommitment(rid, sender.address)) == commitment
+    assert bytes(world.exchange.keyTableHash(rid, sender.address)) == table_hash(table(world, rid))
     assert world.exchange.chunksPosted(rid, sender.address) == 1
     assert world.exchange.state(rid) == RoundState.POSTING
 
@@ -75,7 +85,7 @@ def test_last_posting_closes_the_posting_phase(world):
     last = world.providers[2]
     payload = world.payload(rid, last.address)
     commitment = share_commitment([payload])
-    tx = world.exchange.postShares(rid, 0, 1, commitment, payload, {"from": last.account})
+    tx = world.exchange.postShares(rid, 0, 1, commitment, table(world, rid), payload, {"from": last.account})
     assert_events(
         tx,
         (
@@ -86,6 +96,7 @@ def test_last_posting_closes_the_posting_phase(world):
                 "chunkIndex": 0,
                 "chunkCount": 1,
                 "commitment": commitment,
+                "keyTable": table(world, rid),
                 "payload": payload,
             },
         ),
@@ -102,7 +113,9 @@ def test_chunked_posting(world):
     commitment = share_commitment(chunks)
     ex = world.exchange
     for i, chunk in enumerate(chunks):
-        tx = ex.postShares(rid, i, 3, commitment, chunk, {"from": sender.account})
+        tx = ex.postShares(
+            rid, i, 3, commitment, (table(world, rid) if i == 0 else []), chunk, {"from": sender.account}
+        )
         assert_events(
             tx,
             (
@@ -113,6 +126,7 @@ def test_chunked_posting(world):
                     "chunkIndex": i,
                     "chunkCount": 3,
                     "commitment": commitment,
+                    "keyTable": table(world, rid) if i == 0 else [],
                     "payload": chunk,
                 },
             ),
@@ -146,12 +160,12 @@ def test_out_of_order_chunk(world):
     chunks = chunks_of(64, 3)
     c = share_commitment(chunks)
     with rejects("RoundChunkOutOfOrder", rid, sender.address, 0, 1, world=world):
-        world.exchange.postShares(rid, 1, 3, c, chunks[1], {"from": sender.account})
-    world.exchange.postShares(rid, 0, 3, c, chunks[0], {"from": sender.account})
+        world.exchange.postShares(rid, 1, 3, c, [], chunks[1], {"from": sender.account})
+    world.exchange.postShares(rid, 0, 3, c, table(world, rid), chunks[0], {"from": sender.account})
     with rejects("RoundChunkOutOfOrder", rid, sender.address, 1, 0, world=world):
-        world.exchange.postShares(rid, 0, 3, c, chunks[0], {"from": sender.account})
+        world.exchange.postShares(rid, 0, 3, c, table(world, rid), chunks[0], {"from": sender.account})
     with rejects("RoundChunkOutOfOrder", rid, sender.address, 1, 2, world=world):
-        world.exchange.postShares(rid, 2, 3, c, chunks[2], {"from": sender.account})
+        world.exchange.postShares(rid, 2, 3, c, [], chunks[2], {"from": sender.account})
 
 
 def test_first_chunk_needs_a_count_and_a_commitment(world):
@@ -160,9 +174,29 @@ def test_first_chunk_needs_a_count_and_a_commitment(world):
     payload = b"payload"
     c = share_commitment([payload])
     with rejects("RoundChunkHeaderMismatch", rid, sender.address, 0, c, world=world):
-        world.exchange.postShares(rid, 0, 0, c, payload, {"from": sender.account})
+        world.exchange.postShares(rid, 0, 0, c, table(world, rid), payload, {"from": sender.account})
     with rejects("RoundChunkHeaderMismatch", rid, sender.address, 1, ZERO32, world=world):
-        world.exchange.postShares(rid, 0, 1, ZERO32, payload, {"from": sender.account})
+        world.exchange.postShares(rid, 0, 1, ZERO32, table(world, rid), payload, {"from": sender.account})
+
+
+@pytest.mark.parametrize("length", [0, 2, 4])
+def test_first_chunk_needs_one_key_commitment_per_participant(world, length):
+    rid, _ = world.open_round()
+    sender = world.providers[0]
+    c = share_commitment([b"payload"])
+    with rejects("RoundKeyTableInvalid", rid, sender.address, length, world=world):
+        world.exchange.postShares(rid, 0, 1, c, [ZERO32] * length, b"payload", {"from": sender.account})
+
+
+def test_later_chunks_carry_no_key_table(world):
+    rid, _ = world.open_round()
+    sender = world.providers[0]
+    chunks = chunks_of(64, 2)
+    c = share_commitment(chunks)
+    world.exchange.postShares(rid, 0, 2, c, table(world, rid), chunks[0], {"from": sender.account})
+    with rejects("RoundKeyTableInvalid", rid, sender.address, 3, world=world):
+        world.exchange.postShares(rid, 1, 2, c, table(world, rid), chunks[1], {"from": sender.account})
+    assert bytes(world.exchange.keyTableHash(rid, sender.address)) == table_hash(table(world, rid))
 
 
 @pytest.mark.parametrize("change", ["count", "commitment"])
@@ -171,10 +205,10 @@ def test_later_chunk_header_mismatch(world, change):
     sender = world.providers[0]
     chunks = chunks_of(64, 3)
     c = share_commitment(chunks)
-    world.exchange.postShares(rid, 0, 3, c, chunks[0], {"from": sender.account})
+    world.exchange.postShares(rid, 0, 3, c, table(world, rid), chunks[0], {"from": sender.account})
     count, commitment = (4, c) if change == "count" else (3, keccak(b"another"))
     with rejects("RoundChunkHeaderMismatch", rid, sender.address, count, commitment, world=world):
-        world.exchange.postShares(rid, 1, count, commitment, chunks[1], {"from": sender.account})
+        world.exchange.postShares(rid, 1, count, commitment, [], chunks[1], {"from": sender.account})
 
 
 def test_commitment_mismatch_on_the_last_chunk(world):
@@ -183,12 +217,12 @@ def test_commitment_mismatch_on_the_last_chunk(world):
     chunks = chunks_of(64, 2)
     announced = share_commitment(chunks)
     ex = world.exchange
-    ex.postShares(rid, 0, 2, announced, chunks[0], {"from": sender.account})
+    ex.postShares(rid, 0, 2, announced, table(world, rid), chunks[0], {"from": sender.account})
     swapped = b"not the chunk that was committed"
     computed = share_commitment([chunks[0], swapped])
     with rejects("RoundCommitmentMismatch", rid, sender.address, announced, computed, world=world):
-        ex.postShares(rid, 1, 2, announced, swapped, {"from": sender.account})
-    ex.postShares(rid, 1, 2, announced, chunks[1], {"from": sender.account})
+        ex.postShares(rid, 1, 2, announced, [], swapped, {"from": sender.account})
+    ex.postShares(rid, 1, 2, announced, [], chunks[1], {"from": sender.account})
     assert bytes(ex.shareCommitment(rid, sender.address)) == announced
 
 
@@ -198,7 +232,9 @@ def test_commitment_mismatch_single_chunk(world):
     announced = keccak(b"a commitment to something else")
     computed = share_commitment([b"payload"])
     with rejects("RoundCommitmentMismatch", rid, sender.address, announced, computed, world=world):
-        world.exchange.postShares(rid, 0, 1, announced, b"payload", {"from": sender.account})
+        world.exchange.postShares(
+            rid, 0, 1, announced, table(world, rid), b"payload", {"from": sender.account}
+        )
 
 
 def test_posting_twice_is_refused(world):
@@ -207,7 +243,7 @@ def test_posting_twice_is_refused(world):
     world.post(rid, sender)
     c = share_commitment([b"second set"])
     with rejects("RoundAlreadyPosted", rid, sender.address, world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"second set", {"from": sender.account})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"second set", {"from": sender.account})
 
 
 @pytest.mark.parametrize("who", ["outsider", "gateway", "coordinator", "governor", "operator"])
@@ -222,7 +258,7 @@ def test_non_participant_cannot_post(world, who):
     }[who]
     c = share_commitment([b"x"])
     with rejects("RoundNotParticipant", rid, caller, world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"x", {"from": caller})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"x", {"from": caller})
 
 
 def test_provider_joined_after_open_is_not_a_participant(world):
@@ -230,7 +266,7 @@ def test_provider_joined_after_open_is_not_a_participant(world):
     newcomer, _ = world.register(1, operator=accounts[8])
     c = share_commitment([b"x"])
     with rejects("RoundNotParticipant", rid, newcomer.address, world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"x", {"from": newcomer.account})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"x", {"from": newcomer.account})
 
 
 def test_revoked_participant_cannot_post(world):
@@ -239,7 +275,7 @@ def test_revoked_participant_cannot_post(world):
     world.registry.revoke(sender.address, {"from": world.governor})
     c = share_commitment([b"x"])
     with rejects("RoundNotAttested", sender.address, world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"x", {"from": sender.account})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"x", {"from": sender.account})
 
 
 def test_late_posting_is_refused(world):
@@ -249,7 +285,7 @@ def test_late_posting_is_refused(world):
     c = share_commitment([b"x"])
     next_block_at(pd + 1)
     with rejects("RoundPostingDeadlinePassed", rid, pd, world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"x", {"from": sender.account})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"x", {"from": sender.account})
 
 
 def test_late_last_chunk_is_refused(world):
@@ -258,10 +294,10 @@ def test_late_last_chunk_is_refused(world):
     sender = world.providers[0]
     chunks = chunks_of(64, 2)
     c = share_commitment(chunks)
-    world.exchange.postShares(rid, 0, 2, c, chunks[0], {"from": sender.account})
+    world.exchange.postShares(rid, 0, 2, c, table(world, rid), chunks[0], {"from": sender.account})
     next_block_at(pd + 1)
     with rejects("RoundPostingDeadlinePassed", rid, pd, world=world):
-        world.exchange.postShares(rid, 1, 2, c, chunks[1], {"from": sender.account})
+        world.exchange.postShares(rid, 1, 2, c, [], chunks[1], {"from": sender.account})
 
 
 def test_posting_refused_while_registry_paused(world):
@@ -269,13 +305,13 @@ def test_posting_refused_while_registry_paused(world):
     world.registry.pause({"from": world.governor})
     c = share_commitment([b"x"])
     with rejects("RoundRegistryPaused", world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"x", {"from": world.providers[0].account})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"x", {"from": world.providers[0].account})
 
 
 def test_posting_to_unknown_round(world):
     c = share_commitment([b"x"])
     with rejects("RoundUnexpectedState", 7, RoundState.NONE, state_bit(RoundState.POSTING), world=world):
-        world.exchange.postShares(7, 0, 1, c, b"x", {"from": world.providers[0].account})
+        world.exchange.postShares(7, 0, 1, c, table(world, 7), b"x", {"from": world.providers[0].account})
 
 
 def test_posting_after_posting_closed(world):
@@ -283,7 +319,7 @@ def test_posting_after_posting_closed(world):
     world.post_all(rid)
     c = share_commitment([b"x"])
     with rejects("RoundUnexpectedState", rid, RoundState.FUSING, state_bit(RoundState.POSTING), world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"x", {"from": world.providers[0].account})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"x", {"from": world.providers[0].account})
 
 
 def test_posting_to_expired_round(world):
@@ -293,7 +329,7 @@ def test_posting_to_expired_round(world):
     travel_to(deadline + 1)
     assert world.exchange.state(rid) == RoundState.EXPIRED
     with rejects("RoundUnexpectedState", rid, RoundState.EXPIRED, state_bit(RoundState.POSTING), world=world):
-        world.exchange.postShares(rid, 0, 1, c, b"x", {"from": world.providers[0].account})
+        world.exchange.postShares(rid, 0, 1, c, table(world, rid), b"x", {"from": world.providers[0].account})
 
 
 # ------------------------------------------------------------------ closePosting
@@ -323,7 +359,9 @@ def test_close_posting_additive_names_a_participant_with_incomplete_chunks(world
     world.post_all(rid, world.providers[1:])
     chunks = chunks_of(64, 2)
     first = world.providers[0]
-    world.exchange.postShares(rid, 0, 2, share_commitment(chunks), chunks[0], {"from": first.account})
+    world.exchange.postShares(
+        rid, 0, 2, share_commitment(chunks), table(world, rid), chunks[0], {"from": first.account}
+    )
     pd, _ = deadlines(world, rid)
     travel_to(pd + 1)
     tx = world.exchange.closePosting(rid, {"from": accounts[3]})
@@ -332,26 +370,31 @@ def test_close_posting_additive_names_a_participant_with_incomplete_chunks(world
     )
 
 
-def test_close_posting_shamir_with_enough_posters_continues(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    world.post_all(rid, [world.providers[0], world.providers[2]])
-    pd, _ = deadlines(world, rid)
+def test_close_posting_shamir_with_the_floor_continues(world4):
+    w = world4
+    rid, _ = w.open_round(scheme=SHAMIR, threshold=2)
+    w.post_all(rid, [w.providers[0], w.providers[2], w.providers[3]])
+    pd, _ = deadlines(w, rid)
     travel_to(pd + 1)
-    tx = world.exchange.closePosting(rid, {"from": accounts[3]})
-    assert_events(tx, ("PostingClosed", {"roundId": rid, "contributors": bits(0, 2)}))
-    assert world.exchange.state(rid) == RoundState.FUSING
-    assert world.exchange.roundInfo(rid)[6] == bits(0, 2)
+    tx = w.exchange.closePosting(rid, {"from": accounts[3]})
+    assert_events(tx, ("PostingClosed", {"roundId": rid, "contributors": bits(0, 2, 3)}))
+    assert w.exchange.state(rid) == RoundState.FUSING
+    assert w.exchange.roundInfo(rid)[6] == bits(0, 2, 3)
 
 
-def test_close_posting_shamir_below_threshold_aborts(world):
-    rid, _ = world.open_round(scheme=SHAMIR, threshold=2)
-    world.post(rid, world.providers[1])
-    pd, _ = deadlines(world, rid)
+def test_close_posting_shamir_below_the_floor_aborts_even_above_threshold(world4):
+    """t = 2 posters would reconstruct, but no round completes below its floor of 3:
+    with two contributors each would learn the other's input."""
+    w = world4
+    rid, _ = w.open_round(scheme=SHAMIR, threshold=2)
+    assert w.exchange.roundGuards(rid)[0] == 3
+    w.post_all(rid, [w.providers[1], w.providers[3]])
+    pd, _ = deadlines(w, rid)
     travel_to(pd + 1)
-    tx = world.exchange.closePosting(rid, {"from": accounts[3]})
-    missing = [world.providers[0].address, world.providers[2].address]
+    tx = w.exchange.closePosting(rid, {"from": accounts[3]})
+    missing = [w.providers[0].address, w.providers[2].address]
     assert_events(tx, ("RoundAborted", {"roundId": rid, "reason": Abort.MISSING_SHARES, "culprits": missing}))
-    assert world.exchange.state(rid) == RoundState.ABORTED
+    assert w.exchange.state(rid) == RoundState.ABORTED
 
 
 def test_close_posting_when_already_fusing(world):
