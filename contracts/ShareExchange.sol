@@ -533,6 +533,7 @@ contract ShareExchange is IShareExchange, AccessControl {
 
     function _abort(uint256 roundId, Round storage r, AbortReason reason, address[] memory culprits) private {
         r.status = RoundState.Aborted;
+        delete r.complaint; // nothing is judged in a terminal round
         emit RoundAborted(roundId, reason, culprits);
     }
 

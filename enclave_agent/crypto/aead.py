@@ -14,6 +14,13 @@ all zeros (a low-order peer key) is refused.
 Encryption: a blob is ``nonce (12 random bytes) || ciphertext || tag (16 bytes)``.
 Random 96-bit nonces are safe for far more messages than one pairwise key sees in an
 epoch (the usual limit is 2**32 messages per key); keys rotate with every epoch.
+
+Message keys: a share posting's entry and a reveal's entry are not encrypted under
+the pairwise key itself but under ``derive_message_key(pairwise, ad)``:
+HKDF-SHA256(pairwise key, info = "enclave-share/message-key/v1" || associated data),
+one key per (chain, contract, round, sender, recipient, purpose). A complaint reveals
+one such key as evidence; by HKDF's pseudo-randomness it opens that one ciphertext
+and tells nothing about the pairwise key or any other message key.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ __all__ = [
     "X25519_KEY_BYTES",
     "PairContext",
     "decrypt",
+    "derive_message_key",
     "derive_pairwise_key",
     "encrypt",
     "public_key_bytes",
@@ -57,6 +65,7 @@ X25519_KEY_BYTES = 32
 PAIRWISE_INFO = b"enclave-share/pairwise/v1"
 PAIRWISE_SALT_DOMAIN = b"enclave-share/pairwise-salt/v1"
 SHARE_AD_DOMAIN = b"enclave-share/share-ad/v1"
+MESSAGE_KEY_INFO = b"enclave-share/message-key/v1"
 _UINT256_LIMIT = 2**256
 
 
@@ -116,6 +125,17 @@ def derive_pairwise_key(
     members = sorted([(own_addr, public_key_bytes(own_private)), (peer_addr, bytes(peer_public))])
     info = PAIRWISE_INFO + b"".join(addr + pub for addr, pub in members)
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=ctx.salt(), info=info).derive(shared)
+
+
+def derive_message_key(pairwise_key: bytes, associated_data: bytes) -> bytes:
+    """The key of the one message whose associated data is ``associated_data``."""
+    if not isinstance(pairwise_key, bytes | bytearray) or len(pairwise_key) != KEY_BYTES:
+        raise CryptoError(f"pairwise key must be {KEY_BYTES} bytes")
+    if not isinstance(associated_data, bytes | bytearray) or not associated_data:
+        raise CryptoError("a message key needs non-empty associated data")
+    return HKDF(
+        algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=MESSAGE_KEY_INFO + bytes(associated_data)
+    ).derive(bytes(pairwise_key))
 
 
 def _cipher(key: bytes) -> AESGCM:

@@ -10,6 +10,11 @@ recipient named twice is a ProtocolError. The payload is cut into chunks that fi
 one transaction each; the ShareExchange contract checks the keccak256 hash chain
 ``c0 = 0**32, c_{i+1} = keccak256(c_i || keccak256(chunk_i))`` against the
 commitment announced with the first chunk.
+
+With the first chunk a sender also posts its key table: for every participant j the
+commitment ``keccak256(abi.encode(KEY_COMMITMENT_TAG, chain id, exchange, round id,
+sender, j, key_j))`` to the message key of its ciphertext for j (zero for itself).
+A complaint reveals key_j; the contract checks it against this table.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ from enclave_agent.errors import CryptoError, ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_CHUNK",
+    "KEY_COMMITMENT_TAG",
     "MAGIC",
     "MAX_CHUNKS",
     "VERSION",
     "chain_commitment",
     "decode_entries",
     "encode_entries",
+    "key_commitment",
+    "key_table_hash",
     "split_chunks",
 ]
 
@@ -43,6 +51,7 @@ _HEADER_BYTES = len(MAGIC) + 1 + 4
 _LENGTH_BYTES = 4
 _MAX_CIPHERTEXT = 2**32 - 1
 _ZERO32 = bytes(32)
+KEY_COMMITMENT_TAG = keccak(b"enclave-share/posting-key/v1")
 
 
 def encode_entries(entries: Sequence[tuple[str, bytes]]) -> bytes:
@@ -121,3 +130,37 @@ def chain_commitment(chunks: Sequence[bytes]) -> bytes:
     for chunk in chunks:
         running = keccak(running + keccak(bytes(chunk)))
     return running
+
+
+def _word(value: int) -> bytes:
+    return int(value).to_bytes(32, "big")
+
+
+def key_commitment(
+    chain_id: int, exchange: str, round_id: int, sender: str, recipient: str, key: bytes
+) -> bytes:
+    """``keccak256(abi.encode(tag, chainId, exchange, roundId, sender, recipient, key))``,
+    as ShareExchange computes it to check a complaint's revealed key."""
+    if len(key) != 32:
+        raise CryptoError("a message key is 32 bytes")
+    if isinstance(chain_id, bool) or not 0 <= int(chain_id) < 2**256 or not 0 <= int(round_id) < 2**256:
+        raise CryptoError("chain id and round id must be uint256 values")
+    return keccak(
+        KEY_COMMITMENT_TAG
+        + _word(chain_id)
+        + bytes(12)
+        + address_bytes(exchange)
+        + _word(round_id)
+        + bytes(12)
+        + address_bytes(sender)
+        + bytes(12)
+        + address_bytes(recipient)
+        + bytes(key)
+    )
+
+
+def key_table_hash(table: Sequence[bytes]) -> bytes:
+    """``keccak256(abi.encodePacked(bytes32[]))`` of a key table."""
+    if any(len(entry) != 32 for entry in table):
+        raise CryptoError("key table entries are 32 bytes")
+    return keccak(b"".join(bytes(entry) for entry in table))

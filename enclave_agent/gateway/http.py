@@ -25,7 +25,7 @@ from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
-from enclave_agent.gateway import auth, validation
+from enclave_agent.gateway import auth, scoring, validation
 from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.protocol import queries
 
@@ -115,6 +115,14 @@ async def inference(request: web.Request) -> web.Response:
     except auth.AuthError as exc:
         agent.metrics.count("unauthenticated")
         return _error(401, str(exc))
+    except scoring.InconsistentPartials as exc:
+        log.error("inference refused: %s", exc)
+        return _error(
+            502,
+            "the providers' partial results disagree and too few agree to correct them: no answer is "
+            "given, and the request's fee is refunded when it expires",
+            reason="InconsistentPartials",
+        )
     except ContractRevert as exc:
         status = REVERT_STATUS.get(exc.error_name, 502)
         agent.metrics.count(f"refused_{exc.error_name}")
@@ -399,6 +407,7 @@ async def metrics(request: web.Request) -> web.Response:
             lines.append(f'enclave_gateway_requests_total{{outcome="{outcome}"}} {count}')
         latencies = list(m.latencies)
         ignored = m.partials_ignored
+        wrong = dict(m.wrong_partials)
     lines += [
         "# HELP enclave_gateway_request_seconds Latency of answered inference calls.",
         "# TYPE enclave_gateway_request_seconds histogram",
@@ -413,6 +422,13 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP enclave_gateway_partials_ignored_total Partials ignored (unknown request or duplicate).",
         "# TYPE enclave_gateway_partials_ignored_total counter",
         f"enclave_gateway_partials_ignored_total {ignored}",
+        "# HELP enclave_gateway_wrong_partials_total Partial results found wrong, by provider and outcome.",
+        "# TYPE enclave_gateway_wrong_partials_total counter",
+        *(
+            f'enclave_gateway_wrong_partials_total{{provider="{p}",outcome="{why}"}} {n}'
+            for (p, why), n in sorted(wrong.items())
+        ),
+        *_blame_lines(agent),
         "# HELP enclave_agent_synchronised Whether the gateway enclave is synchronised (1) or not (0).",
         "# TYPE enclave_agent_synchronised gauge",
         f"enclave_agent_synchronised {int(agent.is_ready())}",
@@ -421,6 +437,32 @@ async def metrics(request: web.Request) -> web.Response:
         f"enclave_agent_epoch {agent.view.epoch}",
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
+def _blame_lines(agent: GatewayAgent) -> list[str]:
+    """Exclusions and detections recorded on chain (ShareExchange's MemberExcluded and
+    MemberBlamed events), by member and reason, over every round this gateway saw."""
+    excluded: dict[tuple[str, str], int] = {}
+    blamed: dict[tuple[str, str], int] = {}
+    for doc in agent.rounds():
+        for e in doc.exclusions:
+            excluded[(e["member"], e["reason"])] = excluded.get((e["member"], e["reason"]), 0) + 1
+        for b in doc.blames:
+            blamed[(b["member"], b["reason"])] = blamed.get((b["member"], b["reason"]), 0) + 1
+    return [
+        "# HELP enclave_round_exclusions_total Members excluded from rounds on chain, by reason.",
+        "# TYPE enclave_round_exclusions_total counter",
+        *(
+            f'enclave_round_exclusions_total{{member="{m}",reason="{r}"}} {n}'
+            for (m, r), n in sorted(excluded.items())
+        ),
+        "# HELP enclave_round_blames_total Misbehaviour detected and recorded on chain, by member, reason.",
+        "# TYPE enclave_round_blames_total counter",
+        *(
+            f'enclave_round_blames_total{{member="{m}",reason="{r}"}} {n}'
+            for (m, r), n in sorted(blamed.items())
+        ),
+    ]
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -14,17 +14,36 @@ gateway learns the score and the total sample count, never A.
 
 A column statistic over the column-stats aggregate ``[sums (f), sums of squares
 (f), count]`` is the triple ``(A[k], A[f + k], A[2f])`` for column k.
+
+Combining (``combine``) uses every partial received. Shamir partials are points of
+polynomials of degree t - 1 (one per value), so they are Reed-Solomon decoded: with
+t + 1 providers a wrong partial is detected (``InconsistentPartials``: the answer
+is refused), with t + 2e providers e wrong partials are corrected and their
+providers named. Additive partials have no redundancy: nothing can be checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from enclave_agent.crypto.field import RING64
-from enclave_agent.crypto.sharing import lagrange_coefficients
-from enclave_agent.errors import ProtocolError
+from enclave_agent.crypto.reed_solomon import UncorrectableSharesError, robust_reconstruct
+from enclave_agent.errors import CryptoError, ProtocolError
+
+
+class InconsistentPartials(ProtocolError):
+    """The providers' partial results do not lie on one polynomial and cannot be
+    corrected: the answer is refused rather than given wrong."""
+
+
+@dataclass(frozen=True)
+class Combined:
+    total: list[int]
+    wrong: tuple[int, ...]  # Shamir x-coordinates (participant index + 1) of wrong partials
+    checked: bool  # whether any check was possible (Shamir with more than t partials)
 
 
 def centred(value: int, modulus: int) -> int:
@@ -55,18 +74,30 @@ def partial_statistic(share: np.ndarray, column: int, features: int, modulus: in
     )
 
 
-def combine(partials: Mapping[int, Sequence[int]], modulus: int, additive: bool) -> list[int]:
-    """Combine per-holder partials (keyed by Shamir x = participant index + 1)."""
+def combine(
+    partials: Mapping[int, Sequence[int]], modulus: int, additive: bool, threshold: int | None = None
+) -> Combined:
+    """Combine every per-holder partial (keyed by Shamir x = participant index + 1).
+    Shamir partials are checked and corrected (``threshold`` = t, default: all)."""
     if not partials:
         raise ProtocolError("no partial results to combine")
-    width = len(next(iter(partials.values())))
+    widths = {len(p) for p in partials.values()}
+    if len(widths) != 1:
+        raise ProtocolError("partial results differ in width")
+    width = widths.pop()
+    if any(not 0 <= v < modulus for p in partials.values() for v in p):
+        raise ProtocolError("a partial result is out of the modulus")
     if additive:
-        return [sum(p[i] for p in partials.values()) % modulus for i in range(width)]
-    xs = sorted(partials)
-    coefficients = lagrange_coefficients(xs, modulus)
-    return [
-        sum(c * partials[x][i] for c, x in zip(coefficients, xs, strict=True)) % modulus for i in range(width)
-    ]
+        return Combined([sum(p[i] for p in partials.values()) % modulus for i in range(width)], (), False)
+    t = len(partials) if threshold is None else threshold
+    points = {x: np.array(p, dtype=np.uint64) for x, p in partials.items()}
+    try:
+        decoded = robust_reconstruct(points, t, modulus)
+    except UncorrectableSharesError as exc:
+        raise InconsistentPartials(f"partials of {len(partials)} providers with t={t}: {exc}") from None
+    except CryptoError as exc:
+        raise ProtocolError(f"partials cannot be combined: {exc}") from None
+    return Combined([int(v) for v in decoded.secret], decoded.wrong, decoded.checked)
 
 
 def score_value(numerator: int, denominator: int, frac_bits: int, modulus: int) -> float:

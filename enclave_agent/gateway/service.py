@@ -29,11 +29,15 @@ from enclave_agent.gateway import scoring
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.protocol import queries, stages
 from enclave_agent.protocol.agent import Agent
+from enclave_agent.protocol.disputes import queue_blame
 from enclave_agent.protocol.rounds import RoundDoc
 
 log = logging.getLogger(__name__)
 
 CLIENT_ROLE = keccak(text="CLIENT_ROLE")
+# Seconds a Shamir request waits for every holder's partial once t have arrived: the
+# more partials, the more the gateway can check (t + 1) and correct (t + 2e).
+PARTIAL_GRACE = 3.0
 
 
 @dataclass
@@ -44,6 +48,15 @@ class Metrics:
     requests: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     partials_ignored: int = 0
+    # (provider, why) -> partials found wrong: "corrected" (named and corrected) or
+    # "unreadable" (did not decrypt or decode); a wrong partial that can be detected
+    # but not corrected refuses the answer (requests outcome "inconsistent_partials")
+    wrong_partials: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def count_wrong(self, provider: str, why: str) -> None:
+        with self.lock:
+            key = (provider, why)
+            self.wrong_partials[key] = self.wrong_partials.get(key, 0) + 1
 
     def count(self, outcome: str) -> None:
         with self.lock:
@@ -117,7 +130,11 @@ class GatewayAgent(Agent):
             if request is None or request["status"] != "pending":
                 self.store.delete_json(key)
                 continue
-            if self.try_complete(int(request["id"])) is None and now > int(request["deadline"]):
+            try:
+                answered = self.try_complete(int(request["id"])) is not None
+            except scoring.InconsistentPartials:
+                answered = False  # refused: it expires unanswered and its fee is refunded
+            if not answered and now > int(request["deadline"]):
                 self.send_or_done(
                     self.contracts.gateway.functions.refundExpired(int(request["id"])),
                     f"refund-{request['id']}",
@@ -221,16 +238,30 @@ class GatewayAgent(Agent):
             request = self.request(request_id)
             if request is None or request["status"] != "pending":
                 return None
+            if request.get("inconsistent"):
+                raise scoring.InconsistentPartials(str(request["inconsistent"]))
             model = self.store.get_json(f"model/{request['model_id']}")
             assert model is not None
             doc = self.model_round(model)
             partials = self._open_partials(request, doc)
             additive = scoring.is_additive(doc.modulus)
-            needed = len(request["holders"]) if additive else doc.threshold
-            if len(partials) < needed:
+            everyone = len(request["holders"])
+            waited = time.time() - float(request.get("submitted_at", 0)) > PARTIAL_GRACE
+            if len(partials) < (everyone if additive or not waited else doc.threshold):
                 return None
-            chosen = dict(sorted(partials.items())[:needed])
-            total = scoring.combine(chosen, doc.modulus, additive)
+            try:
+                combined = scoring.combine(partials, doc.modulus, additive, doc.threshold)
+            except scoring.InconsistentPartials as exc:
+                request["inconsistent"] = str(exc)
+                self.store.put_json(f"request/{request_id}", request)
+                self.metrics.count("inconsistent_partials")
+                log.error("request %d: answer refused: %s", request_id, exc)
+                raise
+            for x in combined.wrong:
+                provider = doc.participants[x - 1]
+                self.metrics.count_wrong(provider, "corrected")
+                queue_blame(self, doc.round_id, provider, "wrong-partial", request_id.to_bytes(32, "big"))
+            total = combined.total
             results = self._interpret(request, model, doc, total)
             salt = secrets.token_bytes(32)
             commitment = keccak(
@@ -242,6 +273,7 @@ class GatewayAgent(Agent):
             )
             shared = {
                 "partials": len(partials),
+                "checked": combined.checked,
                 "commitment": "0x" + commitment.hex(),
                 "tx": {"submit": request["submit_tx"], "complete": receipt["transactionHash"].to_0x_hex()},
                 "gas": {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])},
@@ -264,10 +296,15 @@ class GatewayAgent(Agent):
             )
             try:
                 values = queries.decode_partial(decrypt(keys[provider], blob, ad), width)
+                if any(not 0 <= v < doc.modulus for v in values):
+                    raise ProtocolError("partial out of the modulus")
             except (CryptoError, ProtocolError, KeyError) as exc:
                 log.warning(
                     "request %s: partial of %s rejected: %s", request["id"], provider, type(exc).__name__
                 )
+                if self.store.get_json(f"request/{request['id']}/unreadable/{provider}") is None:
+                    self.store.put_json(f"request/{request['id']}/unreadable/{provider}", True)
+                    self.metrics.count_wrong(provider, "unreadable")
                 continue
             opened[doc.index_of(provider) + 1] = values
         return opened

@@ -7,7 +7,9 @@ twice), then each part reconciles: it performs whatever chain action is still
 missing, checking the chain first so that a restart repeats nothing.
 
     Onboarding           register, verify every member, derive keys, post the digest
-    RoundParticipation   post shares, open, fuse, commit, deadlines, reveal
+    RoundParticipation   post shares, open, fuse, commit, deadlines
+    Disputes             complain with evidence, judge complaints, report blame
+    Revealing            open fused commitments to the holders, reconstruct robustly
     InferenceResponder   answer recorded requests with encrypted partial results
 """
 
@@ -26,9 +28,12 @@ from enclave_agent.errors import (
 )
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.disputes import Disputes
 from enclave_agent.protocol.onboarding import AgentRefused, AgentRevoked, Onboarding
 from enclave_agent.protocol.participation import RoundParticipation
 from enclave_agent.protocol.responder import InferenceResponder
+from enclave_agent.protocol.revealing import Revealing
+from enclave_agent.protocol.rounds import RoundDoc
 from enclave_agent.tee.backend import TeeBackend
 
 log = logging.getLogger(__name__)
@@ -57,9 +62,15 @@ class Agent(AgentContext):
         )
         self.onboarding = Onboarding(self)
         self.participation = RoundParticipation(self)
+        self.disputes = Disputes(self)
+        self.revealing = Revealing(self)
         self.responder = InferenceResponder(self)
         self.handlers: dict[str, Callable[[ChainEvent], None]] = (
-            self.onboarding.handlers() | self.participation.handlers() | self.responder.handlers()
+            self.onboarding.handlers()
+            | self.participation.handlers()
+            | self.disputes.handlers()
+            | self.revealing.handlers()
+            | self.responder.handlers()
         )
 
     # ------------------------------------------------------------------ main loop
@@ -91,6 +102,8 @@ class Agent(AgentContext):
         self.onboarding.step()
         if self.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):
             self.participation.step()
+            self.disputes.step()
+            self.revealing.step()
             self.responder.step()
         self._write_status()
 
@@ -115,11 +128,29 @@ class Agent(AgentContext):
             "synchronised_epoch": view.synchronised_epoch,
             "members": len(view.members),
             "checkpoint": self.store.get_checkpoint("main"),
-            "rounds": {
-                str(d.round_id): {"tag": d.tag, "status": d.status, "participant": d.my_index is not None}
-                for d in self.rounds()
-            },
+            "rounds": {str(d.round_id): _round_status(d) for d in self.rounds()},
         }
 
     def _write_status(self) -> None:
         self.store.put_json("status", self.status())
+
+
+def _round_status(doc: RoundDoc) -> dict[str, Any]:
+    """What ``enclave-agent status`` shows of a round: its progress and every exclusion
+    and detection recorded on chain, naming the member and the reason."""
+    out: dict[str, Any] = {
+        "tag": doc.tag,
+        "status": doc.status,
+        "participant": doc.my_index is not None,
+        "floor": doc.floor,
+        "contributors": len(doc.mask_members(doc.contributors)),
+    }
+    if doc.abort_reason:
+        out["aborted"] = {"reason": doc.abort_reason, "culprits": doc.culprits}
+    if doc.exclusions:
+        out["excluded"] = doc.exclusions
+    if doc.blames:
+        out["blamed"] = doc.blames
+    if doc.refused:
+        out["refused"] = doc.refused
+    return out

@@ -1,6 +1,7 @@
-"""A participant's side of share-exchange rounds: post sealed shares, open what
-others sent, report tampering, fuse, commit, enforce deadlines, and reveal
-Intermediate aggregates to the other enclaves."""
+"""A participant's side of share-exchange rounds: post sealed shares with their key
+table, open what others sent (keeping every posting for judging), fuse, commit and
+enforce deadlines. Complaints and verdicts live in ``protocol.disputes``; revealing
+Intermediate aggregates in ``protocol.revealing``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import secrets
 from collections.abc import Callable
 
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
 from enclave_agent.chain import ChainEvent
 from enclave_agent.errors import (
@@ -27,6 +27,10 @@ from enclave_agent.protocol.rounds import (
     open_posting,
 )
 
+# Round keys of the store written here: round/{id}/payload/{sender} (a sender's whole
+# public posting, kept until the round is final so judges can open one entry) and
+# round/{id}/keytable/{sender} (its key table, hex words).
+
 log = logging.getLogger(__name__)
 
 
@@ -41,11 +45,9 @@ class RoundParticipation:
             "RoundOpened": self._on_round_opened,
             "SharesPosted": self._on_shares_posted,
             "PostingClosed": self._on_posting_closed,
-            "ShareRejected": self._on_share_rejected,
             "FusedCommitted": self._on_fused_committed,
             "RoundCompleted": self._on_round_completed,
             "RoundAborted": self._on_round_aborted,
-            "FusedRevealed": self._on_fused_revealed,
         }
 
     def step(self) -> None:
@@ -57,11 +59,12 @@ class RoundParticipation:
             self.agent.save_round(doc)
             return
         log.info(
-            "round %d opened: tag=%s n=%d t=%d d=%d %s/%s",
+            "round %d opened: tag=%s n=%d t=%d floor=%d d=%d %s/%s",
             doc.round_id,
             doc.tag,
             doc.n,
             doc.threshold,
+            doc.floor,
             doc.length,
             doc.scheme,
             doc.encoding,
@@ -77,9 +80,13 @@ class RoundParticipation:
         index, count = int(args["chunkIndex"]), int(args["chunkCount"])
         prefix = f"round/{doc.round_id}/chunks/{sender}"
         self.agent.store.put_blob(f"{prefix}/{index}", bytes(args["payload"]))
+        if index == 0:
+            table = [bytes(word).hex() for word in args["keyTable"]]
+            self.agent.store.put_json(f"round/{doc.round_id}/keytable/{sender}", table)
         if index + 1 < count:
             return
         payload = b"".join(self.agent.store.get_blob(f"{prefix}/{i}") or b"" for i in range(count))
+        self.agent.store.put_blob(f"round/{doc.round_id}/payload/{sender}", payload)
         key = self.agent.epoch_keys(doc.epoch).get(sender)
         try:
             if key is None:
@@ -106,24 +113,16 @@ class RoundParticipation:
         if doc.my_index is not None:
             log.info("round %d: posting closed, contributors %s", doc.round_id, hex(doc.contributors))
 
-    def _on_share_rejected(self, event: ChainEvent) -> None:
-        doc = self.agent.round_doc(int(event.args["roundId"]))
-        if doc is None:
-            return
-        sender = to_checksum_address(event.args["sender"])
-        doc.excluded.append(sender)
-        if doc.status == stages.ROUND_FUSING:
-            doc.contributors = int(event.args["contributors"])
-        self.agent.save_round(doc)
-        log.warning("round %d: shares of %s rejected by %s", doc.round_id, sender, event.args["reporter"])
-
     def _on_fused_committed(self, event: ChainEvent) -> None:
         doc = self.agent.round_doc(int(event.args["roundId"]))
         if doc is None:
             return
-        if to_checksum_address(event.args["member"]) == self.agent.address:
-            doc.fused_over = int(event.args["contributors"])
-            self.agent.save_round(doc)
+        member = to_checksum_address(event.args["member"])
+        contributors = int(event.args["contributors"])
+        doc.commitments[member] = [bytes(event.args["commitment"]).hex(), contributors]
+        if member == self.agent.address:
+            doc.fused_over = contributors
+        self.agent.save_round(doc)
 
     def _on_round_completed(self, event: ChainEvent) -> None:
         doc = self.agent.round_doc(int(event.args["roundId"]))
@@ -132,7 +131,10 @@ class RoundParticipation:
         doc.status = stages.ROUND_COMPLETED
         doc.contributors = int(event.args["contributors"])
         doc.holders = int(event.args["holders"])
+        doc.completed_at = self.agent.chain_now()
+        doc.complaint = []
         self.agent.save_round(doc)
+        self._forget_postings(doc)
         log.info(
             "round %d completed: contributors %s, holders %s",
             doc.round_id,
@@ -147,13 +149,21 @@ class RoundParticipation:
         doc.status = stages.ROUND_ABORTED
         doc.abort_reason = stages.ABORT_REASONS[int(event.args["reason"])]
         doc.culprits = [to_checksum_address(c) for c in event.args["culprits"]]
+        doc.complaint = []
         self.agent.save_round(doc)
+        self._forget_postings(doc)
         log.warning(
             "round %d aborted: %s; members: %s",
             doc.round_id,
             doc.abort_reason,
             ", ".join(doc.culprits) or "-",
         )
+
+    def _forget_postings(self, doc: RoundDoc) -> None:
+        """A final round needs no more judging: drop the public postings kept for it."""
+        for prefix in (f"round/{doc.round_id}/payload/", f"round/{doc.round_id}/chunks/"):
+            for key in self.agent.store.blob_keys(prefix):
+                self.agent.store.delete_blob(key)
 
     # ------------------------------------------------------------------ stage: take part
 
@@ -164,26 +174,13 @@ class RoundParticipation:
             now = self.agent.chain_now()
             for doc in active:
                 self._advance_round(doc, now)
-        for doc in docs:
-            if doc.needs_reveal:
-                self._reveal(doc)
 
     def _advance_round(self, doc: RoundDoc, now: int) -> None:
         exchange = self.agent.contracts.exchange.functions
         rid = doc.round_id
         if doc.status == stages.ROUND_POSTING and now <= doc.posting_deadline and not doc.unable:
             self._post_shares(doc)
-        for sender in [s for s in doc.invalid if s not in doc.reported]:
-            self.agent.send_or_done(
-                exchange.reportInvalidShare(rid, sender),
-                f"report-{rid}",
-                "RoundUnexpectedState",
-                "RoundSenderExcluded",
-            )
-            log.warning("round %d: reported invalid share from %s", rid, sender)
-            doc.reported.append(sender)
-            self.agent.save_round(doc)
-        if doc.status == stages.ROUND_FUSING:
+        if doc.status == stages.ROUND_FUSING and not doc.complaint:
             self._fuse(doc)
         if doc.status == stages.ROUND_POSTING and now > doc.posting_deadline:
             self.agent.send_or_done(
@@ -206,7 +203,7 @@ class RoundParticipation:
             keys = self.agent.epoch_keys(doc.epoch)
             try:
                 values = resolve_input(self.agent.config, doc.tag, self.agent.aggregate)
-                kept, chunks, commitment = build_posting(doc, values, keys, self.agent.ctx)
+                built = build_posting(doc, values, keys, self.agent.ctx)
             except InputNotReady as exc:
                 log.debug("round %d: input not ready: %s", rid, exc)
                 return
@@ -219,20 +216,25 @@ class RoundParticipation:
             # Sealed and stored before anything is posted: a restart re-posts these
             # exact ciphertexts and never a second, different share set.
             with self.agent.store.transaction():
-                self.agent.seal_put(f"round/{rid}/kept", kept.astype("<u8").tobytes())
+                self.agent.seal_put(f"round/{rid}/kept", built.kept.astype("<u8").tobytes())
                 self.agent.store.put_json(
                     f"round/{rid}/posting",
-                    {"commitment": commitment.hex(), "chunks": [c.hex() for c in chunks]},
+                    {
+                        "commitment": built.commitment.hex(),
+                        "chunks": [c.hex() for c in built.chunks],
+                        "key_table": [k.hex() for k in built.key_table],
+                    },
                 )
             stored = self.agent.store.get_json(f"round/{rid}/posting")
         assert stored is not None
         chunks = [bytes.fromhex(c) for c in stored["chunks"]]
         commitment = bytes.fromhex(stored["commitment"])
+        table = [bytes.fromhex(k) for k in stored["key_table"]]
         done = int(self.agent.contracts.exchange.functions.chunksPosted(rid, self.agent.address).call())
         for i in range(done, len(chunks)):
             self.agent.enclave_tx.send(
                 self.agent.contracts.exchange.functions.postShares(
-                    rid, i, len(chunks), commitment, chunks[i]
+                    rid, i, len(chunks), commitment, table if i == 0 else [], chunks[i]
                 ),
                 label=f"shares-{rid}-{i}",
             )
@@ -251,6 +253,12 @@ class RoundParticipation:
             return
         if missing_senders(doc, self.agent.address) or doc.contributors == 0:
             return
+        if doc.below_floor:
+            if not doc.refused:
+                doc.refused = f"{doc.contributor_count} contributors, below the round's floor of {doc.floor}"
+                self.agent.save_round(doc)
+                log.error("round %d: refusing to fuse: %s", rid, doc.refused)
+            return
         kept_raw = self.agent.unseal_get(f"round/{rid}/kept")
         received = {}
         for sender in doc.mask_members(doc.contributors):
@@ -260,11 +268,10 @@ class RoundParticipation:
         fused = fuse(doc, None if kept_raw is None else elements(kept_raw), received)
         salt = self.agent.unseal_get(f"round/{rid}/salt")
         if salt is None:
-            salt = secrets.token_bytes(32)
+            salt = secrets.token_bytes(reveal.SALT_BYTES)
             self.agent.seal_put(f"round/{rid}/salt", salt)
-        fused_bytes = fused.astype("<u8").tobytes()
-        commitment = keccak(salt + fused_bytes)
-        self.agent.seal_put(f"round/{rid}/fused", fused_bytes)
+        commitment = reveal.fused_commitment(salt, fused)
+        self.agent.seal_put(f"round/{rid}/fused", fused.astype("<u8").tobytes())
         self.agent.store.put_json(f"round/{rid}/fused_over", doc.contributors)
         self.agent.send_or_done(
             self.agent.contracts.exchange.functions.postFused(rid, commitment, doc.contributors),
@@ -274,62 +281,3 @@ class RoundParticipation:
         doc.fused_over = doc.contributors
         self.agent.save_round(doc)
         log.info("round %d: fused %d shares, committed 0x%s", rid, len(received) + 1, commitment.hex()[:16])
-
-    def _reveal(self, doc: RoundDoc) -> None:
-        rid = doc.round_id
-        if not doc.revealed and doc.is_holder(self.agent.address):
-            fused = self.agent.fused_share(rid)
-            if fused is None:
-                return
-            payload = reveal.build_reveal(doc, fused, self.agent.epoch_keys(doc.epoch), self.agent.ctx)
-            self.agent.send_or_done(
-                self.agent.contracts.exchange.functions.revealFused(rid, payload),
-                f"reveal-{rid}",
-                "RoundAlreadyRevealed",
-            )
-            log.info("round %d: revealed my fused share to the other enclaves", rid)
-            doc.revealed = True
-            self.agent.save_round(doc)
-        elif not doc.is_holder(self.agent.address) and not doc.revealed:
-            doc.revealed = True  # nothing to reveal
-            self.agent.save_round(doc)
-        self._try_reconstruct(doc)
-
-    def _on_fused_revealed(self, event: ChainEvent) -> None:
-        doc = self.agent.round_doc(int(event.args["roundId"]))
-        sender = to_checksum_address(event.args["member"])
-        if doc is None or doc.my_index is None or sender == self.agent.address or sender in doc.reveals:
-            return
-        key = self.agent.epoch_keys(doc.epoch).get(sender)
-        try:
-            if key is None:
-                raise ProtocolError(f"no pairwise key with {sender} for epoch {doc.epoch}")
-            share = reveal.open_reveal(
-                doc, sender, bytes(event.args["payload"]), self.agent.address, key, self.agent.ctx
-            )
-        except (CryptoError, ProtocolError) as exc:
-            log.warning("round %d: reveal from %s rejected: %s", doc.round_id, sender, type(exc).__name__)
-            return
-        self.agent.seal_put(f"round/{doc.round_id}/reveal/{sender}", share.astype("<u8").tobytes())
-        doc.reveals.append(sender)
-        self.agent.save_round(doc)
-        self._try_reconstruct(doc)
-
-    def _try_reconstruct(self, doc: RoundDoc) -> None:
-        if doc.aggregate_ready:
-            return
-        shares = {}
-        for sender in doc.reveals:
-            raw = self.agent.unseal_get(f"round/{doc.round_id}/reveal/{sender}")
-            if raw is not None:
-                shares[sender] = elements(raw)
-        own = self.agent.fused_share(doc.round_id)
-        if own is not None and doc.is_holder(self.agent.address):
-            shares[self.agent.address] = own
-        aggregate = reveal.reconstruct(doc, shares)
-        if aggregate is None:
-            return
-        self.agent.seal_put(f"round/{doc.round_id}/aggregate", aggregate.astype("<u8").tobytes())
-        doc.aggregate_ready = True
-        self.agent.save_round(doc)
-        log.info("round %d: aggregate reconstructed inside the enclave", doc.round_id)

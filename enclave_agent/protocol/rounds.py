@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from enclave_agent.crypto import aead, fixed_point, posting, shares
-from enclave_agent.errors import ProtocolError
+from enclave_agent.errors import CryptoError, ProtocolError
 from enclave_agent.protocol import stages
 
 
@@ -39,6 +39,7 @@ class RoundDoc:
     deadline: int
     output_kind: str
     min_contributors: int
+    floor: int = 0  # minimum contributors (contract's roundGuards floor)
     status: str = stages.ROUND_POSTING
     contributors: int = 0
     holders: int = 0
@@ -54,6 +55,17 @@ class RoundDoc:
     revealed: bool = False  # Intermediate rounds: my fused share was sent to the others
     reveals: list[str] = field(default_factory=list)  # holders whose fused share I opened
     aggregate_ready: bool = False
+    # The complaint being judged: [accuser, sender, hex key], and whether I voted.
+    complaint: list[str] = field(default_factory=list)
+    judged: bool = False
+    # Every member's latest fused commitment: member -> [hex commitment, contributors].
+    commitments: dict[str, list[Any]] = field(default_factory=dict)
+    # Blame on chain: {"member", "reason", "by"} for exclusions and detections.
+    exclusions: list[dict[str, str]] = field(default_factory=list)
+    blames: list[dict[str, str]] = field(default_factory=list)
+    bad_reveals: list[str] = field(default_factory=list)  # holders whose reveal failed its commitment
+    completed_at: int = 0  # chain time this agent saw the round complete
+    refused: str = ""  # why this agent refuses to fuse or reconstruct (below the floor, ...)
 
     @classmethod
     def from_event(cls, args: Mapping[str, Any], me: str) -> RoundDoc:
@@ -76,6 +88,7 @@ class RoundDoc:
             deadline=int(args["deadline"]),
             output_kind=stages.OUTPUT_KINDS[int(_get(policy, "kind", 0))],
             min_contributors=int(_get(policy, "minContributors", 1)),
+            floor=int(args["floor"]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +129,15 @@ class RoundDoc:
     def mask_members(self, mask: int) -> list[str]:
         return [p for i, p in enumerate(self.participants) if mask >> i & 1]
 
+    @property
+    def contributor_count(self) -> int:
+        return bin(self.contributors).count("1")
+
+    @property
+    def below_floor(self) -> bool:
+        """Fewer contributors than the round's floor: no fusing, no reconstruction."""
+        return self.contributor_count < max(self.floor, 3)
+
 
 @dataclass(frozen=True)
 class RoundContext:
@@ -129,10 +151,23 @@ def share_ad(ctx: RoundContext, round_id: int, sender: str, recipient: str) -> b
     return aead.share_ad(ctx.chain_id, ctx.exchange, round_id, sender, recipient)
 
 
-def build_posting(
-    doc: RoundDoc, values: np.ndarray, keys: Mapping[str, bytes], ctx: RoundContext
-) -> tuple[np.ndarray, list[bytes], bytes]:
-    """Encode, split and encrypt my input. Returns (kept share, chunks, commitment)."""
+def message_key(pairwise: bytes, ctx: RoundContext, round_id: int, sender: str, recipient: str) -> bytes:
+    """The key of ``sender``'s share ciphertext for ``recipient`` in this round."""
+    return aead.derive_message_key(pairwise, share_ad(ctx, round_id, sender, recipient))
+
+
+@dataclass(frozen=True, eq=False)
+class Posting:
+    """What a participant posts: its kept share stays sealed, the rest goes on chain."""
+
+    kept: np.ndarray
+    chunks: list[bytes]
+    commitment: bytes
+    key_table: list[bytes]  # one key commitment per participant, zero for the sender
+
+
+def build_posting(doc: RoundDoc, values: np.ndarray, keys: Mapping[str, bytes], ctx: RoundContext) -> Posting:
+    """Encode, split and encrypt my input, each share under its own message key."""
     if doc.my_index is None:
         raise ProtocolError(f"round {doc.round_id}: not a participant")
     if values.shape != (doc.length,):
@@ -153,13 +188,14 @@ def build_posting(
         context=seed_context(ctx, doc.round_id, me),
     )
     entries = []
+    table = [bytes(32)] * doc.n
     for j, message in sorted(split.messages.items()):
         recipient = doc.participants[j]
-        entries.append(
-            (recipient, aead.encrypt(keys[recipient], message, share_ad(ctx, doc.round_id, me, recipient)))
-        )
+        key = message_key(keys[recipient], ctx, doc.round_id, me, recipient)
+        entries.append((recipient, aead.encrypt(key, message, share_ad(ctx, doc.round_id, me, recipient))))
+        table[j] = posting.key_commitment(ctx.chain_id, ctx.exchange, doc.round_id, me, recipient, key)
     chunks = posting.split_chunks(posting.encode_entries(entries))
-    return split.kept, chunks, posting.chain_commitment(chunks)
+    return Posting(split.kept, chunks, posting.chain_commitment(chunks), table)
 
 
 def seed_context(ctx: RoundContext, round_id: int, sender: str) -> bytes:
@@ -168,20 +204,41 @@ def seed_context(ctx: RoundContext, round_id: int, sender: str) -> bytes:
 
 
 def open_posting(
-    doc: RoundDoc, sender: str, payload: bytes, me: str, key: bytes, ctx: RoundContext
+    doc: RoundDoc, sender: str, payload: bytes, me: str, pairwise: bytes, ctx: RoundContext
 ) -> np.ndarray:
     """Decrypt and expand the share `sender` posted for me. Raises DecryptionError
     or ProtocolError when the ciphertext is missing, tampered or malformed."""
+    return open_entry(doc, sender, payload, me, message_key(pairwise, ctx, doc.round_id, sender, me), ctx)
+
+
+def open_entry(
+    doc: RoundDoc, sender: str, payload: bytes, recipient: str, key: bytes, ctx: RoundContext
+) -> np.ndarray:
+    """The share in `sender`'s posting for `recipient`, opened with its message key."""
     entries = dict(posting.decode_entries(payload))
-    if me not in entries:
-        raise ProtocolError(f"round {doc.round_id}: posting of {sender} has no share for {me}")
-    plaintext = aead.decrypt(key, entries[me], share_ad(ctx, doc.round_id, sender, me))
+    if recipient not in entries:
+        raise ProtocolError(f"round {doc.round_id}: posting of {sender} has no share for {recipient}")
+    plaintext = aead.decrypt(key, entries[recipient], share_ad(ctx, doc.round_id, sender, recipient))
     return shares.open_message(
         plaintext,
         length=doc.length,
         modulus=doc.modulus,
         context=seed_context(ctx, doc.round_id, sender),
     )
+
+
+def sender_at_fault(
+    doc: RoundDoc, sender: str, accuser: str, payload: bytes, key: bytes, ctx: RoundContext
+) -> bool:
+    """A judge's verdict on a complaint whose revealed key the contract matched to the
+    sender's key commitment: is the sender's ciphertext for the accuser missing,
+    unauthentic or malformed under that key? (Pure: the same public inputs give every
+    honest judge the same verdict.)"""
+    try:
+        open_entry(doc, sender, payload, accuser, key, ctx)
+    except (CryptoError, ProtocolError):
+        return True
+    return False
 
 
 def fuse(doc: RoundDoc, kept: np.ndarray | None, received: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -120,12 +120,24 @@ def _prep_open(s):
 
 def _prep_post(s):
     c = share_commitment([b"shares"])
-    return lambda caller: s.w.exchange.postShares(s.posting_round, 0, 1, c, b"shares", {"from": caller})
+    table = s.w.key_table(s.posting_round, s.w.providers[0].address)
+    return lambda caller: s.w.exchange.postShares(
+        s.posting_round, 0, 1, c, table, b"shares", {"from": caller}
+    )
 
 
-def _prep_report(s):
-    accused = s.w.providers[1].address
-    return lambda caller: s.w.exchange.reportInvalidShare(s.posting_round, accused, {"from": caller})
+def _prep_complain(s):
+    s.w.post_all(s.posting_round, [s.w.providers[0], s.w.providers[2]])
+    sender, accuser = s.w.providers[1].address, s.w.providers[0].address
+    key = s.w.posting_key(s.posting_round, sender, accuser)
+    table = s.w.key_table(s.posting_round, sender)
+    return lambda caller: s.w.exchange.complain(s.posting_round, sender, key, table, {"from": caller})
+
+
+def _prep_judge(s):
+    s.w.post_all(s.posting_round, [s.w.providers[0], s.w.providers[2]])
+    s.w.complain(s.posting_round, s.w.providers[1], s.w.providers[2])
+    return lambda caller: s.w.exchange.judgeComplaint(s.posting_round, True, {"from": caller})
 
 
 def _prep_fuse(s):
@@ -222,10 +234,29 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _prep_post,
         lambda s, c: ("RoundNotParticipant", s.posting_round, c),
     ),
-    "exchange.reportInvalidShare": (
+    "exchange.setContributorFloor": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.exchange.setContributorFloor(4, {"from": c})),
+        _governor_error,
+    ),
+    "exchange.complain": (
         frozenset({"provider"}),
-        _prep_report,
+        _prep_complain,
         lambda s, c: ("RoundNotParticipant", s.posting_round, c),
+    ),
+    "exchange.judgeComplaint": (
+        frozenset({"provider"}),
+        _prep_judge,
+        lambda s, c: ("RoundNotParticipant", s.posting_round, c),
+    ),
+    "exchange.reportMisbehaviour": (
+        frozenset({"provider", "gateway"}),
+        _simple(
+            lambda s, c: s.w.exchange.reportMisbehaviour(
+                s.intermediate_round, s.w.providers[1].address, 1, b"evidence", {"from": c}
+            )
+        ),
+        lambda s, c: ("RoundNotParticipant", s.intermediate_round, c),
     ),
     "exchange.postFused": (
         frozenset({"provider"}),

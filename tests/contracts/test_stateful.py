@@ -27,7 +27,9 @@ from helpers import (
     TAG,
     ZERO32,
     Abort,
+    Blame,
     Consortium,
+    Exclusion,
     RequestState,
     RoundState,
     batch_call,
@@ -44,7 +46,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-N = 3
+N = 4
 POSTING_WINDOW, ROUND_WINDOW, TTL = 60, 120, 120
 FEE = 10**15
 QUOTA = 4
@@ -74,6 +76,10 @@ class RoundModel:
     # sender index -> (chunks accepted, chunks of the posting)
     progress: dict[int, tuple[int, list[bytes]]] = field(default_factory=dict)
     revealed: set[int] = field(default_factory=set)
+    floor: int = 0
+    # the pending complaint: (accuser, sender, judges, guilty, innocent), or None
+    complaint: tuple[int, int, int, int, int] | None = None
+    blamed: set[tuple[int, int, int, bytes]] = field(default_factory=set)
 
 
 @dataclass
@@ -91,7 +97,7 @@ class RequestModel:
 class Lifecycles(RuleBasedStateMachine):
     st_pick = st.integers(0, UNKNOWN)
     st_member = st.integers(0, N - 1)
-    st_scheme = st.sampled_from([(ADDITIVE, 3), (SHAMIR, 2), (SHAMIR, 3)])
+    st_scheme = st.sampled_from([(ADDITIVE, N), (SHAMIR, 2), (SHAMIR, 3)])
     st_kind = st.sampled_from([(SHARED_MODEL, 0), (STATISTIC, 3), (STATISTIC, 2), (INTERMEDIATE, 0)])
     st_served = st.sampled_from([(SHARED_MODEL, 0), (STATISTIC, 3), (STATISTIC, 2)])
     st_chunks = st.integers(1, 3)
@@ -101,6 +107,8 @@ class Lifecycles(RuleBasedStateMachine):
     # Subsets of participants, half of the time everyone (full rounds are the common case).
     st_subset = st.one_of(st.just(2**N - 1), st.integers(0, 2**N - 1))
     st_accuse = st.one_of(st.just(-1), st.integers(-1, N - 1))
+    st_verdict = st.sampled_from(["guilty", "innocent", "split", "silent", "wrong-key"])
+    st_reason = st.integers(0, 4)
 
     # Set by the test before the run.
     w: Consortium
@@ -177,6 +185,7 @@ class Lifecycles(RuleBasedStateMachine):
         r = RoundModel(
             len(self.rounds) + 1, scheme_id, t, at + POSTING_WINDOW, at + ROUND_WINDOW, kind_id, minimum
         )
+        r.floor = N if scheme_id == ADDITIVE else max(t, 3, minimum)
         modulus = RING_2_64 if scheme_id == ADDITIVE else PRIME_61
         tx = self.w.exchange.openRound(
             TAG,
@@ -188,6 +197,7 @@ class Lifecycles(RuleBasedStateMachine):
             {"from": self.w.coordinator},
         )
         assert tx.return_value == r.id
+        assert tx.events["RoundOpened"]["floor"] == r.floor
         self.rounds.append(r)
 
     @initialize(scheme=st_scheme, kind=st_served)
@@ -244,6 +254,7 @@ class Lifecycles(RuleBasedStateMachine):
                 accepted,
                 len(chunks),
                 commitment,
+                self.w.key_table(rid, sender.address) if accepted == 0 else [],
                 chunks[min(accepted, len(chunks) - 1)],
                 {"from": sender.account},
             ),
@@ -274,57 +285,165 @@ class Lifecycles(RuleBasedStateMachine):
         tx = self._expect(outcome, lambda: self.w.exchange.closePosting(rid, {"from": accounts[3]}))
         if tx is None:
             return
-        if r.scheme == SHAMIR and popcount(r.posted) >= r.t:
+        if r.scheme == SHAMIR and popcount(r.posted) >= r.floor:
             r.status, r.contributors = RoundState.FUSING, r.posted
             assert events_of(tx) == [("PostingClosed", {"roundId": rid, "contributors": r.posted})]
         else:
             self._aborted(tx, r, Abort.MISSING_SHARES, ~(r.posted | r.excluded))
 
-    @rule(pick=st_pick, reporter=st_member, accused=st_member)
-    def rule_report(self, pick, reporter, accused):
+    def _pending_error(self, rid, r):
+        accuser, sender = r.complaint[0], r.complaint[1]
+        return (
+            "RoundComplaintPending",
+            rid,
+            self.w.providers[accuser].address,
+            self.w.providers[sender].address,
+        )
+
+    @rule(pick=st_pick, accuser=st_member, accused=st_member, honest_key=st_flag)
+    def rule_complain(self, pick, accuser, accused, honest_key):
         rid, r = self._round(pick)
-        sender = self.w.providers[accused]
+        sender, by = self.w.providers[accused], self.w.providers[accuser]
         at = self._tick()
         state = self._round_state(r, at)
         bit = 1 << accused
-        by = self.w.providers[reporter]
-        if state not in (RoundState.POSTING, RoundState.FUSING):
-            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.POSTING, RoundState.FUSING))
-        elif r.excluded >> reporter & 1:
+        if state != RoundState.FUSING:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.FUSING))
+        elif r.excluded >> accuser & 1:
             outcome = ("RoundSenderExcluded", rid, by.address)
+        elif accuser == accused:
+            outcome = ("RoundSelfComplaint", rid, by.address)
         elif r.excluded & bit:
             outcome = ("RoundSenderExcluded", rid, sender.address)
-        elif not r.posted & bit:
+        elif not r.contributors & bit:
             outcome = ("RoundNothingPosted", rid, sender.address)
+        elif r.complaint is not None:
+            outcome = self._pending_error(rid, r)
         else:
             outcome = ("ok",)
+        key = self.w.posting_key(rid, sender.address, by.address) if honest_key else keccak(b"another key")
+        table = self.w.key_table(rid, sender.address) if r is not None else []
         tx = self._expect(
-            outcome, lambda: self.w.exchange.reportInvalidShare(rid, sender.address, {"from": by.account})
+            outcome, lambda: self.w.exchange.complain(rid, sender.address, key, table, {"from": by.account})
         )
         if tx is None:
             return
-        if r.scheme == ADDITIVE:
-            self._aborted(tx, r, Abort.INVALID_SHARE, bit, skip=1)
-            return
-        r.excluded |= bit
-        r.posted &= ~bit
-        r.holders = 0
-        if state == RoundState.FUSING:
-            r.contributors &= ~bit
+        parties = bit | 1 << accuser
+        judges = 0 if not honest_key else r.contributors & ~parties
         assert events_of(tx)[0] == (
-            "ShareRejected",
+            "ComplaintFiled",
             {
                 "roundId": rid,
-                "reporter": by.address.lower(),
+                "accuser": by.address.lower(),
                 "sender": sender.address.lower(),
-                "contributors": r.contributors,
+                "postingKey": key,
+                "judges": judges,
             },
         )
-        remaining = popcount(r.contributors) if state == RoundState.FUSING else N - popcount(r.excluded)
-        if remaining < r.t:
-            self._aborted(tx, r, Abort.TOO_FEW_CONTRIBUTORS, r.excluded, skip=1)
+        if not honest_key:
+            self._exclude(tx, r, parties, Exclusion.KEY_MISMATCH, skip=1)
+            return
+        r.complaint = (accuser, accused, judges, 0, 0)
+        r.holders = 0
+        assert len(tx.events) == 1
+
+    @rule(pick=st_pick, member=st_member, at_fault=st_flag)
+    def rule_judge(self, pick, member, at_fault):
+        rid, r = self._round(pick)
+        who = self.w.providers[member]
+        at = self._tick()
+        state = self._round_state(r, at)
+        bit = 1 << member
+        if state != RoundState.FUSING:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.FUSING))
+        elif r.complaint is None:
+            outcome = ("RoundNoComplaint", rid)
+        elif not r.complaint[2] & bit:
+            outcome = ("RoundNotJudge", rid, who.address)
+        elif (r.complaint[3] | r.complaint[4]) & bit:
+            outcome = ("RoundAlreadyJudged", rid, who.address)
         else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome, lambda: self.w.exchange.judgeComplaint(rid, at_fault, {"from": who.account})
+        )
+        if tx is None:
+            return
+        accuser, sender, judges, guilty, innocent = r.complaint
+        guilty, innocent = (guilty | bit, innocent) if at_fault else (guilty, innocent | bit)
+        r.complaint = (accuser, sender, judges, guilty, innocent)
+        assert events_of(tx)[0] == (
+            "ComplaintJudged",
+            {
+                "roundId": rid,
+                "judge": who.address.lower(),
+                "accuser": self.w.providers[accuser].address.lower(),
+                "sender": self.w.providers[sender].address.lower(),
+                "senderAtFault": at_fault,
+            },
+        )
+        if guilty | innocent != judges:
             assert len(tx.events) == 1
+            return
+        r.complaint = None
+        if innocent == 0:
+            self._exclude(tx, r, 1 << sender, Exclusion.INVALID_SHARE, skip=1)
+        elif guilty == 0:
+            self._exclude(tx, r, 1 << accuser, Exclusion.FALSE_COMPLAINT, skip=1)
+        else:
+            self._aborted(tx, r, Abort.SPLIT_VERDICT, 1 << accuser | 1 << sender, skip=1)
+
+    def _exclude(self, tx, r: RoundModel, mask: int, reason: int, skip: int):
+        r.excluded |= mask
+        r.posted &= ~mask
+        r.contributors &= ~mask
+        r.holders = 0
+        members = [a.lower() for a in self._members(mask)]
+        expected = [
+            (
+                "MemberExcluded",
+                {"roundId": r.id, "member": m, "reason": reason, "contributors": r.contributors},
+            )
+            for m in members
+        ]
+        assert events_of(tx)[skip : skip + len(members)] == expected
+        skip += len(members)
+        if r.scheme == ADDITIVE:
+            why = {
+                Exclusion.INVALID_SHARE: Abort.INVALID_SHARE,
+                Exclusion.FALSE_COMPLAINT: Abort.FALSE_COMPLAINT,
+                Exclusion.KEY_MISMATCH: Abort.KEY_MISMATCH,
+            }[reason]
+            self._aborted(tx, r, why, mask, skip=skip)
+        elif popcount(r.contributors) < r.floor:
+            self._aborted(tx, r, Abort.TOO_FEW_CONTRIBUTORS, r.excluded, skip=skip)
+        else:
+            assert len(tx.events) == skip
+
+    @rule(pick=st_pick, reporter=st_member, member=st_member, reason=st_reason, evidence=st_flag)
+    def rule_blame(self, pick, reporter, member, reason, evidence):
+        rid, r = self._round(pick)
+        by, who = self.w.providers[reporter], self.w.providers[member]
+        proof = b"\x01" * 32 if evidence else b""
+        at = self._tick()
+        state = self._round_state(r, at)
+        if state != RoundState.COMPLETED:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.COMPLETED))
+        elif not r.holders >> member & 1:
+            outcome = ("RoundNotHolder", rid, who.address)
+        elif reason == Blame.NONE:
+            outcome = ("RoundInvalidBlame", rid, reason)
+        elif (reporter, member, reason, proof) in r.blamed:
+            outcome = ("RoundAlreadyBlamed", rid, by.address, who.address)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome,
+            lambda: self.w.exchange.reportMisbehaviour(rid, who.address, reason, proof, {"from": by.account}),
+        )
+        if tx is not None:
+            r.blamed.add((reporter, member, reason, proof))
+            assert [name for name, _ in events_of(tx)] == ["MemberBlamed"]
 
     @rule(pick=st_pick, member=st_member, stale=st_flag)
     def rule_fuse(self, pick, member, stale):
@@ -339,6 +458,8 @@ class Lifecycles(RuleBasedStateMachine):
             outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.FUSING))
         elif r.excluded & bit:
             outcome = ("RoundSenderExcluded", rid, who.address)
+        elif r.complaint is not None:
+            outcome = self._pending_error(rid, r)
         elif given != current:
             outcome = ("RoundStaleContributors", rid, given, current)
         elif r.holders & bit:
@@ -374,6 +495,10 @@ class Lifecycles(RuleBasedStateMachine):
             return
         if r.status == RoundState.POSTING:
             self._aborted(tx, r, Abort.MISSING_SHARES, ~(r.posted | r.excluded))
+        elif r.complaint is not None:
+            _, _, judges, guilty, innocent = r.complaint
+            r.complaint = None
+            self._aborted(tx, r, Abort.MISSING_VERDICT, judges & ~(guilty | innocent))
         elif r.scheme == SHAMIR and popcount(r.holders) >= r.t:
             r.status = RoundState.COMPLETED
             assert events_of(tx) == [
@@ -420,21 +545,26 @@ class Lifecycles(RuleBasedStateMachine):
         kind=st_kind,
         posters=st_subset,
         accuse=st_accuse,
+        verdict=st_verdict,
         close=st_flag,
         fusers=st_subset,
         expire=st_flag,
     )
-    def rule_round_scenario(self, scheme, kind, posters, accuse, close, fusers, expire):
+    def rule_round_scenario(self, scheme, kind, posters, accuse, verdict, close, fusers, expire):
         self.rule_open(scheme, kind)
         r = self.rounds[-1]
         for member in range(N):
             if posters >> member & 1:
                 self._post(0, member, 1)
-        if accuse >= 0:
-            self.rule_report(0, (accuse + 1) % N, accuse)
         if close:
             self._jump_to(r.pd + 1)
             self.rule_close(0)
+        if accuse >= 0:
+            self.rule_complain(0, (accuse + 1) % N, accuse, verdict != "wrong-key")
+            judges = r.complaint[2] if r.complaint else 0
+            for i, member in enumerate(m for m in range(N) if judges >> m & 1):
+                if verdict != "silent" or i == 0:
+                    self.rule_judge(0, member, verdict == "guilty" or (verdict == "split" and i == 0))
         for member in range(N):
             if fusers >> member & 1:
                 self.rule_fuse(0, member, False)
@@ -444,6 +574,9 @@ class Lifecycles(RuleBasedStateMachine):
         self.rule_register_model(0)
         for member in range(N):
             self.rule_reveal(0, member)
+        if r.status == RoundState.COMPLETED and popcount(r.holders) > 1:
+            holders = [m for m in range(N) if r.holders >> m & 1]
+            self.rule_blame(0, holders[0], holders[1], Blame.REVEAL_MISMATCH, True)
 
     @rule(pick=st_pick, partials=st_subset, expire=st_flag, rows=st_rows)
     def rule_request_scenario(self, pick, partials, expire, rows):
@@ -629,7 +762,12 @@ class Lifecycles(RuleBasedStateMachine):
             (None, "balance", gw.address),
         ]
         for r in self.rounds:
-            specs += [(ex, "state", r.id), (ex, "roundInfo", r.id)]
+            specs += [
+                (ex, "state", r.id),
+                (ex, "roundInfo", r.id),
+                (ex, "roundGuards", r.id),
+                (ex, "pendingComplaint", r.id),
+            ]
             specs += [
                 (ex, fn, r.id, p) for p in providers for fn in ("chunksPosted", "shareCommitment", "isHolder")
             ]
@@ -642,8 +780,19 @@ class Lifecycles(RuleBasedStateMachine):
         # Rounds 1, 3, 4: identity, terminal states, derived expiry.
         assert round_count == len(self.rounds) and unknown_round == RoundState.NONE
         for r in self.rounds:
-            state, info = next(values), next(values)
+            state, info, guards, pending = next(values), next(values), next(values), next(values)
             expected = self._round_state(r, self.now)
+            # 17: the floor is fixed at opening; exclusions are the model's.
+            assert guards == (r.floor, r.excluded)
+            if r.complaint is None:
+                assert pending == ("0x" + "00" * 20, "0x" + "00" * 20, 0, 0, 0)
+            else:
+                a, snd, judges, guilty, innocent = r.complaint
+                assert pending == (providers[a].lower(), providers[snd].lower(), judges, guilty, innocent)
+                # 19: judges are the other contributors; nobody fuses while they judge.
+                assert judges & ~r.contributors == 0 and not judges >> a & 1 and not judges >> snd & 1
+                assert (guilty | innocent) & ~judges == 0 and guilty & innocent == 0
+                assert info[7] == 0 and r.status == RoundState.FUSING
             assert state == expected
             previous = self.observed_rounds.get(r.id)
             assert previous not in TERMINAL_ROUND or state == previous
@@ -664,12 +813,12 @@ class Lifecycles(RuleBasedStateMachine):
             if r.status in (RoundState.FUSING, RoundState.COMPLETED):
                 if r.scheme == ADDITIVE:  # 9
                     assert contributors == everyone
-                else:  # 10
-                    assert popcount(contributors) >= r.t
+                else:  # 10, 18
+                    assert popcount(contributors) >= r.floor >= max(r.t, 3)
             if r.status == RoundState.COMPLETED:
                 assert holders == everyone if r.scheme == ADDITIVE else popcount(holders) >= r.t
             if r.status in (RoundState.POSTING, RoundState.FUSING) and r.scheme == SHAMIR:
-                assert N - popcount(r.excluded) >= r.t
+                assert N - popcount(r.excluded) >= r.floor
             for i in range(N):
                 chunks_posted, commitment, is_holder = next(values), next(values), next(values)
                 accepted, chunks = r.progress.get(i, (0, []))
@@ -701,9 +850,9 @@ class Lifecycles(RuleBasedStateMachine):
 
 
 @pytest.fixture(scope="module")
-def _lifecycle(_world, client):
-    _world.admit_client(client, quota=QUOTA, deposit=3 * FEE)
-    return _world
+def _lifecycle(_world4, client):
+    _world4.admit_client(client, quota=QUOTA, deposit=3 * FEE)
+    return _world4
 
 
 def test_round_and_request_lifecycles(_lifecycle, client):
