@@ -1,4 +1,4 @@
-"""Gas of the contract operations an enclave-share consortium pays for, at n = 3 and n = 10.
+"""Gas of the contract operations an enclave-share consortium pays for, at n = 3, 10 and 50.
 
 Driven by `tests/contracts/test_gas.py` (which builds real consortia: signed quotes,
 synchronised epochs) and printed as a markdown table, also written to reports/gas.md:
@@ -11,6 +11,12 @@ data-heavy transactions pay a floor of about 40 gas per byte):
   of a 32-byte PRG seed: 12-byte nonce + 32 bytes + 16-byte tag;
 - dense posting, d = 31 fixed-point elements of 8 bytes: per recipient 12 + 248 + 16 bytes;
 - query: one ciphertext of the d = 31 features per provider; partial: one 8-byte score.
+
+Every posting's first chunk carries its key table (n 32-byte key commitments). The
+complaint rows are a Shamir round (t = 2) in which one contributor complains about
+another with the committed key: `complain` carries the sender's key table, every other
+contributor judges (the last vote excludes the sender); a holder then blames another
+after completion.
 """
 
 from __future__ import annotations
@@ -47,6 +53,13 @@ def seeded_payload(n: int, label: str) -> bytes:
 
 def dense_payload(n: int, label: str, d: int = DENSE_D) -> bytes:
     return noise(HEADER + (n - 1) * (NONCE + d * ELEMENT + TAG), f"dense-{label}")
+
+
+@dataclass(frozen=True)
+class _Total:
+    """A sum of several transactions' gas, shown as one row."""
+
+    gas_used: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,30 @@ def measure(world: Any, client: Any, register_next: Callable[[], Any]) -> list[R
             add("postFused (first member)", fused[0])
             add("postFused (last member, completes)", fused[-1])
 
+    # Verifiable complaints: a Shamir round, one complaint, n - 2 judges, one blame.
+    round_id, _ = world.open_round(scheme=1, threshold=2, length=DENSE_D)
+    for i, sender in enumerate(world.providers):
+        world.post(round_id, sender, [seeded_payload(n, f"{round_id}-{i}")])
+    p = world.providers
+    add("complain (valid key: judging opens)", world.complain(round_id, p[0], p[1]), 32 + 32 * n)
+    votes = world.judge(round_id, p[2:], True)
+    if len(votes) > 1:
+        add("judgeComplaint (not last)", votes[0])
+    add("judgeComplaint (last: excludes the sender)", votes[-1])
+    add(f"all {len(votes)} judges together", _Total(sum(int(v.gas_used) for v in votes)))
+    if n > 3:  # at n = 3 the exclusion left fewer than the floor of 3: the round aborted
+        assert [world.fuse(round_id, m) for m in p if m is not p[1]][-1].events["RoundCompleted"]
+    blamed_round = world.completed_round(encoding=1, length=DENSE_D)
+    blame = world.exchange.reportMisbehaviour(
+        blamed_round, p[2].address, 1, keccak(b"reveal key"), {"from": p[0].account}
+    )
+    add("reportMisbehaviour (32-byte evidence)", blame, 32)
+    round_id, _ = world.open_round(scheme=1, threshold=2, length=DENSE_D)
+    for i, sender in enumerate(world.providers):
+        world.post(round_id, sender, [seeded_payload(n, f"{round_id}-{i}")])
+    add("complain (key not committed: both excluded)", world.complain(round_id, p[0], p[1], key=keccak(b"x")), 32 + 32 * n)
+
+    round_id = world.completed_round(encoding=1, length=DENSE_D)
     model = world.register_model(round_id, fee=10**15)
     world.admit_client(client, quota=10, deposit=10**17)
     query = noise(n * (NONCE + DENSE_D * ELEMENT + TAG), "query")

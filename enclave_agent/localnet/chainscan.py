@@ -54,7 +54,7 @@ def round_transactions(
     w3: Web3, exchange: Contract, round_id: int, from_block: int, to_block: int | None = None
 ) -> list[SentTransaction]:
     """The mined ShareExchange transactions whose ``roundId`` argument is ``round_id``
-    (postShares, postFused, reportInvalidShare, closePosting, finalize), failed ones
+    (postShares, complain, judgeComplaint, postFused, closePosting, finalize), failed ones
     included: their gas is paid too."""
     out: list[SentTransaction] = []
     last = w3.eth.block_number if to_block is None else to_block

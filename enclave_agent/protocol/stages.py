@@ -34,5 +34,15 @@ ROUND_FINAL: Final = frozenset({ROUND_COMPLETED, ROUND_ABORTED})
 SCHEMES: Final = ("additive", "shamir")
 ENCODINGS: Final = ("dense", "seeded")
 OUTPUT_KINDS: Final = ("shared-model", "statistic", "intermediate")
-ABORT_REASONS: Final = ("none", "missing-shares", "invalid-share", "missing-fusion", "too-few-contributors")
+ABORT_REASONS: Final = (
+    "none",
+    "missing-shares",
+    "invalid-share",
+    "missing-fusion",
+    "too-few-contributors",
+    "false-complaint",
+    "key-mismatch",
+    "split-verdict",
+    "missing-verdict",
+)
 ROUND_STATES: Final = ("none", "posting", "fusing", "completed", "aborted", "expired")

@@ -1,4 +1,4 @@
-"""Gas of every operation at n = 3 and n = 10 providers (bench/gas_table.py).
+"""Gas of every operation at n = 3, 10 and 50 providers (bench/gas_table.py).
 
 Prints the markdown table (visible with -s) and writes reports/gas.md. The assertions pin
 the cost facts the design relies on, so a regression that makes a hot path much dearer
@@ -34,7 +34,7 @@ gas_table = _load_bench()
 @pytest.fixture(scope="module")
 def rows(governor, coordinator, operators, client):
     out = []
-    for n in (3, 10):
+    for n in (3, 10, 50):
         world = build_world(governor, coordinator, operators, n_providers=n)
         out += gas_table.measure(world, client, lambda w=world: w.register(PROVIDER, operator=accounts[8])[1])
     return out
@@ -57,6 +57,9 @@ def test_gas_table(rows, capsys):
         seeded = by[("postShares (seeded, first sender)", n)]
         dense = by[("postShares (dense d=31, first sender)", n)]
         assert seeded < dense
+    # a complaint and one judge's vote stay cheap even at n = 50 (the key table is n words)
+    assert by[("complain (valid key: judging opens)", 50)] < 300_000
+    assert by[("judgeComplaint (not last)", 50)] < 100_000
     # the membership digest walks the members: a larger consortium pays more, but stays modest
     assert (
         by[("postMembershipDigest (last, synchronises)", 10)]
