@@ -32,6 +32,8 @@ Example (provider)::
     port = 8700
     max_batch = 256
     request_timeout = 60.0              # seconds an HTTP call waits for the providers
+    partial_grace = 3.0                 # seconds to wait for every holder's partial once t
+                                        # arrived (Shamir): more partials check and correct more
     rate_per_minute = 600               # requests (rows) a minute per client, then HTTP 429
     rate_burst = 256                    # at once; at least max_batch
 
@@ -81,6 +83,7 @@ class GatewayConfig:
     api_keys: dict[str, str] = field(default_factory=dict)  # client address -> SHA-256 hex of its key
     max_batch: int = 256
     request_timeout: float = 60.0
+    partial_grace: float = 3.0
     rate_per_minute: int = 600
     rate_burst: int = 256
 
@@ -226,6 +229,9 @@ def load_config(path: Path | str) -> AgentConfig:
         timeout = gateway_table.get("request_timeout", float, 60.0)
         if not 1 <= timeout <= 3600:
             raise gateway_table.fail("request_timeout", "must be between 1 and 3600 seconds")
+        grace = gateway_table.get("partial_grace", float, 3.0)
+        if not 0 <= grace <= timeout:
+            raise gateway_table.fail("partial_grace", f"must be between 0 and request_timeout ({timeout:g})")
         max_batch = gateway_table.get("max_batch", int, 256)
         if not 1 <= max_batch <= 10_000:
             raise gateway_table.fail("max_batch", "must be between 1 and 10000")
@@ -244,6 +250,7 @@ def load_config(path: Path | str) -> AgentConfig:
             api_keys=api_keys,
             max_batch=max_batch,
             request_timeout=timeout,
+            partial_grace=grace,
             rate_per_minute=rate,
             rate_burst=burst,
         )

@@ -35,9 +35,6 @@ from enclave_agent.protocol.rounds import RoundDoc
 log = logging.getLogger(__name__)
 
 CLIENT_ROLE = keccak(text="CLIENT_ROLE")
-# Seconds a Shamir request waits for every holder's partial once t have arrived: the
-# more partials, the more the gateway can check (t + 1) and correct (t + 2e).
-PARTIAL_GRACE = 3.0
 
 
 @dataclass
@@ -246,7 +243,10 @@ class GatewayAgent(Agent):
             partials = self._open_partials(request, doc)
             additive = scoring.is_additive(doc.modulus)
             everyone = len(request["holders"])
-            waited = time.time() - float(request.get("submitted_at", 0)) > PARTIAL_GRACE
+            # A Shamir request waits up to partial_grace for every holder's partial once t
+            # arrived: the more partials, the more it checks (t + 1) and corrects (t + 2e).
+            grace = self.config.gateway.partial_grace if self.config.gateway else 3.0
+            waited = time.time() - float(request.get("submitted_at", 0)) > grace
             if len(partials) < (everyone if additive or not waited else doc.threshold):
                 return None
             try:

@@ -183,7 +183,10 @@ class Rogue:
             key = reveal.reveal_key(keys[holder], self.ctx, round_id, self.address, holder)
             plaintext = salt + share.astype("<u8").tobytes()
             entries.append(
-                (holder, aead.encrypt(key, plaintext, reveal.reveal_ad(self.ctx, round_id, self.address, holder)))
+                (
+                    holder,
+                    aead.encrypt(key, plaintext, reveal.reveal_ad(self.ctx, round_id, self.address, holder)),
+                )
             )
         self.tx.send(
             self.contracts.exchange.functions.revealFused(round_id, posting.encode_entries(entries)),
@@ -223,7 +226,9 @@ class Rogue:
             modulus = PRIME61 if self.round_doc(round_id).scheme == "shamir" else RING64
             values = list(partial_statistic(self.fused[round_id], query.column, features, modulus))
             values = [(v + bias) % modulus for v in values]
-            answer_ad = queries.partial_ad(self.c.manifest.chain_id, gateway.address, request_id, self.address, gw)
+            answer_ad = queries.partial_ad(
+                self.c.manifest.chain_id, gateway.address, request_id, self.address, gw
+            )
             ciphertext = aead.encrypt(key, queries.encode_partial(values), answer_ad)
             self.tx.send(gateway.functions.postPartial(request_id, ciphertext), label="rogue-partial")
             answered.append(request_id)

@@ -28,6 +28,7 @@ BIG_D = 20_000
 BIG_INPUTS = distinctive_inputs(HONEST + 1, BIG_D, seed=7)
 TOLERANCE = (HONEST + 1) * 2.0 ** -(FRAC + 1)
 ABORT_MISSING_SHARES, ABORT_INVALID_SHARE = 1, 2
+EXCLUDED_INVALID_SHARE = 1
 COMPLETED, ABORTED, FUSING = 3, 4, 2
 
 
@@ -67,8 +68,16 @@ def test_tampered_ciphertext_aborts_additive_round_naming_sender(setup: tuple[Co
     aborted = c.round_events(round_id, "RoundAborted")[0]["args"]
     assert aborted["reason"] == ABORT_INVALID_SHARE
     assert list(aborted["culprits"]) == [rogue.address]
-    rejected = c.round_events(round_id, "ShareRejected")[0]["args"]
-    assert rejected["reporter"] == victim and rejected["sender"] == rogue.address
+    # The victim complained with the evidence; the two other honest agents judged it.
+    complaint = c.round_events(round_id, "ComplaintFiled")[0]["args"]
+    assert complaint["accuser"] == victim and complaint["sender"] == rogue.address
+    votes = c.round_events(round_id, "ComplaintJudged")
+    assert sorted(v["args"]["judge"] for v in votes) == sorted(
+        a.enclave_address() for n, a in c.agents.items() if n != "provider-0"
+    )
+    assert all(v["args"]["senderAtFault"] for v in votes)
+    excluded = c.round_events(round_id, "MemberExcluded")[0]["args"]
+    assert (excluded["member"], excluded["reason"]) == (rogue.address, EXCLUDED_INVALID_SHARE)
     assert f"share from {rogue.address} rejected" in c.agents["provider-0"].logs()
 
 
@@ -82,6 +91,8 @@ def test_tampered_ciphertext_shamir_completes_without_sender(setup: tuple[Consor
     participants = c.exchange.functions.participants(round_id).call()
     rogue_bit = 1 << participants.index(rogue.address)
     assert completed["contributors"] & rogue_bit == 0
+    excluded = c.round_events(round_id, "MemberExcluded")[0]["args"]
+    assert (excluded["member"], excluded["reason"]) == (rogue.address, EXCLUDED_INVALID_SHARE)
     total = aggregate(c, round_id, FRAC)
     assert np.max(np.abs(total - np.sum(INPUTS[:HONEST], axis=0))) <= TOLERANCE
 

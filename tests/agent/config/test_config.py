@@ -71,12 +71,13 @@ def test_valid_config_resolves_paths_relative_to_the_file(folder: Path) -> None:
 
 
 def test_gateway_config(folder: Path) -> None:
-    gateway_table = "[gateway]\nport = 9000\nmax_batch = 8\nrequest_timeout = 5\n"
+    gateway_table = "[gateway]\nport = 9000\nmax_batch = 8\nrequest_timeout = 5\npartial_grace = 1.5\n"
     keys = f'[gateway.api_keys]\n"{CLIENT.lower()}" = "{HASH}"\n'
     text = VALID.replace('role = "provider"', 'role = "gateway"') + "\n" + gateway_table + keys
     gateway = load_config(write(folder, text)).gateway
     assert gateway is not None
     assert (gateway.port, gateway.max_batch, gateway.request_timeout) == (9000, 8, 5.0)
+    assert gateway.partial_grace == 1.5
     assert (gateway.rate_per_minute, gateway.rate_burst) == (600, 8)  # burst defaults to max_batch
     assert gateway.api_keys == {CLIENT: HASH}
 
@@ -127,6 +128,10 @@ def test_gateway_config(folder: Path) -> None:
         (lambda t: t + "\n[gateway]\nport = 70000\n", "gateway.port: must be 0..65535"),
         (lambda t: t + "\n[gateway]\nmax_batch = 0\n", "gateway.max_batch: must be between"),
         (lambda t: t + "\n[gateway]\nrate_per_minute = 0\n", "gateway.rate_per_minute: must be between"),
+        (
+            lambda t: t + "\n[gateway]\nrequest_timeout = 5\npartial_grace = 6\n",
+            "gateway.partial_grace: must be between 0 and request_timeout (5)",
+        ),
         (
             lambda t: t + "\n[gateway]\nmax_batch = 50\nrate_burst = 10\n",
             "gateway.rate_burst: must be between max_batch (50) and 1000000",
