@@ -122,7 +122,11 @@ def measure(world: Any, client: Any, register_next: Callable[[], Any]) -> list[R
     round_id, _ = world.open_round(scheme=1, threshold=2, length=DENSE_D)
     for i, sender in enumerate(world.providers):
         world.post(round_id, sender, [seeded_payload(n, f"{round_id}-{i}")])
-    add("complain (key not committed: both excluded)", world.complain(round_id, p[0], p[1], key=keccak(b"x")), 32 + 32 * n)
+    add(
+        "complain (key not committed: both excluded)",
+        world.complain(round_id, p[0], p[1], key=keccak(b"x")),
+        32 + 32 * n,
+    )
 
     round_id = world.completed_round(encoding=1, length=DENSE_D)
     model = world.register_model(round_id, fee=10**15)

@@ -1,5 +1,6 @@
 """Cryptography of the enclave agent: ring/field arithmetic, fixed point, secret
-sharing, the CSPRNG/PRG, pairwise keys and AEAD, share messages and postings.
+sharing, robust (Reed-Solomon) reconstruction, the CSPRNG/PRG, pairwise and message
+keys and AEAD, share messages, postings and their key commitments.
 
 Only the ``cryptography`` package's primitives are used (X25519, HKDF-SHA256,
 AES-256-GCM, AES-256-CTR) and the OS CSPRNG; numpy does the vector arithmetic.
@@ -11,6 +12,7 @@ from enclave_agent.crypto.addresses import address_bytes, checksum_address
 from enclave_agent.crypto.aead import (
     PairContext,
     decrypt,
+    derive_message_key,
     derive_pairwise_key,
     encrypt,
     public_key_bytes,
@@ -31,8 +33,16 @@ from enclave_agent.crypto.field import (
     sum_arrays,
 )
 from enclave_agent.crypto.fixed_point import decode, encode, max_abs_value
-from enclave_agent.crypto.posting import chain_commitment, decode_entries, encode_entries, split_chunks
+from enclave_agent.crypto.posting import (
+    chain_commitment,
+    decode_entries,
+    encode_entries,
+    key_commitment,
+    key_table_hash,
+    split_chunks,
+)
 from enclave_agent.crypto.prg import expand_seed, new_seed, random_elements
+from enclave_agent.crypto.reed_solomon import Decoded, UncorrectableSharesError, robust_reconstruct
 from enclave_agent.crypto.shares import ShareKind, SplitResult, fuse, open_message, split_vector
 from enclave_agent.crypto.sharing import (
     additive_split,
@@ -46,10 +56,12 @@ from enclave_agent.crypto.sharing import (
 __all__ = [
     "PRIME61",
     "RING64",
+    "Decoded",
     "Elements",
     "PairContext",
     "ShareKind",
     "SplitResult",
+    "UncorrectableSharesError",
     "add",
     "additive_split",
     "address_bytes",
@@ -61,6 +73,7 @@ __all__ = [
     "decode",
     "decode_entries",
     "decrypt",
+    "derive_message_key",
     "derive_pairwise_key",
     "encode",
     "encode_entries",
@@ -68,6 +81,8 @@ __all__ = [
     "expand_seed",
     "fuse",
     "interpolate_at",
+    "key_commitment",
+    "key_table_hash",
     "lagrange_coefficients",
     "max_abs_value",
     "mul",
@@ -78,6 +93,7 @@ __all__ = [
     "public_key_bytes",
     "random_elements",
     "reduce_int",
+    "robust_reconstruct",
     "shamir_reconstruct",
     "shamir_split",
     "share_ad",

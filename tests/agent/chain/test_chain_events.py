@@ -15,22 +15,22 @@ from tests.support.anvil import AnvilProcess
 
 @pytest.fixture(scope="module")
 def world(anvil_node: AnvilProcess) -> dict[str, object]:
-    """Two registered providers, a synchronised epoch and one open round."""
+    """Three registered providers (a round's minimum), a synchronised epoch and one open round."""
     d = Deployment(anvil_node)
-    (op1, enc1), (op2, enc2) = d.register_provider(), d.register_provider()
-    d.synchronise([enc1, enc2])
+    (op1, enc1), (op2, enc2), (_, enc3) = d.register_provider(), d.register_provider(), d.register_provider()
+    d.synchronise([enc1, enc2, enc3])
     now = d.w3.eth.get_block("latest")["timestamp"]
     tag = os.urandom(32)
     spec = (4, 16, 0, 1, 2**64)
     receipt = d.gov_tx.send(
-        d.contracts.exchange.functions.openRound(tag, spec, 2, now + 600, now + 1200, (0, 2)), label="open"
+        d.contracts.exchange.functions.openRound(tag, spec, 3, now + 600, now + 1200, (0, 2)), label="open"
     )
     logs = d.w3.eth.get_logs(
         {"fromBlock": d.manifest.deployed_block, "toBlock": "latest", "address": d.contracts.addresses}
     )
     return {
         "d": d,
-        "enclaves": (enc1, enc2),
+        "enclaves": (enc1, enc2, enc3),
         "operators": (op1, op2),
         "tag": tag,
         "open": receipt,
@@ -51,9 +51,9 @@ def test_all_logs_decode_in_chain_order(world: dict[str, object]) -> None:
     assert names[0] == ("ConsortiumRegistry", "RoleGranted")  # the registry's constructor
     assert ("ConsortiumRegistry", "MeasurementApproved") in names
     assert ("ConsortiumRegistry", "AttestationSignerSet") in names
-    assert names.count(("ConsortiumRegistry", "MemberRegistered")) == 2
-    assert names.count(("ConsortiumRegistry", "EpochStarted")) == 2
-    assert names.count(("ConsortiumRegistry", "MembershipDigestPosted")) == 2
+    assert names.count(("ConsortiumRegistry", "MemberRegistered")) == 3
+    assert names.count(("ConsortiumRegistry", "EpochStarted")) == 3
+    assert names.count(("ConsortiumRegistry", "MembershipDigestPosted")) == 3
     assert names[-4:] == [
         ("ConsortiumRegistry", "MembershipDigestPosted"),
         ("ConsortiumRegistry", "MembershipDigestPosted"),
@@ -67,7 +67,7 @@ def test_all_logs_decode_in_chain_order(world: dict[str, object]) -> None:
 
 def test_struct_array_and_bytes_arguments(world: dict[str, object]) -> None:
     decoded = events(world)
-    enc1, enc2 = world["enclaves"]  # type: ignore[misc]
+    enc1, enc2, enc3 = world["enclaves"]  # type: ignore[misc]
     op1, _ = world["operators"]  # type: ignore[misc]
     registered = [e for e in decoded if e.name == "MemberRegistered"]
     first = registered[0].args
@@ -90,7 +90,7 @@ def test_struct_array_and_bytes_arguments(world: dict[str, object]) -> None:
     assert quote["registry"] == world["d"].contracts.registry.address  # type: ignore[attr-defined]
     assert type(first["signature"]) is bytes and len(first["signature"]) == 65
     opened = decoded[-1]
-    assert opened.args["participants"] == (enc1.address, enc2.address)
+    assert opened.args["participants"] == (enc1.address, enc2.address, enc3.address)
     assert opened.args["spec"] == {"length": 4, "fracBits": 16, "scheme": 0, "encoding": 1, "modulus": 2**64}
     assert opened.args["policy"] == {"kind": 0, "minContributors": 2}
     assert opened.args["inputTag"] == world["tag"]

@@ -298,3 +298,26 @@ def test_all_zero_shared_secret_is_refused_even_if_the_backend_returns_it() -> N
 
     with pytest.raises(CryptoError, match="all-zero shared secret"):
         aead.derive_pairwise_key(ZeroExchange(), pub(real), ALICE, BOB, CTX)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ message keys
+
+
+def test_message_keys_are_per_message_and_reveal_nothing_else() -> None:
+    from enclave_agent.crypto.aead import decrypt, derive_message_key, encrypt, share_ad
+
+    pairwise = bytes(range(32))
+    ad1 = share_ad(1, "0x" + "11" * 20, 5, "0x" + "22" * 20, "0x" + "33" * 20)
+    ad2 = share_ad(1, "0x" + "11" * 20, 6, "0x" + "22" * 20, "0x" + "33" * 20)
+    ad3 = share_ad(1, "0x" + "11" * 20, 5, "0x" + "33" * 20, "0x" + "22" * 20)
+    k1, k2, k3 = (derive_message_key(pairwise, ad) for ad in (ad1, ad2, ad3))
+    assert len({k1, k2, k3, pairwise}) == 4
+    assert derive_message_key(pairwise, ad1) == k1  # deterministic: both sides derive it
+    blob = encrypt(k1, b"share", ad1)
+    assert decrypt(k1, blob, ad1) == b"share"
+    with pytest.raises(DecryptionError):
+        decrypt(k2, blob, ad1)  # a revealed key opens its own message only
+    with pytest.raises(CryptoError, match="32 bytes"):
+        derive_message_key(b"short", ad1)
+    with pytest.raises(CryptoError, match="non-empty"):
+        derive_message_key(pairwise, b"")

@@ -157,3 +157,50 @@ def test_chain_commitment_over_split_payload() -> None:
 def test_chain_commitment_needs_a_chunk() -> None:
     with pytest.raises(ProtocolError, match="at least one chunk"):
         posting.chain_commitment([])
+
+
+# ------------------------------------------------------------------ key commitments
+
+
+def test_key_commitment_is_the_contracts_abi_encoding() -> None:
+    """keccak256(abi.encode(bytes32 tag, uint256 chainid, address exchange, uint256 roundId,
+    address sender, address recipient, bytes32 key)), as ShareExchange recomputes it."""
+    from eth_abi import encode as abi_encode
+
+    key = bytes(range(32))
+    expected = keccak256(
+        abi_encode(
+            ["bytes32", "uint256", "address", "uint256", "address", "address", "bytes32"],
+            [keccak256(b"enclave-share/posting-key/v1"), 31337, CAROL, 7, ALICE, BOB, key],
+        )
+    )
+    assert keccak256(b"enclave-share/posting-key/v1") == posting.KEY_COMMITMENT_TAG
+    assert posting.key_commitment(31337, CAROL, 7, ALICE, BOB, key) == expected
+    # Each field binds: another recipient, round, chain or key gives another commitment.
+    others = {
+        posting.key_commitment(31337, CAROL, 7, ALICE, CAROL, key),
+        posting.key_commitment(31337, CAROL, 8, ALICE, BOB, key),
+        posting.key_commitment(1, CAROL, 7, ALICE, BOB, key),
+        posting.key_commitment(31337, CAROL, 7, ALICE, BOB, bytes(32)),
+        posting.key_commitment(31337, CAROL, 7, BOB, ALICE, key),
+    }
+    assert expected not in others and len(others) == 5
+
+
+def test_key_table_hash_is_abi_encode_packed() -> None:
+    table = [bytes(32), bytes([1]) * 32, bytes([2]) * 32]
+    assert posting.key_table_hash(table) == keccak256(b"".join(table))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: posting.key_commitment(1, CAROL, 1, ALICE, BOB, b"short"), "32 bytes"),
+        (lambda: posting.key_commitment(-1, CAROL, 1, ALICE, BOB, bytes(32)), "uint256"),
+        (lambda: posting.key_commitment(1, "0x12", 1, ALICE, BOB, bytes(32)), "address"),
+        (lambda: posting.key_table_hash([b"x"]), "32 bytes"),
+    ],
+)
+def test_key_commitment_refuses_bad_input(call, message) -> None:
+    with pytest.raises(CryptoError, match=message):
+        call()
