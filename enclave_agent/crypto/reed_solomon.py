@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from enclave_agent.crypto.field import PRIME61, Elements, add, check_elements, mul, mul_scalar, sub
+from enclave_agent.crypto.field import PRIME61, Elements, add, check_elements, mul, sub
 from enclave_agent.crypto.prg import random_elements
 from enclave_agent.crypto.sharing import shamir_reconstruct
 from enclave_agent.errors import CryptoError
@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 _P = PRIME61
 _BW_BATCH = 512  # coordinates per Berlekamp-Welch batch (bounds memory: batch * n * (n + 1) words)
+_MATMUL_WORDS = 1 << 17  # words of one block of products in _matmul (1 MiB: stays in cache)
 
 
 class UncorrectableSharesError(CryptoError):
@@ -120,6 +121,28 @@ def _parity_rows(xs: Sequence[int], k: int) -> list[list[int]]:
     return [[weights[i] * pow(xs[i], j, _P) % _P for i in range(n)] for j in range(n - k)]
 
 
+def _sum_first_axis(a: Elements) -> Elements:
+    """Sum mod p over the first axis, by halving (log2 steps, each one numpy add)."""
+    while a.shape[0] > 1:
+        if a.shape[0] % 2:
+            a = np.concatenate([a, np.zeros_like(a[:1])])
+        a = add(a[0::2], a[1::2], _P)
+    out: Elements = a[0]
+    return out
+
+
+def _matmul(left: Elements, right: Elements) -> Elements:
+    """``left @ right`` mod p for (r, n) and (n, d) element matrices, in column blocks."""
+    r, n = left.shape
+    d = right.shape[1]
+    out = np.zeros((r, d), dtype=np.uint64)
+    block = max(1, _MATMUL_WORDS // max(1, r * n))
+    for start in range(0, d, block):
+        products = mul(left[:, :, None], right[None, :, start : start + block], _P)  # (r, n, c)
+        out[:, start : start + block] = _sum_first_axis(np.moveaxis(products, 1, 0))
+    return out
+
+
 def syndromes(xs: Sequence[int], values: Any, k: int) -> Elements:
     """The (n - k, d) parity checks of the shares ``values`` (n, d) at ``xs``; all zero
     exactly when every coordinate's shares lie on one polynomial of degree < k."""
@@ -128,13 +151,9 @@ def syndromes(xs: Sequence[int], values: Any, k: int) -> Elements:
     if y.ndim != 2 or y.shape[0] != len(points):
         raise CryptoError(f"values must have shape (n={len(points)}, d), got {y.shape}")
     rows = _parity_rows(points, k)
-    out = np.zeros((len(rows), y.shape[1]), dtype=np.uint64)
-    for j, row in enumerate(rows):
-        acc = np.zeros(y.shape[1], dtype=np.uint64)
-        for i, h in enumerate(row):
-            acc = add(acc, mul_scalar(y[i], h, _P), _P)
-        out[j] = acc
-    return out
+    if not rows:
+        return np.zeros((0, y.shape[1]), dtype=np.uint64)
+    return _matmul(np.array(rows, dtype=np.uint64), y)
 
 
 def _solve_batch(a: Elements) -> Elements:
@@ -154,7 +173,11 @@ def _solve_batch(a: Elements) -> Elements:
         b = np.nonzero(has)[0]
         r = candidates[b].argmax(axis=1)
         pivot = a[b, r, :]
-        pivot = mul(pivot, _inverse(pivot[:, j])[:, None], _P)
+        if b.size <= 64:  # a few words: Python's pow beats 61 vector squarings
+            inverses = np.array([pow(int(v), _P - 2, _P) for v in pivot[:, j]], dtype=np.uint64)
+        else:
+            inverses = _inverse(pivot[:, j])
+        pivot = mul(pivot, inverses[:, None], _P)
         a[b, r, :] = pivot
         factor = a[b, :, j].copy()
         factor[np.arange(b.size), r] = 0
@@ -173,14 +196,12 @@ def _powers(xs: Sequence[int], count: int) -> list[list[int]]:
 
 
 def _evaluate(coefficients: Elements, xs: Sequence[int]) -> Elements:
-    """Evaluate polynomials (B, deg + 1), low to high, at ``xs``: (n, B)."""
-    out = np.zeros((len(xs), coefficients.shape[0]), dtype=np.uint64)
-    for i, x in enumerate(xs):
-        acc = coefficients[:, -1].copy()
-        for c in range(coefficients.shape[1] - 2, -1, -1):
-            acc = add(mul_scalar(acc, x, _P), coefficients[:, c], _P)
-        out[i] = acc
-    return out
+    """Evaluate polynomials (B, deg + 1), low to high, at ``xs``: (n, B), all points at once."""
+    x = np.array(xs, dtype=np.uint64)[:, None]
+    acc = np.repeat(coefficients[None, :, -1], len(xs), axis=0)
+    for c in range(coefficients.shape[1] - 2, -1, -1):
+        acc = add(mul(acc, x, _P), coefficients[None, :, c], _P)
+    return acc
 
 
 def berlekamp_welch(xs: Sequence[int], values: Any, k: int, e: int) -> tuple[Elements, Elements]:
@@ -300,9 +321,7 @@ def robust_reconstruct(points: Mapping[int, Any], k: int, m: int = PRIME61) -> D
 def _erasure_guess(xs: Sequence[int], y_bad: Elements, k: int, e: int) -> set[int] | None:
     """Error positions of one random linear combination of the failing coordinates."""
     weights = random_elements(y_bad.shape[1], _P)
-    combined = np.zeros(y_bad.shape[0], dtype=np.uint64)
-    for c in range(y_bad.shape[1]):
-        combined = add(combined, mul_scalar(y_bad[:, c], int(weights[c]), _P), _P)
+    combined = _matmul(y_bad, weights[:, None])[:, 0]
     coefficients, ok = berlekamp_welch(xs, combined[:, None], k, e)
     if not ok[0]:
         return None
