@@ -1,4 +1,4 @@
-"""Run every benchmark (``make bench``): bench/rounds.py and bench/wallet_page.py;
+"""Run every benchmark (``make bench``): bench/rounds.py, bench/robustness.py and bench/wallet_page.py;
 arguments are passed on (e.g. ``--quick``). Exits non-zero if any benchmark failed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["rounds.py", "wallet_page.py"]
+BENCHMARKS = ["rounds.py", "robustness.py", "wallet_page.py"]
 
 
 def main(argv: list[str]) -> int:
