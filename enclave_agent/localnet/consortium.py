@@ -125,11 +125,13 @@ class Consortium:
         start: bool = True,
         poll_interval: float = 0.2,
         admit: bool = True,
+        attestation_url: str | None = None,
     ) -> AgentProcess:
         """Write the config of agent ``name`` (state in ``root/name``, operator = dev
         account ``operator_index``) and start it unless ``start`` is False. Unless
         ``admit`` is False, governance first admits the operator as an organisation
-        (one enclave per role) if it is not one yet."""
+        (one enclave per role) if it is not one yet. The agent asks the consortium's
+        attestation service unless ``attestation_url`` names another."""
         if name in self.agents:
             raise LocalnetError(f"an agent named {name!r} exists already")
         if admit:
@@ -145,7 +147,7 @@ class Consortium:
             state_dir=state_dir,
             manifest=self.manifest_path,
             operator_key_file=key_file,
-            attestation_url=self.service_url,
+            attestation_url=attestation_url or self.service_url,
             inputs=inputs,
             poll_interval=poll_interval,
             extra=extra,
