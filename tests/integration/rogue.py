@@ -37,7 +37,6 @@ class Rogue:
         """Register as an enclave of ``role`` (governance first admits the operator,
         unless ``admit`` is False); ``possession_key`` signs the proof of possession
         instead of the enclave's own key (an enclave whose key the caller does not hold)."""
-        w3 = self.c.w3
         if admit:
             self.c.admit_organisation(self.operator, f"rogue-{self.address[:8]}")
         quote, signature = request_quote(

@@ -84,7 +84,9 @@ class Deployment:
         )
         quote = self.quote(operator.address, enclave.address)
         self.sender(operator).send(
-            self.contracts.registry.functions.register(quote, self.sign(quote), self.possession(quote, enclave)),
+            self.contracts.registry.functions.register(
+                quote, self.sign(quote), self.possession(quote, enclave)
+            ),
             label="register",
         )
         return operator, enclave

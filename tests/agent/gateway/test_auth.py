@@ -66,7 +66,13 @@ def signed_body(query: Query, *, key: bytes = KEY, **changes: object) -> dict[st
 
 def authenticate(body: dict[str, object], query: Query, has_code: object = None) -> auth.Caller:
     return auth.authenticate_signature(
-        body, chain_id=CHAIN_ID, gateway_contract=CONTRACT, model_id=3, query=query, now=NOW, has_code=has_code
+        body,
+        chain_id=CHAIN_ID,
+        gateway_contract=CONTRACT,
+        model_id=3,
+        query=query,
+        now=NOW,
+        has_code=has_code,
     )
 
 
@@ -134,7 +140,10 @@ def test_custody_signs_exactly_the_query_at_the_models_fee() -> None:
     )
     assert signed.deadline == NOW + auth.SIGNATURE_TTL
     typed = signed.typed(CHAIN_ID, CONTRACT)
-    assert Account.recover_message(auth.encode_typed_data(full_message=typed), signature=signed.signature) == CLIENT
+    assert (
+        Account.recover_message(auth.encode_typed_data(full_message=typed), signature=signed.signature)
+        == CLIENT
+    )
     again = auth.custody_request(
         account, chain_id=CHAIN_ID, gateway_contract=CONTRACT, model_id=3, query=query, fee=7, now=NOW
     )

@@ -32,7 +32,9 @@ def agent_with_record(operator: str, x25519: bytes) -> Any:
 
 
 def quote(operator: str = OPERATOR, x25519: bytes = X25519) -> Quote:
-    return Quote(ROLE_PROVIDER, b"\x11" * 32, operator, ENCLAVE, x25519, 31337, "0x" + "22" * 20, b"\x33" * 32, 99)
+    return Quote(
+        ROLE_PROVIDER, b"\x11" * 32, operator, ENCLAVE, x25519, 31337, "0x" + "22" * 20, b"\x33" * 32, 99
+    )
 
 
 def test_our_own_record_passes() -> None:

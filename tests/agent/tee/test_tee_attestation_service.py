@@ -51,7 +51,9 @@ def address() -> str:
 @pytest.fixture
 def service(tiny_package: tuple[Path, Path]) -> AttestationService:
     """A service whose own build is the tiny package."""
-    return AttestationService(new_secp256k1_key(), default_ttl=600, measurement=measure_package(*tiny_package))
+    return AttestationService(
+        new_secp256k1_key(), default_ttl=600, measurement=measure_package(*tiny_package)
+    )
 
 
 @pytest.fixture
@@ -213,7 +215,9 @@ def test_http_round_trip(service: AttestationService, server: str, tiny_package:
     verify(service, quote, signature, measure_package(*tiny_package))
 
 
-def test_http_signer_and_health_say_simulated_and_which_build(service: AttestationService, server: str) -> None:
+def test_http_signer_and_health_say_simulated_and_which_build(
+    service: AttestationService, server: str
+) -> None:
     identity = {
         "signer": service.signer_address,
         "measurement": "0x" + service.measurement.hex(),

@@ -342,7 +342,11 @@ def test_trusted_quote_registers_and_untrusted_is_refused(anvil, registry) -> No
     measurement = os.urandom(32)
     wait = anvil.eth.wait_for_transaction_receipt
     wait(registry.functions.approveMeasurement(ROLE_PROVIDER, measurement).transact({"from": governor}))
-    wait(registry.functions.admitOrganisation(operator, "bank", 1 << ROLE_PROVIDER, 2).transact({"from": governor}))
+    wait(
+        registry.functions.admitOrganisation(operator, "bank", 1 << ROLE_PROVIDER, 2).transact(
+            {"from": governor}
+        )
+    )
     wait(
         registry.functions.setAttestationSigner(Account.from_key(service_key).address, True).transact(
             {"from": governor}
@@ -389,7 +393,9 @@ def test_trusted_quote_registers_and_untrusted_is_refused(anvil, registry) -> No
         Account.from_key(stranger_key).address,
     ]
     possession = sign_possession(quote, enclave_key)
-    receipt = wait(registry.functions.register(quote.as_tuple(), signature, possession).transact({"from": operator}))
+    receipt = wait(
+        registry.functions.register(quote.as_tuple(), signature, possession).transact({"from": operator})
+    )
     assert receipt["status"] == 1
     (event,) = registry.events.MemberRegistered().process_receipt(receipt, errors=DISCARD)
     assert Quote.from_event(event["args"]["quote"]) == quote
@@ -441,8 +447,13 @@ def test_peers_check_possession_with_the_quote() -> None:
         "registry": quote.registry,
         "now": quote.expiry - 10,
     }
-    verify_quote(quote, sign_quote(quote, SERVICE_KEY), possession=sign_possession(quote, enclave_key), **kwargs)
+    verify_quote(
+        quote, sign_quote(quote, SERVICE_KEY), possession=sign_possession(quote, enclave_key), **kwargs
+    )
     with pytest.raises(PossessionError):
         verify_quote(
-            quote, sign_quote(quote, SERVICE_KEY), possession=sign_possession(quote, secrets.token_bytes(32)), **kwargs
+            quote,
+            sign_quote(quote, SERVICE_KEY),
+            possession=sign_possession(quote, secrets.token_bytes(32)),
+            **kwargs,
         )
