@@ -153,5 +153,6 @@ def test_suspending_an_organisation_expels_its_agent(consortium: Consortium, tmp
     assert suspended.returncode == 0, suspended.stderr
     wait_until(lambda: not agent.running, 30, "provider-2 to stop")
     assert agent.returncode == 4 and "organisation-suspended" in agent.logs()
+    del consortium.agents["provider-2"]  # its exit is the expected one
     consortium.wait_synchronised(2)
     assert agent.enclave_address() not in consortium.registry.functions.activeMembers(1).call()
