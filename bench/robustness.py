@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enclave_agent.crypto import aead, posting
+from enclave_agent.crypto import posting
 from enclave_agent.crypto.field import PRIME61
 from enclave_agent.crypto.prg import random_elements
 from enclave_agent.crypto.reed_solomon import UncorrectableSharesError, correctable_errors, robust_reconstruct
