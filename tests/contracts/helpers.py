@@ -69,6 +69,17 @@ SIGNER_KEY = keccak(b"attestation signer")
 TAG = keccak(b"input: loans-2024")
 
 
+def dev_key_of(account: Any) -> bytes:
+    """The private key of one of Anvil's ten default-mnemonic accounts (clients sign requests)."""
+    Account.enable_unaudited_hdwallet_features()
+    mnemonic = "test test test test test test test test test test test junk"
+    for index in range(10):
+        key = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{index}").key
+        if Account.from_key(key).address == str(account.address):
+            return bytes(key)
+    raise ValueError(f"{account} is not a default-mnemonic account")
+
+
 def bits(*indices: int) -> int:
     """The bitmap with the given participant indices set."""
     out = 0
@@ -86,22 +97,24 @@ def state_bit(*states: int) -> bytes:
 
 
 def membership_digest(chain_id: int, registry: str, epoch: int, members: Iterable[Any]) -> bytes:
-    """keccak chain over the active members in registration order.
+    """keccak chain over the active members in registration order, bound to the epoch.
 
     Mirrors ConsortiumRegistry.membershipDigest():
-      d0 = keccak(abi.encode(chainId, registry, epoch))
-      d  = keccak(abi.encode(d, enclave, role, measurement, x25519Key)) per member.
+      h0 = 0,  h = keccak(abi.encode(h, enclave, role, measurement, x25519Key)) per member,
+      digest = keccak(abi.encode(chainId, registry, epoch, h)).
     `members` yields objects with address, role, measurement and x25519 attributes.
     """
-    digest = keccak(abi_encode(["uint256", "address", "uint64"], [chain_id, registry, epoch]))
+    listed = ZERO32
     for m in members:
-        digest = keccak(
+        listed = keccak(
             abi_encode(
                 ["bytes32", "address", "uint8", "bytes32", "bytes32"],
-                [digest, m.address, m.role, m.measurement, m.x25519],
+                [listed, m.address, m.role, m.measurement, m.x25519],
             )
         )
-    return digest
+    return keccak(
+        abi_encode(["uint256", "address", "uint64", "bytes32"], [chain_id, registry, epoch, listed])
+    )
 
 
 KEY_COMMITMENT_TAG = keccak(b"enclave-share/posting-key/v1")
@@ -433,11 +446,23 @@ class Consortium:
         """Register a new enclave of `role` through a properly signed quote."""
         enclave = enclave or self.new_account(f"enclave-r{role}")
         operator = operator or accounts[4]
+        self.admit(operator)
         quote = self.quote(role, enclave.address, operator.address, **changes)
-        tx = self.registry.register(quote.as_tuple(), self.sign(quote), {"from": operator})
+        possession = self.possession(quote, enclave)
+        tx = self.registry.register(quote.as_tuple(), self.sign(quote), possession, {"from": operator})
         member = Enclave(enclave, role, operator, quote.measurement, quote.x25519Key)
         self.members.append(member)
         return member, tx
+
+    def admit(self, operator: Any) -> None:
+        """Governance admits `operator`'s organisation (both roles, many enclaves) once."""
+        if int(self.registry.organisation(operator)[0]) == 0:
+            self.registry.admitOrganisation(operator, f"org-{operator}", 6, 64, {"from": self.governor})
+
+    def possession(self, quote: Quote, enclave: Any) -> bytes:
+        """The enclave key's signature over the registry's Possession(quoteDigest)."""
+        digest = bytes(self.registry.possessionDigest(quote.as_tuple()))
+        return bytes(Account.unsafe_sign_hash(digest, enclave.private_key).signature)
 
     def forget(self, address: str) -> None:
         """Update the model after a successful revocation."""
@@ -592,8 +617,18 @@ class Consortium:
     ) -> tuple[int, Any]:
         self._serial += 1
         digest = digest or keccak(text=f"request-{self._serial}")
+        request = (
+            str(client.address),
+            model_id,
+            rows,
+            keccak(query),
+            int.from_bytes(digest, "big"),
+            now() + 3600,
+            10**18,
+        )
+        signature = Account.unsafe_sign_hash(bytes(self.gateway.requestDigest(request)), dev_key_of(client))
         tx = self.gateway.submitRequest(
-            model_id, client, digest, rows, query, {"from": self.gateways[0].account}
+            request, bytes(signature.signature), query, {"from": self.gateways[0].account}
         )
         return int(tx.return_value), tx
 
