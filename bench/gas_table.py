@@ -108,10 +108,9 @@ def measure(world: Any, client: Any, register_next: Callable[[], Any]) -> list[R
     p = world.providers
     add("complain (valid key: judging opens)", world.complain(round_id, p[0], p[1]), 32 + 32 * n)
     votes = world.judge(round_id, p[2:], True)
-    if len(votes) > 1:
-        add("judgeComplaint (not last)", votes[0])
+    add("judgeComplaint (first; one vote)", votes[0])
     add("judgeComplaint (last: excludes the sender)", votes[-1])
-    add(f"all {len(votes)} judges together", _Total(sum(int(v.gas_used) for v in votes)))
+    add("judgeComplaint, all n - 2 judges together", _Total(sum(int(v.gas_used) for v in votes)))
     if n > 3:  # at n = 3 the exclusion left fewer than the floor of 3: the round aborted
         assert [world.fuse(round_id, m) for m in p if m is not p[1]][-1].events["RoundCompleted"]
     blamed_round = world.completed_round(encoding=1, length=DENSE_D)

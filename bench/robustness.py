@@ -206,9 +206,7 @@ def complaint_rows(repeats: int) -> list[str]:
 GAS_ROWS = (
     "complain (valid key: judging opens)",
     "complain (key not committed: both excluded)",
-    "judgeComplaint (not last)",
-    "judgeComplaint (last: excludes the sender)",
-    "all ",
+    "judgeComplaint",
     "reportMisbehaviour (32-byte evidence)",
     "postShares (seeded, first sender)",
 )

@@ -59,13 +59,10 @@ def test_gas_table(rows, capsys):
         assert seeded < dense
     # a complaint and one judge's vote stay cheap even at n = 50 (the key table is n words)
     assert by[("complain (valid key: judging opens)", 50)] < 300_000
-    assert by[("judgeComplaint (not last)", 50)] < 100_000
-    # the membership digest walks the members: a larger consortium pays more, but stays modest
-    assert (
-        by[("postMembershipDigest (last, synchronises)", 10)]
-        > by[("postMembershipDigest (last, synchronises)", 3)]
-    )
-    assert by[("postMembershipDigest (last, synchronises)", 10)] < 200_000
+    assert by[("judgeComplaint (first; one vote)", 50)] < 100_000
+    # the membership digest costs the same at any size (an O(1) hash of the member list)
+    digests = [by[("postMembershipDigest (last, synchronises)", n)] for n in (3, 10, 50)]
+    assert max(digests) - min(digests) < 100 and max(digests) < 200_000
 
 
 def test_payload_sizes():
