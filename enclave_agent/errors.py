@@ -7,7 +7,9 @@ Subclasses that belong to one component live in its module (named in brackets).
     │   └── RequestFieldError               bad field in a quote request [tee.attestation_service]
     ├── CryptoError                         encoding, sharing, AEAD failures
     │   ├── FixedPointRangeError (ValueError)  value would overflow the modulus
-    │   └── DecryptionError                 wrong key, wrong associated data, tampering
+    │   ├── DecryptionError                 wrong key, wrong associated data, tampering
+    │   └── UncorrectableSharesError        shares off one polynomial, too many to correct
+    │                                       [crypto.reed_solomon]
     ├── AttestationError                    a quote or evidence does not verify
     │   ├── MeasurementMismatchError        a peer runs other code than ours
     │   ├── MalformedQuoteError, UntrustedSignerError, QuoteRoleError,
@@ -19,7 +21,9 @@ Subclasses that belong to one component live in its module (named in brackets).
     │   └── ContractRevert                  a custom error decoded from a revert
     │       (one subclass per contract error: enclave_agent.chain.errors.error_class)
     ├── ProtocolError                       a peer or round breaks the protocol
-    │   └── InputNotReady                   an input waits for an aggregate [protocol.inputs]
+    │   ├── InputNotReady                   an input waits for an aggregate [protocol.inputs]
+    │   └── InconsistentPartials            providers' partials disagree beyond correction,
+    │                                       HTTP 502 [gateway.scoring]
     ├── AgentRefused, AgentRevoked,         exit codes 3, 4 and 5 [protocol.onboarding]
     │   AgentRecordMismatch
     ├── AuthError                           gateway client authentication, HTTP 401 [gateway.auth]
