@@ -7,7 +7,9 @@ a Reed-Solomon codeword of length n and dimension k. Every share received is use
   code: ``sum_i v_i x_i^j y_i = 0`` for j < n - k, with ``v_i = 1 / prod_{l != i}(x_i - x_l)``)
   are zero exactly when the shares lie on one polynomial of degree < k. Any wrong
   shares, up to n - k of them, make a syndrome non-zero: with n >= k + 1 one wrong
-  share is always detected.
+  share is always detected. The common case (nothing wrong) checks one CSPRNG-random
+  linear combination of the coordinates first (a wrong coordinate escapes it with
+  probability < n / p ~ 2^-55), then, only if it fails, every coordinate.
 - **correct**: with n >= k + 2e, Berlekamp-Welch finds the polynomial that agrees
   with all but at most e shares, and so names the holders whose shares are wrong.
   Between e and n - k wrong shares the damage is detected but not corrected
@@ -283,6 +285,12 @@ def robust_reconstruct(points: Mapping[int, Any], k: int, m: int = PRIME61) -> D
     if n == k:
         secret = shamir_reconstruct(dict(zip(xs, arrays, strict=True)), _P)
         return Decoded(secret, (), False)
+    # One CSPRNG-random combination of the coordinates first: its syndromes vanish when
+    # every coordinate's do, and otherwise vanish only with probability < (n - k) / p
+    # (the weights are fresh and secret): n * d multiplications instead of (n - k) * n * d.
+    if d > 1 and not syndromes(xs, _matmul(y, random_elements(d, _P)[:, None]), k).any():
+        secret = shamir_reconstruct({x: y[i] for i, x in enumerate(xs[:k])}, _P).reshape(shape)
+        return Decoded(secret, (), True)
     bad = np.nonzero((syndromes(xs, y, k) != 0).any(axis=0))[0]
     if bad.size == 0:
         secret = shamir_reconstruct({x: y[i] for i, x in enumerate(xs[:k])}, _P).reshape(shape)
