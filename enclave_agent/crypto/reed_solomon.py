@@ -288,7 +288,7 @@ def robust_reconstruct(points: Mapping[int, Any], k: int, m: int = PRIME61) -> D
     # One CSPRNG-random combination of the coordinates first: its syndromes vanish when
     # every coordinate's do, and otherwise vanish only with probability < (n - k) / p
     # (the weights are fresh and secret): n * d multiplications instead of (n - k) * n * d.
-    if d > 1 and not syndromes(xs, _matmul(y, random_elements(d, _P)[:, None]), k).any():
+    if d > 1 and _consistent(xs, y, k):
         secret = shamir_reconstruct({x: y[i] for i, x in enumerate(xs[:k])}, _P).reshape(shape)
         return Decoded(secret, (), True)
     bad = np.nonzero((syndromes(xs, y, k) != 0).any(axis=0))[0]
@@ -305,7 +305,7 @@ def robust_reconstruct(points: Mapping[int, Any], k: int, m: int = PRIME61) -> D
     if wrong is not None:
         keep = [i for i, x in enumerate(xs) if x not in wrong]
         kept_xs = [xs[i] for i in keep]
-        if not (syndromes(kept_xs, y[keep], k) != 0).any():
+        if _consistent(kept_xs, y[keep], k):
             secret = shamir_reconstruct({xs[i]: y[i] for i in keep[:k]}, _P).reshape(shape)
             logger.debug("corrected the shares at x=%s", sorted(wrong))
             return Decoded(secret, tuple(sorted(wrong)), True)
@@ -324,6 +324,13 @@ def robust_reconstruct(points: Mapping[int, Any], k: int, m: int = PRIME61) -> D
         wrong_rows = (_evaluate(coefficients, xs) != y[:, cols]).any(axis=1)
         named |= {xs[int(i)] for i in np.nonzero(wrong_rows)[0]}
     return Decoded(secret.reshape(shape), tuple(sorted(named)), True)
+
+
+def _consistent(xs: Sequence[int], y: Elements, k: int) -> bool:
+    """Whether every coordinate of ``y`` (n, d) lies on a polynomial of degree < k, through
+    one CSPRNG-random combination of the coordinates (wrong with probability < n / p)."""
+    combined = _matmul(y, random_elements(y.shape[1], _P)[:, None]) if y.shape[1] > 1 else y
+    return not syndromes(xs, combined, k).any()
 
 
 def _erasure_guess(xs: Sequence[int], y_bad: Elements, k: int, e: int) -> set[int] | None:
