@@ -22,8 +22,8 @@ shift-and-mask reduction). Coordinates whose syndromes vanish skip decoding. A w
 holder usually spoils many coordinates in the same positions, so the decoder first
 decodes one CSPRNG-random linear combination of the failing coordinates (its error
 positions are the union of theirs, except with probability < n / p), erases those
-positions and re-checks every coordinate; only if that does not explain them all are
-the failing coordinates decoded one by one (still as one batch).
+positions and re-checks the rest; only if that does not explain them all are the
+failing coordinates found (every syndrome) and decoded one by one (still as batches).
 
 Pure functions importing nothing but ``field``, ``prg``, ``sharing`` and ``errors``.
 """
@@ -291,24 +291,27 @@ def robust_reconstruct(points: Mapping[int, Any], k: int, m: int = PRIME61) -> D
     if d > 1 and _consistent(xs, y, k):
         secret = shamir_reconstruct({x: y[i] for i, x in enumerate(xs[:k])}, _P).reshape(shape)
         return Decoded(secret, (), True)
+    e = correctable_errors(n, k)
+    if e > 0:
+        # A wrong holder usually spoils many coordinates in the same places: locate them on
+        # one random combination of all coordinates, erase them, check what is left.
+        wrong = _erasure_guess(xs, y, k, e)
+        if wrong is not None:
+            keep = [i for i, x in enumerate(xs) if x not in wrong]
+            kept_xs = [xs[i] for i in keep]
+            if _consistent(kept_xs, y[keep], k):
+                secret = shamir_reconstruct({xs[i]: y[i] for i in keep[:k]}, _P).reshape(shape)
+                logger.debug("corrected the shares at x=%s", sorted(wrong))
+                return Decoded(secret, tuple(sorted(wrong)), True)
     bad = np.nonzero((syndromes(xs, y, k) != 0).any(axis=0))[0]
     if bad.size == 0:
         secret = shamir_reconstruct({x: y[i] for i, x in enumerate(xs[:k])}, _P).reshape(shape)
         return Decoded(secret, (), True)
-    e = correctable_errors(n, k)
     if e == 0:
         raise UncorrectableSharesError(
             f"the {n} shares do not lie on one polynomial of degree < {k} in {bad.size} of {d} "
             f"coordinates; {n} shares cannot say whose share is wrong (needs n >= k + 2)"
         )
-    wrong = _erasure_guess(xs, y[:, bad], k, e)
-    if wrong is not None:
-        keep = [i for i, x in enumerate(xs) if x not in wrong]
-        kept_xs = [xs[i] for i in keep]
-        if _consistent(kept_xs, y[keep], k):
-            secret = shamir_reconstruct({xs[i]: y[i] for i in keep[:k]}, _P).reshape(shape)
-            logger.debug("corrected the shares at x=%s", sorted(wrong))
-            return Decoded(secret, tuple(sorted(wrong)), True)
     # Different holders are wrong in different coordinates: decode each failing one.
     secret = shamir_reconstruct({x: y[i] for i, x in enumerate(xs[:k])}, _P)
     named: set[int] = set()
@@ -334,7 +337,7 @@ def _consistent(xs: Sequence[int], y: Elements, k: int) -> bool:
 
 
 def _erasure_guess(xs: Sequence[int], y_bad: Elements, k: int, e: int) -> set[int] | None:
-    """Error positions of one random linear combination of the failing coordinates."""
+    """Error positions of one random linear combination of the coordinates."""
     weights = random_elements(y_bad.shape[1], _P)
     combined = _matmul(y_bad, weights[:, None])[:, 0]
     coefficients, ok = berlekamp_welch(xs, combined[:, None], k, e)
