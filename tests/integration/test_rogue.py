@@ -28,7 +28,7 @@ from enclave_agent.crypto.fixed_point import decode
 from enclave_agent.errors import ContractRevert
 from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
-from enclave_agent.localnet import ABORTED, COMPLETED, FUSING, Consortium, free_port, wait_until
+from enclave_agent.localnet import ABORTED, COMPLETED, FUSING, Consortium, dev_key, free_port, wait_until
 from enclave_agent.protocol import reveal
 from enclave_agent.protocol.queries import statistic_metadata
 from tests.integration.conftest import distinctive_inputs, make_consortium
@@ -57,6 +57,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Consortium
             )
         port, key = free_port(), new_api_key()
         client = c.w3.eth.accounts[CLIENT]
+        custody = c.root / "client.key"  # an API-key client is a custody account: the gateway signs
+        custody.write_text(dev_key(CLIENT))
+        custody.chmod(0o600)
         c.add_agent(
             "gateway",
             operator_index=HONEST + 2,
@@ -64,11 +67,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Consortium
             extra=(
                 f'[gateway]\nhost = "127.0.0.1"\nport = {port}\nrequest_timeout = 40\npartial_grace = 20\n'
                 f'[gateway.api_keys]\n"{client}" = "{hash_api_key(key)}"\n'
+                f'[gateway.custody_keys]\n"{client}" = "{custody}"\n'
             ),
         )
         c.wait_synchronised(HONEST)
         rogue = Rogue(c, operator_index=HONEST + 1)
-        rogue.register()
+        rogue.registered()
         wait_until(
             lambda: len(c.registry.functions.activeMembers(1).call()) == HONEST + 1, 30, "rogue member"
         )
