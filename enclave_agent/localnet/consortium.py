@@ -32,6 +32,7 @@ from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round
 from enclave_agent.localnet.errors import AgentExitedError, LocalnetError
 from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
 from enclave_agent.protocol.coordinator import RoundRequest, open_round_call, round_id_of
+from enclave_agent.tee._files import ensure_private_dir, write_private_file
 from enclave_agent.tee.measure import measure_package
 
 log = logging.getLogger(__name__)
@@ -137,9 +138,9 @@ class Consortium:
         if admit:
             self.admit_organisation(self.w3.eth.accounts[operator_index], name)
         state_dir = self.root / name
-        state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(state_dir)
         key_file = state_dir / "operator.key"
-        key_file.write_text(dev_key(operator_index))
+        write_private_file(key_file, dev_key(operator_index).encode())
         config = write_agent_config(
             state_dir / "agent.toml",
             name=name,
