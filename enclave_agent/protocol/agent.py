@@ -18,7 +18,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import requests
+
 from enclave_agent.chain import ChainEvent, EventFollower
+from enclave_agent.chain.outage import unreachable
 from enclave_agent.config import AgentConfig
 from enclave_agent.errors import (
     ChainError,
@@ -79,9 +82,17 @@ class Agent(AgentContext):
             while not stop.is_set():
                 try:
                     self.step()
-                except (ChainError, ProtocolError) as exc:
-                    # Transient (node hiccup, a race lost to another agent): the next
-                    # step re-reads the chain and retries whatever is still missing.
+                    self.outage.recovered()
+                except (ChainError, ProtocolError, requests.RequestException, OSError) as exc:
+                    if unreachable(exc):
+                        # The node is down: wait it out (the outage logs start and end);
+                        # events and half-done actions are picked up again afterwards.
+                        stop.wait(self.outage.failed(exc))
+                        continue
+                    if not isinstance(exc, ChainError | ProtocolError):
+                        raise
+                    # Transient (a race lost to another agent, a reorg): the next step
+                    # re-reads the chain and retries whatever is still missing.
                     log.error("step failed, retrying: %s", exc)
                     stop.wait(min(5.0, self.config.poll_interval * 10))
                 stop.wait(self.config.poll_interval)

@@ -17,12 +17,14 @@ from web3.contract.contract import ContractFunction
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.manifest import Manifest, load_manifest
+from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
 from enclave_agent.errors import ConfigError, ContractRevert
 from enclave_agent.protocol import reveal, stages
 from enclave_agent.protocol.membership import MembershipView
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc
 from enclave_agent.store import Store
+from enclave_agent.tee._files import ensure_private_dir
 from enclave_agent.tee.backend import TeeBackend
 from enclave_agent.tee.simulated import SimulatedTee
 
@@ -35,7 +37,9 @@ class AgentContext:
 
     def __init__(self, config: AgentConfig, *, tee: TeeBackend | None = None) -> None:
         self.config = config
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        # Every input is checked before anything is created: a bad key file leaves no state.
+        self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
+        ensure_private_dir(config.state_dir)
         self._state_lock = lock_state_dir(config.state_dir)
         self.tee = tee or SimulatedTee(config.state_dir)
         self.keys = self.tee.load_or_create_keys()
@@ -45,6 +49,7 @@ class AgentContext:
         self.manifest: Manifest = load_manifest(config.manifest)
         rpc_url = config.rpc_url or self.manifest.rpc_url
         self.w3 = connect(rpc_url)
+        self.outage = Outage(rpc_url)
         self.contracts = Contracts(self.w3, self.manifest)
         self.contracts.check_deployment()  # the right chain, with code at every address
         self.chain_id = self.manifest.chain_id
@@ -53,7 +58,6 @@ class AgentContext:
         self.gateway_address = to_checksum_address(self.contracts.gateway.address)
         decoder = ErrorDecoder.from_manifest(self.manifest)
         self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
-        self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
         self.operator_tx = TxSender(self.w3, self.operator, decoder, store=self.store)
         self.ctx = RoundContext(self.chain_id, self.exchange_address)
         self.stage = self.store.get_json("stage") or stages.UNREGISTERED
