@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from enclave_agent.chain import ChainEvent, EventFollower
+from enclave_agent.chain.identity import ChainChanged
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.config import AgentConfig
 from enclave_agent.errors import (
@@ -43,8 +44,10 @@ EXIT_CONFIG = 2
 EXIT_REFUSED = 3
 EXIT_REVOKED = 4
 EXIT_RECORD_MISMATCH = 5
+EXIT_CHAIN_CHANGED = 6
 
 __all__ = [
+    "EXIT_CHAIN_CHANGED",
     "EXIT_RECORD_MISMATCH",
     "EXIT_REFUSED",
     "EXIT_REVOKED",
@@ -105,11 +108,15 @@ class Agent(AgentContext):
         except AgentRecordMismatch as exc:
             log.error("%s", exc)
             return EXIT_RECORD_MISMATCH
+        except ChainChanged as exc:
+            log.error("%s", exc)
+            return EXIT_CHAIN_CHANGED
         finally:
             self._write_status()
         return EXIT_OK
 
     def step(self) -> None:
+        self.guard.check(self.follower.last_event_block)
         self.follower.process(self._handle)
         self.onboarding.step()
         if self.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):

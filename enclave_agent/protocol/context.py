@@ -16,6 +16,7 @@ from eth_utils.address import to_checksum_address
 from web3.contract.contract import ContractFunction
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
+from enclave_agent.chain.identity import ChainChanged, ChainIdentity, IdentityGuard
 from enclave_agent.chain.manifest import Manifest, load_manifest
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
@@ -51,7 +52,8 @@ class AgentContext:
         self.w3 = connect(rpc_url)
         self.outage = Outage(rpc_url)
         self.contracts = Contracts(self.w3, self.manifest)
-        self.contracts.check_deployment()  # the right chain, with code at every address
+        self.guard = self._chain_guard()  # the chain this manifest and this state belong to
+        self.contracts.check_deployment()  # with code at every address
         self.chain_id = self.manifest.chain_id
         self.registry_address = to_checksum_address(self.contracts.registry.address)
         self.exchange_address = to_checksum_address(self.contracts.exchange.address)
@@ -69,6 +71,31 @@ class AgentContext:
             "SIMULATED" if self.tee.simulated else self.tee.name,
             self.measurement.hex(),
         )
+
+    def _chain_guard(self) -> IdentityGuard:
+        """ChainChanged unless the node is on the chain of the manifest and of this
+        agent's state (recorded at its first start); the guard re-checks it while running."""
+        current = ChainIdentity.read(self.w3, self.manifest.deployed_block)
+        manifest = self.manifest
+        if manifest.genesis_hash and manifest.genesis_hash != current.genesis_hash:
+            raise ChainChanged(
+                f"the deployment manifest {self.config.manifest} belongs to another chain (genesis block "
+                f"0x{manifest.genesis_hash[:16]}…, the node's is 0x{current.genesis_hash[:16]}…): "
+                "use the manifest of the deployment on this chain"
+            )
+        remedy = (
+            "If the chain was reset on purpose, start this agent over on the new deployment: "
+            f"enclave-agent reset-state --config {self.config.path} --yes"
+        )
+        recorded = self.store.get_json("chain/identity")
+        if recorded is None:
+            self.store.put_json("chain/identity", current.to_json())
+            identity = current
+        else:
+            identity = ChainIdentity.from_json(recorded)
+        guard = IdentityGuard(self.w3, identity, what="this agent's state", remedy=remedy)
+        guard.check(force=True)
+        return guard
 
     def set_stage(self, stage: str) -> None:
         if stage != self.stage:
