@@ -6,7 +6,8 @@ status. Exit codes: 0 ok, 1 error, 2 invalid config or arguments, 3 refused by
 the registry (another code measurement, an operator that is not an admitted
 organisation, or over its enclave limit), 4 membership revoked, 5 the registry's
 record of this enclave names another operator or X25519 key, 6 the node is on
-another chain than this agent's state (a reset chain: see reset-state).
+another chain than this agent's state (a reset chain: see reset-state), 7 the state
+store is new or emptied while the chain says this enclave is a member (see restore).
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from enclave_agent.errors import ChainChanged, ConfigError, EnclaveAgentError
+from enclave_agent.errors import (
+    EXIT_CHAIN_CHANGED,
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_STATE_LOST,
+    ChainChanged,
+    ConfigError,
+    EnclaveAgentError,
+    StateLost,
+)
 
 log = logging.getLogger("enclave_agent.cli")
-
-EXIT_ERROR, EXIT_CONFIG, EXIT_CHAIN_CHANGED = 1, 2, 6
 
 
 def _configure_logging(name: str, verbose: bool) -> None:
@@ -207,6 +215,37 @@ def _cmd_reset_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.store import Store
+
+    config = load_config(args.config)
+    db = config.state_dir / "agent.sqlite3"
+    if not db.is_file():
+        raise ConfigError(f"{args.config}: no agent state at {db}")
+    with Store(db) as store:
+        store.backup(args.out)
+    print(f"consistent snapshot of {db} written to {args.out} (mode 0600; shares and keys stay sealed)")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.store.db import restore
+
+    config = load_config(args.config)
+    db = config.state_dir / "agent.sqlite3"
+    if not args.yes:
+        print(
+            f"would replace {db} with {args.source} (the current state is set aside). Add --yes.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    kept = restore(args.source, db)
+    print(f"restored {db} from {args.source}" + (f"; the previous state is kept as {kept}" if kept else ""))
+    return 0
+
+
 def _cmd_attestation_service(args: argparse.Namespace) -> int:
     from enclave_agent.tee import attestation_service
 
@@ -325,6 +364,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="really do it (without: say what would happen)")
     p.set_defaults(func=_cmd_reset_state)
 
+    p = sub.add_parser(
+        "backup",
+        help="write a consistent snapshot of an agent's state (may run while the agent runs)",
+        description="Copies the agent's SQLite state through SQLite's backup API into a new file "
+        "(mode 0600). Shares and keys inside stay sealed to this enclave's build and platform secret: "
+        "the backup restores on the same host and build only.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.add_argument("--out", type=Path, required=True, help="backup file to create (must not exist)")
+    p.set_defaults(func=_cmd_backup)
+
+    p = sub.add_parser(
+        "restore",
+        help="replace an agent's state with a backup (stop the agent first)",
+        description="Checks the backup (a sound store this agent can read, not empty), sets the current "
+        "state aside as agent.sqlite3.reset-<time> and puts the backup in its place.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.add_argument("--from", dest="source", type=Path, required=True, help="backup file")
+    p.add_argument("--yes", action="store_true", help="really do it (without: say what would happen)")
+    p.set_defaults(func=_cmd_restore)
+
     p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
     p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")
     p.add_argument("--host", default="127.0.0.1")
@@ -345,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     except ChainChanged as exc:
         print(f"enclave-agent: error: {exc}", file=sys.stderr)
         return EXIT_CHAIN_CHANGED
+    except StateLost as exc:
+        print(f"enclave-agent: error: {exc}", file=sys.stderr)
+        return EXIT_STATE_LOST
     except EnclaveAgentError as exc:
         print(f"enclave-agent: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

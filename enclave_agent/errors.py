@@ -23,6 +23,7 @@ Subclasses that belong to one component live in its module (named in brackets).
     ├── AgentRefused, AgentRevoked,         exit codes 3, 4 and 5 [protocol.onboarding]
     │   AgentRecordMismatch
     ├── ChainChanged                        the node is on another chain than the state: exit 6
+    ├── StateLost                           the state store lost what the chain says we hold: exit 7
     ├── AuthError                           gateway client authentication, HTTP 401 [gateway.auth]
     ├── InvalidRequest                      gateway input validation, HTTP 4xx [gateway.validation]
     ├── GatewayHTTPError                    an error answer seen by the client [gateway.client]
@@ -32,6 +33,16 @@ Subclasses that belong to one component live in its module (named in brackets).
 """
 
 from __future__ import annotations
+
+# Exit codes of every enclave-agent command (docs/error_codes.md), defined once.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_REFUSED = 3
+EXIT_REVOKED = 4
+EXIT_RECORD_MISMATCH = 5
+EXIT_CHAIN_CHANGED = 6
+EXIT_STATE_LOST = 7
 
 
 class EnclaveAgentError(Exception):
@@ -86,3 +97,8 @@ class ProtocolError(EnclaveAgentError):
 class ChainChanged(EnclaveAgentError):
     """The node is not on the chain this deployment or this agent's state belongs to
     (a reset, another chain behind the URL, a reorganisation below the confirmation depth)."""
+
+
+class StateLost(EnclaveAgentError):
+    """The state store is empty or lacks what this enclave's membership requires (keys,
+    shares) while the chain says the enclave is a member: the agent must not pretend."""
