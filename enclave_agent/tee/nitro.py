@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import BasicConstraints, Certificate, ExtensionNotFound, load_der_x509_certificate
 
 from enclave_agent.errors import AttestationError
-from enclave_agent.tee.evidence import VerifiedEvidence
+from enclave_agent.tee.evidence import VerifiedEvidence, evidence_hash
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +218,8 @@ class NitroVerifier:
             public_key=doc["public_key"],
             identity=doc["module_id"],
             details={"timestamp_ms": doc["timestamp"], "verified_at": when.isoformat()},
+            evidence_hash=evidence_hash(evidence),
+            verified_at=int(when.timestamp()),
         )
         logger.info(
             "Nitro attestation document verified: module=%s measurement=0x%s debug=%s",
