@@ -24,8 +24,13 @@ def utc(at: int) -> datetime:
 
 
 def name_of(cert: x509.Certificate) -> str:
-    common_names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(common_names[0].value) if common_names else cert.subject.rfc4514_string()
+    """The certificate's common name for messages (its subject is parsed lazily, so a
+    tampered one may not parse: that must not escape as another exception)."""
+    try:
+        common_names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return str(common_names[0].value) if common_names else cert.subject.rfc4514_string()
+    except ValueError:
+        return "<unparsable subject>"
 
 
 def load_der_certificate(data: bytes, what: str, error: type[AttestationError]) -> x509.Certificate:

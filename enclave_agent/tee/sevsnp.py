@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from enclave_agent.errors import AttestationError
-from enclave_agent.tee._der import TAG_IA5STRING, TAG_INTEGER, TAG_OCTETS, der_single, der_uint
+from enclave_agent.tee._der import TAG_IA5STRING, TAG_INTEGER, der_single, der_uint
 from enclave_agent.tee._pki import (
     check_valid_at,
     der_of,
@@ -224,13 +224,7 @@ def _extension(cert: x509.Certificate, suffix: str) -> bytes:
 def vcek_identity(vcek: x509.Certificate) -> tuple[str, bytes, dict[str, int]]:
     """(productName, hwID, SPLs) of a VCEK."""
     product = der_single(_extension(vcek, ".2"), TAG_IA5STRING, "VCEK productName", SnpTcbMismatchError)
-    raw_hwid = _extension(vcek, ".4")
-    # AMD's KDS writes a Milan/Genoa hwID as its 64 raw bytes; others DER-wrap it.
-    hwid = (
-        raw_hwid
-        if len(raw_hwid) == 64
-        else der_single(raw_hwid, TAG_OCTETS, "VCEK hwID", SnpTcbMismatchError)
-    )
+    hwid = _extension(vcek, ".4")  # the raw chip id (64 bytes Milan/Genoa, 8 Turin), not DER-wrapped
     spls = {
         name: der_uint(
             der_single(_extension(vcek, suffix), TAG_INTEGER, f"VCEK {name} SPL", SnpTcbMismatchError),

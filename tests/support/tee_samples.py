@@ -73,7 +73,11 @@ DCAP_VECTORS = [
     DcapVector(
         "2",
         "automata_tdx_v4_fmspc00806f050000.bin",
-        ("collateral/automata-2025-06/tcbinfov3_00806f050000.json", "collateral/automata-2025-06/qe_td.json", _CRL06),
+        (
+            "collateral/automata-2025-06/tcbinfov3_00806f050000.json",
+            "collateral/automata-2025-06/qe_td.json",
+            _CRL06,
+        ),
         1749095100,
         "intel-tdx",
         "OutOfDate",
@@ -105,8 +109,22 @@ DCAP_VECTORS = [
         "OutOfDate",
         ("INTEL-SA-00960", "INTEL-SA-00982", "INTEL-SA-00986"),
     ),
-    DcapVector("3", "automata_tdx_v5_alibaba_fmspc90c06f000000.bin", (*_A06, _CRL06), 1749945600, "intel-tdx", "UpToDate"),
-    DcapVector("4", "automata_tdx_v5_fmspc90c06f000000_no-tcb-match.bin", (*_A06, _CRL06), 1749945600, "intel-tdx", None),
+    DcapVector(
+        "3",
+        "automata_tdx_v5_alibaba_fmspc90c06f000000.bin",
+        (*_A06, _CRL06),
+        1749945600,
+        "intel-tdx",
+        "UpToDate",
+    ),
+    DcapVector(
+        "4",
+        "automata_tdx_v5_fmspc90c06f000000_no-tcb-match.bin",
+        (*_A06, _CRL06),
+        1749945600,
+        "intel-tdx",
+        None,
+    ),
     DcapVector(
         "5",
         "phala_sgx_v3_fmspc00a067110000.bin",

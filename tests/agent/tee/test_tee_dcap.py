@@ -26,7 +26,6 @@ from enclave_agent.tee.dcap_pck import parse_sgx_extension
 from enclave_agent.tee.dcap_quote import DcapQuoteFormatError, parse_quote
 from enclave_agent.tee.dcap_tcb import TcbResult, converge
 from enclave_agent.tee.evidence import EvidenceType, EvidenceVerifier
-
 from tests.support.tee_samples import ACCEPTED_DCAP, DCAP, DCAP_VECTORS, DcapVector, quote
 
 BY_ROW = {v.row: v for v in DCAP_VECTORS}
@@ -57,9 +56,10 @@ def test_expected_measurements_of_the_readme() -> None:
     m = sgx.platform_measurements
     assert m["MRENCLAVE"].hex() == "a4f45c39dac622cb1dd32ddb35a52ec92db41d0fa88a1c911c49e59c534f61cd"
     assert m["MRSIGNER"].hex() == "8f2dbc0f9c5d3378d596974b2deed1f93223cc49242899f83809bcc92546132c"
-    assert sgx.measurement == hashlib.sha256(
-        b"enclave-share/sgx-measurement/v1\0" + m["MRENCLAVE"] + m["MRSIGNER"]
-    ).digest()
+    assert (
+        sgx.measurement
+        == hashlib.sha256(b"enclave-share/sgx-measurement/v1\0" + m["MRENCLAVE"] + m["MRSIGNER"]).digest()
+    )
     assert sgx.details["qe_status"] == "UpToDate" and sgx.details["platform_status"] == "SWHardeningNeeded"
     tdx = BY_ROW["3"].verifier().verify(quote(BY_ROW["3"].quote), at=BY_ROW["3"].at)
     t = tdx.platform_measurements
@@ -67,9 +67,17 @@ def test_expected_measurements_of_the_readme() -> None:
     assert t["RTMR0"].hex().startswith("cdf337cef3d59099c809ca0dd38c7ba7")
     assert t["RTMR3"] == bytes(48) and "MRSERVICETD" in t
     assert (tdx.report_data or b"").hex().startswith("83ded8a0ee745596")
-    assert tdx.measurement == hashlib.sha256(
-        b"enclave-share/tdx-measurement/v1\0" + t["MRTD"] + t["RTMR0"] + t["RTMR1"] + t["RTMR2"] + t["RTMR3"]
-    ).digest()
+    assert (
+        tdx.measurement
+        == hashlib.sha256(
+            b"enclave-share/tdx-measurement/v1\0"
+            + t["MRTD"]
+            + t["RTMR0"]
+            + t["RTMR1"]
+            + t["RTMR2"]
+            + t["RTMR3"]
+        ).digest()
+    )
     assert tdx.details["tdx_module_status"] == "UpToDate"
     parsed = parse_quote(quote(BY_ROW["3"].quote))
     assert tdx_measurement(parsed.body) == tdx.measurement  # type: ignore[arg-type]
@@ -187,7 +195,14 @@ def test_quote_signature_and_qe_binding_are_checked() -> None:
 
 def test_pck_extension_parser_refuses_malformed_der() -> None:
     assert parse_quote(quote(BY_ROW["7"].quote)).pck_chain_pem.startswith(b"-----BEGIN CERTIFICATE-----")
-    for bad in (b"", b"\x30", b"\x30\x81\x05", b"\x30\x05\x30\x03\x06\x01\x2a", b"\x31\x00", b"\x30\x80\x00\x00"):
+    for bad in (
+        b"",
+        b"\x30",
+        b"\x30\x81\x05",
+        b"\x30\x05\x30\x03\x06\x01\x2a",
+        b"\x31\x00",
+        b"\x30\x80\x00\x00",
+    ):
         with pytest.raises(PckError):
             parse_sgx_extension(bad)
 
@@ -230,4 +245,7 @@ def test_a_whole_collateral_cache_picks_the_current_items() -> None:
         verified = DcapVerifier(collateral).verify(quote(vector.quote), at=vector.at)
         assert verified.tcb_status == vector.status, vector.row
     for row in ("2b", "2c"):
-        assert DcapVerifier(collateral).verify(quote(BY_ROW[row].quote), at=BY_ROW[row].at).tcb_status == "OutOfDate"
+        assert (
+            DcapVerifier(collateral).verify(quote(BY_ROW[row].quote), at=BY_ROW[row].at).tcb_status
+            == "OutOfDate"
+        )
