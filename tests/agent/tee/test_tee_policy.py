@@ -229,6 +229,9 @@ def test_real_production_evidence_for_other_keys_is_refused() -> None:
 # ------------------------------------------------------------------ policy files
 
 MRTD = "aa" * 48
+Z48 = "00" * 48
+SGX = f"version = 1\n[roles.provider.intel-sgx]\napproved=[{{MRSIGNER='{'00' * 32}'}}]"
+SNP_ = f"version = 1\n[roles.provider.amd-sev-snp]\napproved=[{{MEASUREMENT='{Z48}'}}]"
 GOOD = f"""
 version = 1
 [defaults]
@@ -236,7 +239,7 @@ max_age = 300
 min_tcb_status = "SWHardeningNeeded"
 
 [roles.provider.intel-tdx]
-approved = [{{ MRTD = "{MRTD}", RTMR0 = "{"00" * 48}", RTMR1 = "{"00" * 48}", RTMR2 = "{"00" * 48}", RTMR3 = "{"00" * 48}" }}]
+approved = [{{ MRTD = "{MRTD}", RTMR0 = "{Z48}", RTMR1 = "{Z48}", RTMR2 = "{Z48}", RTMR3 = "{Z48}" }}]
 min_tcb_status = "OutOfDate"
 
 [roles.provider.aws-nitro]
@@ -296,19 +299,19 @@ def test_policy_file_loads(tmp_path: Path) -> None:
             r"roles\.provider\.intel-sgx\.approved\[0\]\.PCR0: not a measurement of intel-sgx",
         ),
         (
-            f"version = 1\n[roles.provider.intel-sgx]\napproved=[{{MRSIGNER='{'00' * 32}'}}]\nmin_tcb_status='Revoked'",
+            SGX + "\nmin_tcb_status='Revoked'",
             r"roles\.provider\.intel-sgx\.min_tcb_status: expected one of",
         ),
         (
-            f"version = 1\n[defaults]\nmax_age = 0\n[roles.provider.intel-sgx]\napproved=[{{MRSIGNER='{'00' * 32}'}}]",
+            SGX.replace("version = 1", "version = 1\n[defaults]\nmax_age = 0"),
             r"defaults\.max_age: expected seconds",
         ),
         (
-            f"version = 1\n[roles.provider.amd-sev-snp]\napproved=[{{MEASUREMENT='{'00' * 48}'}}]\nmin_tcb={{fmc=1}}",
+            SNP_ + "\nmin_tcb={fmc=1}",
             r"roles\.provider\.amd-sev-snp\.min_tcb\.fmc: expected one of",
         ),
         (
-            f"version = 1\n[roles.provider.intel-sgx]\napproved=[{{MRSIGNER='{'00' * 32}'}}]\nallow_debug='yes'",
+            SGX + "\nallow_debug='yes'",
             r"roles\.provider\.intel-sgx\.allow_debug: expected true or false",
         ),
         ("version = 1\n[roles.provider.intel-sgx]\napproved=[{MRSIGNER=", r"invalid TOML"),
