@@ -45,7 +45,7 @@ def test_tampered_quote_is_invalid(capsys: pytest.CaptureFixture[str], row7: Pat
     bad = tmp_path / "bad.bin"
     bad.write_bytes(bytes(data))
     code, report = run(capsys, bad, "--collateral", row7, "--at", BY_ROW["7"].at)
-    assert code == 6 and report["verdict"] == "invalid"
+    assert code == 8 and report["verdict"] == "invalid"
     assert report["reasons"][0]["rule"] == "verification"  # type: ignore[index]
 
 
@@ -76,7 +76,7 @@ def test_policy_refusal_lists_every_reason(
     code, report = run(
         capsys, bundle, "--collateral", row7, "--at", "2025-07-19T10:00:34Z", "--policy", policy
     )
-    assert code == 7 and report["verdict"] == "refused"
+    assert code == 9 and report["verdict"] == "refused"
     assert [r["rule"] for r in report["reasons"]] == ["measurement", "freshness", "binding"]  # type: ignore[union-attr]
     assert report["boundKeys"]["claimsBound"] is False  # type: ignore[index]
 
