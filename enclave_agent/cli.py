@@ -8,6 +8,8 @@ organisation, or over its enclave limit), 4 membership revoked, 5 the registry's
 record of this enclave names another operator or X25519 key, 6 the node is on
 another chain than this agent's state (a reset chain: see reset-state), 7 the state
 store is new or emptied while the chain says this enclave is a member (see restore).
+verify-evidence: 0 accepted (or verified, without --policy), 2 bad arguments, policy
+or collateral, 8 the evidence does not verify, 9 verified but refused by the policy.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from enclave_agent.errors import (
     EXIT_CHAIN_CHANGED,
     EXIT_CONFIG,
     EXIT_ERROR,
+    EXIT_EVIDENCE_INVALID,
+    EXIT_EVIDENCE_REFUSED,
     EXIT_STATE_LOST,
     ChainChanged,
     ConfigError,
@@ -254,6 +258,76 @@ def _cmd_attestation_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_time(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--at: expected Unix seconds or an ISO-8601 time, got {text!r}") from None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+
+
+def _cmd_verify_evidence(args: argparse.Namespace) -> int:
+    import time
+
+    from enclave_agent.tee.policy_file import load_policy
+    from enclave_agent.tee.verify import judge, parse_challenge, read_evidence_file, verifier_for
+
+    at = _parse_time(args.at)
+    evidence_file = read_evidence_file(args.file, args.type)
+    policy = load_policy(args.policy) if args.policy else None
+    verifier = verifier_for(evidence_file.evidence_type, args.collateral)
+    verdict, report = judge(
+        evidence_file,
+        verifier,
+        at=at,
+        now=int(time.time()) if at is None else at,
+        policy=policy,
+        role=args.role,
+        challenge=parse_challenge(args.challenge, "--challenge"),
+    )
+    print(json.dumps(report, indent=2))
+    return {"invalid": EXIT_EVIDENCE_INVALID, "refused": EXIT_EVIDENCE_REFUSED}.get(verdict, 0)
+
+
+def _add_verify_evidence(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "verify-evidence",
+        help="verify TEE evidence (Nitro, SGX/TDX DCAP, SEV-SNP) and judge it by a policy; prints JSON",
+        description="Verifies an attestation document, quote or report (or an evidence bundle naming the "
+        "keys it binds) as of --at and prints the verdict, the measurement, the bound keys and every reason "
+        "as JSON. Exit 0 accepted (verified, without --policy), 2 bad arguments, policy or collateral, "
+        "8 the evidence does not verify, 9 refused by the policy.",
+    )
+    p.add_argument("file", type=Path, help="evidence file (binary, hex or base64) or JSON evidence bundle")
+    p.add_argument(
+        "--type",
+        default="auto",
+        choices=("auto", "aws-nitro", "intel-sgx", "intel-tdx", "amd-sev-snp"),
+        help="evidence type (default: recognised from the bytes)",
+    )
+    p.add_argument(
+        "--at",
+        help="verification time, Unix seconds or ISO-8601 (default: a Nitro document's own time, else now; "
+        "also the policy's 'now')",
+    )
+    p.add_argument(
+        "--collateral",
+        type=Path,
+        help="directory of DCAP collateral (TCB Info, QE Identity, CRLs, TCB signing certificate) "
+        "or of SNP certificates (VCEK, ASK and ARK)",
+    )
+    p.add_argument("--policy", type=Path, help="evidence policy TOML (see enclave_agent/tee/policy_file.py)")
+    p.add_argument("--role", default="provider", choices=("provider", "gateway"), help="role to judge for")
+    p.add_argument("--challenge", help="32-byte hex nonce the evidence must carry")
+    p.set_defaults(func=_cmd_verify_evidence)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="enclave-agent",
@@ -391,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8600)
     p.set_defaults(func=_cmd_attestation_service)
+    _add_verify_evidence(sub)
     return parser
 
 

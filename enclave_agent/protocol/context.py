@@ -32,6 +32,19 @@ from enclave_agent.tee.simulated import SimulatedTee
 log = logging.getLogger(__name__)
 
 
+def tee_backend(config: AgentConfig) -> TeeBackend:
+    """The backend ``[agent] tee`` names. A hardware backend makes evidence
+    (``enclave_agent.tee.hardware``), but onboarding with it waits for the registry's
+    verifier path (issue 14, item 4), so an agent refuses to start on one today."""
+    if config.tee == "simulated":
+        return SimulatedTee(config.state_dir)
+    raise ConfigError(
+        f"{config.path}: agent.tee: {config.tee!r} evidence can be produced and verified "
+        "(enclave_agent.tee.hardware, enclave-agent verify-evidence) but the registry cannot admit it yet; "
+        "use 'simulated'"
+    )
+
+
 class AgentContext:
     """What every part of an agent shares: its enclave (TEE, keys, sealed store), the
     chain (contracts, senders) and the persisted views of membership and rounds."""
@@ -42,7 +55,7 @@ class AgentContext:
         self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
         ensure_private_dir(config.state_dir)
         self._state_lock = lock_state_dir(config.state_dir)
-        self.tee = tee or SimulatedTee(config.state_dir)
+        self.tee = tee or tee_backend(config)
         self.keys = self.tee.load_or_create_keys()
         self.address: str = self.keys.address
         self.measurement = self.tee.measurement()
