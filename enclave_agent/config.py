@@ -6,7 +6,7 @@ Example (provider)::
     name = "bank-a"
     role = "provider"             # provider | gateway
     state_dir = "var/bank-a"      # SQLite state, sealed keys, platform secret
-    tee = "simulated"             # the only backend today
+    tee = "simulated"             # or aws-nitro, intel-tdx, amd-sev-snp (enclave_agent.tee.hardware)
 
     [chain]
     manifest = "deployments/local.json"
@@ -59,9 +59,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.errors import ConfigError
+from enclave_agent.tee._files import check_owner_only
 
 ROLES = {"provider": 1, "gateway": 2}
-TEE_BACKENDS = ("simulated",)
+TEE_BACKENDS = ("simulated", "aws-nitro", "intel-tdx", "amd-sev-snp")
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,9 @@ def load_config(path: Path | str) -> AgentConfig:
 
 
 def read_secret(path: Path, what: str) -> str:
-    """The stripped contents of a key file; ConfigError naming `what` and the path."""
+    """The stripped contents of a key file; ConfigError naming `what` and the path.
+    A key file others can read is refused (see ``check_owner_only``)."""
+    check_owner_only(path, what)
     try:
         return path.read_text().strip()
     except OSError as exc:
