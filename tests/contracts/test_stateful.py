@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from brownie import accounts, chain
+from eth_account import Account
 from eth_utils import keccak
 from helpers import (
     ADDITIVE,
@@ -33,6 +34,7 @@ from helpers import (
     RequestState,
     RoundState,
     batch_call,
+    dev_key_of,
     events_of,
     next_block_at,
     norm,
@@ -123,6 +125,7 @@ class Lifecycles(RuleBasedStateMachine):
         self.requests: list[RequestModel] = []
         self.models: list[tuple[int, RoundModel]] = []
         self.digests: list[bytes] = []
+        self.nonces: list[int] = []
         self.balance = int(self.w.gateway.balanceOf(self.client))
         self.used = 0
         self.collected = 0
@@ -632,31 +635,31 @@ class Lifecycles(RuleBasedStateMachine):
             model_id, r = len(self.models) + 1, None
         else:
             model_id, r = self.models[-1 - pick % len(self.models)]
-        digest = (
-            self.digests[-1] if reuse and self.digests else keccak(f"request-{len(self.digests)}".encode())
-        )
+        # The client signs the request (EIP-712); reusing a nonce of the same request replays it.
+        nonce = self.nonces[-1] if reuse and self.nonces else len(self.nonces) + 1
+        request = (str(self.client.address), model_id, rows, keccak(b"q"), nonce, 2**40, 10**18)
+        digest = bytes(self.w.gateway.requestDigest(request))
+        signature = bytes(Account.unsafe_sign_hash(digest, dev_key_of(self.client)).signature)
         at = self._tick()
         maximum = 1 if r is not None and r.kind == STATISTIC else 256
         if r is None:
             outcome = ("InferenceUnknownModel", model_id)
         elif not 1 <= rows <= maximum:
             outcome = ("InferenceInvalidRows", model_id, rows, maximum)
-        elif self.used + rows > QUOTA:
-            outcome = ("InferenceQuotaExhausted", self.client, self.used, QUOTA)
-        elif self.balance < FEE * rows:
-            outcome = ("InferenceFeeUnpaid", self.client, self.balance, FEE * rows)
         elif digest in self.digests:
             outcome = ("InferenceRequestReplayed", digest)
         elif r.kind == STATISTIC and popcount(r.contributors) < r.minimum:
             outcome = ("InferenceTooFewContributors", model_id, popcount(r.contributors), r.minimum)
+        elif self.used + rows > QUOTA:
+            outcome = ("InferenceQuotaExhausted", self.client, self.used, QUOTA)
+        elif self.balance < FEE * rows:
+            outcome = ("InferenceFeeUnpaid", self.client, self.balance, FEE * rows)
         else:
             outcome = ("ok",)
         gateway = self.w.gateways[0]
         tx = self._expect(
             outcome,
-            lambda: self.w.gateway.submitRequest(
-                model_id, self.client, digest, rows, b"q", {"from": gateway.account}
-            ),
+            lambda: self.w.gateway.submitRequest(request, signature, b"q", {"from": gateway.account}),
         )
         if tx is None:
             return
@@ -666,6 +669,7 @@ class Lifecycles(RuleBasedStateMachine):
         assert tx.events["RequestSubmitted"]["rows"] == rows
         self.requests.append(q)
         self.digests.append(digest)
+        self.nonces.append(nonce)
         self.used += rows
         self.balance -= q.fee
 
