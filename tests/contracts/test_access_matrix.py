@@ -31,6 +31,7 @@ from helpers import (
     TAG,
     Consortium,
     bits,
+    dev_key_of,
     now,
     rejects,
     share_commitment,
@@ -96,7 +97,29 @@ def _prep_register(s):
     operator = s.w.providers[0].operator
     quote = s.w.quote(PROVIDER, enclave.address, operator.address)
     signature = s.w.sign(quote)
-    return lambda caller: s.w.registry.register(quote.as_tuple(), signature, {"from": caller})
+    possession = s.w.possession(quote, enclave)
+    return lambda caller: s.w.registry.register(quote.as_tuple(), signature, possession, {"from": caller})
+
+
+def _prep_submit(s):
+    request = (str(s.client.address), s.model_id, 1, keccak(b"q"), 77, now() + 3600, 10**18)
+    digest = bytes(s.w.gateway.requestDigest(request))
+    signature = bytes(Account.unsafe_sign_hash(digest, dev_key_of(s.client)).signature)
+    return lambda caller: s.w.gateway.submitRequest(request, signature, b"q", {"from": caller})
+
+
+def _prep_reinstate(s):
+    s.w.registry.suspendOrganisation(s.w.providers[0].operator, {"from": s.w.governor})
+    return lambda caller: s.w.registry.reinstateOrganisation(s.w.providers[0].operator, {"from": caller})
+
+
+def _prep_expire(s):
+    """A new epoch (one more provider) that only one member synchronised, past its deadline."""
+    s.w.register(PROVIDER, operator=accounts[8])
+    epoch, digest = int(s.w.registry.epoch()), s.w.expected_digest()
+    s.w.registry.postMembershipDigest(epoch, digest, {"from": s.w.providers[0].account})
+    travel_to(int(s.w.registry.syncDeadline()) + 1)
+    return lambda caller: s.w.registry.expireUnsynchronised({"from": caller})
 
 
 def _prep_digest(s):
@@ -213,6 +236,28 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _simple(lambda s, c: s.w.registry.revoke(s.w.providers[0].address, {"from": c})),
         lambda s, c: ("RegistryRevokeUnauthorized", c, s.w.providers[0].address),
     ),
+    "registry.admitOrganisation": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.registry.admitOrganisation(accounts[9], "new org", 2, 1, {"from": c})),
+        _governor_error,
+    ),
+    "registry.suspendOrganisation": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.registry.suspendOrganisation(s.w.providers[0].operator, {"from": c})),
+        _governor_error,
+    ),
+    "registry.reinstateOrganisation": (frozenset({"governor"}), _prep_reinstate, _governor_error),
+    "registry.setRoleLimit": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.registry.setRoleLimit(GATEWAY, 8, {"from": c})),
+        _governor_error,
+    ),
+    "registry.setSyncPolicy": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.registry.setSyncPolicy(600, 3600, {"from": c})),
+        _governor_error,
+    ),
+    "registry.expireUnsynchronised": (ANYONE, _prep_expire, lambda s, c: ()),
     "registry.postMembershipDigest": (
         frozenset({"provider", "gateway"}),
         _prep_digest,
@@ -292,13 +337,7 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _governor_error,
     ),
     "gateway.withdrawFees": (frozenset({"governor"}), _prep_withdraw_fees, _governor_error),
-    "gateway.submitRequest": (
-        frozenset({"gateway"}),
-        _simple(
-            lambda s, c: s.w.gateway.submitRequest(s.model_id, s.client, keccak(b"new"), 1, b"q", {"from": c})
-        ),
-        lambda s, c: ("InferenceNotGateway", c),
-    ),
+    "gateway.submitRequest": (frozenset({"gateway"}), _prep_submit, lambda s, c: ("InferenceNotGateway", c)),
     "gateway.postPartial": (
         frozenset({"provider"}),
         _simple(lambda s, c: s.w.gateway.postPartial(s.request_id, b"partial", {"from": c})),
