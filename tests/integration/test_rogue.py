@@ -259,6 +259,32 @@ def test_a_holder_sending_different_shares_to_different_holders_is_caught(
     assert honest[0] not in {b["reporter"] for b in blames}
 
 
+def test_an_additive_holder_revealing_another_share_is_named_and_no_wrong_aggregate_is_used(
+    setup: tuple[Consortium, Rogue, Any],
+) -> None:
+    """Additive rounds have no redundancy: the opened commitment is the check. The lie is
+    named on chain and the honest enclaves refuse the aggregate rather than use it."""
+    c, rogue, _ = setup
+    round_id = c.open_round("vec8", D, scheme="additive", encoding="seeded", output="intermediate")
+    rogue.post_shares(round_id, ROGUE_INPUT)
+    c.wait_round(round_id, states=(FUSING,))
+    rogue.fuse_and_commit(round_id)
+    assert c.wait_round(round_id) == COMPLETED
+    lie = rogue.fused[round_id] + np.uint64(1)  # uint64 wraps: the ring Z/2^64
+    rogue.reveal(round_id, {h: lie for h in _honest(c)})
+    wait_until(lambda: len(_blames(c, round_id, BLAME_REVEAL_MISMATCH)) == HONEST, 60, "three blames")
+    for i in range(HONEST):
+        name = f"provider-{i}"
+        wait_until(
+            lambda n=name: (
+                "refused" in ((c.agents[n].status() or {}).get("rounds", {}).get(str(round_id), {}))
+            ),
+            30,
+            f"{name} to refuse the aggregate",
+        )
+        assert c.agents[name].unseal(f"round/{round_id}/aggregate") is None
+
+
 # ------------------------------------------------------------------ wrong partial results
 
 
