@@ -25,7 +25,7 @@ from enclave_agent.chain import Contracts, connect, deploy_contracts
 from enclave_agent.chain.manifest import Manifest, write_manifest
 from enclave_agent.crypto.field import RING64
 from enclave_agent.crypto.fixed_point import decode
-from enclave_agent.crypto.sharing import shamir_reconstruct
+from enclave_agent.crypto.reed_solomon import robust_reconstruct
 from enclave_agent.localnet.agents import AgentProcess, InputValue, dev_key, write_agent_config
 from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess
 from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round_transactions
@@ -266,9 +266,11 @@ class Consortium:
     def fused_aggregate(self, round_id: int, frac_bits: int | None = None) -> np.ndarray:
         """Simulated mode only: the round's aggregate, recombined from the holders'
         fused shares unsealed from outside (see ``AgentProcess.unseal``); decoded
-        with the round's fraction bits unless ``frac_bits`` is given."""
+        with the round's fraction bits unless ``frac_bits`` is given. Shamir shares
+        are checked like the agents check them (every share, Reed-Solomon): shares
+        off one polynomial raise rather than give a wrong aggregate."""
         info = self.exchange.functions.roundInfo(round_id).call()
-        spec, holders = info[0], int(info[7])
+        spec, holders, threshold = info[0], int(info[7]), int(info[2])
         modulus, bits = int(spec[4]), int(spec[1]) if frac_bits is None else frac_bits
         participants = self.exchange.functions.participants(round_id).call()
         by_address = {agent.enclave_address(): agent for agent in self.agents.values()}
@@ -285,7 +287,7 @@ class Consortium:
             for share in fused.values():
                 total = total + share  # uint64 wrap-around is the ring
             return decode(total, bits, modulus)
-        return decode(shamir_reconstruct(fused, modulus), bits, modulus)
+        return decode(robust_reconstruct(fused, threshold, modulus).secret, bits, modulus)
 
     def chain_bytes(self) -> list[bytes]:
         """Every transaction's calldata and every log's topics and data, block by block."""
