@@ -27,6 +27,7 @@ from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
 from enclave_agent.gateway import auth, validation
 from enclave_agent.gateway.service import GatewayAgent
+from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ async def inference(request: web.Request) -> web.Response:
         response = await _inference(request, agent, started)
     except validation.InvalidRequest as exc:
         agent.metrics.count(f"invalid_{exc.status}")
-        return _error(exc.status, exc.problem, exc.field)
+        return _error(exc.status, exc.problem, exc.field, **exc.extra)
     except auth.AuthError as exc:
         agent.metrics.count("unauthenticated")
         return _error(401, str(exc))
@@ -137,6 +138,7 @@ class _Ask:
     inputs: Any
     query: queries.Query
     batch: bool
+    bounds: InputRange | None = None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -158,10 +160,12 @@ def _ask(agent: GatewayAgent, body: dict[str, Any]) -> _Ask:
         return _Ask(model, {"statistic": body["statistic"]}, query, batch=False)
     max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
     score = validation.parse_score_request(body, features, max_batch)
+    bounds = agent.input_range(model)
+    validation.check_range(body, score, bounds)
     # The signature covers what the client sent, byte for byte after canonical JSON.
     inputs = {"rows": body["rows"]} if score.batch else {"features": body["features"]}
     query = queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
-    return _Ask(model, inputs, query, score.batch)
+    return _Ask(model, inputs, query, score.batch, bounds)
 
 
 async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
@@ -215,7 +219,7 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     size = await _blocking(agent.rows_per_request, model)
     for index, query in enumerate(ask.query.split(size)):
         digest = auth.row_digest(caller.digest, index)
-        request_ids.append(await _blocking(agent.submit, model, caller.client, digest, query))
+        request_ids.append(await _blocking(agent.submit, model, caller.client, digest, query, ask.bounds))
     timeout = agent.config.gateway.request_timeout if agent.config.gateway else 60.0
     results = await _collect(agent, request_ids, started + timeout)
     if any(r is None for r in results):
@@ -295,7 +299,7 @@ async def typed_data(request: web.Request) -> web.Response:
         if not isinstance(client, str) or not is_address(client):
             raise validation.InvalidRequest(422, "client", "must be an address")
     except validation.InvalidRequest as exc:
-        return _error(exc.status, exc.problem, exc.field)
+        return _error(exc.status, exc.problem, exc.field, **exc.extra)
     nonce = secrets.randbits(52)  # exact as a JavaScript number
     deadline = int(time.time()) + SIGNATURE_TTL
     typed = auth.typed_request(
@@ -358,6 +362,7 @@ async def list_models(request: web.Request) -> web.Response:
             metadata = queries.parse_metadata(model["metadata"])
         except ProtocolError:
             continue
+        bounds = await _blocking(agent.input_range, model) if model["kind"] == "shared-model" else None
         out.append(
             {
                 "id": model["id"],
@@ -367,6 +372,9 @@ async def list_models(request: web.Request) -> web.Response:
                 "fee_wei": model["fee"],
                 "features": metadata["features"],
                 "link": metadata.get("link"),
+                # Statistics take no numbers; a score model's range appears once its
+                # holders published it (until then queries get 503).
+                "input_range": None if bounds is None else bounds.public(),
             }
         )
     return web.json_response({"models": out})
