@@ -55,9 +55,9 @@ def _clear_model(demo: Demo) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]
 
 
 def test_models_publish_the_input_range_of_the_score_model(demo: Demo) -> None:
-    models = {m["kind"]: m for m in demo.client().models()}
-    assert models["statistic"]["input_range"] is None  # a statistic takes no numbers
-    published = models["shared-model"]["input_range"]
+    models = {m["id"]: m for m in demo.client().models()}
+    assert models[demo._result.stats_model_id]["input_range"] is None  # a statistic takes no numbers
+    published = models[demo._result.model_id]["input_range"]
     assert set(published["bounds"]) == set(demo._result.split.features)
     assert 2**10 < published["standardised_bound"] < 2**11
     assert published["query_frac_bits"] == 20 and published["weight_l1_bound"] == 64.0
