@@ -6,30 +6,52 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
-import {Role, Quote, Member} from "./types/Types.sol";
+import {Role, Quote, Member, Organisation, OrgStatus, RevokeReason} from "./types/Types.sol";
 
 /// @title ConsortiumRegistry
 /// @notice See {IConsortiumRegistry}.
 contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP712 {
-    /// @notice Governance: approves measurements and signers, revokes members, pauses.
+    /// @notice Governance: admits organisations, approves measurements and signers,
+    /// revokes members, sets limits, pauses.
     bytes32 public constant GOVERNOR_ROLE = keccak256("GOVERNOR_ROLE");
 
     bytes32 public constant QUOTE_TYPEHASH = keccak256(
         "Quote(uint8 role,bytes32 measurement,address operator,address enclave,bytes32 x25519Key,"
         "uint256 chainId,address registry,bytes32 nonce,uint64 expiry)"
     );
+    bytes32 public constant POSSESSION_TYPEHASH = keccak256("Possession(bytes32 quoteDigest)");
+
+    /// @notice Most active members a role may ever have (a round's participants fit a bitmap).
+    uint16 public constant MAX_ROLE_LIMIT = 64;
+    uint64 public constant MIN_SYNC_WINDOW = 10;
+    uint64 public constant MAX_SYNC_WINDOW = 7 days;
+    uint64 public constant MAX_COOLDOWN = 365 days;
 
     mapping(Role => mapping(bytes32 => bool)) private _approved;
     mapping(address => bool) private _trustedSigners;
     mapping(bytes32 => bool) private _usedNonces;
     mapping(address => Member) private _memberOf;
-    /// @dev Active members in registration order; small (one per organisation).
+    mapping(address => Organisation) private _orgs;
+    mapping(address => mapping(Role => uint256)) private _enclavesOf;
+    /// @dev Active members in registration order; at most MAX_ROLE_LIMIT per role.
     address[] private _active;
+    /// @dev keccak chain over `_active` (see membershipDigest): extended on every
+    /// registration, rebuilt only when members leave.
+    bytes32 private _listHash;
     mapping(Role => uint256) private _activeCount;
     mapping(Role => bytes32) private _activeMeasurement;
+    mapping(Role => uint16) private _roleLimit;
 
-    uint64 private _epoch;
-    uint64 private _synchronisedEpoch;
+    /// @dev The epoch clock and its synchronisation policy, in one storage slot.
+    struct Epochs {
+        uint64 current;
+        uint64 synchronised;
+        uint64 deadline; // of the current epoch's digests
+        uint32 window; // seconds a new epoch has to synchronise
+        uint32 cooldown; // seconds a dropped organisation waits
+    }
+
+    Epochs private _epochs = Epochs({current: 0, synchronised: 0, deadline: 0, window: 10 minutes, cooldown: 1 days});
     uint256 private _matchingDigests;
     /// @dev A member whose digest did not match may post again (after re-verifying).
     mapping(uint64 => mapping(address => bool)) private _digestMatched;
@@ -37,6 +59,8 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     constructor(address governor) EIP712("EnclaveShareRegistry", "1") {
         _grantRole(DEFAULT_ADMIN_ROLE, governor);
         _grantRole(GOVERNOR_ROLE, governor);
+        _roleLimit[Role.Provider] = MAX_ROLE_LIMIT;
+        _roleLimit[Role.Gateway] = MAX_ROLE_LIMIT;
     }
 
     // ------------------------------------------------------------------ governance
@@ -54,18 +78,17 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         if (!_approved[role][measurement]) revert RegistryMeasurementNotApproved(role, measurement);
         _approved[role][measurement] = false;
         uint256 deactivated;
-        // Walk backwards: _deactivate removes entries from _active.
-        for (uint256 i = _active.length; i > 0; --i) {
-            address enclave = _active[i - 1];
+        uint256 count = _active.length;
+        for (uint256 i; i < count; ++i) {
+            address enclave = _active[i];
             Member storage m = _memberOf[enclave];
             if (m.role == role && m.measurement == measurement) {
-                _deactivate(enclave);
-                emit MemberRevoked(enclave, msg.sender, _epoch + 1);
+                _deactivate(enclave, RevokeReason.MeasurementRevoked);
                 ++deactivated;
             }
         }
         emit MeasurementRevoked(role, measurement, deactivated);
-        if (deactivated > 0) _startEpoch();
+        if (deactivated > 0) _compactAndStartEpoch();
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -73,6 +96,73 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         if (_trustedSigners[signer] == trusted) revert RegistrySignerUnchanged(signer, trusted);
         _trustedSigners[signer] = trusted;
         emit AttestationSignerSet(signer, trusted);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function admitOrganisation(address operator, string calldata name, uint8 roles, uint16 maxEnclavesPerRole)
+        external
+        onlyRole(GOVERNOR_ROLE)
+    {
+        uint8 enclaveRoles = _roleBit(Role.Provider) | _roleBit(Role.Gateway);
+        if (
+            operator == address(0) || bytes(name).length == 0 || roles == 0 || roles & ~enclaveRoles != 0
+                || maxEnclavesPerRole == 0
+        ) revert RegistryInvalidOrganisation(operator, roles, maxEnclavesPerRole);
+        if (_orgs[operator].status != OrgStatus.None) revert RegistryOrganisationExists(operator);
+        _orgs[operator] = Organisation({
+            status: OrgStatus.Admitted,
+            roles: roles,
+            maxEnclavesPerRole: maxEnclavesPerRole,
+            coolingUntil: 0,
+            name: name
+        });
+        emit OrganisationAdmitted(operator, name, roles, maxEnclavesPerRole);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function suspendOrganisation(address operator) external onlyRole(GOVERNOR_ROLE) {
+        Organisation storage org = _orgs[operator];
+        if (org.status != OrgStatus.Admitted) revert RegistryOrganisationNotAdmitted(operator);
+        org.status = OrgStatus.Suspended;
+        uint256 revoked;
+        uint256 count = _active.length;
+        for (uint256 i; i < count; ++i) {
+            address enclave = _active[i];
+            if (_memberOf[enclave].operator == operator) {
+                _deactivate(enclave, RevokeReason.OrganisationSuspended);
+                ++revoked;
+            }
+        }
+        emit OrganisationSuspended(operator, revoked);
+        if (revoked > 0) _compactAndStartEpoch();
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function reinstateOrganisation(address operator) external onlyRole(GOVERNOR_ROLE) {
+        Organisation storage org = _orgs[operator];
+        bool cooling = org.status == OrgStatus.Admitted && org.coolingUntil > block.timestamp;
+        if (org.status != OrgStatus.Suspended && !cooling) revert RegistryOrganisationNotSuspended(operator);
+        org.status = OrgStatus.Admitted;
+        org.coolingUntil = 0;
+        emit OrganisationReinstated(operator);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function setRoleLimit(Role role, uint16 limit) external onlyRole(GOVERNOR_ROLE) {
+        _requireEnclaveRole(role);
+        if (limit == 0 || limit > MAX_ROLE_LIMIT) revert RegistryInvalidRoleLimit(role, limit);
+        _roleLimit[role] = limit;
+        emit RoleLimitSet(role, limit);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function setSyncPolicy(uint64 window, uint64 cooldown) external onlyRole(GOVERNOR_ROLE) {
+        if (window < MIN_SYNC_WINDOW || window > MAX_SYNC_WINDOW || cooldown > MAX_COOLDOWN) {
+            revert RegistryInvalidSyncPolicy(window, cooldown);
+        }
+        _epochs.window = uint32(window);
+        _epochs.cooldown = uint32(cooldown);
+        emit SyncPolicySet(window, cooldown);
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -88,26 +178,15 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     // ------------------------------------------------------------------ membership
 
     /// @inheritdoc IConsortiumRegistry
-    function register(Quote calldata quote, bytes calldata signature) external whenNotPaused {
+    function register(Quote calldata quote, bytes calldata signature, bytes calldata possession)
+        external
+        payable
+        whenNotPaused
+    {
         if (msg.sender != quote.operator) revert RegistryNotOperator(msg.sender, quote.operator);
         _requireEnclaveRole(quote.role);
-        if (quote.enclave == address(0) || quote.x25519Key == bytes32(0)) {
-            revert RegistryInvalidEnclave(quote.enclave);
-        }
-        address signer = ECDSA.recover(quoteDigest(quote), signature);
-        if (!_trustedSigners[signer]) revert RegistryUntrustedSigner(signer);
-        if (quote.chainId != block.chainid || quote.registry != address(this)) {
-            revert RegistryWrongBinding(quote.chainId, quote.registry);
-        }
-        if (_usedNonces[quote.nonce]) revert RegistryNonceUsed(quote.nonce);
-        if (quote.expiry < block.timestamp) revert RegistryQuoteExpired(quote.expiry, block.timestamp);
-        if (!_approved[quote.role][quote.measurement]) {
-            revert RegistryMeasurementNotApproved(quote.role, quote.measurement);
-        }
-        if (_activeCount[quote.role] > 0 && _activeMeasurement[quote.role] != quote.measurement) {
-            revert RegistryMeasurementMismatch(quote.role, _activeMeasurement[quote.role], quote.measurement);
-        }
-        if (_memberOf[quote.enclave].active) revert RegistryAlreadyMember(quote.enclave);
+        _requireMayRegister(quote.operator, quote.role);
+        _checkQuote(quote, signature, possession);
 
         _usedNonces[quote.nonce] = true;
         _memberOf[quote.enclave] = Member({
@@ -116,31 +195,36 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
             operator: quote.operator,
             measurement: quote.measurement,
             x25519Key: quote.x25519Key,
-            joinedEpoch: _epoch + 1
+            joinedEpoch: _epochs.current + 1
         });
         _active.push(quote.enclave);
+        _listHash = _chain(_listHash, quote.enclave, quote.role, quote.measurement, quote.x25519Key);
         _activeCount[quote.role] += 1;
+        _enclavesOf[quote.operator][quote.role] += 1;
         _activeMeasurement[quote.role] = quote.measurement;
-        emit MemberRegistered(quote.enclave, quote.operator, quote.role, _epoch + 1, quote, signature);
+        emit MemberRegistered(quote.enclave, quote.operator, quote.role, _epochs.current + 1, quote, signature, possession);
         _startEpoch();
+        if (msg.value > 0) {
+            // The enclave proved it holds this account's key: an externally owned account.
+            (bool ok,) = quote.enclave.call{value: msg.value}("");
+            if (!ok) revert RegistryFundingFailed(quote.enclave, msg.value);
+        }
     }
 
     /// @inheritdoc IConsortiumRegistry
     function revoke(address enclave) external {
         Member storage m = _memberOf[enclave];
         if (!m.active) revert RegistryNotActiveMember(enclave);
-        if (msg.sender != enclave && msg.sender != m.operator && !hasRole(GOVERNOR_ROLE, msg.sender)) {
-            revert RegistryRevokeUnauthorized(msg.sender, enclave);
-        }
-        _deactivate(enclave);
-        emit MemberRevoked(enclave, msg.sender, _epoch + 1);
-        _startEpoch();
+        bool own = msg.sender == enclave || msg.sender == m.operator;
+        if (!own && !hasRole(GOVERNOR_ROLE, msg.sender)) revert RegistryRevokeUnauthorized(msg.sender, enclave);
+        _deactivate(enclave, own ? RevokeReason.Operator : RevokeReason.Governance);
+        _compactAndStartEpoch();
     }
 
     /// @inheritdoc IConsortiumRegistry
     function postMembershipDigest(uint64 postedEpoch, bytes32 digest) external whenNotPaused {
         if (!_memberOf[msg.sender].active) revert RegistryNotActiveMember(msg.sender);
-        if (postedEpoch != _epoch) revert RegistryWrongEpoch(postedEpoch, _epoch);
+        if (postedEpoch != _epochs.current) revert RegistryWrongEpoch(postedEpoch, _epochs.current);
         if (_digestMatched[postedEpoch][msg.sender]) revert RegistryDigestAlreadyPosted(msg.sender, postedEpoch);
         bytes32 canonical = membershipDigest();
         bool matches = digest == canonical;
@@ -149,9 +233,28 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         _digestMatched[postedEpoch][msg.sender] = true;
         _matchingDigests += 1;
         if (_matchingDigests == _active.length) {
-            _synchronisedEpoch = postedEpoch;
+            _epochs.synchronised = postedEpoch;
             emit EpochSynchronised(postedEpoch, canonical);
         }
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function expireUnsynchronised() external whenNotPaused {
+        Epochs memory epochs = _epochs;
+        uint64 current = epochs.current;
+        if (current == 0 || epochs.synchronised == current) revert RegistryEpochSynchronised(current);
+        if (block.timestamp <= epochs.deadline) revert RegistrySyncStillOpen(current, epochs.deadline);
+        if (_matchingDigests == 0) revert RegistryNoMemberSynchronised(current);
+        uint64 coolingUntil = uint64(block.timestamp) + epochs.cooldown;
+        uint256 count = _active.length;
+        for (uint256 i; i < count; ++i) {
+            address enclave = _active[i];
+            if (!_digestMatched[current][enclave]) {
+                _orgs[_memberOf[enclave].operator].coolingUntil = coolingUntil;
+                _deactivate(enclave, RevokeReason.Unsynchronised);
+            }
+        }
+        _compactAndStartEpoch();
     }
 
     // ------------------------------------------------------------------ views
@@ -177,28 +280,38 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     }
 
     /// @inheritdoc IConsortiumRegistry
+    function possessionDigest(Quote calldata quote) external view returns (bytes32) {
+        return _possessionDigest(quoteDigest(quote));
+    }
+
+    /// @inheritdoc IConsortiumRegistry
     function epoch() external view returns (uint64) {
-        return _epoch;
+        return _epochs.current;
     }
 
     /// @inheritdoc IConsortiumRegistry
     function isSynchronised() external view returns (bool) {
-        return _epoch != 0 && _synchronisedEpoch == _epoch;
+        return _epochs.current != 0 && _epochs.synchronised == _epochs.current;
     }
 
     /// @inheritdoc IConsortiumRegistry
     function synchronisedEpoch() external view returns (uint64) {
-        return _synchronisedEpoch;
+        return _epochs.synchronised;
     }
 
     /// @inheritdoc IConsortiumRegistry
-    function membershipDigest() public view returns (bytes32 digest) {
-        digest = keccak256(abi.encode(block.chainid, address(this), _epoch));
-        uint256 count = _active.length;
-        for (uint256 i; i < count; ++i) {
-            Member storage m = _memberOf[_active[i]];
-            digest = keccak256(abi.encode(digest, _active[i], m.role, m.measurement, m.x25519Key));
-        }
+    function syncDeadline() external view returns (uint64) {
+        return _epochs.deadline;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function digestMatched(uint64 postedEpoch, address account) external view returns (bool) {
+        return _digestMatched[postedEpoch][account];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function membershipDigest() public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), _epochs.current, _listHash));
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -223,6 +336,26 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     }
 
     /// @inheritdoc IConsortiumRegistry
+    function organisation(address operator) external view returns (Organisation memory) {
+        return _orgs[operator];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function enclaveCount(address operator, Role role) external view returns (uint256) {
+        return _enclavesOf[operator][role];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function roleLimit(Role role) external view returns (uint16) {
+        return _roleLimit[role];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function syncPolicy() external view returns (uint64 window, uint64 cooldown) {
+        return (_epochs.window, _epochs.cooldown);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
     function isApproved(Role role, bytes32 measurement) external view returns (bool) {
         return _approved[role][measurement];
     }
@@ -243,23 +376,98 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         if (role != Role.Provider && role != Role.Gateway) revert RegistryInvalidRole(role);
     }
 
-    function _deactivate(address enclave) private {
+    /// @dev The quote's own checks: well formed, signed by a trusted signer and by the
+    /// enclave's key, bound here, fresh, approved and matching the role's measurement.
+    function _checkQuote(Quote calldata quote, bytes calldata signature, bytes calldata possession) private view {
+        if (quote.enclave == address(0) || quote.x25519Key == bytes32(0)) {
+            revert RegistryInvalidEnclave(quote.enclave);
+        }
+        bytes32 digest = quoteDigest(quote);
+        address signer = ECDSA.recover(digest, signature);
+        if (!_trustedSigners[signer]) revert RegistryUntrustedSigner(signer);
+        (address holder, ECDSA.RecoverError failure,) = ECDSA.tryRecover(_possessionDigest(digest), possession);
+        if (failure != ECDSA.RecoverError.NoError || holder != quote.enclave) {
+            revert RegistryPossessionNotProven(quote.enclave, holder);
+        }
+        if (quote.chainId != block.chainid || quote.registry != address(this)) {
+            revert RegistryWrongBinding(quote.chainId, quote.registry);
+        }
+        if (_usedNonces[quote.nonce]) revert RegistryNonceUsed(quote.nonce);
+        if (quote.expiry < block.timestamp) revert RegistryQuoteExpired(quote.expiry, block.timestamp);
+        if (!_approved[quote.role][quote.measurement]) {
+            revert RegistryMeasurementNotApproved(quote.role, quote.measurement);
+        }
+        if (_activeCount[quote.role] > 0 && _activeMeasurement[quote.role] != quote.measurement) {
+            revert RegistryMeasurementMismatch(quote.role, _activeMeasurement[quote.role], quote.measurement);
+        }
+        if (_memberOf[quote.enclave].active) revert RegistryAlreadyMember(quote.enclave);
+        if (_activeCount[quote.role] >= _roleLimit[quote.role]) {
+            revert RegistryRoleFull(quote.role, _roleLimit[quote.role]);
+        }
+    }
+
+    function _requireMayRegister(address operator, Role role) private view {
+        Organisation storage org = _orgs[operator];
+        if (org.status != OrgStatus.Admitted) revert RegistryOrganisationNotAdmitted(operator);
+        if (block.timestamp < org.coolingUntil) revert RegistryOrganisationCoolingDown(operator, org.coolingUntil);
+        if (org.roles & _roleBit(role) == 0) revert RegistryRoleNotAllowed(operator, role);
+        if (_enclavesOf[operator][role] >= org.maxEnclavesPerRole) {
+            revert RegistryEnclaveLimit(operator, role, org.maxEnclavesPerRole);
+        }
+    }
+
+    function _roleBit(Role role) private pure returns (uint8) {
+        return uint8(1 << uint8(role));
+    }
+
+    function _possessionDigest(bytes32 quoteDigest_) private view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(POSSESSION_TYPEHASH, quoteDigest_)));
+    }
+
+    function _chain(bytes32 previous, address enclave, Role role, bytes32 measurement, bytes32 x25519Key)
+        private
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(previous, enclave, role, measurement, x25519Key));
+    }
+
+    /// @dev Marks a member inactive and emits why; `_compactAndStartEpoch` then drops
+    /// it from `_active` (once per transaction, however many left).
+    function _deactivate(address enclave, RevokeReason reason) private {
         Member storage m = _memberOf[enclave];
         m.active = false;
         _activeCount[m.role] -= 1;
+        _enclavesOf[m.operator][m.role] -= 1;
+        emit MemberRevoked(enclave, msg.sender, _epochs.current + 1, reason);
+    }
+
+    /// @dev One pass: keeps the active members in registration order and rebuilds the
+    /// list hash over them, then starts the next epoch.
+    function _compactAndStartEpoch() private {
         uint256 count = _active.length;
-        // Shift to keep registration order, which the membership digest depends on.
-        uint256 i;
-        while (_active[i] != enclave) ++i;
-        for (; i + 1 < count; ++i) {
-            _active[i] = _active[i + 1];
+        uint256 kept;
+        bytes32 listHash;
+        for (uint256 i; i < count; ++i) {
+            address enclave = _active[i];
+            Member storage m = _memberOf[enclave];
+            if (!m.active) continue;
+            if (kept != i) _active[kept] = enclave;
+            listHash = _chain(listHash, enclave, m.role, m.measurement, m.x25519Key);
+            ++kept;
         }
-        _active.pop();
+        for (uint256 i = kept; i < count; ++i) {
+            _active.pop();
+        }
+        _listHash = listHash;
+        _startEpoch();
     }
 
     function _startEpoch() private {
-        _epoch += 1;
+        Epochs storage epochs = _epochs;
+        epochs.current += 1;
+        epochs.deadline = uint64(block.timestamp) + epochs.window;
         _matchingDigests = 0;
-        emit EpochStarted(_epoch, membershipDigest(), _active.length);
+        emit EpochStarted(epochs.current, membershipDigest(), _active.length, epochs.deadline);
     }
 }

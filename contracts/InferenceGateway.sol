@@ -3,18 +3,24 @@ pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IInferenceGateway} from "./interfaces/IInferenceGateway.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
 import {IShareExchange} from "./interfaces/IShareExchange.sol";
-import {RequestState, RoundState, OutputKind, OutputPolicy, Role} from "./types/Types.sol";
+import {RequestState, RoundState, OutputKind, OutputPolicy, Role, ClientRequest} from "./types/Types.sol";
 
 /// @title InferenceGateway
 /// @notice See {IInferenceGateway}.
-contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
+contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard, EIP712 {
     /// @notice Governance: models, client access, fees.
     bytes32 public constant GOVERNOR_ROLE = keccak256("GOVERNOR_ROLE");
     /// @notice Outside clients allowed to query models.
     bytes32 public constant CLIENT_ROLE = keccak256("CLIENT_ROLE");
+    bytes32 public constant REQUEST_TYPEHASH = keccak256(
+        "InferenceRequest(address client,uint256 modelId,uint32 rows,bytes32 inputHash,uint256 nonce,"
+        "uint64 deadline,uint256 maxFee)"
+    );
 
     uint64 public constant MIN_TTL = 10;
     uint64 public constant MAX_TTL = 1 days;
@@ -55,7 +61,9 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
     uint256 private _modelCount;
     uint256 private _requestCount;
 
-    constructor(IConsortiumRegistry registry_, IShareExchange exchange_, address governor) {
+    constructor(IConsortiumRegistry registry_, IShareExchange exchange_, address governor)
+        EIP712("EnclaveShareGateway", "1")
+    {
         registry = registry_;
         exchange = exchange_;
         _grantRole(DEFAULT_ADMIN_ROLE, governor);
@@ -156,49 +164,24 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
     // ------------------------------------------------------------------ requests
 
     /// @inheritdoc IInferenceGateway
-    function submitRequest(
-        uint256 modelId,
-        address client,
-        bytes32 requestDigest,
-        uint32 rows,
-        bytes calldata encryptedQuery
-    ) external whenRegistryLive returns (uint256 requestId) {
+    function submitRequest(ClientRequest calldata request, bytes calldata signature, bytes calldata encryptedQuery)
+        external
+        whenRegistryLive
+        returns (uint256 requestId)
+    {
         if (!registry.isActiveMember(msg.sender, Role.Gateway)) revert InferenceNotGateway(msg.sender);
-        Model storage model = _models[modelId];
-        if (!model.active) revert InferenceUnknownModel(modelId);
-        uint32 maximum = model.kind == OutputKind.Statistic ? 1 : MAX_ROWS;
-        if (rows == 0 || rows > maximum) revert InferenceInvalidRows(modelId, rows, maximum);
-        if (!hasRole(CLIENT_ROLE, client)) revert InferenceClientNotAuthorised(client);
+        bytes32 digest = _validateClientRequest(request, signature);
+        address client = request.client;
+        uint32 rows = request.rows;
+        uint256 fee = _models[request.modelId].fee * rows;
+        if (fee > request.maxFee) revert InferenceFeeAboveCap(fee, request.maxFee);
         if (_used[client] + rows > _quota[client]) revert InferenceQuotaExhausted(client, _used[client], _quota[client]);
-        uint256 fee = model.fee * rows;
         if (_balance[client] < fee) revert InferenceFeeUnpaid(client, _balance[client], fee);
-        if (_usedDigests[requestDigest]) revert InferenceRequestReplayed(requestDigest);
-        if (model.kind == OutputKind.Statistic) {
-            (, OutputPolicy memory policy,,,, , uint256 contributors,) = exchange.roundInfo(model.roundId);
-            uint256 count = _popcount(contributors);
-            if (count < policy.minContributors) {
-                revert InferenceTooFewContributors(modelId, count, policy.minContributors);
-            }
-        }
 
-        _usedDigests[requestDigest] = true;
+        _usedDigests[digest] = true;
         _used[client] += rows;
         _balance[client] -= fee;
-        requestId = ++_requestCount;
-        uint64 deadline = uint64(block.timestamp) + requestTtl;
-        _requests[requestId] = Request({
-            modelId: modelId,
-            client: client,
-            rows: rows,
-            gateway: msg.sender,
-            deadline: deadline,
-            status: RequestState.Pending,
-            fee: fee,
-            partials: 0
-        });
-        emit RequestSubmitted(
-            requestId, modelId, client, msg.sender, requestDigest, deadline, fee, rows, encryptedQuery
-        );
+        requestId = _record(request, digest, fee, encryptedQuery);
     }
 
     /// @inheritdoc IInferenceGateway
@@ -240,6 +223,24 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IInferenceGateway
+    function requestDigest(ClientRequest calldata request) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    REQUEST_TYPEHASH,
+                    request.client,
+                    request.modelId,
+                    request.rows,
+                    request.inputHash,
+                    request.nonce,
+                    request.deadline,
+                    request.maxFee
+                )
+            )
+        );
+    }
 
     /// @inheritdoc IInferenceGateway
     function state(uint256 requestId) public view returns (RequestState) {
@@ -291,6 +292,66 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard {
     }
 
     // ------------------------------------------------------------------ internal
+
+    function _record(ClientRequest calldata request, bytes32 digest, uint256 fee, bytes calldata encryptedQuery)
+        private
+        returns (uint256 requestId)
+    {
+        requestId = ++_requestCount;
+        uint64 deadline = uint64(block.timestamp) + requestTtl;
+        _requests[requestId] = Request({
+            modelId: request.modelId,
+            client: request.client,
+            rows: request.rows,
+            gateway: msg.sender,
+            deadline: deadline,
+            status: RequestState.Pending,
+            fee: fee,
+            partials: 0
+        });
+        emit RequestSubmitted(
+            requestId,
+            request.modelId,
+            request.client,
+            msg.sender,
+            digest,
+            request.inputHash,
+            deadline,
+            fee,
+            request.rows,
+            encryptedQuery
+        );
+    }
+
+    /// @dev Everything about a request that does not touch the client's funds: model,
+    /// rows, the signature's deadline, replay, the client's own signature, its role and
+    /// the statistic's release rule. Returns the request digest.
+    function _validateClientRequest(ClientRequest calldata request, bytes calldata signature)
+        private
+        view
+        returns (bytes32 digest)
+    {
+        Model storage model = _models[request.modelId];
+        if (!model.active) revert InferenceUnknownModel(request.modelId);
+        uint32 maximum = model.kind == OutputKind.Statistic ? 1 : MAX_ROWS;
+        if (request.rows == 0 || request.rows > maximum) {
+            revert InferenceInvalidRows(request.modelId, request.rows, maximum);
+        }
+        if (block.timestamp > request.deadline) revert InferenceSignatureExpired(request.deadline, block.timestamp);
+        digest = requestDigest(request);
+        if (_usedDigests[digest]) revert InferenceRequestReplayed(digest);
+        if (!SignatureChecker.isValidSignatureNow(request.client, digest, signature)) {
+            revert InferenceInvalidClientSignature(request.client, digest);
+        }
+        if (!hasRole(CLIENT_ROLE, request.client)) revert InferenceClientNotAuthorised(request.client);
+        if (model.kind == OutputKind.Statistic) {
+            (, OutputPolicy memory policy,,,,, uint256 contributors,) = exchange.roundInfo(model.roundId);
+            uint256 count = _popcount(contributors);
+            if (count < policy.minContributors) {
+                revert InferenceTooFewContributors(request.modelId, count, policy.minContributors);
+            }
+        }
+    }
 
     /// @dev The one state guard: reverts unless the derived state is in `allowed`.
     function _validateState(uint256 requestId, bytes32 allowed) private view {

@@ -38,6 +38,9 @@ Example (provider)::
     [gateway.api_keys]                  # client address = SHA-256 hex of its API key
     "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" = "5e88...<64 hex>"
 
+    [gateway.custody_keys]              # API-key clients are custody accounts: the gateway
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" = "keys/client.key"  # signs with this key
+
 Every problem is reported as one ConfigError line naming the file and the key.
 """
 
@@ -79,6 +82,7 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8700
     api_keys: dict[str, str] = field(default_factory=dict)  # client address -> SHA-256 hex of its key
+    custody_keys: dict[str, Path] = field(default_factory=dict)  # client address -> its key file
     max_batch: int = 256
     request_timeout: float = 60.0
     rate_per_minute: int = 600
@@ -223,6 +227,21 @@ def load_config(path: Path | str) -> AgentConfig:
             if not isinstance(digest, str) or len(digest) != 64 or not _is_hex(digest):
                 raise gateway_table.fail(f"api_keys.{client}", "value must be the SHA-256 hex of the API key")
             api_keys[str(to_checksum_address(client))] = digest.lower()
+        custody = gateway_table.sub("custody_keys", required=False)
+        custody_keys: dict[str, Path] = {}
+        for client in custody.table if custody else []:
+            if not is_address(client):
+                raise gateway_table.fail(f"custody_keys.{client}", "key must be a client address")
+            assert custody is not None
+            key_path = custody.path_of(client, base)
+            assert key_path is not None
+            custody_keys[str(to_checksum_address(client))] = key_path
+        for client in api_keys:
+            if client not in custody_keys:
+                raise gateway_table.fail(
+                    f"api_keys.{client}",
+                    "an API-key client is a custody account: give its key file in [gateway.custody_keys]",
+                )
         timeout = gateway_table.get("request_timeout", float, 60.0)
         if not 1 <= timeout <= 3600:
             raise gateway_table.fail("request_timeout", "must be between 1 and 3600 seconds")
@@ -242,6 +261,7 @@ def load_config(path: Path | str) -> AgentConfig:
             host=gateway_table.get("host", str, "127.0.0.1"),
             port=port,
             api_keys=api_keys,
+            custody_keys=custody_keys,
             max_batch=max_batch,
             request_timeout=timeout,
             rate_per_minute=rate,

@@ -38,7 +38,7 @@ from web3.types import TxParams, Wei
 
 from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient
-from enclave_agent.localnet import COMPLETED, Consortium, start_consortium, wait_until
+from enclave_agent.localnet import COMPLETED, Consortium, dev_key, start_consortium, wait_until
 from enclave_agent.localnet.anvil import free_port
 from enclave_agent.model.data import SplitResult, read_table, split_breast_cancer
 from enclave_agent.model.federated import ModelSpec, fedavg_plaintext
@@ -46,6 +46,7 @@ from enclave_agent.model.logistic import contribution_length, predict_proba
 from enclave_agent.model.metrics import accuracy, auc, central_baseline
 from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L1_BOUND, TRAIN_L2, TRAIN_LR
 from enclave_agent.protocol.queries import statistic_metadata
+from enclave_agent.tee._files import write_new_private_file
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +165,17 @@ class Demo:
             accounts = self.c.w3.eth.accounts
             self.api_keys = {accounts[i]: new_api_key() for i in (CLIENT_INDEX, *SPARE_CLIENTS)}
             keys = "".join(f'"{client}" = "{hash_api_key(key)}"\n' for client, key in self.api_keys.items())
+            # API-key clients are custody accounts: the gateway signs their requests.
+            custody = self.c.root / "custody"
+            custody.mkdir(exist_ok=True)
+            for i in (CLIENT_INDEX, *SPARE_CLIENTS):
+                write_new_private_file(custody / f"client-{i}.key", dev_key(i).encode())
+            key_files = "".join(
+                f'"{accounts[i]}" = "{custody / f"client-{i}.key"}"\n' for i in (CLIENT_INDEX, *SPARE_CLIENTS)
+            )
             gateway = (
                 f'[gateway]\nhost = "127.0.0.1"\nport = {port}\nrequest_timeout = {cfg.gateway_timeout}\n'
-                f"[gateway.api_keys]\n{keys}"
+                f"[gateway.api_keys]\n{keys}[gateway.custody_keys]\n{key_files}"
             )
             self.c.add_agent("gateway", operator_index=cfg.providers + 1, role="gateway", extra=gateway)
             self.c.wait_synchronised(cfg.providers, timeout=180)

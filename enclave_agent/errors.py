@@ -20,7 +20,8 @@ Subclasses that belong to one component live in its module (named in brackets).
     │       (one subclass per contract error: enclave_agent.chain.errors.error_class)
     ├── ProtocolError                       a peer or round breaks the protocol
     │   └── InputNotReady                   an input waits for an aggregate [protocol.inputs]
-    ├── AgentRefused, AgentRevoked          exit codes 3 and 4 [protocol.agent]
+    ├── AgentRefused, AgentRevoked,         exit codes 3, 4 and 5 [protocol.onboarding]
+    │   AgentRecordMismatch
     ├── AuthError                           gateway client authentication, HTTP 401 [gateway.auth]
     ├── InvalidRequest                      gateway input validation, HTTP 4xx [gateway.validation]
     ├── GatewayHTTPError                    an error answer seen by the client [gateway.client]

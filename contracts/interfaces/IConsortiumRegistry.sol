@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {Role, Quote, Member} from "../types/Types.sol";
+import {Role, Quote, Member, Organisation, RevokeReason} from "../types/Types.sol";
 
 /// @title The cluster management center of an enclave-share consortium
-/// @notice Admits only enclaves whose attested code measurement is approved for
-/// their role and identical to that of every other active member of the role.
-/// Every membership change starts a new epoch; an epoch is synchronised once
-/// every active member has posted the same digest of the membership it verified.
+/// @notice Governance admits organisations (an operator address, the roles it may
+/// hold, how many enclaves per role). Only an admitted organisation's operator can
+/// register an enclave, and only with a quote from a trusted attestation signer for
+/// an approved measurement identical to that of every other active member of the
+/// role, signed also by the enclave's own key (proof of possession). Every
+/// membership change starts a new epoch; an epoch is synchronised once every active
+/// member has posted the same digest of the membership it verified. A member that
+/// has not done so by the epoch's deadline can be dropped by anyone.
 interface IConsortiumRegistry {
     /// @notice The measurement is not approved for the role.
     error RegistryMeasurementNotApproved(Role role, bytes32 measurement);
@@ -41,6 +45,38 @@ interface IConsortiumRegistry {
     error RegistryWrongEpoch(uint64 posted, uint64 current);
     /// @notice The member already posted the matching digest for this epoch.
     error RegistryDigestAlreadyPosted(address member, uint64 epoch);
+    /// @notice The possession signature was not made by the quoted enclave's key.
+    error RegistryPossessionNotProven(address enclave, address recovered);
+    /// @notice The operator is not an admitted organisation (never admitted, or suspended).
+    error RegistryOrganisationNotAdmitted(address operator);
+    /// @notice The operator is admitted already (or suspended: reinstate it instead).
+    error RegistryOrganisationExists(address operator);
+    /// @notice The operator is not suspended or cooling down, so there is nothing to reinstate.
+    error RegistryOrganisationNotSuspended(address operator);
+    /// @notice Organisation fields out of range: zero operator, empty name, roles outside
+    /// {provider, gateway} or none, or a zero enclave limit.
+    error RegistryInvalidOrganisation(address operator, uint8 roles, uint16 maxEnclavesPerRole);
+    /// @notice The organisation may not run an enclave of this role.
+    error RegistryRoleNotAllowed(address operator, Role role);
+    /// @notice The organisation runs as many enclaves of the role as it may.
+    error RegistryEnclaveLimit(address operator, Role role, uint16 maxEnclavesPerRole);
+    /// @notice The organisation was dropped for not synchronising and may register again
+    /// only after `coolingUntil` (or once governance reinstates it).
+    error RegistryOrganisationCoolingDown(address operator, uint64 coolingUntil);
+    /// @notice The role has as many active members as governance allows.
+    error RegistryRoleFull(Role role, uint16 limit);
+    /// @notice A role limit out of range (1..MAX_ROLE_LIMIT).
+    error RegistryInvalidRoleLimit(Role role, uint16 limit);
+    /// @notice Synchronisation window or cool-down out of range.
+    error RegistryInvalidSyncPolicy(uint64 window, uint64 cooldown);
+    /// @notice The current epoch is synchronised (or there is none): nobody to drop.
+    error RegistryEpochSynchronised(uint64 epoch);
+    /// @notice The epoch's synchronisation deadline has not passed.
+    error RegistrySyncStillOpen(uint64 epoch, uint64 deadline);
+    /// @notice No member posted a matching digest: nothing tells the laggards apart.
+    error RegistryNoMemberSynchronised(uint64 epoch);
+    /// @notice The value sent with a registration could not be forwarded to the enclave.
+    error RegistryFundingFailed(address enclave, uint256 amount);
 
     /// @notice Governance approved `measurement` for `role`.
     event MeasurementApproved(Role indexed role, bytes32 indexed measurement);
@@ -48,15 +84,33 @@ interface IConsortiumRegistry {
     event MeasurementRevoked(Role indexed role, bytes32 indexed measurement, uint256 deactivated);
     /// @notice Governance changed the trust in an attestation signer.
     event AttestationSignerSet(address indexed signer, bool trusted);
-    /// @notice An enclave was admitted; carries the quote and signature so every
+    /// @notice Governance admitted an organisation.
+    event OrganisationAdmitted(address indexed operator, string name, uint8 roles, uint16 maxEnclavesPerRole);
+    /// @notice Governance suspended an organisation; `revoked` of its enclaves left with it.
+    event OrganisationSuspended(address indexed operator, uint256 revoked);
+    /// @notice Governance re-enabled a suspended or cooling-down organisation.
+    event OrganisationReinstated(address indexed operator);
+    /// @notice Governance set the most active members a role may have.
+    event RoleLimitSet(Role indexed role, uint16 limit);
+    /// @notice Governance set how long an epoch may take to synchronise and how long a
+    /// dropped organisation waits before registering again.
+    event SyncPolicySet(uint64 window, uint64 cooldown);
+    /// @notice An enclave was admitted; carries the quote and both signatures so every
     /// peer can re-verify it without another call.
     event MemberRegistered(
-        address indexed enclave, address indexed operator, Role indexed role, uint64 epoch, Quote quote, bytes signature
+        address indexed enclave,
+        address indexed operator,
+        Role indexed role,
+        uint64 epoch,
+        Quote quote,
+        bytes signature,
+        bytes possession
     );
-    /// @notice A member left or was removed.
-    event MemberRevoked(address indexed enclave, address indexed by, uint64 epoch);
-    /// @notice A new membership epoch began; agents re-key for it.
-    event EpochStarted(uint64 indexed epoch, bytes32 membershipDigest, uint256 memberCount);
+    /// @notice A member left or was removed, and why.
+    event MemberRevoked(address indexed enclave, address indexed by, uint64 epoch, RevokeReason reason);
+    /// @notice A new membership epoch began; agents re-key for it and post their digest
+    /// before `syncDeadline`.
+    event EpochStarted(uint64 indexed epoch, bytes32 membershipDigest, uint256 memberCount, uint64 syncDeadline);
     /// @notice A member posted the digest of the membership it verified.
     event MembershipDigestPosted(uint64 indexed epoch, address indexed member, bytes32 digest, bool matches);
     /// @notice Every active member posted the canonical digest of `epoch`.
@@ -72,14 +126,41 @@ interface IConsortiumRegistry {
     /// @notice Trust or distrust an attestation signer (governance).
     function setAttestationSigner(address signer, bool trusted) external;
 
-    /// @notice Register an enclave from a signed quote; called by the quote's operator.
-    function register(Quote calldata quote, bytes calldata signature) external;
+    /// @notice Admit an organisation (governance): its operator may then register up to
+    /// `maxEnclavesPerRole` enclaves of each role in the `roles` bitmap.
+    function admitOrganisation(address operator, string calldata name, uint8 roles, uint16 maxEnclavesPerRole)
+        external;
+
+    /// @notice Suspend an organisation (governance): its enclaves are revoked, which
+    /// starts a new epoch when any were active, and it cannot register until reinstated.
+    function suspendOrganisation(address operator) external;
+
+    /// @notice Re-enable a suspended organisation, or end its cool-down early (governance).
+    function reinstateOrganisation(address operator) external;
+
+    /// @notice Set the most active members `role` may have (governance), 1..MAX_ROLE_LIMIT.
+    function setRoleLimit(Role role, uint16 limit) external;
+
+    /// @notice Set the synchronisation window of new epochs and the cool-down of a
+    /// dropped organisation, in seconds (governance).
+    function setSyncPolicy(uint64 window, uint64 cooldown) external;
+
+    /// @notice Register an enclave from a signed quote; called by the quote's operator,
+    /// an admitted organisation. `possession` is the enclave key's EIP-712 signature over
+    /// `possessionDigest(quote)`. Any value sent is forwarded to the enclave account
+    /// (its gas money), so the enclave is revealed only once it is registered.
+    function register(Quote calldata quote, bytes calldata signature, bytes calldata possession) external payable;
 
     /// @notice Remove a member: governance, or the member's own operator or enclave.
     function revoke(address enclave) external;
 
     /// @notice Post the digest of the membership this member verified for `epoch`.
     function postMembershipDigest(uint64 epoch, bytes32 digest) external;
+
+    /// @notice After the current epoch's sync deadline (anyone): drop every member that
+    /// has not posted a matching digest, put its organisation in cool-down and start
+    /// the next epoch without it. Needs at least one member that did post.
+    function expireUnsynchronised() external;
 
     /// @notice Stop registrations and digests (governance).
     function pause() external;
@@ -90,6 +171,9 @@ interface IConsortiumRegistry {
     /// @notice The EIP-712 digest an attestation service signs for `quote`.
     function quoteDigest(Quote calldata quote) external view returns (bytes32);
 
+    /// @notice The EIP-712 digest of `Possession(bytes32 quoteDigest)` the enclave signs.
+    function possessionDigest(Quote calldata quote) external view returns (bytes32);
+
     /// @notice The current membership epoch (starts at 0, first member makes it 1).
     function epoch() external view returns (uint64);
 
@@ -99,7 +183,15 @@ interface IConsortiumRegistry {
     /// @notice The epoch last synchronised (0 if none).
     function synchronisedEpoch() external view returns (uint64);
 
-    /// @notice keccak256 over the active members in registration order.
+    /// @notice The time by which the current epoch's members must post their digests.
+    function syncDeadline() external view returns (uint64);
+
+    /// @notice Whether `member` posted the matching digest of `epoch`.
+    function digestMatched(uint64 epoch, address member) external view returns (bool);
+
+    /// @notice keccak256(abi.encode(chainId, registry, epoch, listHash)) where listHash
+    /// chains the active members in registration order: h = keccak256(abi.encode(h,
+    /// enclave, role, measurement, x25519Key)) from h = 0. Computed once per epoch.
     function membershipDigest() external view returns (bytes32);
 
     /// @notice Active members of `role`, in registration order.
@@ -110,6 +202,18 @@ interface IConsortiumRegistry {
 
     /// @notice Whether `account` is an active enclave of `role`.
     function isActiveMember(address account, Role role) external view returns (bool);
+
+    /// @notice An organisation record (zeroed if never admitted).
+    function organisation(address operator) external view returns (Organisation memory);
+
+    /// @notice How many active enclaves of `role` the organisation runs.
+    function enclaveCount(address operator, Role role) external view returns (uint256);
+
+    /// @notice The most active members `role` may have.
+    function roleLimit(Role role) external view returns (uint16);
+
+    /// @notice Seconds an epoch has to synchronise, and a dropped organisation's cool-down.
+    function syncPolicy() external view returns (uint64 window, uint64 cooldown);
 
     /// @notice Whether `measurement` is approved for `role`.
     function isApproved(Role role, bytes32 measurement) external view returns (bool);

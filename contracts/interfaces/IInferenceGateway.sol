@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {RequestState, RoundState, OutputKind} from "../types/Types.sol";
+import {RequestState, RoundState, OutputKind, ClientRequest} from "../types/Types.sol";
 
 /// @title Gated private inference over secret-shared models
 /// @notice A model is the aggregate of a completed share-exchange round; it stays
 /// secret-shared among the round's holders. Only an attested gateway enclave may
-/// record a request, on behalf of a client holding CLIENT_ROLE, with quota left and
-/// the fee covered by the client's deposit. Providers post encrypted partial results
+/// record a request, and only with the client's own EIP-712 signature over it
+/// (ECDSA for accounts, EIP-1271 for contract wallets): a client holding CLIENT_ROLE,
+/// with quota left and the fee covered by its deposit and within its signed cap. Providers post encrypted partial results
 /// as events; the gateway records a result commitment. A request not completed by
 /// its deadline expires and its fee is refunded. Lifecycle: Pending -> Completed, or
 /// Pending -> Expired (derived from time) -> Refunded.
@@ -32,8 +33,15 @@ interface IInferenceGateway {
     error InferenceFeeUnpaid(address client, uint256 balance, uint256 fee);
     /// @notice A request carries 1..MAX_ROWS rows, and a statistic exactly one.
     error InferenceInvalidRows(uint256 modelId, uint256 rows, uint256 maximum);
-    /// @notice The request digest was recorded before (replay).
+    /// @notice The signed request was recorded before (replay).
     error InferenceRequestReplayed(bytes32 requestDigest);
+    /// @notice The signature is not the client's over this request (EIP-712; EIP-1271 for
+    /// a contract wallet).
+    error InferenceInvalidClientSignature(address client, bytes32 requestDigest);
+    /// @notice The client's signature is void: its deadline passed.
+    error InferenceSignatureExpired(uint64 deadline, uint256 nowTimestamp);
+    /// @notice The request would cost more than the client signed for.
+    error InferenceFeeAboveCap(uint256 fee, uint256 maxFee);
     /// @notice The statistic has fewer contributors than its release rule needs.
     error InferenceTooFewContributors(uint256 modelId, uint256 contributors, uint256 minimum);
     /// @notice The provider already posted its partial result.
@@ -68,13 +76,15 @@ interface IInferenceGateway {
     /// @notice A client deposited or withdrew fee balance.
     event BalanceChanged(address indexed client, uint256 balance);
     /// @notice The gateway recorded a request of `rows` rows (the fee is for all of
-    /// them); `encryptedQuery` holds one ciphertext per provider.
+    /// them) that the client signed; `encryptedQuery` holds one ciphertext per provider,
+    /// and a provider answers only if the query it opens hashes to `inputHash`.
     event RequestSubmitted(
         uint256 indexed requestId,
         uint256 indexed modelId,
         address indexed client,
         address gateway,
         bytes32 requestDigest,
+        bytes32 inputHash,
         uint64 deadline,
         uint256 fee,
         uint32 rows,
@@ -118,15 +128,12 @@ interface IInferenceGateway {
     /// @notice Send collected fees to `to` (governance).
     function withdrawFees(address payable to) external;
 
-    /// @notice Record a request of `rows` rows for `client` (attested gateway enclave
-    /// only): it uses `rows` of the client's quota and `rows` times the model's fee.
-    function submitRequest(
-        uint256 modelId,
-        address client,
-        bytes32 requestDigest,
-        uint32 rows,
-        bytes calldata encryptedQuery
-    ) external returns (uint256 requestId);
+    /// @notice Record `request` (attested gateway enclave only) with the client's
+    /// `signature` over `requestDigest(request)`: it uses `request.rows` of the client's
+    /// quota and `request.rows` times the model's fee, at most `request.maxFee`.
+    function submitRequest(ClientRequest calldata request, bytes calldata signature, bytes calldata encryptedQuery)
+        external
+        returns (uint256 requestId);
 
     /// @notice Post an encrypted partial result (a shareholding provider enclave).
     function postPartial(uint256 requestId, bytes calldata ciphertext) external;
@@ -137,6 +144,11 @@ interface IInferenceGateway {
 
     /// @notice Refund an expired request's fee to its client (anyone).
     function refundExpired(uint256 requestId) external;
+
+    /// @notice The EIP-712 digest of `InferenceRequest(address client,uint256 modelId,uint32 rows,
+    /// bytes32 inputHash,uint256 nonce,uint64 deadline,uint256 maxFee)` the client signs,
+    /// under the domain ("EnclaveShareGateway", "1", chain id, this contract).
+    function requestDigest(ClientRequest calldata request) external view returns (bytes32);
 
     /// @notice The derived lifecycle state.
     function state(uint256 requestId) external view returns (RequestState);

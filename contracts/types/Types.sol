@@ -94,3 +94,41 @@ struct OutputPolicy {
     OutputKind kind;
     uint16 minContributors;
 }
+
+/// @dev An organisation's standing: governance admits it, may suspend it and reinstate it.
+enum OrgStatus {
+    None,
+    Admitted,
+    Suspended
+}
+
+/// @dev Why a member left (carried by `MemberRevoked`).
+enum RevokeReason {
+    None,
+    Governance, // governance removed the enclave
+    Operator, // the enclave or its operator left
+    MeasurementRevoked, // governance withdrew the code measurement it runs
+    OrganisationSuspended, // governance suspended its organisation
+    Unsynchronised // it posted no matching membership digest by the epoch's deadline
+}
+
+/// @dev A member organisation, keyed by its operator address.
+struct Organisation {
+    OrgStatus status;
+    uint8 roles; // bitmap over Role: bit 1 << uint8(role) set when the role is allowed
+    uint16 maxEnclavesPerRole;
+    uint64 coolingUntil; // no registration before this time (after being dropped)
+    string name;
+}
+
+/// @dev What a client signs (EIP-712 `InferenceRequest`) to let a gateway spend its
+/// quota and deposit on one request.
+struct ClientRequest {
+    address client;
+    uint256 modelId;
+    uint32 rows;
+    bytes32 inputHash; // keccak256 of the canonical query bytes (see the README)
+    uint256 nonce;
+    uint64 deadline; // the signature is void after this time
+    uint256 maxFee; // the most the request may cost the client, in wei
+}

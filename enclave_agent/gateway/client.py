@@ -5,8 +5,6 @@ end-to-end encrypted results and opens them locally."""
 from __future__ import annotations
 
 import json
-import secrets
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from eth_account import Account
 from enclave_agent.crypto.aead import public_key_bytes
 from enclave_agent.crypto.sealed_box import open_sealed
 from enclave_agent.errors import ConfigError, EnclaveAgentError
-from enclave_agent.gateway import auth
+from enclave_agent.gateway import auth, validation
 from enclave_agent.protocol import queries
 
 
@@ -73,48 +71,82 @@ class GatewayClient:
         return self._call("GET", f"/v1/requests/{request_id}")
 
     def infer(self, model: int | str, inputs: dict[str, Any], *, encrypt: bool = False) -> dict[str, Any]:
-        """POST /v1/inference; `inputs` is {"features": ...}, {"rows": ...} or {"statistic": ...}."""
-        body: dict[str, Any] = {"model": model} | inputs
+        """POST /v1/inference; `inputs` is {"features": ...}, {"rows": ...} or {"statistic": ...}.
+        With a wallet key every on-chain request is signed here, after checking that the
+        gateway prepared exactly this query at the model's fee (a batch longer than the
+        model's ``rows_per_request`` is signed and sent in parts)."""
         secret: X25519PrivateKey | None = None
+        extra: dict[str, Any] = {}
         if encrypt:
             secret = X25519PrivateKey.generate()
-            body["encrypt_to"] = "0x" + public_key_bytes(secret).hex()
-        if self.api_key is None:
-            body |= self._signature(model, inputs)
-        answer = self._call("POST", "/v1/inference", body)
+            extra["encrypt_to"] = "0x" + public_key_bytes(secret).hex()
+        if self.api_key is not None:
+            answer = self._call("POST", "/v1/inference", {"model": model} | inputs | extra)
+        else:
+            info = _model_info(self.models(), model)
+            parts = [inputs]
+            if "rows" in inputs:
+                size = int(info["rows_per_request"])
+                rows = list(inputs["rows"])
+                parts = [{"rows": rows[i : i + size]} for i in range(0, len(rows), size)]
+            answers = [
+                self._call(
+                    "POST", "/v1/inference", {"model": info["id"]} | part | extra | self._sign(info, part)
+                )
+                for part in parts
+            ]
+            answer = (
+                answers[0] if len(answers) == 1 else {"results": [r for a in answers for r in a["results"]]}
+            )
         if secret is not None:
             answer = _open(answer, secret)
         return answer
 
-    def _signature(self, model: int | str, inputs: dict[str, Any]) -> dict[str, Any]:
+    def _sign(self, info: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        """Have the gateway prepare the EIP-712 request, check it, sign it."""
         assert self.wallet_key is not None
-        health = self.health()
-        model_id = model if isinstance(model, int) else _model_id(self.models(), model)
         account = Account.from_key(self.wallet_key)
-        nonce, deadline = secrets.randbits(63), int(time.time()) + 300
-        typed = auth.typed_request(
-            chain_id=int(health["chain_id"]),
-            gateway_contract=str(health["inference_gateway"]),
-            client=account.address,
-            model_id=model_id,
-            inputs_hash=auth.input_hash(inputs),
-            nonce=nonce,
-            deadline=deadline,
+        prepared = self._call(
+            "POST", "/v1/inference/typed-data", {"model": info["id"], "client": account.address} | inputs
         )
+        typed = prepared["typed_data"]
+        query = _query(info, inputs)
+        message = typed["message"]
+        expected = {
+            "client": account.address,
+            "modelId": int(info["id"]),
+            "rows": query.row_count,
+            "inputHash": "0x" + auth.input_hash(query).hex(),
+            "maxFee": str(int(info["fee_wei"]) * query.row_count),
+        }
+        got = {k: (int(message[k]) if k in ("modelId", "rows") else message[k]) for k in expected}
+        if got != expected:
+            raise EnclaveAgentError(f"the gateway prepared another request than asked ({got} != {expected})")
         signature = auth.sign_request(self.wallet_key, typed)
         return {
             "client": account.address,
-            "nonce": nonce,
-            "deadline": deadline,
+            "nonce": prepared["nonce"],
+            "deadline": prepared["deadline"],
+            "max_fee": prepared["max_fee"],
             "signature": "0x" + signature.hex(),
         }
 
 
-def _model_id(models: list[dict[str, Any]], name: str) -> int:
+def _model_info(models: list[dict[str, Any]], ref: int | str) -> dict[str, Any]:
     for model in models:
-        if model["name"] == name:
-            return int(model["id"])
-    raise ConfigError(f"the gateway has no model named {name!r}")
+        if model["id"] == ref or model["name"] == ref:
+            return model
+    raise ConfigError(f"the gateway has no model {ref!r}")
+
+
+def _query(info: dict[str, Any], inputs: dict[str, Any]) -> queries.Query:
+    """The canonical query of ``inputs`` for the model, as the gateway builds it."""
+    features = list(info["features"])
+    if info["kind"] == "statistic":
+        column = validation.parse_statistic_request(inputs, features).column
+        return queries.Query(queries.KIND_STATISTIC, column=column)
+    score = validation.parse_score_request(inputs, features, queries.MAX_ROWS)
+    return queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
 
 
 def _open(answer: dict[str, Any], secret: X25519PrivateKey) -> dict[str, Any]:

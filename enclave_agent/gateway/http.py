@@ -43,11 +43,13 @@ REVERT_STATUS = {
     "InferenceQuotaExhausted": 429,
     "InferenceFeeUnpaid": 402,
     "InferenceRequestReplayed": 409,
+    "InferenceInvalidClientSignature": 401,
+    "InferenceSignatureExpired": 401,
+    "InferenceFeeAboveCap": 402,
     "InferenceUnknownModel": 404,
     "InferenceRegistryPaused": 503,
     "InferenceNotGateway": 503,
 }
-SIGNATURE_TTL = 600  # seconds a wallet has to sign and send a prepared request
 WEB_FILES = {
     "index.html": "text/html",
     "wallet.js": "text/javascript",
@@ -84,25 +86,31 @@ def _model_ref(agent: GatewayAgent, ref: Any) -> dict[str, Any]:
     raise validation.InvalidRequest(404, "model", f"no active model {ref!r}")
 
 
-def _caller(
-    request: web.Request, body: dict[str, Any], agent: GatewayAgent, model_id: int, inputs: Any
-) -> auth.Caller:
+def _api_key(request: web.Request) -> str:
     header = request.headers.get("X-API-Key") or request.headers.get("Authorization", "").removeprefix(
         "Bearer "
     )
-    api_keys = agent.config.gateway.api_keys if agent.config.gateway else {}
-    if header:
-        return auth.authenticate_api_key(header.strip(), api_keys)
+    return header.strip()
+
+
+def _caller(api_key: str, body: dict[str, Any], agent: GatewayAgent, ask: _Ask) -> auth.Caller:
+    """An API-key client (a custody account) or the client's own EIP-712 signature
+    over exactly this request (blocking: a contract wallet's code is looked up)."""
+    if api_key:
+        return auth.authenticate_api_key(
+            api_key, agent.config.gateway.api_keys if agent.config.gateway else {}
+        )
     if "signature" in body:
         return auth.authenticate_signature(
             body,
             chain_id=agent.chain_id,
             gateway_contract=agent.gateway_address,
-            model_id=model_id,
-            inputs=inputs,
+            model_id=int(ask.model["id"]),
+            query=ask.query,
             now=int(time.time()),
+            has_code=agent.has_code,
         )
-    raise auth.AuthError("send an API key (X-API-Key) or an EIP-712 signature")
+    raise auth.AuthError("send an API key (X-API-Key) or the client's EIP-712 signature")
 
 
 async def inference(request: web.Request) -> web.Response:
@@ -132,10 +140,9 @@ async def inference(request: web.Request) -> web.Response:
 
 @dataclass(frozen=True)
 class _Ask:
-    """A validated inference body: the model, what the signature covers, the queries."""
+    """A validated inference body: the model and the query (what a signature covers)."""
 
     model: dict[str, Any]
-    inputs: Any
     query: queries.Query
     batch: bool
     bounds: InputRange | None = None
@@ -157,15 +164,25 @@ def _ask(agent: GatewayAgent, body: dict[str, Any]) -> _Ask:
     if model["kind"] == "statistic":
         stat = validation.parse_statistic_request(body, features)
         query = queries.Query(queries.KIND_STATISTIC, column=stat.column)
-        return _Ask(model, {"statistic": body["statistic"]}, query, batch=False)
+        return _Ask(model, query, batch=False)
     max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
     score = validation.parse_score_request(body, features, max_batch)
     bounds = agent.input_range(model)
     validation.check_range(body, score, bounds)
-    # The signature covers what the client sent, byte for byte after canonical JSON.
-    inputs = {"rows": body["rows"]} if score.batch else {"features": body["features"]}
     query = queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
-    return _Ask(model, inputs, query, score.batch, bounds)
+    return _Ask(model, query, score.batch, bounds)
+
+
+def _one_signed_request(agent: GatewayAgent, ask: _Ask) -> None:
+    """A signature covers one on-chain request: at most ``rows_per_request`` rows."""
+    size = agent.rows_per_request(ask.model)
+    if ask.query.row_count > size:
+        raise validation.InvalidRequest(
+            413,
+            "rows",
+            f"a signed request carries at most {size} rows of model {ask.model['id']} "
+            f"(rows_per_request), got {ask.query.row_count}: sign several requests",
+        )
 
 
 async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
@@ -177,7 +194,9 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     ask = _ask(agent, body)
     model, rows = ask.model, ask.query.row_count
     encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
-    caller = _caller(request, body, agent, int(model["id"]), ask.inputs)
+    caller = await _blocking(_caller, _api_key(request), body, agent, ask)
+    if caller.signed is not None:
+        await _blocking(_one_signed_request, agent, ask)
 
     # Refusals we can see before writing anything on chain.
     wait = agent.limiter.take(caller.client, rows)
@@ -209,17 +228,16 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
                 balance=balance,
                 fee=int(model["fee"]) * rows,
             )
-    if caller.digest is not None and agent.store.get_json(f"digest/{caller.digest.hex()}") is not None:
-        agent.metrics.count("replay")
-        return _error(409, "this signed request was used before")
-    if caller.digest is not None:
-        agent.store.put_json(f"digest/{caller.digest.hex()}", True)
 
+    # Replays and the client's signature are the contract's to refuse (409, 401).
     request_ids = []
-    size = await _blocking(agent.rows_per_request, model)
-    for index, query in enumerate(ask.query.split(size)):
-        digest = auth.row_digest(caller.digest, index)
-        request_ids.append(await _blocking(agent.submit, model, caller.client, digest, query, ask.bounds))
+    if caller.signed is not None:
+        request_ids.append(await _blocking(agent.submit, model, caller.signed, ask.query, ask.bounds))
+    else:
+        size = await _blocking(agent.rows_per_request, model)
+        for query in ask.query.split(size):
+            signed = await _blocking(agent.custody_request, caller.client, model, query)
+            request_ids.append(await _blocking(agent.submit, model, signed, query, ask.bounds))
     timeout = agent.config.gateway.request_timeout if agent.config.gateway else 60.0
     results = await _collect(agent, request_ids, started + timeout)
     if any(r is None for r in results):
@@ -290,7 +308,8 @@ async def get_request(request: web.Request) -> web.Response:
 
 
 async def typed_data(request: web.Request) -> web.Response:
-    """The EIP-712 request a wallet signs for this body (the wallet page's first step)."""
+    """The EIP-712 request a wallet signs for this body (the wallet page's first step):
+    exactly this query, at exactly the model's fee for its rows. Writes nothing."""
     agent = request.app[AGENT]
     try:
         body = await _json_body(request)
@@ -298,21 +317,30 @@ async def typed_data(request: web.Request) -> web.Response:
         client = body.get("client")
         if not isinstance(client, str) or not is_address(client):
             raise validation.InvalidRequest(422, "client", "must be an address")
+        await _blocking(_one_signed_request, agent, ask)
     except validation.InvalidRequest as exc:
         return _error(exc.status, exc.problem, exc.field, **exc.extra)
-    nonce = secrets.randbits(52)  # exact as a JavaScript number
-    deadline = int(time.time()) + SIGNATURE_TTL
+    nonce = secrets.randbits(256)
+    deadline = int(time.time()) + auth.SIGNATURE_TTL
+    max_fee = int(ask.model["fee"]) * ask.query.row_count
     typed = auth.typed_request(
         chain_id=agent.chain_id,
         gateway_contract=agent.gateway_address,
         client=to_checksum_address(client),
         model_id=int(ask.model["id"]),
-        inputs_hash=auth.input_hash(ask.inputs),
+        rows=ask.query.row_count,
+        inputs_hash=auth.input_hash(ask.query),
         nonce=nonce,
         deadline=deadline,
+        max_fee=max_fee,
     )
     return web.json_response(
-        {"typed_data": auth.wallet_typed_data(typed), "nonce": nonce, "deadline": deadline}
+        {
+            "typed_data": auth.wallet_typed_data(typed),
+            "nonce": str(nonce),
+            "deadline": deadline,
+            "max_fee": str(max_fee),
+        }
     )
 
 
@@ -372,6 +400,7 @@ async def list_models(request: web.Request) -> web.Response:
                 "fee_wei": model["fee"],
                 "features": metadata["features"],
                 "link": metadata.get("link"),
+                "rows_per_request": await _blocking(agent.rows_per_request, model),
                 # Statistics take no numbers; a score model's range appears once its
                 # holders published it (until then queries get 503).
                 "input_range": None if bounds is None else bounds.public(),

@@ -22,10 +22,10 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from enclave_agent.chain import ChainEvent
-from enclave_agent.config import AgentConfig, GatewayConfig
+from enclave_agent.config import AgentConfig, GatewayConfig, load_account
 from enclave_agent.crypto.aead import decrypt, encrypt
-from enclave_agent.errors import CryptoError, ProtocolError
-from enclave_agent.gateway import scoring
+from enclave_agent.errors import ConfigError, CryptoError, ProtocolError
+from enclave_agent.gateway import auth, scoring
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries, stages
@@ -61,6 +61,14 @@ class GatewayAgent(Agent):
         self.metrics = Metrics()
         gateway = config.gateway or GatewayConfig()
         self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
+        self.custody = {}
+        for client, path in gateway.custody_keys.items():
+            account = load_account(path, f"custody key of client {client}")
+            if account.address != client:
+                raise ConfigError(
+                    f"custody key file {path} holds the key of {account.address}, not of {client}"
+                )
+            self.custody[client] = account
         self._complete_lock = threading.Lock()
         self.handlers.update(
             {
@@ -115,7 +123,7 @@ class GatewayAgent(Agent):
 
     def step(self) -> None:
         super().step()
-        if self.stage == stages.SYNCHRONISED:
+        if self.is_ready():
             self._settle_requests()
 
     def _settle_requests(self) -> None:
@@ -143,7 +151,32 @@ class GatewayAgent(Agent):
     # ------------------------------------------------------------------ requests
 
     def is_ready(self) -> bool:
-        return self.stage == stages.SYNCHRONISED
+        """Serving needs keys of a synchronised epoch, not the current one: while a new
+        epoch synchronises (a member joins or is dropped), requests go out under the
+        last synchronised epoch's keys, so clients see no gap."""
+        if self.stage not in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):
+            return False
+        epoch = self.view.synchronised_epoch
+        return epoch != 0 and self.store.get_blob(f"keys/{epoch}") is not None
+
+    def has_code(self, address: str) -> bool:
+        """Whether ``address`` is a contract (a wallet that signs through EIP-1271)."""
+        return len(self.w3.eth.get_code(to_checksum_address(address))) > 0
+
+    def custody_request(self, client: str, model: dict[str, Any], query: queries.Query) -> auth.SignedRequest:
+        """The request an API-key client's custody key signs (see ``gateway.auth``)."""
+        account = self.custody.get(client)
+        if account is None:
+            raise ConfigError(f"API-key client {client} has no custody key")
+        return auth.custody_request(
+            account,
+            chain_id=self.chain_id,
+            gateway_contract=self.gateway_address,
+            model_id=int(model["id"]),
+            query=query,
+            fee=int(model["fee"]),
+            now=self.chain_now(),
+        )
 
     def client_has_access(self, client: str) -> bool:
         return bool(self.contracts.gateway.functions.hasRole(CLIENT_ROLE, client).call())
@@ -194,14 +227,13 @@ class GatewayAgent(Agent):
     def submit(
         self,
         model: dict[str, Any],
-        client: str,
-        digest: bytes,
+        signed: auth.SignedRequest,
         query: queries.Query,
         bounds: InputRange | None = None,
     ) -> int:
-        """Record one request (all of ``query``'s rows) on chain with the query
-        encrypted for every holder. A score query needs the model's input range
-        (``bounds``), which the caller checked every row against."""
+        """Record one request (all of ``query``'s rows, as the client signed them) on
+        chain with the query encrypted for every holder. A score query needs the
+        model's input range (``bounds``), which the caller checked every row against."""
         doc = self.model_round(model)
         if query.kind == queries.KIND_SCORE:
             if bounds is None:
@@ -210,8 +242,10 @@ class GatewayAgent(Agent):
             if outside:
                 raise ProtocolError(f"row {outside[0]} is outside the model's input range")
         holders = doc.mask_members(doc.holders)
+        client = signed.client
+        digest = signed.digest(self.chain_id, self.gateway_address)
         # The last synchronised epoch: every member derived its keys for it, even while
-        # a newer epoch (a member joining) is still being synchronised.
+        # a newer epoch (a member joining or being dropped) is still being synchronised.
         view = self.view
         epoch = view.synchronised_epoch or view.epoch
         keys = self.epoch_keys(epoch)
@@ -224,9 +258,7 @@ class GatewayAgent(Agent):
             entries.append((provider, encrypt(keys[provider], plaintext, ad)))
         payload = queries.encode_query_payload(epoch, entries)
         receipt = self.enclave_tx.send(
-            self.contracts.gateway.functions.submitRequest(
-                int(model["id"]), client, digest, query.row_count, payload
-            ),
+            self.contracts.gateway.functions.submitRequest(signed.as_tuple(), signed.signature, payload),
             label=f"request-{model['id']}",
         )
         event = self.contracts.gateway.events.RequestSubmitted().process_receipt(receipt)[0]["args"]

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROVIDER_ROLE = 1
+GATEWAY_ROLE = 2
+BOTH_ROLES = (1 << PROVIDER_ROLE) | (1 << GATEWAY_ROLE)  # Organisation.roles bitmap
+ADMITTED = 1  # OrgStatus.Admitted
 # Round states of ShareExchange.state(roundId).
 POSTING, FUSING, COMPLETED, ABORTED = 1, 2, 3, 4
 # A block gas limit with room for several agents' share chunks in one automined
@@ -121,11 +124,18 @@ class Consortium:
         extra: str = "",
         start: bool = True,
         poll_interval: float = 0.2,
+        admit: bool = True,
+        attestation_url: str | None = None,
     ) -> AgentProcess:
         """Write the config of agent ``name`` (state in ``root/name``, operator = dev
-        account ``operator_index``) and start it unless ``start`` is False."""
+        account ``operator_index``) and start it unless ``start`` is False. Unless
+        ``admit`` is False, governance first admits the operator as an organisation
+        (one enclave per role) if it is not one yet. The agent asks the consortium's
+        attestation service unless ``attestation_url`` names another."""
         if name in self.agents:
             raise LocalnetError(f"an agent named {name!r} exists already")
+        if admit:
+            self.admit_organisation(self.w3.eth.accounts[operator_index], name)
         state_dir = self.root / name
         state_dir.mkdir(parents=True, exist_ok=True)
         key_file = state_dir / "operator.key"
@@ -137,7 +147,7 @@ class Consortium:
             state_dir=state_dir,
             manifest=self.manifest_path,
             operator_key_file=key_file,
-            attestation_url=self.service_url,
+            attestation_url=attestation_url or self.service_url,
             inputs=inputs,
             poll_interval=poll_interval,
             extra=extra,
@@ -148,6 +158,19 @@ class Consortium:
         if start:
             agent.start()
         return agent
+
+    def admit_organisation(
+        self, operator: str, name: str, *, roles: int = BOTH_ROLES, max_enclaves_per_role: int = 1
+    ) -> bool:
+        """Governance admits ``operator`` (no-op if it is an organisation already)."""
+        if int(self.registry.functions.organisation(operator).call()[0]) != 0:
+            return False
+        self.w3.eth.wait_for_transaction_receipt(
+            self.registry.functions.admitOrganisation(operator, name, roles, max_enclaves_per_role).transact(
+                {"from": self.governor}
+            )
+        )
+        return True
 
     def check_alive(self) -> None:
         """AgentExitedError (with the log's tail) if an agent exited other than by

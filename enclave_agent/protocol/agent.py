@@ -26,7 +26,7 @@ from enclave_agent.errors import (
 )
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
-from enclave_agent.protocol.onboarding import AgentRefused, AgentRevoked, Onboarding
+from enclave_agent.protocol.onboarding import AgentRecordMismatch, AgentRefused, AgentRevoked, Onboarding
 from enclave_agent.protocol.participation import RoundParticipation
 from enclave_agent.protocol.responder import InferenceResponder
 from enclave_agent.tee.backend import TeeBackend
@@ -39,8 +39,17 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_REFUSED = 3
 EXIT_REVOKED = 4
+EXIT_RECORD_MISMATCH = 5
 
-__all__ = ["EXIT_REFUSED", "EXIT_REVOKED", "Agent", "AgentRefused", "AgentRevoked"]
+__all__ = [
+    "EXIT_RECORD_MISMATCH",
+    "EXIT_REFUSED",
+    "EXIT_REVOKED",
+    "Agent",
+    "AgentRecordMismatch",
+    "AgentRefused",
+    "AgentRevoked",
+]
 
 
 class Agent(AgentContext):
@@ -82,6 +91,9 @@ class Agent(AgentContext):
         except AgentRevoked as exc:
             log.error("%s", exc)
             return EXIT_REVOKED
+        except AgentRecordMismatch as exc:
+            log.error("%s", exc)
+            return EXIT_RECORD_MISMATCH
         finally:
             self._write_status()
         return EXIT_OK

@@ -25,6 +25,7 @@ class MemberRecord:
     role: int
     quote: Quote
     signature: bytes
+    possession: bytes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +33,7 @@ class MemberRecord:
             "role": self.role,
             "quote": self.quote.to_json(),
             "signature": self.signature.hex(),
+            "possession": self.possession.hex(),
         }
 
     @classmethod
@@ -41,6 +43,7 @@ class MemberRecord:
             role=int(data["role"]),
             quote=Quote.from_json(data["quote"]),
             signature=bytes.fromhex(data["signature"]),
+            possession=bytes.fromhex(data["possession"]),
         )
 
 
@@ -50,6 +53,7 @@ class MembershipView:
 
     epoch: int = 0
     synchronised_epoch: int = 0
+    sync_deadline: int = 0
     members: list[MemberRecord] = field(default_factory=list)
     signers: set[str] = field(default_factory=set)
     approved: dict[int, set[bytes]] = field(default_factory=dict)
@@ -81,16 +85,19 @@ class MembershipView:
         return [m for m in self.members if m.role == role]
 
     def digest(self, chain_id: int, registry: str) -> bytes:
-        """The twin of ConsortiumRegistry.membershipDigest()."""
-        digest = keccak(abi_encode(["uint256", "address", "uint64"], [chain_id, registry, self.epoch]))
+        """The twin of ConsortiumRegistry.membershipDigest(): the epoch bound to a hash
+        chain over the members in registration order."""
+        chained = bytes(32)
         for m in self.members:
-            digest = keccak(
+            chained = keccak(
                 abi_encode(
                     ["bytes32", "address", "uint8", "bytes32", "bytes32"],
-                    [digest, m.enclave, m.role, m.quote.measurement, m.quote.x25519_key],
+                    [chained, m.enclave, m.role, m.quote.measurement, m.quote.x25519_key],
                 )
             )
-        return digest
+        return keccak(
+            abi_encode(["uint256", "address", "uint64", "bytes32"], [chain_id, registry, self.epoch, chained])
+        )
 
     # -- persistence -----------------------------------------------------------------
 
@@ -98,6 +105,7 @@ class MembershipView:
         return {
             "epoch": self.epoch,
             "synchronised_epoch": self.synchronised_epoch,
+            "sync_deadline": self.sync_deadline,
             "members": [m.to_json() for m in self.members],
             "signers": sorted(self.signers),
             "approved": {str(r): sorted(m.hex() for m in ms) for r, ms in self.approved.items()},
@@ -110,6 +118,7 @@ class MembershipView:
         return cls(
             epoch=int(data["epoch"]),
             synchronised_epoch=int(data.get("synchronised_epoch", 0)),
+            sync_deadline=int(data.get("sync_deadline", 0)),
             members=[MemberRecord.from_json(m) for m in data["members"]],
             signers=set(data["signers"]),
             approved={int(r): {bytes.fromhex(m) for m in ms} for r, ms in data["approved"].items()},

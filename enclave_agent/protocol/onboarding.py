@@ -1,6 +1,8 @@
 """Stages UNREGISTERED -> REGISTERING -> ATTESTED -> VERIFIED -> SYNCHRONISED:
-attestation and registration, then re-verification of every member's quote,
-pairwise keys and the membership digest for each epoch."""
+attestation and registration (the operator submits the quote, the enclave key
+proves possession), then re-verification of every member's quote, pairwise keys and
+the membership digest for each epoch. A member that has posted its digest drops
+those that did not by the epoch's deadline (``expireUnsynchronised``)."""
 
 from __future__ import annotations
 
@@ -21,13 +23,31 @@ from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.membership import MemberRecord, MembershipView
 from enclave_agent.tee.attestation_service import request_quote
-from enclave_agent.tee.measure import DEFAULT_LOCK, PACKAGE_DIR
-from enclave_agent.tee.quote import ROLE_NAMES, Quote, verify_quote
+from enclave_agent.tee.quote import ROLE_NAMES, Quote, sign_possession, verify_quote
 
 log = logging.getLogger(__name__)
 
-MIN_ENCLAVE_BALANCE = 10**18 // 2  # below this the operator tops the enclave account up
+MIN_ENCLAVE_BALANCE = 10**18 // 2  # below this the registration funds the enclave account
 FUNDING = 10**18
+# MemberRevoked reasons (RevokeReason in contracts/types/Types.sol).
+REVOKE_REASONS = (
+    "none",
+    "governance",
+    "operator",
+    "measurement-revoked",
+    "organisation-suspended",
+    "unsynchronised",
+)
+UNSYNCHRONISED = REVOKE_REASONS.index("unsynchronised")
+# Registry refusals that no retry can change: the agent stops (exit 3) naming them.
+_MEASUREMENT_REFUSALS = ("RegistryMeasurementNotApproved", "RegistryMeasurementMismatch")
+_ADMISSION_REFUSALS = (
+    "RegistryOrganisationNotAdmitted",
+    "RegistryRoleNotAllowed",
+    "RegistryEnclaveLimit",
+    "RegistryOrganisationCoolingDown",
+    "RegistryRoleFull",
+)
 
 
 class AgentRefused(EnclaveAgentError):
@@ -36,6 +56,10 @@ class AgentRefused(EnclaveAgentError):
 
 class AgentRevoked(EnclaveAgentError):
     """This agent's membership was revoked."""
+
+
+class AgentRecordMismatch(EnclaveAgentError):
+    """The registry's record of this enclave holds another operator or X25519 key."""
 
 
 class Onboarding:
@@ -64,6 +88,8 @@ class Onboarding:
             self._register()
         if self.agent.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):
             self._synchronise()
+        if self.agent.stage == stages.VERIFIED:
+            self._expire_laggards()
 
     def _on_member_registered(self, event: ChainEvent) -> None:
         args = event.args
@@ -74,7 +100,10 @@ class Onboarding:
             role=int(args["role"]),
             quote=quote,
             signature=bytes(args["signature"]),
+            possession=bytes(args["possession"]),
         )
+        if record.enclave == self.agent.address:
+            self._check_own_record(quote)
         view.member_registered(record)
         self.agent.save_view(view)
         # Re-verification later uses the time of admission, not today's clock.
@@ -86,16 +115,26 @@ class Onboarding:
 
     def _on_member_revoked(self, event: ChainEvent) -> None:
         enclave = to_checksum_address(event.args["enclave"])
+        reason = int(event.args["reason"])
         view = self.agent.view
         view.member_revoked(enclave)
         self.agent.save_view(view)
-        if enclave == self.agent.address:
-            log.warning("membership revoked by %s", event.args["by"])
+        why = REVOKE_REASONS[reason] if reason < len(REVOKE_REASONS) else str(reason)
+        if enclave != self.agent.address:
+            log.info("member %s left (%s, by %s)", enclave, why, event.args["by"])
+        elif reason == UNSYNCHRONISED:
+            # Dropped for not posting our digest in time: register again (the registry
+            # refuses until the organisation's cool-down ends or governance reinstates it).
+            log.warning("dropped for not synchronising epoch %d in time; registering again", view.epoch)
+            self.agent.set_stage(stages.UNREGISTERED)
+        else:
+            log.warning("membership revoked by %s (%s)", event.args["by"], why)
             self.agent.set_stage(stages.REVOKED)
 
     def _on_epoch_started(self, event: ChainEvent) -> None:
         view = self.agent.view
         view.epoch = int(event.args["epoch"])
+        view.sync_deadline = int(event.args["syncDeadline"])
         self.agent.save_view(view)
         if self.agent.stage in (stages.VERIFIED, stages.SYNCHRONISED):
             self.agent.set_stage(stages.ATTESTED)
@@ -139,7 +178,6 @@ class Onboarding:
         if member[1]:  # active: the MemberRegistered event will move us on
             return
         self.agent.set_stage(stages.REGISTERING)
-        self._ensure_funded()
         quote, signature = request_quote(
             self.agent.config.attestation_url,
             role=self.agent.config.role_id,
@@ -148,28 +186,56 @@ class Onboarding:
             x25519_key=self.agent.keys.x25519_public,
             chain_id=self.agent.chain_id,
             registry=self.agent.registry_address,
-            code_dir=PACKAGE_DIR,
-            lock_file=DEFAULT_LOCK,
         )
         if quote.measurement != self.agent.measurement:
             raise AgentRefused(
-                f"attestation service measured 0x{quote.measurement.hex()}, "
-                f"this enclave measured 0x{self.agent.measurement.hex()}"
+                f"attestation service vouches for measurement 0x{quote.measurement.hex()}, "
+                f"this enclave measured 0x{self.agent.measurement.hex()}: run the agent of the "
+                "service's build (or a service of this build that governance trusts)"
             )
+        possession = sign_possession(quote, self.agent.keys.signing_key)
+        # The registration itself funds the enclave account: nothing reveals the
+        # address before the registry has bound it to this operator and these keys.
+        balance = self.agent.w3.eth.get_balance(self.agent.keys.account.address)
+        funding = FUNDING if balance < MIN_ENCLAVE_BALANCE else 0
         try:
             self.agent.operator_tx.send(
-                self.agent.contracts.registry.functions.register(quote.as_tuple(), signature),
+                self.agent.contracts.registry.functions.register(quote.as_tuple(), signature, possession),
                 label="register",
+                value=funding,
             )
         except ContractRevert as exc:
-            if exc.error_name in ("RegistryMeasurementNotApproved", "RegistryMeasurementMismatch"):
+            if exc.error_name in _MEASUREMENT_REFUSALS:
                 raise AgentRefused(self._refusal_message(exc)) from exc
+            if exc.error_name in _ADMISSION_REFUSALS:
+                raise AgentRefused(
+                    f"registration refused ({exc}): operator {self.agent.operator.address} "
+                    "must belong to an admitted organisation allowed this role, within its "
+                    "enclave limit (governance: enclave-agent org ...)"
+                ) from exc
             raise
         log.info(
-            "registration submitted for enclave %s (quote nonce 0x%s)",
+            "registration submitted for enclave %s (quote nonce 0x%s, funded %d wei)",
             self.agent.address,
             quote.nonce.hex()[:16],
+            funding,
         )
+
+    def _check_own_record(self, quote: Quote) -> None:
+        """The registry's record of this enclave must carry our operator and X25519 key
+        (the event and the stored record both); otherwise stop (exit 5)."""
+        record = self.agent.contracts.registry.functions.member(self.agent.address).call()
+        ours = (to_checksum_address(self.agent.operator.address), self.agent.keys.x25519_public)
+        for what, found in (
+            ("registration event", (quote.operator, quote.x25519_key)),
+            ("registry record", (to_checksum_address(record[2]), bytes(record[4]))),
+        ):
+            if found != ours:
+                raise AgentRecordMismatch(
+                    f"the {what} of enclave {self.agent.address} names operator {found[0]} and "
+                    f"X25519 key 0x{found[1].hex()[:16]}..., ours are {ours[0]} and "
+                    f"0x{ours[1].hex()[:16]}...: refusing to act on a registration we did not make"
+                )
 
     def _refusal_message(self, exc: ContractRevert) -> str:
         view = self.agent.view
@@ -182,13 +248,6 @@ class Onboarding:
             f"this agent's measurement is 0x{self.agent.measurement.hex()}, "
             f"the consortium's {ROLE_NAMES[role]} measurement is {consortium}"
         )
-
-    def _ensure_funded(self) -> None:
-        balance = self.agent.w3.eth.get_balance(self.agent.keys.account.address)
-        if balance >= MIN_ENCLAVE_BALANCE:
-            return
-        self.agent.operator_tx.transfer(self.agent.address, FUNDING, label="fund-enclave")
-        log.info("operator funded enclave account %s", self.agent.address)
 
     # ------------------------------------------------------------------ stage: synchronise
 
@@ -238,6 +297,27 @@ class Onboarding:
         self.agent.store.put_json(f"sync/{view.epoch}", {"posted": True})
         self.agent.set_stage(stages.VERIFIED)
 
+    def _expire_laggards(self) -> None:
+        """After the epoch's deadline, drop the members that never posted a matching
+        digest (anyone may; we have posted ours). The registry starts the next epoch."""
+        view = self.agent.view
+        if view.synchronised_epoch == view.epoch or not view.sync_deadline:
+            return
+        if self.agent.chain_now() <= view.sync_deadline:
+            return
+        if self.agent.store.get_json(f"expired/{view.epoch}"):
+            return
+        sent = self.agent.send_or_done(
+            self.agent.contracts.registry.functions.expireUnsynchronised(),
+            f"expire-{view.epoch}",
+            "RegistryEpochSynchronised",
+            "RegistrySyncStillOpen",
+            "RegistryNoMemberSynchronised",
+        )
+        self.agent.store.put_json(f"expired/{view.epoch}", True)
+        if sent:
+            log.warning("epoch %d: dropped the members that did not synchronise by its deadline", view.epoch)
+
     def _verify_members(self, view: MembershipView) -> None:
         for m in view.members:
             admitted = self.agent.store.get_json(f"admitted/{m.enclave}") or 0
@@ -252,6 +332,7 @@ class Onboarding:
                     registry=self.agent.registry_address,
                     now=int(admitted),
                     expected_role=m.role,
+                    possession=m.possession,
                 )
             except AttestationError as exc:
                 raise type(exc)(f"peer {m.enclave}: {exc}") from exc

@@ -1,7 +1,8 @@
 """A provider's side of gated inference: publish the input range of every model it
-holds a share of, and answer the requests the chain recorded with an encrypted
-partial result computed on this enclave's share of the model, refusing any row
-outside that range whoever submitted it."""
+holds a share of, and answer the requests the chain recorded (with the client's
+signature) with an encrypted partial result computed on this enclave's share of the
+model, for exactly the query the client signed, refusing any row outside that range
+whoever submitted it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from enclave_agent.chain import ChainEvent
 from enclave_agent.crypto.aead import decrypt, encrypt
@@ -95,7 +97,12 @@ class InferenceResponder:
                 gateway,
                 self.agent.address,
             )
-            query = queries.Query.from_bytes(decrypt(key, entries[self.agent.address], ad))
+            plaintext = decrypt(key, entries[self.agent.address], ad)
+            # The client signed the hash of exactly these bytes: a gateway cannot swap in
+            # its own query and charge it to the client.
+            if keccak(plaintext) != bytes(args["inputHash"]):
+                raise ProtocolError("the query is not the one the client signed (inputHash differs)")
+            query = queries.Query.from_bytes(plaintext)
             if query.row_count != int(args["rows"]):  # the fee and quota were paid per row
                 raise ProtocolError(f"query of {query.row_count} rows recorded as {int(args['rows'])}")
             values = self._partial(model, doc, query)

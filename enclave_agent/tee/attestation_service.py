@@ -1,12 +1,17 @@
-"""The simulated attestation service: a separate process that measures an agent's
-code itself and signs an EIP-712 quote for it.
+"""The simulated attestation service: a separate process that signs EIP-712 quotes
+for the agent build it runs itself.
 
 It stands where a hardware vendor's attestation (AWS Nitro document, DCAP quote)
-and its verifier stand on real TEEs. It never takes a measurement from the caller:
-``issue`` hashes the code directory it is pointed at. It does trust the caller to
-point at the code that actually runs; that is the simulated-mode assumption.
-``issue_from_evidence`` is the hardware path: the measurement comes from evidence
-an ``EvidenceVerifier`` checked (e.g. ``enclave_agent.tee.nitro.NitroVerifier``).
+and its verifier stand on real TEEs. It never takes a measurement, a code path or
+a file from the caller: at start-up it measures the ``enclave_agent`` package and
+lock it was installed with (``measure_package()``, printed, logged and served at
+``/healthz``), and ``issue`` signs that measurement for whoever asks. In simulated
+mode the service is therefore a TRUSTED STAND-IN for hardware: it vouches that the
+caller runs the service's own build, which nothing checks (the operator of a
+simulated enclave could run other code). Governance trusts a signer only for a
+service it runs itself from the approved build. ``issue_from_evidence`` is the
+hardware path: the measurement comes from evidence an ``EvidenceVerifier`` checked
+(e.g. ``enclave_agent.tee.nitro.NitroVerifier``).
 
 Run: ``python -m enclave_agent.tee.attestation_service --key FILE --host 127.0.0.1 --port N``
 """
@@ -52,8 +57,6 @@ _REQUEST_FIELDS = {
     "x25519Key": "x25519_key",
     "chainId": "chain_id",
     "registry": "registry",
-    "codeDir": "code_dir",
-    "lockFile": "lock_file",
 }
 
 
@@ -103,17 +106,6 @@ def _check_chain_id(value: Any) -> int:
     return value
 
 
-def _check_path(value: Any, field: str, *, directory: bool) -> Path:
-    if not isinstance(value, str | os.PathLike) or not str(value):
-        raise RequestFieldError(field, f"must be a path, got {value!r}")
-    path = Path(value)
-    if directory and not path.is_dir():
-        raise RequestFieldError(field, f"{path} is not a directory")
-    if not directory and not path.is_file():
-        raise RequestFieldError(field, f"{path} is not a file")
-    return path
-
-
 @dataclass(frozen=True)
 class _Target:
     """The validated identity fields a quote is issued for."""
@@ -140,10 +132,13 @@ class _Target:
 
 
 class AttestationService:
-    """Signs quotes with its own secp256k1 key: for code it measures itself
-    (``issue``, SIMULATED) or for verified hardware evidence (``issue_from_evidence``)."""
+    """Signs quotes with its own secp256k1 key: for the build it measured itself
+    (``issue``, SIMULATED: ``measurement``, by default this installed package's) or
+    for verified hardware evidence (``issue_from_evidence``)."""
 
-    def __init__(self, signing_key: bytes, *, default_ttl: int = 3600) -> None:
+    def __init__(
+        self, signing_key: bytes, *, default_ttl: int = 3600, measurement: bytes | None = None
+    ) -> None:
         if not is_secp256k1_key(bytes(signing_key)):
             raise ConfigError("attestation service signing key must be a valid 32-byte secp256k1 key")
         if default_ttl <= 0:
@@ -151,6 +146,9 @@ class AttestationService:
         self._key = bytes(signing_key)
         self._signer = str(Account.from_key(self._key).address)
         self.default_ttl = default_ttl
+        self.measurement = measure_package() if measurement is None else bytes(measurement)
+        if len(self.measurement) != 32:
+            raise ConfigError("attestation service measurement must be 32 bytes")
 
     def __repr__(self) -> str:
         return f"AttestationService(signer={self._signer})"
@@ -168,12 +166,10 @@ class AttestationService:
         x25519_key: bytes,
         chain_id: int,
         registry: str,
-        code_dir: Path,
-        lock_file: Path,
         nonce: bytes | None = None,
         now: int | None = None,
     ) -> tuple[Quote, bytes]:
-        """SIMULATED attestation: measure ``code_dir`` + ``lock_file`` and sign a quote for it.
+        """SIMULATED attestation: sign a quote for the service's own build (``measurement``).
 
         Raises ``RequestFieldError`` naming the first invalid field.
         """
@@ -185,9 +181,7 @@ class AttestationService:
             chain_id=chain_id,
             registry=registry,
         )
-        code_dir = _check_path(code_dir, "codeDir", directory=True)
-        lock_file = _check_path(lock_file, "lockFile", directory=False)
-        quote, signature = self._sign(target, measure_package(code_dir, lock_file), nonce=nonce, now=now)
+        quote, signature = self._sign(target, self.measurement, nonce=nonce, now=now)
         logger.info(
             "issued SIMULATED quote: role=%s enclave=%s measurement=0x%s chain=%d expiry=%d",
             quote.role_name,
@@ -335,9 +329,7 @@ async def _post_quote(request: web.Request) -> web.Response:
         return _bad_request("request body must be a JSON object")
     service = request.app[SERVICE]
     try:
-        # Hashing a code tree is file I/O: keep it off the event loop.
-        kwargs = _issue_kwargs(body)
-        quote, signature = await asyncio.to_thread(lambda: service.issue(**kwargs))
+        quote, signature = service.issue(**_issue_kwargs(body))
     except RequestFieldError as exc:
         return _bad_request(str(exc), exc.field)
     return web.json_response(
@@ -345,12 +337,27 @@ async def _post_quote(request: web.Request) -> web.Response:
     )
 
 
+SIMULATED_NOTE = (
+    "SIMULATED attestation: this service is a trusted stand-in for TEE hardware; "
+    "it signs quotes for the agent build it runs itself, and nothing checks that the caller runs it"
+)
+
+
+def _identity(service: AttestationService) -> dict[str, Any]:
+    return {
+        "signer": service.signer_address,
+        "measurement": "0x" + service.measurement.hex(),
+        "simulated": True,
+        "note": SIMULATED_NOTE,
+    }
+
+
 async def _get_signer(request: web.Request) -> web.Response:
-    return web.json_response({"signer": request.app[SERVICE].signer_address, "simulated": True})
+    return web.json_response(_identity(request.app[SERVICE]))
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "simulated": True})
+    return web.json_response({"status": "ok"} | _identity(request.app[SERVICE]))
 
 
 def build_app(service: AttestationService) -> web.Application:
@@ -374,8 +381,6 @@ def request_quote(
     x25519_key: bytes,
     chain_id: int,
     registry: str,
-    code_dir: Path,
-    lock_file: Path,
     timeout: float = 30.0,
 ) -> tuple[Quote, bytes]:
     """Ask the service at ``url`` (base URL) for a quote; checks that the quote is
@@ -389,8 +394,6 @@ def request_quote(
         "x25519Key": "0x" + bytes(x25519_key).hex(),
         "chainId": chain_id,
         "registry": registry,
-        "codeDir": str(code_dir),
-        "lockFile": str(lock_file),
     }
     request = urllib.request.Request(  # noqa: S310 (scheme checked above)
         url.rstrip("/") + "/v1/quote",
@@ -442,9 +445,12 @@ async def _serve(service: AttestationService, host: str, port: int) -> None:
     await site.start()
     bound_port = runner.addresses[0][1]
     print(
-        f"attestation service (SIMULATED) signer={service.signer_address} listening on http://{host}:{bound_port}",
+        f"attestation service (SIMULATED: a trusted stand-in for TEE hardware) "
+        f"measurement=0x{service.measurement.hex()} signer={service.signer_address} "
+        f"listening on http://{host}:{bound_port}",
         flush=True,
     )
+    logger.warning("%s; measurement 0x%s", SIMULATED_NOTE, service.measurement.hex())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -459,7 +465,8 @@ async def _serve(service: AttestationService, host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m enclave_agent.tee.attestation_service",
-        description="Simulated attestation service: measures agent code and signs EIP-712 quotes.",
+        description="Simulated attestation service (a trusted stand-in for TEE hardware): measures the "
+        "agent build it is installed with, once, and signs EIP-712 quotes for that measurement.",
     )
     parser.add_argument("--key", required=True, type=Path, help="signing key file (hex; created if absent)")
     parser.add_argument("--host", default="127.0.0.1")

@@ -7,6 +7,10 @@ registry address, nonce, expiry}. Its digest is the EIP-712 hash of the Solidity
 so ``quote_digest`` equals ``ConsortiumRegistry.quoteDigest`` whenever the quote's
 own chain id and registry are the ones it is submitted to (the only case that can
 register). Peers re-run ``verify_quote`` themselves rather than trusting the contract.
+
+Proof of possession: the enclave's own chain key signs ``Possession(bytes32
+quoteDigest)`` in the same domain (``sign_possession``), so a quote registers only
+for an enclave that holds the account it names, with the X25519 key it names.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ _STRUCT_KEYS = (
     "nonce",
     "expiry",
 )
+POSSESSION_TYPEHASH = keccak(text="Possession(bytes32 quoteDigest)")
 _SECP256K1_N = int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16)
 _UINT64_MAX = 2**64 - 1
 _UINT256_MAX = 2**256 - 1
@@ -92,6 +97,10 @@ class QuoteExpiredError(AttestationError):
 
 class MeasurementNotApprovedError(AttestationError):
     """The quoted measurement is not among the approved ones."""
+
+
+class PossessionError(AttestationError):
+    """The possession signature was not made by the quoted enclave's key."""
 
 
 def role_name(role: int) -> str:
@@ -254,24 +263,50 @@ def sign_quote(quote: Quote, private_key: bytes) -> bytes:
     return bytes(signed.signature)
 
 
-def recover_signer(quote: Quote, signature: bytes) -> str:
-    """The checksummed address that signed ``quote``. Applies the same rules as
+def possession_digest(quote: Quote) -> bytes:
+    """The EIP-712 digest of ``Possession(quote_digest(quote))`` the enclave key signs
+    (``ConsortiumRegistry.possessionDigest``)."""
+    struct_hash = keccak(abi_encode(["bytes32", "bytes32"], [POSSESSION_TYPEHASH, quote_digest(quote)]))
+    return keccak(b"\x19\x01" + domain_separator(quote.chain_id, quote.registry) + struct_hash)
+
+
+def sign_possession(quote: Quote, enclave_key: bytes) -> bytes:
+    """The enclave's proof that it holds ``quote.enclave``'s key (65 bytes, low s)."""
+    return bytes(Account.unsafe_sign_hash(possession_digest(quote), enclave_key).signature)
+
+
+def _recover(digest: bytes, signature: bytes, what: str) -> str:
+    """The checksummed address that signed ``digest``. Applies the same rules as
     OpenZeppelin ``ECDSA.recover``: 65 bytes, v in {27, 28}, s in the lower half."""
     signature = bytes(signature)
     if len(signature) != 65:
-        raise MalformedQuoteError(f"quote signature must be 65 bytes, got {len(signature)}")
+        raise MalformedQuoteError(f"{what} must be 65 bytes, got {len(signature)}")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
     v = signature[64]
     if v not in (27, 28):
-        raise MalformedQuoteError(f"quote signature has v={v}, expected 27 or 28")
+        raise MalformedQuoteError(f"{what} has v={v}, expected 27 or 28")
     if not (0 < r < _SECP256K1_N and 0 < s <= _SECP256K1_N // 2):
-        raise MalformedQuoteError("quote signature is not canonical (r or s out of range, or high s)")
+        raise MalformedQuoteError(f"{what} is not canonical (r or s out of range, or high s)")
     try:
-        public_key = Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(quote_digest(quote))
+        public_key = Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest)
     except BadSignature:
-        raise MalformedQuoteError("quote signature does not recover to any key") from None
+        raise MalformedQuoteError(f"{what} does not recover to any key") from None
     return str(public_key.to_checksum_address())
+
+
+def recover_signer(quote: Quote, signature: bytes) -> str:
+    """The checksummed address that signed ``quote`` (the attestation signer)."""
+    return _recover(quote_digest(quote), signature, "quote signature")
+
+
+def verify_possession(quote: Quote, possession: bytes) -> None:
+    """PossessionError unless ``possession`` is the quoted enclave's own signature."""
+    holder = _recover(possession_digest(quote), possession, "possession signature")
+    if holder != quote.enclave:
+        raise PossessionError(
+            f"possession signature for enclave {quote.enclave} was made by {holder}, not by the enclave"
+        )
 
 
 def verify_quote(
@@ -285,14 +320,18 @@ def verify_quote(
     registry: str,
     now: int,
     expected_role: int | None = None,
+    possession: bytes | None = None,
 ) -> None:
     """Check a quote as the registry does, plus the peers' "same code" check.
 
     Raises an ``AttestationError`` subclass naming the culprit: untrusted signer,
     other role, wrong chain/registry binding, expired, measurement not approved,
-    or ``MeasurementMismatchError`` when ``expected_measurement`` (ours) differs.
+    ``PossessionError`` when ``possession`` is given and not the enclave's own
+    signature, or ``MeasurementMismatchError`` when ``expected_measurement`` (ours) differs.
     """
     signer = recover_signer(quote, signature)
+    if possession is not None:
+        verify_possession(quote, possession)
     if signer not in {to_checksum_address(s) for s in trusted_signers}:
         raise UntrustedSignerError(
             f"quote for enclave {quote.enclave} is signed by {signer}, "

@@ -196,9 +196,8 @@ def test_unpaid_fee_and_exhausted_quota_are_refused_by_the_contract(
 
 def test_signed_requests_work_once_and_replays_are_refused(demo: Demo, row: dict[str, float]) -> None:
     wallet = GatewayClient(demo.gateway_url, wallet_key=dev_key(CLIENT_INDEX))
-    body = {"model": demo._result.model_id, "features": row} | wallet._signature(
-        demo._result.model_id, {"features": row}
-    )
+    info = next(m for m in wallet.models() if m["id"] == demo._result.model_id)
+    body = {"model": demo._result.model_id, "features": row} | wallet._sign(info, {"features": row})
     first = urllib.request.Request(
         demo.gateway_url + "/v1/inference", data=json.dumps(body).encode(), method="POST"
     )
@@ -211,6 +210,7 @@ def test_signed_requests_work_once_and_replays_are_refused(demo: Demo, row: dict
         raise AssertionError("replay accepted")
     except urllib.error.HTTPError as exc:
         assert exc.code == 409
+        assert json.loads(exc.read())["reason"] == "InferenceRequestReplayed"  # the contract's refusal
     assert _chain_requests(demo) == requests
     forged = body | {"client": demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]}
     assert _post(demo, json.dumps(forged).encode(), authenticated=False)[0] == 401

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from typing import Any
 
 import numpy as np
 import pytest
-from eth_utils.crypto import keccak
 
 from enclave_agent.chain import ErrorDecoder, TxSender
 from enclave_agent.crypto.aead import encrypt
-from enclave_agent.demo import Demo
-from enclave_agent.localnet import wait_until
+from enclave_agent.demo import CLIENT_INDEX, FEE_WEI, Demo
+from enclave_agent.gateway import auth
+from enclave_agent.localnet import dev_key, wait_until
 from enclave_agent.model.logistic import joint_scaling, standardise
 from enclave_agent.protocol import queries
 from enclave_agent.tee.simulated import SimulatedTee
@@ -141,35 +142,56 @@ def test_rows_at_the_edge_of_the_range_are_answered_exactly(demo: Demo) -> None:
 def test_a_provider_refuses_an_out_of_range_row_a_rogue_gateway_records(
     demo: Demo, row: dict[str, float]
 ) -> None:
-    """The gateway's enclave key and pairwise keys (simulated mode: readable by the test
-    tooling) drive a gateway that skips the range check: the request is on chain and
-    paid, yet no provider posts a partial, each logs the feature and the bound, and the
-    fee comes back at expiry. The same path with an in-range row is answered."""
+    """A hostile client signs an out-of-range row, and the gateway's enclave key and
+    pairwise keys (simulated mode: readable by the test tooling) drive a gateway that
+    skips the range check: the request is on chain and paid, yet no provider posts a
+    partial, each logs the feature and the bound (not the value), and the fee comes
+    back at expiry. The same path with an in-range row is answered."""
     gateway_agent = demo.c.agents["gateway"]
     keys = SimulatedTee(gateway_agent.state_dir).load_or_create_keys()
     sender = TxSender(demo.c.w3, keys.account, ErrorDecoder.from_manifest(demo.c.manifest))
-    epoch = int(demo.c.registry.functions.epoch().call())
-    pairwise = {
-        a: bytes.fromhex(k) for a, k in json.loads(gateway_agent.unseal(f"keys/{epoch}") or b"{}").items()
-    }
-    holders = [p for p in demo.c.exchange.functions.participants(demo._result.rounds["model"]).call()]
+    epoch = int(demo.c.registry.functions.synchronisedEpoch().call())
+    sealed = json.loads(gateway_agent.unseal(f"keys/{epoch}") or b"{}")
+    pairwise = {address: bytes.fromhex(key) for address, key in sealed.items()}
+    round_id = demo._result.rounds["model"]
+    holder_mask = int(demo.c.exchange.functions.roundInfo(round_id).call()[7])
+    participants = demo.c.exchange.functions.participants(round_id).call()
+    holders = [p for i, p in enumerate(participants) if holder_mask >> i & 1]
     names = list(demo._result.split.features)
     bounds = _model(demo)["input_range"]["bounds"]
+    chain_id, contract = demo.c.manifest.chain_id, demo.c.gateway.address
 
     def record(values: list[float]) -> int:
         query = queries.Query(queries.KIND_SCORE, rows=(tuple(values),))
-        digest = keccak(secrets.token_bytes(32))
-        entries = []
-        for provider in holders:
-            ad = queries.query_ad(
-                demo.c.manifest.chain_id, demo.c.gateway.address, digest, keys.address, provider
+        fields: dict[str, Any] = {
+            "client": demo.client_address,
+            "model_id": demo._result.model_id,
+            "rows": 1,
+            "input_hash": auth.input_hash(query),
+            "nonce": secrets.randbits(256),
+            "deadline": int(demo.c.w3.eth.get_block("latest")["timestamp"]) + 600,
+            "max_fee": FEE_WEI,
+            "signature": b"",
+        }
+        typed = auth.SignedRequest(**fields).typed(chain_id, contract)
+        signed = auth.SignedRequest(
+            **(fields | {"signature": auth.sign_request(dev_key(CLIENT_INDEX), typed)})
+        )
+        digest = signed.digest(chain_id, contract)
+        entries = [
+            (
+                p,
+                encrypt(
+                    pairwise[p],
+                    query.to_bytes(),
+                    queries.query_ad(chain_id, contract, digest, keys.address, p),
+                ),
             )
-            entries.append((provider, encrypt(pairwise[provider], query.to_bytes(), ad)))
+            for p in holders
+        ]
         payload = queries.encode_query_payload(epoch, entries)
         receipt = sender.send(
-            demo.c.gateway.functions.submitRequest(
-                demo._result.model_id, demo.client_address, digest, 1, payload
-            ),
+            demo.c.gateway.functions.submitRequest(signed.as_tuple(), signed.signature, payload),
             label="rogue-request",
         )
         return int(demo.c.gateway.events.RequestSubmitted().process_receipt(receipt)[0]["args"]["requestId"])

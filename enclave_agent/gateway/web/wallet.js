@@ -109,7 +109,7 @@ function toNumber(text, where) {
   return value;
 }
 
-// What the request asks, exactly as the gateway hashes it for the signature.
+// What the request asks (the gateway hashes its canonical bytes for the signature).
 function readInputs(model) {
   if (model.kind === "statistic") return { statistic: { column: $("statistic-column").value } };
   const features = {};
@@ -322,6 +322,7 @@ async function send(model, inputs) {
     client: state.account,
     nonce: prepared.nonce,
     deadline: prepared.deadline,
+    max_fee: prepared.max_fee,
     signature,
     ...(sealing ? { encrypt_to: toHex(sealing.publicKey) } : {}),
   });
@@ -373,7 +374,11 @@ async function askCsv() {
   const file = $("csv").files[0];
   if (!file) throw new Error("choose a CSV file first");
   const rows = parseCsv(await file.text(), model.features);
-  const answers = await send(model, { rows });
+  // One signature covers one on-chain request: a longer file is signed in parts.
+  const answers = [];
+  for (let start = 0; start < rows.length; start += model.rows_per_request) {
+    answers.push(...(await send(model, { rows: rows.slice(start, start + model.rows_per_request) })));
+  }
   for (const answer of answers) addAnswer(model, answer, true);
   const link = $("download");
   if (link.href) URL.revokeObjectURL(link.href);

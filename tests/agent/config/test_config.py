@@ -73,12 +73,14 @@ def test_valid_config_resolves_paths_relative_to_the_file(folder: Path) -> None:
 def test_gateway_config(folder: Path) -> None:
     gateway_table = "[gateway]\nport = 9000\nmax_batch = 8\nrequest_timeout = 5\n"
     keys = f'[gateway.api_keys]\n"{CLIENT.lower()}" = "{HASH}"\n'
-    text = VALID.replace('role = "provider"', 'role = "gateway"') + "\n" + gateway_table + keys
+    custody = f'[gateway.custody_keys]\n"{CLIENT}" = "keys/client.key"\n'
+    text = VALID.replace('role = "provider"', 'role = "gateway"') + "\n" + gateway_table + keys + custody
     gateway = load_config(write(folder, text)).gateway
     assert gateway is not None
     assert (gateway.port, gateway.max_batch, gateway.request_timeout) == (9000, 8, 5.0)
     assert (gateway.rate_per_minute, gateway.rate_burst) == (600, 8)  # burst defaults to max_batch
     assert gateway.api_keys == {CLIENT: HASH}
+    assert gateway.custody_keys == {CLIENT: folder / "keys" / "client.key"}  # relative to the config
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,14 @@ def test_gateway_config(folder: Path) -> None:
             "key must be a client address",
         ),
         (lambda t: t + f'\n[gateway]\n[gateway.api_keys]\n"{CLIENT}" = "secret"\n', "SHA-256 hex"),
+        (
+            lambda t: t + f'\n[gateway]\n[gateway.api_keys]\n"{CLIENT}" = "{HASH}"\n',
+            f"gateway.api_keys.{CLIENT}: an API-key client is a custody account",
+        ),
+        (
+            lambda t: t + '\n[gateway]\n[gateway.custody_keys]\n"nobody" = "k.key"\n',
+            "gateway.custody_keys.nobody: key must be a client address",
+        ),
         (lambda t: t.replace("[agent]", "[agent"), "invalid TOML"),
     ],
 )
