@@ -145,8 +145,9 @@ def test_a_provider_refuses_an_out_of_range_row_a_rogue_gateway_records(
     """A hostile client signs an out-of-range row, and the gateway's enclave key and
     pairwise keys (simulated mode: readable by the test tooling) drive a gateway that
     skips the range check: the request is on chain and paid, yet no provider posts a
-    partial, each logs the feature and the bound (not the value), and the fee comes
-    back at expiry. The same path with an in-range row is answered."""
+    partial and each logs the feature and the bound (not the value); the request
+    stays unanswered until it expires and is refunded. The same path with an in-range
+    row is answered."""
     gateway_agent = demo.c.agents["gateway"]
     keys = SimulatedTee(gateway_agent.state_dir).load_or_create_keys()
     sender = TxSender(demo.c.w3, keys.account, ErrorDecoder.from_manifest(demo.c.manifest))
@@ -209,13 +210,10 @@ def test_a_provider_refuses_an_out_of_range_row_a_rogue_gateway_records(
     expected = f"request {bad}: cannot answer: row 0: feature 'mean_concavity' is outside"
     for name in (f"provider-{i}" for i in range(demo.config.providers)):
         wait_until(lambda name=name: expected in demo.c.agents[name].logs(), 60, f"{name} refusing")
-    assert partials(bad) == 0
+    assert partials(bad) == 0 and int(demo.c.gateway.functions.state(bad).call()) == 1  # Pending
     assert repr(hostile["mean_concavity"]) not in "".join(a.logs() for a in demo.c.agents.values())
-    demo.c.advance_time(200)
-    demo.c.w3.eth.wait_for_transaction_receipt(
-        demo.c.gateway.functions.refundExpired(bad).transact({"from": demo.c.governor})
-    )
-    assert int(demo.c.gateway.functions.balanceOf(demo.client_address).call()) == balance
+    # Unanswered, it expires and anyone refunds it (as test_gateway.py's timeout test
+    # shows); moving chain time on here would void the later modules' fresh signatures.
 
 
 def test_the_model_aggregate_is_what_the_range_assumed(demo: Demo) -> None:
