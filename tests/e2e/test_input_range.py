@@ -121,8 +121,8 @@ def test_a_wallet_is_not_asked_to_sign_an_out_of_range_row(demo: Demo, row: dict
 
 def test_rows_at_the_edge_of_the_range_are_answered_exactly(demo: Demo) -> None:
     """Every feature at 0.999 of its bound, signed to push the score up (then down):
-    logits in the tens of thousands, where the old encoding (2^40 at 2^61 - 1) wrapped
-    beyond about +-2,300, come back equal to the plaintext model's."""
+    logits of about +-17,600, where the old encoding (2^40 at 2^61 - 1) wrapped beyond
+    about +-2,300, come back equal to the plaintext model's."""
     w, b, mean, std = _clear_model(demo)
     published = _model(demo)["input_range"]
     bounds = np.array([published["bounds"][n] for n in demo._result.split.features])
