@@ -5,7 +5,8 @@ code, admits organisations, opens share-exchange rounds and shows an agent's
 status. Exit codes: 0 ok, 1 error, 2 invalid config or arguments, 3 refused by
 the registry (another code measurement, an operator that is not an admitted
 organisation, or over its enclave limit), 4 membership revoked, 5 the registry's
-record of this enclave names another operator or X25519 key.
+record of this enclave names another operator or X25519 key, 6 the node is on
+another chain than this agent's state (a reset chain: see reset-state).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from enclave_agent.errors import ConfigError, EnclaveAgentError
+from enclave_agent.errors import ChainChanged, ConfigError, EnclaveAgentError
 
 log = logging.getLogger("enclave_agent.cli")
 
-EXIT_ERROR, EXIT_CONFIG = 1, 2
+EXIT_ERROR, EXIT_CONFIG, EXIT_CHAIN_CHANGED = 1, 2, 6
 
 
 def _configure_logging(name: str, verbose: bool) -> None:
@@ -188,6 +189,24 @@ def _cmd_org(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reset_state(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.store.db import set_aside
+
+    config = load_config(args.config)
+    db = config.state_dir / "agent.sqlite3"
+    if not args.yes:
+        print(
+            f"would set aside {db} (membership, rounds, requests, sealed shares of the old chain); "
+            "the enclave keys stay. Run again with --yes to do it.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    kept = set_aside(db)
+    print(f"agent state set aside as {kept}; the next start registers on the manifest's chain")
+    return 0
+
+
 def _cmd_attestation_service(args: argparse.Namespace) -> int:
     from enclave_agent.tee import attestation_service
 
@@ -294,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_org)
 
+    p = sub.add_parser(
+        "reset-state",
+        help="start an agent over on a new chain (after a reset): set its state database aside",
+        description="Moves the agent's SQLite state (the old chain's membership, rounds, requests and "
+        "sealed shares) aside as agent.sqlite3.reset-<time>; the enclave keys stay. Use it when the "
+        "agent stops with exit code 6 because its chain was reset and the consortium redeployed. "
+        "Stop the agent first.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.add_argument("--yes", action="store_true", help="really do it (without: say what would happen)")
+    p.set_defaults(func=_cmd_reset_state)
+
     p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
     p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")
     p.add_argument("--host", default="127.0.0.1")
@@ -311,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"enclave-agent: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except ChainChanged as exc:
+        print(f"enclave-agent: error: {exc}", file=sys.stderr)
+        return EXIT_CHAIN_CHANGED
     except EnclaveAgentError as exc:
         print(f"enclave-agent: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -22,6 +22,7 @@ Subclasses that belong to one component live in its module (named in brackets).
     │   └── InputNotReady                   an input waits for an aggregate [protocol.inputs]
     ├── AgentRefused, AgentRevoked,         exit codes 3, 4 and 5 [protocol.onboarding]
     │   AgentRecordMismatch
+    ├── ChainChanged                        the node is on another chain than the state: exit 6
     ├── AuthError                           gateway client authentication, HTTP 401 [gateway.auth]
     ├── InvalidRequest                      gateway input validation, HTTP 4xx [gateway.validation]
     ├── GatewayHTTPError                    an error answer seen by the client [gateway.client]
@@ -80,3 +81,8 @@ class ContractRevert(ChainError):
 
 class ProtocolError(EnclaveAgentError):
     """A peer or a round broke the protocol."""
+
+
+class ChainChanged(EnclaveAgentError):
+    """The node is not on the chain this deployment or this agent's state belongs to
+    (a reset, another chain behind the URL, a reorganisation below the confirmation depth)."""

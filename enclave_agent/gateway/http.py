@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from eth_utils.address import is_address, to_checksum_address
 
+from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
 from enclave_agent.gateway import auth, validation
@@ -411,9 +412,10 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    ready = agent.is_ready()
+    chain_down = agent.outage.down
+    ready = agent.is_ready() and not chain_down
     body = {
-        "status": "ok" if ready else "starting",
+        "status": "ok" if ready else ("chain unreachable" if chain_down else "starting"),
         "stage": agent.stage,
         "tee": "SIMULATED" if agent.tee.simulated else agent.tee.name,
         "enclave": agent.address,
@@ -475,10 +477,20 @@ async def wallet_page(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
 
 
+def _chain_unreachable(agent: GatewayAgent) -> web.Response:
+    wait = agent.outage.retry_after()
+    response = _error(503, "the chain is unreachable; try again later", retry_after=wait)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 @web.middleware
 async def _json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    agent = request.app[AGENT]
+    if agent.outage.down and request.path.startswith("/v1/"):
+        return _chain_unreachable(agent)
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -487,6 +499,11 @@ async def _json_errors(
         if exc.status >= 400:
             return _error(exc.status, exc.reason)
         raise
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        agent.metrics.count("chain_unreachable")
+        return _chain_unreachable(agent)
 
 
 def build_app(agent: GatewayAgent) -> web.Application:

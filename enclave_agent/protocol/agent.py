@@ -18,7 +18,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import requests
+
 from enclave_agent.chain import ChainEvent, EventFollower
+from enclave_agent.chain.identity import ChainChanged
+from enclave_agent.chain.outage import unreachable
 from enclave_agent.config import AgentConfig
 from enclave_agent.errors import (
     ChainError,
@@ -40,8 +44,10 @@ EXIT_CONFIG = 2
 EXIT_REFUSED = 3
 EXIT_REVOKED = 4
 EXIT_RECORD_MISMATCH = 5
+EXIT_CHAIN_CHANGED = 6
 
 __all__ = [
+    "EXIT_CHAIN_CHANGED",
     "EXIT_RECORD_MISMATCH",
     "EXIT_REFUSED",
     "EXIT_REVOKED",
@@ -79,9 +85,17 @@ class Agent(AgentContext):
             while not stop.is_set():
                 try:
                     self.step()
-                except (ChainError, ProtocolError) as exc:
-                    # Transient (node hiccup, a race lost to another agent): the next
-                    # step re-reads the chain and retries whatever is still missing.
+                    self.outage.recovered()
+                except (ChainError, ProtocolError, requests.RequestException, OSError) as exc:
+                    if unreachable(exc):
+                        # The node is down: wait it out (the outage logs start and end);
+                        # events and half-done actions are picked up again afterwards.
+                        stop.wait(self.outage.failed(exc))
+                        continue
+                    if not isinstance(exc, ChainError | ProtocolError):
+                        raise
+                    # Transient (a race lost to another agent, a reorg): the next step
+                    # re-reads the chain and retries whatever is still missing.
                     log.error("step failed, retrying: %s", exc)
                     stop.wait(min(5.0, self.config.poll_interval * 10))
                 stop.wait(self.config.poll_interval)
@@ -94,11 +108,15 @@ class Agent(AgentContext):
         except AgentRecordMismatch as exc:
             log.error("%s", exc)
             return EXIT_RECORD_MISMATCH
+        except ChainChanged as exc:
+            log.error("%s", exc)
+            return EXIT_CHAIN_CHANGED
         finally:
             self._write_status()
         return EXIT_OK
 
     def step(self) -> None:
+        self.guard.check(self.follower.last_event_block)
         self.follower.process(self._handle)
         self.onboarding.step()
         if self.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):

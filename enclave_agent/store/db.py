@@ -258,3 +258,18 @@ class Store:
             {"label": r[0], "tx_hash": r[1], "status": r[2], "created_at": r[3], "updated_at": r[4]}
             for r in rows
         ]
+
+
+def set_aside(path: Path) -> Path:
+    """Move a state file (and its WAL and shared-memory files) aside as
+    ``<name>.reset-<UTC time>``, never deleting anything; returns the new path."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no agent state at {path}")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.reset-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(target.with_name(target.name + suffix))
+    return target

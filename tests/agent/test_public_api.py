@@ -35,6 +35,7 @@ PUBLIC = {
         "verify_quote",
     ],
     "enclave_agent.protocol.agent": [
+        "EXIT_CHAIN_CHANGED",
         "EXIT_RECORD_MISMATCH",
         "EXIT_REFUSED",
         "EXIT_REVOKED",

@@ -55,13 +55,16 @@ def reverted_with(exc: ContractCustomError, signature: str) -> bool:
 def run_agent(demo: Demo, name: str, operator_index: int, *, admit: bool) -> subprocess.CompletedProcess[str]:
     """A real agent process (``enclave-agent run``) for ``operator_index``; returns when it exits."""
     agent = demo.c.add_agent(name, operator_index=operator_index, start=False, admit=admit)
-    return subprocess.run(
-        [sys.executable, "-m", "enclave_agent.cli", "run", "--config", str(agent.config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "enclave_agent.cli", "run", "--config", str(agent.config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+    finally:
+        del demo.c.agents[name]  # not one of the consortium's agents (later tests scan those)
 
 
 def funds(demo: Demo, client: str) -> tuple[int, list[int]]:

@@ -20,6 +20,7 @@ from enclave_agent.localnet import COMPLETED, dev_key, distinctive, found_on_cha
 from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import contribution_length
 from enclave_agent.protocol.queries import rows_per_request
+from enclave_agent.tee._files import write_private_file
 from tests.support.http import http_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,7 +252,7 @@ def test_models_health_metrics_and_openapi(demo: Demo) -> None:
 
 def test_request_command_line_client(demo: Demo, row: dict[str, float], tmp_path: Path) -> None:
     key_file = tmp_path / "api.key"
-    key_file.write_text(demo.api_key)
+    write_private_file(key_file, demo.api_key.encode())
 
     def cli_request(features: str) -> subprocess.CompletedProcess[str]:
         command = ["request", "--url", demo.gateway_url, "--api-key-file", str(key_file)]

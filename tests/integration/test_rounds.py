@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from enclave_agent.localnet import Consortium, dev_key, wait_until
+from enclave_agent.tee._files import write_private_file
 from tests.integration.conftest import (
     COMBOS,
     aggregate,
@@ -81,7 +82,7 @@ def test_no_plaintext_or_share_on_chain_or_in_logs(
 
 def test_open_round_from_the_command_line(consortium: Consortium, tmp_path: Path) -> None:
     key = tmp_path / "coordinator.key"
-    key.write_text(dev_key(0))
+    write_private_file(key, dev_key(0).encode())
     base = [
         sys.executable,
         "-m",
@@ -115,7 +116,7 @@ def test_organisations_from_the_command_line(consortium: Consortium, tmp_path: P
     import json
 
     key = tmp_path / "governor.key"
-    key.write_text(dev_key(0))
+    write_private_file(key, dev_key(0).encode())
     newcomer = consortium.w3.eth.accounts[12]
     admitted = _org(consortium, key, "admit", newcomer, "--name", "bank-d", "--roles", "provider,gateway")
     assert admitted.returncode == 0, admitted.stderr
@@ -136,7 +137,7 @@ def test_organisations_from_the_command_line(consortium: Consortium, tmp_path: P
     bad = _org(consortium, key, "admit", newcomer, "--name", "x", "--roles", "auditor")
     assert bad.returncode == 2 and "roles must be a comma-separated subset" in bad.stderr
     stranger = tmp_path / "stranger.key"
-    stranger.write_text(dev_key(13))
+    write_private_file(stranger, dev_key(13).encode())
     refused = _org(consortium, stranger, "suspend", newcomer)
     assert refused.returncode == 1 and "AccessControlUnauthorizedAccount" in refused.stderr
     assert json.loads(_org(consortium, key, "suspend", newcomer).stdout)["status"] == "suspended"
@@ -147,7 +148,7 @@ def test_suspending_an_organisation_expels_its_agent(consortium: Consortium, tmp
     """Runs last: governance suspends provider-2's organisation; its enclave is revoked,
     the agent stops with exit code 4, and the other two synchronise a new epoch."""
     key = tmp_path / "governor.key"
-    key.write_text(dev_key(0))
+    write_private_file(key, dev_key(0).encode())
     agent = consortium.agents["provider-2"]
     suspended = _org(consortium, key, "suspend", consortium.w3.eth.accounts[3])
     assert suspended.returncode == 0, suspended.stderr
