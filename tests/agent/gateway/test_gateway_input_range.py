@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from enclave_agent.chain import ChainEvent
+from enclave_agent.chain.outage import Outage
 from enclave_agent.config import GatewayConfig
 from enclave_agent.crypto.field import PRIME61
 from enclave_agent.errors import ProtocolError
@@ -99,6 +100,7 @@ class StubAgent:
         )
     )
     metrics: Metrics = field(default_factory=Metrics)
+    outage: Outage = field(default_factory=lambda: Outage("http://127.0.0.1:8545"))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=600, burst=100))
 
     def is_ready(self) -> bool:
