@@ -25,6 +25,12 @@ from enclave_agent.chain.identity import ChainChanged
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.config import AgentConfig
 from enclave_agent.errors import (
+    EXIT_CHAIN_CHANGED,
+    EXIT_OK,
+    EXIT_RECORD_MISMATCH,
+    EXIT_REFUSED,
+    EXIT_REVOKED,
+    EXIT_STATE_LOST,
     ChainError,
     ProtocolError,
 )
@@ -37,20 +43,13 @@ from enclave_agent.tee.backend import TeeBackend
 
 log = logging.getLogger(__name__)
 
-# Exit codes of `enclave-agent run` (documented in docs/error_codes.md).
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
-EXIT_REFUSED = 3
-EXIT_REVOKED = 4
-EXIT_RECORD_MISMATCH = 5
-EXIT_CHAIN_CHANGED = 6
 
 __all__ = [
     "EXIT_CHAIN_CHANGED",
     "EXIT_RECORD_MISMATCH",
     "EXIT_REFUSED",
     "EXIT_REVOKED",
+    "EXIT_STATE_LOST",
     "Agent",
     "AgentRecordMismatch",
     "AgentRefused",

@@ -20,7 +20,7 @@ from enclave_agent.chain.identity import ChainChanged, ChainIdentity, IdentityGu
 from enclave_agent.chain.manifest import Manifest, load_manifest
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
-from enclave_agent.errors import ConfigError, ContractRevert
+from enclave_agent.errors import ConfigError, ContractRevert, StateLost
 from enclave_agent.protocol import reveal, stages
 from enclave_agent.protocol.membership import MembershipView
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc
@@ -30,6 +30,19 @@ from enclave_agent.tee.backend import TeeBackend
 from enclave_agent.tee.simulated import SimulatedTee
 
 log = logging.getLogger(__name__)
+
+
+def tee_backend(config: AgentConfig) -> TeeBackend:
+    """The backend ``[agent] tee`` names. A hardware backend makes evidence
+    (``enclave_agent.tee.hardware``), but onboarding with it waits for the registry's
+    verifier path (issue 14, item 4), so an agent refuses to start on one today."""
+    if config.tee == "simulated":
+        return SimulatedTee(config.state_dir)
+    raise ConfigError(
+        f"{config.path}: agent.tee: {config.tee!r} evidence can be produced and verified "
+        "(enclave_agent.tee.hardware, enclave-agent verify-evidence) but the registry cannot admit it yet; "
+        "use 'simulated'"
+    )
 
 
 class AgentContext:
@@ -42,11 +55,13 @@ class AgentContext:
         self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
         ensure_private_dir(config.state_dir)
         self._state_lock = lock_state_dir(config.state_dir)
-        self.tee = tee or SimulatedTee(config.state_dir)
+        self.tee = tee or tee_backend(config)
         self.keys = self.tee.load_or_create_keys()
         self.address: str = self.keys.address
         self.measurement = self.tee.measurement()
         self.store = Store(config.state_dir / "agent.sqlite3")
+        self.store.check_integrity()
+        fresh = self.store.is_empty()
         self.manifest: Manifest = load_manifest(config.manifest)
         rpc_url = config.rpc_url or self.manifest.rpc_url
         self.w3 = connect(rpc_url)
@@ -54,6 +69,15 @@ class AgentContext:
         self.contracts = Contracts(self.w3, self.manifest)
         self.guard = self._chain_guard()  # the chain this manifest and this state belong to
         self.contracts.check_deployment()  # with code at every address
+        if fresh and self.contracts.registry.functions.member(self.address).call()[1]:
+            raise StateLost(
+                f"enclave {self.address} is an active member on chain but its state store "
+                f"{self.store.path} is new or emptied: its keys and shares of past rounds are gone. Restore "
+                f"a backup (enclave-agent restore --config {config.path} --from FILE --yes), or have the "
+                "enclave leave (registry revoke) and start over"
+            )
+        if self.store.get_json("chain/identity") is None:
+            self.store.put_json("chain/identity", self.guard.recorded.to_json())
         self.chain_id = self.manifest.chain_id
         self.registry_address = to_checksum_address(self.contracts.registry.address)
         self.exchange_address = to_checksum_address(self.contracts.exchange.address)
@@ -74,7 +98,8 @@ class AgentContext:
 
     def _chain_guard(self) -> IdentityGuard:
         """ChainChanged unless the node is on the chain of the manifest and of this
-        agent's state (recorded at its first start); the guard re-checks it while running."""
+        agent's state (recorded at its first start, once the state is known to be sound);
+        the guard re-checks it while running."""
         current = ChainIdentity.read(self.w3, self.manifest.deployed_block)
         manifest = self.manifest
         if manifest.genesis_hash and manifest.genesis_hash != current.genesis_hash:
@@ -88,11 +113,7 @@ class AgentContext:
             f"enclave-agent reset-state --config {self.config.path} --yes"
         )
         recorded = self.store.get_json("chain/identity")
-        if recorded is None:
-            self.store.put_json("chain/identity", current.to_json())
-            identity = current
-        else:
-            identity = ChainIdentity.from_json(recorded)
+        identity = current if recorded is None else ChainIdentity.from_json(recorded)
         guard = IdentityGuard(self.w3, identity, what="this agent's state", remedy=remedy)
         guard.check(force=True)
         return guard

@@ -39,6 +39,7 @@ PUBLIC = {
         "EXIT_RECORD_MISMATCH",
         "EXIT_REFUSED",
         "EXIT_REVOKED",
+        "EXIT_STATE_LOST",
         "Agent",
         "AgentRecordMismatch",
         "AgentRefused",

@@ -1,7 +1,9 @@
 """The JSON-RPC endpoint disappears for 10 s in the middle of a round: three provider
 processes and the gateway reach the chain through a proxy that drops every request
 meanwhile. No agent crashes, the gateway's HTTP stays up and says 503 with
-Retry-After, every agent logs the outage's start and end, and the round completes."""
+Retry-After, every agent logs the outage's start and end, and the round completes.
+And on an idle chain (no block mined for lack of transactions) deadlines still pass on
+time."""
 
 from __future__ import annotations
 
@@ -68,3 +70,24 @@ def test_an_outage_mid_round_is_ridden_out(setup: tuple[Consortium, FaultProxy, 
         assert "chain reachable again at" in logs, name
         assert "Traceback" not in logs, name
     print(f"round completed {recovered_after:.1f} s after the endpoint came back")
+
+
+def test_deadlines_pass_on_an_idle_chain(setup: tuple[Consortium, FaultProxy, str]) -> None:
+    """Plain Anvil mines only when a transaction arrives. A participant is down, so
+    after the honest postings nobody sends anything: the posting deadline must still
+    close the round on time (agents estimate against the pending block, whose
+    timestamp is now), not when some unrelated transaction happens to mine a block."""
+    c, _, _ = setup
+    silent = c.agents["provider-2"]
+    silent.stop()
+    try:
+        round_id = c.open_round("v", D, scheme="additive", encoding="seeded", posting_window=5, window=10)
+        posting_deadline = int(c.exchange.functions.roundInfo(round_id).call()[4])
+        assert c.wait_round(round_id, timeout=60) == 4  # aborted: the silent member never posted
+        (aborted,) = c.round_events(round_id, "RoundAborted")
+        mined_at = int(c.w3.eth.get_block(aborted["blockNumber"])["timestamp"])
+        assert list(aborted["args"]["culprits"]) == [silent.enclave_address()]
+        assert mined_at - posting_deadline <= 5, f"closed {mined_at - posting_deadline} s after the deadline"
+    finally:
+        silent.start()
+        c.wait_synchronised(N)
