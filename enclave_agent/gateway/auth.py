@@ -115,7 +115,9 @@ class Caller:
 
 
 def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    # surrogateescape: a header that is not UTF-8 hashes to some value (never a match)
+    # instead of failing to encode.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def new_api_key() -> str:
