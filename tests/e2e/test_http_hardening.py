@@ -19,7 +19,8 @@ from tests.support.http import http_json
 
 
 def post(demo: Demo, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    return http_json(demo.gateway_url + "/v1/inference", "POST", body, headers or {"X-API-Key": demo.api_key})
+    headers = {"X-API-Key": demo.api_key} if headers is None else headers
+    return http_json(demo.gateway_url + "/v1/inference", "POST", body, headers)
 
 
 def ledger(demo: Demo) -> tuple[int, int, list[int]]:
