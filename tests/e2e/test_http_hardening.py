@@ -114,7 +114,7 @@ def test_a_bare_cr_in_a_header_is_refused_without_logging_the_headers(demo: Demo
         f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-API-Key: {demo.api_key}\r\nX-Evil: a\rb\r\n"
         f"Authorization: {marker}\r\nConnection: close\r\n\r\n"
     ).encode()
-    assert raw(demo, request).startswith(b"HTTP/1.1 400")
+    assert raw(demo, request).split(b"\r\n")[0].endswith(b" 400 Bad Request")
     time.sleep(0.5)
     logs = demo.c.agents["gateway"].logs()
     assert "its bytes are not logged" in logs
