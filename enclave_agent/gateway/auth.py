@@ -31,9 +31,9 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_keys.exceptions import BadSignature
-from eth_utils.exceptions import ValidationError
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
+from eth_utils.exceptions import ValidationError
 
 from enclave_agent.errors import EnclaveAgentError
 from enclave_agent.protocol.queries import Query
