@@ -27,13 +27,16 @@ from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
 from enclave_agent.gateway import auth, scoring, validation
+from enclave_agent.gateway.listener import listen
 from enclave_agent.gateway.service import GatewayAgent
+from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
 
 log = logging.getLogger(__name__)
 
 AGENT: web.AppKey[GatewayAgent] = web.AppKey("agent", GatewayAgent)
 MAX_BODY = 1 << 20
+BODY_TIMEOUT = 10.0  # seconds a client has to send its body
 T = TypeVar("T")
 
 # Contract refusals as HTTP answers.
@@ -120,7 +123,7 @@ async def inference(request: web.Request) -> web.Response:
         response = await _inference(request, agent, started)
     except validation.InvalidRequest as exc:
         agent.metrics.count(f"invalid_{exc.status}")
-        return _error(exc.status, exc.problem, exc.field)
+        return _error(exc.status, exc.problem, exc.field, **exc.extra)
     except auth.AuthError as exc:
         agent.metrics.count("unauthenticated")
         return _error(401, str(exc))
@@ -153,13 +156,18 @@ class _Ask:
     model: dict[str, Any]
     query: queries.Query
     batch: bool
+    bounds: InputRange | None = None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json(loads=json.loads)
+        body = await asyncio.wait_for(request.json(loads=json.loads), BODY_TIMEOUT)
     except (ValueError, UnicodeDecodeError) as exc:
         raise validation.InvalidRequest(422, "body", "is not valid JSON") from exc
+    except RecursionError:
+        raise validation.InvalidRequest(422, "body", "is nested too deeply") from None
+    except TimeoutError:
+        raise validation.InvalidRequest(408, "body", f"not received within {BODY_TIMEOUT:g} s") from None
     if not isinstance(body, dict):
         raise validation.InvalidRequest(422, "body", "must be a JSON object")
     return body
@@ -174,8 +182,10 @@ def _ask(agent: GatewayAgent, body: dict[str, Any]) -> _Ask:
         return _Ask(model, query, batch=False)
     max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
     score = validation.parse_score_request(body, features, max_batch)
+    bounds = agent.input_range(model)
+    validation.check_range(body, score, bounds)
     query = queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
-    return _Ask(model, query, score.batch)
+    return _Ask(model, query, score.batch, bounds)
 
 
 def _one_signed_request(agent: GatewayAgent, ask: _Ask) -> None:
@@ -237,12 +247,12 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     # Replays and the client's signature are the contract's to refuse (409, 401).
     request_ids = []
     if caller.signed is not None:
-        request_ids.append(await _blocking(agent.submit, model, caller.signed, ask.query))
+        request_ids.append(await _blocking(agent.submit, model, caller.signed, ask.query, ask.bounds))
     else:
         size = await _blocking(agent.rows_per_request, model)
         for query in ask.query.split(size):
             signed = await _blocking(agent.custody_request, caller.client, model, query)
-            request_ids.append(await _blocking(agent.submit, model, signed, query))
+            request_ids.append(await _blocking(agent.submit, model, signed, query, ask.bounds))
     timeout = agent.config.gateway.request_timeout if agent.config.gateway else 60.0
     results = await _collect(agent, request_ids, started + timeout)
     if any(r is None for r in results):
@@ -324,9 +334,9 @@ async def typed_data(request: web.Request) -> web.Response:
             raise validation.InvalidRequest(422, "client", "must be an address")
         await _blocking(_one_signed_request, agent, ask)
     except validation.InvalidRequest as exc:
-        return _error(exc.status, exc.problem, exc.field)
+        return _error(exc.status, exc.problem, exc.field, **exc.extra)
     nonce = secrets.randbits(256)
-    deadline = int(time.time()) + auth.SIGNATURE_TTL
+    deadline = await _blocking(agent.chain_now) + auth.SIGNATURE_TTL  # the contract checks chain time
     max_fee = int(ask.model["fee"]) * ask.query.row_count
     typed = auth.typed_request(
         chain_id=agent.chain_id,
@@ -395,6 +405,7 @@ async def list_models(request: web.Request) -> web.Response:
             metadata = queries.parse_metadata(model["metadata"])
         except ProtocolError:
             continue
+        bounds = await _blocking(agent.input_range, model) if model["kind"] == "shared-model" else None
         out.append(
             {
                 "id": model["id"],
@@ -405,6 +416,9 @@ async def list_models(request: web.Request) -> web.Response:
                 "features": metadata["features"],
                 "link": metadata.get("link"),
                 "rows_per_request": await _blocking(agent.rows_per_request, model),
+                # Statistics take no numbers; a score model's range appears once its
+                # holders published it (until then queries get 503).
+                "input_range": None if bounds is None else bounds.public(),
             }
         )
     return web.json_response({"models": out})
@@ -568,19 +582,16 @@ def serve(agent: GatewayAgent) -> int:
     worker.start()
 
     async def main() -> None:
-        runner = web.AppRunner(build_app(agent), access_log=None)
-        await runner.setup()
         gateway = agent.config.gateway
         assert gateway is not None
-        site = web.TCPSite(runner, gateway.host, gateway.port)
-        await site.start()
-        log.info("gateway API listening on http://%s:%d (tee=SIMULATED)", gateway.host, gateway.port)
+        listener = await listen(build_app(agent), gateway.host, gateway.port)
+        log.info("gateway API listening on http://%s:%d (tee=SIMULATED)", gateway.host, listener.port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         while not stop.is_set() and worker.is_alive():
             await asyncio.sleep(0.2)
-        await runner.cleanup()
+        await listener.close()
 
     asyncio.run(main())
     stop.set()

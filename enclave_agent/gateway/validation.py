@@ -2,6 +2,8 @@
 
 Every problem is an ``InvalidRequest`` carrying the HTTP status and the JSON path
 of the offending field, e.g. ``features.mean_radius: must be a finite number``.
+A score row must also lie within the model's input range (``check_range``): the
+magnitudes its providers published, beyond which the fixed-point score could wrap.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
 from enclave_agent.errors import EnclaveAgentError
+from enclave_agent.model.ranges import InputRange
 
 MAX_ABS_FEATURE = 1e9
 
 
 class InvalidRequest(EnclaveAgentError):
-    def __init__(self, status: int, field: str, problem: str) -> None:
-        self.status, self.field, self.problem = status, field, problem
+    def __init__(self, status: int, field: str, problem: str, **extra: Any) -> None:
+        self.status, self.field, self.problem, self.extra = status, field, problem, extra
         super().__init__(f"{field}: {problem}" if field else problem)
 
 
@@ -37,7 +42,10 @@ class StatisticRequest:
 def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequest(422, field, "must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal like 10**400
+        raise InvalidRequest(422, field, f"must be within +-{MAX_ABS_FEATURE:g}") from None
     if not math.isfinite(number):
         raise InvalidRequest(422, field, "must be a finite number (no NaN or infinity)")
     if abs(number) > MAX_ABS_FEATURE:
@@ -88,6 +96,30 @@ def parse_score_request(body: Mapping[str, Any], features: Sequence[str], max_ba
     return ScoreRequest(parsed, batch=True)
 
 
+def check_range(body: Mapping[str, Any], score: ScoreRequest, bounds: InputRange | None) -> None:
+    """422 naming the first feature outside the model's input range and its bound
+    (503 while the providers have not published the range)."""
+    if bounds is None:
+        raise InvalidRequest(
+            503, "model", "the model's providers have not published its input range yet; try again shortly"
+        )
+    for i, row in enumerate(score.rows):
+        k = bounds.violation(row)
+        if k is None:
+            continue
+        name, bound = bounds.features[k], bounds.bounds[k]
+        base = f"rows[{i}]" if score.batch else "features"
+        sent = body["rows"][i] if score.batch else body["features"]
+        field = f"{base}.{name}" if isinstance(sent, Mapping) else f"{base}[{k}]"
+        raise InvalidRequest(
+            422,
+            field,
+            f"outside the range this model answers exactly: |{name}| must be at most {bound:g}",
+            feature=name,
+            bound=bound,
+        )
+
+
 def parse_statistic_request(body: Mapping[str, Any], features: Sequence[str]) -> StatisticRequest:
     statistic = body.get("statistic")
     if not isinstance(statistic, Mapping) or not isinstance(statistic.get("column"), str):
@@ -109,4 +141,10 @@ def parse_x25519_key(value: Any) -> bytes | None:
         raise InvalidRequest(422, "encrypt_to", "must be a 0x-hex X25519 public key") from exc
     if len(raw) != 32:
         raise InvalidRequest(422, "encrypt_to", "must be 32 bytes")
+    # A low-order point gives an all-zero shared secret, which the key exchange refuses:
+    # find out now, before anything is recorded or charged, not when sealing the answer.
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(raw))
+    except ValueError:
+        raise InvalidRequest(422, "encrypt_to", "is not a usable X25519 key (a low-order point)") from None
     return raw

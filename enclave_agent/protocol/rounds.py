@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from enclave_agent.crypto import aead, fixed_point, posting, shares
-from enclave_agent.errors import CryptoError, ProtocolError
+from enclave_agent.errors import CryptoError, FixedPointRangeError, ProtocolError
 from enclave_agent.protocol import stages
 
 
@@ -176,7 +176,10 @@ def build_posting(doc: RoundDoc, values: np.ndarray, keys: Mapping[str, bytes], 
             f"the round expects {doc.length}"
         )
     me = doc.participants[doc.my_index]
-    secret = fixed_point.encode(values, doc.frac_bits, doc.modulus, headroom=doc.n)
+    try:  # every contribution within 1/n of the range: the sum of n cannot wrap
+        secret = fixed_point.encode(values, doc.frac_bits, doc.modulus, headroom=doc.n)
+    except FixedPointRangeError as exc:
+        raise FixedPointRangeError(f"round {doc.round_id}: input '{doc.tag}': {exc}") from None
     split = shares.split_vector(
         secret,
         scheme=doc.scheme,
