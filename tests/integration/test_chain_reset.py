@@ -41,7 +41,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Consortium
 def fresh_chain(c: Consortium, proxy: FaultProxy, *, redeploy: bool, name: str) -> tuple[AnvilProcess, Path]:
     """A new Anvil (another genesis), the consortium redeployed on it at the same
     addresses if ``redeploy``; the proxy now forwards there. Returns it and its manifest."""
-    anvil = AnvilProcess(["--accounts", "20", "--timestamp", "1700000000"], log_path=c.root / f"{name}.log")
+    anvil = AnvilProcess(["--timestamp", "1700000000"], accounts=20, log_path=c.root / f"{name}.log")
     anvil.start()
     manifest_path = c.root / f"{name}-manifest.json"
     if redeploy:

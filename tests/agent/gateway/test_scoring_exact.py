@@ -81,8 +81,8 @@ def models(draw: st.DrawFn) -> dict:
 
 
 def secure_score(model: dict, row: np.ndarray) -> float:
-    """What the system computes: each holder's partial on its fused share, the first t
-    (or all n) combined, decoded at the published query fraction bits."""
+    """What the system computes: each holder's partial on its fused share, every partial
+    combined (Shamir: checked by Reed-Solomon), decoded at the published query fraction bits."""
     bounds: InputRange = model["bounds"]
     z = standardise(row[None, :], model["mean"], model["std"])[0]
     words = scoring.query_words(z, bounds.query_bits, bounds.word_bound)
@@ -92,8 +92,7 @@ def secure_score(model: dict, row: np.ndarray) -> float:
         for x, share in model["fused"].items()
     }
     additive = modulus == RING64
-    chosen = partials if additive else dict(sorted(partials.items())[: model["threshold"]])
-    numerator, denominator = scoring.combine(chosen, modulus, additive)
+    numerator, denominator = scoring.combine(partials, modulus, additive, model["threshold"]).total
     return scoring.score_value(numerator, denominator, model["frac_bits"], bounds.query_bits, modulus)
 
 
