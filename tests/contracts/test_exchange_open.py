@@ -131,14 +131,14 @@ def test_open_round_with_only_a_gateway(bare, operators):
         _open(bare, threshold=0)
 
 
-def test_open_round_over_64_providers_is_refused(bare, operators):
-    for i in range(65):
+def test_no_round_can_exceed_64_providers(bare, operators):
+    """A round's participants fit a 64-bit bitmap: the registry admits at most 64 providers
+    (its role limit), so the exchange's own RoundInvalidParticipants(65) cannot be reached."""
+    for i in range(64):
         bare.register(PROVIDER, operator=operators[i % 4])
-    bare.sync()
-    with rejects("RoundInvalidParticipants", 65):
-        _open(bare, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=2)
-    bare.registry.revoke(bare.providers[-1].address, {"from": bare.governor})
-    bare.forget(bare.providers[-1].address)
+    enclave, quote, signature, possession = bare.offer(PROVIDER, operators[0])
+    with rejects("RegistryRoleFull", PROVIDER, 64, world=bare):
+        bare.registry.register(quote.as_tuple(), signature, possession, {"from": operators[0]})
     bare.sync()
     tx, _ = _open(bare, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=33)
     assert len(tx.events["RoundOpened"]["participants"]) == 64
