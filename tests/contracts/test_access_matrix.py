@@ -1,9 +1,9 @@
 """The access-control matrix: every role against every state-changing function.
 
 Roles: governor, coordinator, client, provider enclave, gateway enclave, operator (of the
-first provider: an admitted organisation) and outsider (never admitted). Each case prepares a state in which the call would succeed
-for an authorised caller, then checks the caller is accepted, or refused with the exact
-error while nothing changes.
+first provider: an admitted organisation) and outsider (never admitted). Each case
+prepares a state in which the call would succeed for an authorised caller, then checks
+the caller is accepted, or refused with the exact error while nothing changes.
 """
 
 from __future__ import annotations
