@@ -32,6 +32,7 @@ from helpers import (
     TAG,
     ZERO32,
     Abort,
+    ClientRequest,
     Consortium,
     OrgStatus,
     Reason,
@@ -39,15 +40,18 @@ from helpers import (
     RoundState,
     batch_call,
     events_of,
+    key_of,
     membership_digest,
     next_block_at,
     norm,
     now,
     rejects,
+    request_typed_data,
     role_bits,
     share_commitment,
     state_bit,
     travel_to,
+    typed_data_digest,
 )
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -110,6 +114,8 @@ class Lifecycles(RuleBasedStateMachine):
     # Subsets of participants, half of the time everyone (full rounds are the common case).
     st_subset = st.one_of(st.just(2**N - 1), st.integers(0, 2**N - 1))
     st_accuse = st.one_of(st.just(-1), st.integers(-1, N - 1))
+    # Mostly the client's own signature; sometimes a gateway acting on its own.
+    st_consent = st.sampled_from(["client", "client", "client", "gateway key", "late", "low cap"])
 
     # Set by the test before the run.
     w: Consortium
@@ -123,7 +129,9 @@ class Lifecycles(RuleBasedStateMachine):
         self.rounds: list[RoundModel] = []
         self.requests: list[RequestModel] = []
         self.models: list[tuple[int, RoundModel]] = []
-        self.digests: list[bytes] = []
+        self.digests: set[bytes] = set()
+        self.signed: list[tuple] = []  # recorded (request, signature, model id, round)
+        self.nonce = 0
         self.balance = int(self.w.gateway.balanceOf(self.client))
         self.used = 0
         self.collected = 0
@@ -502,36 +510,61 @@ class Lifecycles(RuleBasedStateMachine):
         if tx is not None:
             self.models.append((int(tx.return_value), r))
 
-    @rule(pick=st_pick, reuse=st_flag, rows=st_rows)
-    def rule_submit(self, pick, reuse, rows):
-        if pick == UNKNOWN or not self.models:
-            model_id, r = len(self.models) + 1, None
+    @rule(pick=st_pick, reuse=st_flag, rows=st_rows, consent=st_consent)
+    def rule_submit(self, pick, reuse, rows, consent="client"):
+        """The gateway records a request: signed by the client (or, per `consent`, by the
+        gateway's own key, with a deadline already passed, or with a cap below the fee),
+        or replays the last recorded signed request (`reuse`)."""
+        at = self.now + 1
+        if reuse and self.signed:
+            request, signature, model_id, r = self.signed[-1]
+            rows = request.rows
         else:
-            model_id, r = self.models[-1 - pick % len(self.models)]
-        digest = (
-            self.digests[-1] if reuse and self.digests else keccak(f"request-{len(self.digests)}".encode())
-        )
-        at = self._tick()
+            if pick == UNKNOWN or not self.models:
+                model_id, r = len(self.models) + 1, None
+            else:
+                model_id, r = self.models[-1 - pick % len(self.models)]
+            self.nonce += 1
+            request = ClientRequest(
+                client=str(self.client.address),
+                modelId=model_id,
+                rows=rows,
+                inputHash=keccak(f"query-{self.nonce}".encode()),
+                nonce=self.nonce,
+                deadline=at - 1 if consent == "late" else at + 3600,
+                maxFee=FEE * rows - 1 if consent == "low cap" else FEE * rows,
+            )
+            key = self.w.gateways[0].key if consent == "gateway key" else key_of(self.client)
+            signature = self.w.sign_request(request, key)
+        digest = typed_data_digest(request_typed_data(request, chain.id, self.w.gateway.address))
+        forged = not (reuse and self.signed) and consent == "gateway key"
+        self._tick()
         maximum = 1 if r is not None and r.kind == STATISTIC else 256
         if r is None:
             outcome = ("InferenceUnknownModel", model_id)
         elif not 1 <= rows <= maximum:
             outcome = ("InferenceInvalidRows", model_id, rows, maximum)
+        elif at > request.deadline:
+            outcome = ("InferenceSignatureExpired", request.deadline, at)
+        elif digest in self.digests:
+            outcome = ("InferenceRequestReplayed", digest)
+        elif forged:
+            outcome = ("InferenceInvalidClientSignature", self.client, digest)
+        elif r.kind == STATISTIC and popcount(r.contributors) < r.minimum:
+            outcome = ("InferenceTooFewContributors", model_id, popcount(r.contributors), r.minimum)
+        elif FEE * rows > request.maxFee:
+            outcome = ("InferenceFeeAboveCap", FEE * rows, request.maxFee)
         elif self.used + rows > QUOTA:
             outcome = ("InferenceQuotaExhausted", self.client, self.used, QUOTA)
         elif self.balance < FEE * rows:
             outcome = ("InferenceFeeUnpaid", self.client, self.balance, FEE * rows)
-        elif digest in self.digests:
-            outcome = ("InferenceRequestReplayed", digest)
-        elif r.kind == STATISTIC and popcount(r.contributors) < r.minimum:
-            outcome = ("InferenceTooFewContributors", model_id, popcount(r.contributors), r.minimum)
         else:
             outcome = ("ok",)
         gateway = self.w.gateways[0]
         tx = self._expect(
             outcome,
             lambda: self.w.gateway.submitRequest(
-                model_id, self.client, digest, rows, b"q", {"from": gateway.account}
+                request.as_tuple(), signature, b"q", {"from": gateway.account}
             ),
         )
         if tx is None:
@@ -540,8 +573,10 @@ class Lifecycles(RuleBasedStateMachine):
         assert tx.return_value == q.id
         assert tx.events["RequestSubmitted"]["deadline"] == q.deadline
         assert tx.events["RequestSubmitted"]["rows"] == rows
+        assert norm(tx.events["RequestSubmitted"]["requestDigest"]) == digest
         self.requests.append(q)
-        self.digests.append(digest)
+        self.digests.add(digest)
+        self.signed.append((request, signature, model_id, r))
         self.used += rows
         self.balance -= q.fee
 
