@@ -124,6 +124,56 @@ def test_expire_while_paused(world):
         world.registry.expireUnsynchronised({"from": accounts[3]})
 
 
+def test_a_pause_does_not_count_against_the_sync_window(world):
+    """Digests cannot be posted while the registry is paused. Without the extension on
+    unpause, every member that had not posted before a long pause would be dropped (and
+    its organisation cooled down) by the first caller after it, through no fault of its own."""
+    reg = world.registry
+    newcomer, deadline = _laggards_epoch(world)
+    world.sync(world.members[:-1])
+    reg.pause({"from": world.governor})
+    travel_to(deadline + 3600)
+    with rejects("EnforcedPause", world=world):
+        reg.postMembershipDigest(5, world.expected_digest(5), {"from": newcomer.account})
+    tx = reg.unpause({"from": world.governor})
+    extended = tx.timestamp + SYNC_WINDOW
+    assert_events(
+        tx,
+        ("Unpaused", {"account": world.governor}),
+        ("SyncDeadlineExtended", {"epoch": 5, "syncDeadline": extended}),
+    )
+    assert reg.syncDeadline() == extended
+    with rejects("RegistrySyncStillOpen", 5, extended, world=world):
+        reg.expireUnsynchronised({"from": accounts[3]})
+    tx = reg.postMembershipDigest(5, world.expected_digest(5), {"from": newcomer.account})
+    assert "EpochSynchronised" in tx.events and reg.isSynchronised()
+
+
+def test_the_extension_still_ends(world):
+    """After the extended deadline the laggard can be dropped as usual."""
+    reg = world.registry
+    newcomer, deadline = _laggards_epoch(world)
+    world.sync(world.members[:-1])
+    reg.pause({"from": world.governor})
+    travel_to(deadline - 100)  # paused for most of the window
+    tx = reg.unpause({"from": world.governor})
+    extended = tx.timestamp + SYNC_WINDOW
+    assert reg.syncDeadline() == extended > deadline
+    next_block_at(extended + 1)
+    tx = reg.expireUnsynchronised({"from": accounts[3]})
+    assert tx.events["MemberRevoked"]["enclave"] == newcomer.address
+
+
+def test_unpause_leaves_a_synchronised_epoch_alone(world):
+    reg = world.registry
+    deadline = reg.syncDeadline()
+    reg.pause({"from": world.governor})
+    travel_to(deadline + 3600)
+    tx = reg.unpause({"from": world.governor})
+    assert_events(tx, ("Unpaused", {"account": world.governor}))
+    assert reg.syncDeadline() == deadline and reg.isSynchronised()
+
+
 # ------------------------------------------------------------------ expireUnsynchronised: dropping
 
 
