@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from brownie import accounts, web3
+from brownie import accounts, chain
 from conftest import build_world
 from helpers import BOTH_ROLES, MAX_ROLE_LIMIT, PROVIDER, Consortium, travel_to
 
@@ -62,12 +62,15 @@ def maximum(governor, coordinator):
     operator, _ = world.admit(roles=BOTH_ROLES, limit=MAX_ROLE_LIMIT, name="largest")
 
     def isolated(fn):
-        snapshot = web3.provider.make_request("evm_snapshot", [])["result"]
+        """Run `fn` and return its transaction, then restore the chain and the model.
+        (fn_isolation takes its own snapshot after the module's fixtures, so this one,
+        taken through Brownie so that its caches follow the revert, does not disturb it.)"""
+        chain.snapshot()
         members = list(world.members)
         try:
             return fn()
         finally:
-            assert web3.provider.make_request("evm_revert", [snapshot])["result"] is True
+            chain.revert()
             world.members = members
 
     return gas_table.measure_maximum(world, operator, isolated, _past_deadline(world))
