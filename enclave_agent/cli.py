@@ -1,9 +1,11 @@
 """enclave-agent: the enclave agent of an enclave-share consortium.
 
 Runs a provider or gateway enclave agent (simulated TEE today), measures its
-code, opens share-exchange rounds and shows an agent's status. Exit codes:
-0 ok, 1 error, 2 invalid config or arguments, 3 refused by the registry
-(for example another code measurement), 4 membership revoked.
+code, admits organisations, opens share-exchange rounds and shows an agent's
+status. Exit codes: 0 ok, 1 error, 2 invalid config or arguments, 3 refused by
+the registry (another code measurement, an operator that is not an admitted
+organisation, or over its enclave limit), 4 membership revoked, 5 the registry's
+record of this enclave names another operator or X25519 key.
 """
 
 from __future__ import annotations
@@ -164,6 +166,28 @@ def _cmd_open_round(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_org(args: argparse.Namespace) -> int:
+    from enclave_agent import governance
+
+    gov = governance.Governance.open(args.manifest, args.key_file, args.rpc_url)
+    if args.action == "list":
+        print(json.dumps(gov.list(), indent=2))
+        return 0
+    if args.operator is None:
+        raise ConfigError(f"org {args.action} needs the organisation's operator address")
+    operator = governance.operator_address(args.operator)
+    if args.action == "admit":
+        if not args.name:
+            raise ConfigError("org admit needs --name")
+        gov.admit(operator, args.name, governance.roles_bitmap(args.roles), args.max_enclaves)
+    elif args.action == "suspend":
+        gov.suspend(operator)
+    elif args.action == "reinstate":
+        gov.reinstate(operator)
+    print(json.dumps(gov.show(operator), indent=2))
+    return 0
+
+
 def _cmd_attestation_service(args: argparse.Namespace) -> int:
     from enclave_agent.tee import attestation_service
 
@@ -245,6 +269,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", choices=("shared-model", "statistic", "intermediate"), default="shared-model")
     p.add_argument("--min-contributors", type=int, default=0, help="release rule for statistics")
     p.set_defaults(func=_cmd_open_round)
+
+    p = sub.add_parser(
+        "org",
+        help="admit, suspend, reinstate or list member organisations (governance key; list needs none)",
+        description="Organisations are admitted by governance: only an admitted organisation's operator "
+        "registers enclaves, for its roles and up to its enclave limit per role. Suspending one revokes "
+        "its enclaves (a new epoch starts); reinstating one also ends the cool-down of an organisation "
+        "dropped for not synchronising. Prints the organisation (or all of them) as JSON.",
+    )
+    p.add_argument("action", choices=("admit", "suspend", "reinstate", "show", "list"))
+    p.add_argument("operator", nargs="?", help="the organisation's operator address")
+    p.add_argument("--manifest", type=Path, required=True, help="deployment manifest JSON")
+    p.add_argument(
+        "--key-file", type=Path, help="file with the governance hex private key (not for show/list)"
+    )
+    p.add_argument("--rpc-url", help="JSON-RPC URL (default: the manifest's)")
+    p.add_argument("--name", help="display name (admit)")
+    p.add_argument(
+        "--roles", default="provider", help="roles it may hold, comma-separated (admit; default provider)"
+    )
+    p.add_argument(
+        "--max-enclaves", type=int, default=1, help="enclaves per role it may run (admit; default 1)"
+    )
+    p.set_defaults(func=_cmd_org)
 
     p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
     p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")

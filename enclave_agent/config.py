@@ -57,6 +57,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.errors import ConfigError
+from enclave_agent.tee._files import check_owner_only
 
 ROLES = {"provider": 1, "gateway": 2}
 TEE_BACKENDS = ("simulated",)
@@ -291,7 +292,9 @@ def load_config(path: Path | str) -> AgentConfig:
 
 
 def read_secret(path: Path, what: str) -> str:
-    """The stripped contents of a key file; ConfigError naming `what` and the path."""
+    """The stripped contents of a key file; ConfigError naming `what` and the path.
+    A key file others can read is refused (see ``check_owner_only``)."""
+    check_owner_only(path, what)
     try:
         return path.read_text().strip()
     except OSError as exc:

@@ -46,7 +46,7 @@ from enclave_agent.model.logistic import contribution_length, predict_proba
 from enclave_agent.model.metrics import accuracy, auc, central_baseline
 from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L2, TRAIN_LR
 from enclave_agent.protocol.queries import statistic_metadata
-from enclave_agent.tee._files import write_new_private_file
+from enclave_agent.tee._files import ensure_private_dir, write_new_private_file, write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Demo:
             keys = "".join(f'"{client}" = "{hash_api_key(key)}"\n' for client, key in self.api_keys.items())
             # API-key clients are custody accounts: the gateway signs their requests.
             custody = self.c.root / "custody"
-            custody.mkdir(exist_ok=True)
+            ensure_private_dir(custody)
             for i in (CLIENT_INDEX, *SPARE_CLIENTS):
                 write_new_private_file(custody / f"client-{i}.key", dev_key(i).encode())
             key_files = "".join(
@@ -358,9 +358,7 @@ class Demo:
     def serve(self, stop: threading.Event | None = None) -> None:
         """Keep the consortium up for a person with a wallet (or curl) until Ctrl-C."""
         key_file = self.config.workdir / "client-api.key"
-        key_file.unlink(missing_ok=True)  # a file left by an earlier run may be readable by others
-        key_file.touch(mode=0o600)
-        key_file.write_text(self.api_key + "\n")
+        write_private_file(key_file, (self.api_key + "\n").encode())
         self.say(
             "\n".join(
                 [

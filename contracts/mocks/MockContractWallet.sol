@@ -22,7 +22,7 @@ contract MockContractWallet is IERC1271 {
     receive() external payable {}
 
     /// @notice Call `target` with `data` and `value` (owner only).
-    function execute(address target, bytes calldata data, uint256 value) external returns (bytes memory result) {
+    function execute(address target, bytes calldata data, uint256 value) external payable returns (bytes memory result) {
         if (msg.sender != owner) revert MockWalletNotOwner(msg.sender);
         bool ok;
         (ok, result) = target.call{value: value}(data);

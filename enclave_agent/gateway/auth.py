@@ -30,6 +30,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_keys.exceptions import BadSignature
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -277,7 +278,7 @@ def authenticate_signature(
     typed = signed.typed(chain_id, gateway_contract)
     try:
         recovered = Account.recover_message(encode_typed_data(full_message=typed), signature=raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BadSignature):
         recovered = None
     if recovered != signed.client and not (has_code is not None and has_code(signed.client)):
         raise AuthError("the signature is not the client's over this request")

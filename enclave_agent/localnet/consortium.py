@@ -32,6 +32,7 @@ from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round
 from enclave_agent.localnet.errors import AgentExitedError, LocalnetError
 from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
 from enclave_agent.protocol.coordinator import RoundRequest, open_round_call, round_id_of
+from enclave_agent.tee._files import ensure_private_dir, write_private_file
 from enclave_agent.tee.measure import measure_package
 
 log = logging.getLogger(__name__)
@@ -125,19 +126,21 @@ class Consortium:
         start: bool = True,
         poll_interval: float = 0.2,
         admit: bool = True,
+        attestation_url: str | None = None,
     ) -> AgentProcess:
         """Write the config of agent ``name`` (state in ``root/name``, operator = dev
         account ``operator_index``) and start it unless ``start`` is False. Unless
         ``admit`` is False, governance first admits the operator as an organisation
-        (one enclave per role) if it is not one yet."""
+        (one enclave per role) if it is not one yet. The agent asks the consortium's
+        attestation service unless ``attestation_url`` names another."""
         if name in self.agents:
             raise LocalnetError(f"an agent named {name!r} exists already")
         if admit:
             self.admit_organisation(self.w3.eth.accounts[operator_index], name)
         state_dir = self.root / name
-        state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(state_dir)
         key_file = state_dir / "operator.key"
-        key_file.write_text(dev_key(operator_index))
+        write_private_file(key_file, dev_key(operator_index).encode())
         config = write_agent_config(
             state_dir / "agent.toml",
             name=name,
@@ -145,7 +148,7 @@ class Consortium:
             state_dir=state_dir,
             manifest=self.manifest_path,
             operator_key_file=key_file,
-            attestation_url=self.service_url,
+            attestation_url=attestation_url or self.service_url,
             inputs=inputs,
             poll_interval=poll_interval,
             extra=extra,

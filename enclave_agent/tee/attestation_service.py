@@ -39,7 +39,7 @@ from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.errors import AttestationError, ConfigError
-from enclave_agent.tee._files import write_new_private_file
+from enclave_agent.tee._files import check_owner_only, write_new_private_file
 from enclave_agent.tee.backend import is_secp256k1_key, new_secp256k1_key
 from enclave_agent.tee.evidence import EvidenceVerifier, evidence_binding
 from enclave_agent.tee.measure import measure_package
@@ -285,6 +285,7 @@ def load_or_create_service_key(path: Path) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         if write_new_private_file(path, ("0x" + new_secp256k1_key().hex() + "\n").encode()):
             logger.info("attestation service key created at %s", path)
+    check_owner_only(path, "attestation service key")
     try:
         text = path.read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:

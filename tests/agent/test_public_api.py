@@ -34,7 +34,15 @@ PUBLIC = {
         "sign_quote",
         "verify_quote",
     ],
-    "enclave_agent.protocol.agent": ["EXIT_REFUSED", "EXIT_REVOKED", "Agent", "AgentRefused", "AgentRevoked"],
+    "enclave_agent.protocol.agent": [
+        "EXIT_RECORD_MISMATCH",
+        "EXIT_REFUSED",
+        "EXIT_REVOKED",
+        "Agent",
+        "AgentRecordMismatch",
+        "AgentRefused",
+        "AgentRevoked",
+    ],
 }
 
 

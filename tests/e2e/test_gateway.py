@@ -20,6 +20,7 @@ from enclave_agent.localnet import COMPLETED, dev_key, distinctive, found_on_cha
 from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import contribution_length
 from enclave_agent.protocol.queries import rows_per_request
+from enclave_agent.tee._files import write_private_file
 from tests.support.http import http_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,9 +197,8 @@ def test_unpaid_fee_and_exhausted_quota_are_refused_by_the_contract(
 
 def test_signed_requests_work_once_and_replays_are_refused(demo: Demo, row: dict[str, float]) -> None:
     wallet = GatewayClient(demo.gateway_url, wallet_key=dev_key(CLIENT_INDEX))
-    body = {"model": demo._result.model_id, "features": row} | wallet._signature(
-        demo._result.model_id, {"features": row}
-    )
+    info = next(m for m in wallet.models() if m["id"] == demo._result.model_id)
+    body = {"model": demo._result.model_id, "features": row} | wallet._sign(info, {"features": row})
     first = urllib.request.Request(
         demo.gateway_url + "/v1/inference", data=json.dumps(body).encode(), method="POST"
     )
@@ -211,6 +211,7 @@ def test_signed_requests_work_once_and_replays_are_refused(demo: Demo, row: dict
         raise AssertionError("replay accepted")
     except urllib.error.HTTPError as exc:
         assert exc.code == 409
+        assert json.loads(exc.read())["reason"] == "InferenceRequestReplayed"  # the contract's refusal
     assert _chain_requests(demo) == requests
     forged = body | {"client": demo.c.w3.eth.accounts[SPARE_CLIENTS[0]]}
     assert _post(demo, json.dumps(forged).encode(), authenticated=False)[0] == 401
@@ -251,7 +252,7 @@ def test_models_health_metrics_and_openapi(demo: Demo) -> None:
 
 def test_request_command_line_client(demo: Demo, row: dict[str, float], tmp_path: Path) -> None:
     key_file = tmp_path / "api.key"
-    key_file.write_text(demo.api_key)
+    write_private_file(key_file, demo.api_key.encode())
 
     def cli_request(features: str) -> subprocess.CompletedProcess[str]:
         command = ["request", "--url", demo.gateway_url, "--api-key-file", str(key_file)]

@@ -22,10 +22,11 @@ from eth_utils.crypto import keccak
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from enclave_agent.crypto.sealed_box import seal
-from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
+from enclave_agent.demo import CLIENT_INDEX, FEE_WEI, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.gateway import auth
 from enclave_agent.localnet.browser_wallet import CHROMIUM_ARGS, PROVIDER, InjectedWallet
 from enclave_agent.model.data import read_table
+from enclave_agent.protocol import queries
 from enclave_agent.protocol.queries import result_ad
 from tests.support.http import http_json
 
@@ -121,15 +122,19 @@ def test_a_signed_request_from_the_page_is_answered_and_recorded_on_chain(
     assert typed["domain"]["chainId"] == demo.c.w3.eth.chain_id
     assert typed["domain"]["verifyingContract"] == demo.c.gateway.address
     assert typed["message"]["client"] == wallet.address
-    # JavaScript sends 130.0 as 130: the signature covers the JSON the page sent.
-    sent = {k: int(v) if float(v).is_integer() else v for k, v in row.items()}
-    assert typed["message"]["inputHash"] == "0x" + auth.input_hash({"features": sent}).hex()
+    # The signature covers the canonical bytes of the row (float64 in feature order),
+    # whatever JSON spelling the page sent, and exactly one row at the model's fee.
+    features = demo._result.split.features
+    query = queries.Query(queries.KIND_SCORE, rows=(tuple(float(row[f]) for f in features),))
+    assert typed["message"]["inputHash"] == "0x" + auth.input_hash(query).hex()
+    assert (typed["message"]["rows"], typed["message"]["maxFee"]) == (1, str(FEE_WEI))
     # On chain: the request is the wallet's, and its digest is the one it signed.
     (event,) = demo.c.gateway.events.RequestSubmitted().get_logs(
         from_block=0, argument_filters={"requestId": request_id}
     )
     assert event["args"]["client"] == wallet.address
-    assert event["args"]["requestDigest"] == auth.row_digest(auth.request_digest(typed), 0)
+    assert event["args"]["requestDigest"] == auth.request_digest(typed)
+    assert event["args"]["inputHash"] == auth.input_hash(query)
     # Same score as the API-key path for the same row.
     reference = demo.client().infer(demo._result.model_id, {"features": row})["score"]
     shown = float(answer_row.locator("td").nth(2).inner_text().split()[1].rstrip(","))
@@ -336,7 +341,10 @@ def test_typed_data_endpoint_refuses_bad_bodies_and_writes_nothing(demo: Demo, r
 def test_typed_data_endpoint_gives_fresh_nonces_and_a_deadline(demo: Demo, row: dict[str, float]) -> None:
     body = {"model": demo._result.model_id, "features": row, "client": demo.client_address.lower()}
     first, second = (_api(demo, "POST", "/v1/inference/typed-data", body)[1] for _ in range(2))
-    assert first["nonce"] != second["nonce"] and first["nonce"] < 2**53
+    # 256-bit nonces and wei amounts travel as decimal strings (exact in JavaScript).
+    assert first["nonce"] != second["nonce"] and 2**64 < int(first["nonce"]) < 2**256
+    assert first["max_fee"] == str(FEE_WEI) == first["typed_data"]["message"]["maxFee"]
+    assert first["typed_data"]["message"]["rows"] == 1
     assert first["typed_data"]["message"]["client"] == demo.client_address
     assert first["typed_data"]["types"]["EIP712Domain"] == auth.DOMAIN_TYPE
 

@@ -18,7 +18,7 @@ from enclave_agent.crypto import aead, posting
 from enclave_agent.localnet import Consortium
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc, build_posting
 from enclave_agent.tee.attestation_service import request_quote
-from enclave_agent.tee.measure import DEFAULT_LOCK, PACKAGE_DIR
+from enclave_agent.tee.quote import sign_possession
 
 
 class Rogue:
@@ -33,26 +33,30 @@ class Rogue:
         self.tx = TxSender(consortium.w3, self.account, ErrorDecoder.from_manifest(consortium.manifest))
         self.ctx = RoundContext(consortium.manifest.chain_id, self.contracts.exchange.address)
 
-    def register(self) -> None:
-        w3 = self.c.w3
-        w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_transaction({"from": self.operator, "to": self.address, "value": 10**18})
-        )
+    def register(self, role: int = 1, *, admit: bool = True, possession_key: bytes | None = None) -> Any:
+        """Register as an enclave of ``role`` (governance first admits the operator,
+        unless ``admit`` is False); ``possession_key`` signs the proof of possession
+        instead of the enclave's own key (an enclave whose key the caller does not hold)."""
+        if admit:
+            self.c.admit_organisation(self.operator, f"rogue-{self.address[:8]}")
         quote, signature = request_quote(
             self.c.service_url,
-            role=1,
+            role=role,
             operator=self.operator,
             enclave=self.address,
             x25519_key=self.x25519_public,
             chain_id=self.c.manifest.chain_id,
             registry=self.contracts.registry.address,
-            code_dir=PACKAGE_DIR,
-            lock_file=DEFAULT_LOCK,
         )
-        tx = self.contracts.registry.functions.register(quote.as_tuple(), signature).transact(
-            {"from": self.operator}
+        possession = sign_possession(quote, possession_key or bytes(self.account.key))
+        return self.contracts.registry.functions.register(quote.as_tuple(), signature, possession).transact(
+            {"from": self.operator, "value": 10**18}
         )
-        w3.eth.wait_for_transaction_receipt(tx)
+
+    def registered(self, role: int = 1, **kwargs: Any) -> None:
+        """``register`` and wait for it to be mined (and succeed)."""
+        receipt = self.c.w3.eth.wait_for_transaction_receipt(self.register(role, **kwargs))
+        assert receipt["status"] == 1
 
     def post_digest(self) -> None:
         registry = self.contracts.registry.functions

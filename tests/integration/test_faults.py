@@ -45,7 +45,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Consortium
             )
         c.wait_synchronised(HONEST)
         rogue = Rogue(c, operator_index=HONEST + 1)
-        rogue.register()
+        rogue.registered()
         wait_until(
             lambda: c.registry.functions.activeMembers(1).call().__len__() == HONEST + 1, 30, "rogue member"
         )
@@ -168,10 +168,8 @@ def test_a_second_process_on_the_same_state_is_refused(setup: tuple[Consortium, 
     assert f"another agent process (pid {agent.pid}) is using this state directory" in result.stderr
 
 
-def test_one_byte_code_change_is_refused_with_both_measurements(
-    setup: tuple[Consortium, Rogue], tmp_path: Path
-) -> None:
-    c, _ = setup
+def _modified_build(tmp_path: Path) -> tuple[Path, bytes]:
+    """A copy of the agent package and lock with one byte changed, and its measurement."""
     copy = tmp_path / "modified"
     shutil.copytree(
         REPO / "enclave_agent", copy / "enclave_agent", ignore=shutil.ignore_patterns("__pycache__")
@@ -179,14 +177,17 @@ def test_one_byte_code_change_is_refused_with_both_measurements(
     shutil.copy(REPO / "requirements.lock", copy / "requirements.lock")
     init = copy / "enclave_agent" / "__init__.py"
     init.write_bytes(init.read_bytes() + b" ")
-    approved = measure_package()
     modified = measure_package(copy / "enclave_agent", copy / "requirements.lock")
-    assert modified != approved
+    assert modified != measure_package()
+    return copy, modified
 
-    members_before = c.registry.functions.activeMembers(1).call()
-    agent = c.add_agent("modified", operator_index=8, start=False)
+
+def _run_modified(
+    c: Consortium, copy: Path, name: str, operator_index: int, service_url: str
+) -> subprocess.CompletedProcess[str]:
+    agent = c.add_agent(name, operator_index=operator_index, start=False, attestation_url=service_url)
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONUNBUFFERED="1")
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "enclave_agent.cli", "run", "--config", str(agent.config)],
         cwd=copy,
         env=env,
@@ -194,9 +195,52 @@ def test_one_byte_code_change_is_refused_with_both_measurements(
         text=True,
         timeout=120,
     )
+
+
+def test_one_byte_code_change_is_refused_with_both_measurements(
+    setup: tuple[Consortium, Rogue], tmp_path: Path
+) -> None:
+    """A modified build with an attestation service of that build (same trusted signer):
+    the service vouches for the modified measurement and the registry refuses it."""
+    c, _ = setup
+    copy, modified = _modified_build(tmp_path)
+    approved = measure_package()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "enclave_agent.tee.attestation_service", "--key", str(c.service_key_file)],
+        cwd=copy,
+        env=dict(os.environ, PYTHONPATH=str(copy), PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert service.stdout is not None
+        line = service.stdout.readline()
+        assert f"measurement=0x{modified.hex()}" in line, line  # it measures the build it runs
+        url = re.search(r"listening on (http://\S+)", line).group(1)  # type: ignore[union-attr]
+        members_before = c.registry.functions.activeMembers(1).call()
+        result = _run_modified(c, copy, "modified", 8, url)
+    finally:
+        service.terminate()
+        service.wait(10)
     assert result.returncode == 3, result.stderr[-3000:]
     assert f"0x{modified.hex()}" in result.stderr and f"0x{approved.hex()}" in result.stderr
     assert "RegistryMeasurementNotApproved" in result.stderr
+    assert c.registry.functions.activeMembers(1).call() == members_before
+
+
+def test_a_modified_build_does_not_take_a_quote_for_the_approved_one(
+    setup: tuple[Consortium, Rogue], tmp_path: Path
+) -> None:
+    """The consortium's service vouches only for its own (approved) build; an honest
+    agent of another build stops rather than register under a measurement it does not run."""
+    c, _ = setup
+    copy, modified = _modified_build(tmp_path)
+    members_before = c.registry.functions.activeMembers(1).call()
+    result = _run_modified(c, copy, "modified-2", 9, c.service_url)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert f"vouches for measurement 0x{measure_package().hex()}" in result.stderr
+    assert f"this enclave measured 0x{modified.hex()}" in result.stderr
     assert c.registry.functions.activeMembers(1).call() == members_before
 
 
@@ -212,7 +256,7 @@ def test_measurement_revocation_stops_agents_on_the_old_code(setup: tuple[Consor
     assert revoked["deactivated"] == HONEST
     assert c.registry.functions.activeMembers(1).call() == []
     for agent in c.agents.values():
-        if agent.name == "modified":
+        if agent.name.startswith("modified"):  # never started here
             continue
         wait_until(lambda a=agent: not a.running, 30, f"{agent.name} to stop")
         assert agent.returncode == 4

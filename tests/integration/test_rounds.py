@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from enclave_agent.localnet import Consortium, dev_key, wait_until
+from enclave_agent.tee._files import write_private_file
 from tests.integration.conftest import (
     COMBOS,
     aggregate,
@@ -81,7 +82,7 @@ def test_no_plaintext_or_share_on_chain_or_in_logs(
 
 def test_open_round_from_the_command_line(consortium: Consortium, tmp_path: Path) -> None:
     key = tmp_path / "coordinator.key"
-    key.write_text(dev_key(0))
+    write_private_file(key, dev_key(0).encode())
     base = [
         sys.executable,
         "-m",
@@ -103,3 +104,56 @@ def test_open_round_from_the_command_line(consortium: Consortium, tmp_path: Path
     assert round_id == rounds_before + 1
     assert consortium.wait_round(round_id) == 3
     assert np.max(np.abs(aggregate(consortium, round_id, FRAC) - np.sum(INPUTS, axis=0))) <= TOLERANCE
+
+
+def _org(consortium: Consortium, key: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "enclave_agent.cli", "org", *args]
+    command += ["--manifest", str(consortium.manifest_path), "--key-file", str(key)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_organisations_from_the_command_line(consortium: Consortium, tmp_path: Path) -> None:
+    import json
+
+    key = tmp_path / "governor.key"
+    write_private_file(key, dev_key(0).encode())
+    newcomer = consortium.w3.eth.accounts[12]
+    admitted = _org(consortium, key, "admit", newcomer, "--name", "bank-d", "--roles", "provider,gateway")
+    assert admitted.returncode == 0, admitted.stderr
+    assert json.loads(admitted.stdout) == {
+        "operator": newcomer,
+        "name": "bank-d",
+        "status": "admitted",
+        "roles": ["provider", "gateway"],
+        "max_enclaves_per_role": 1,
+        "cooling_until": 0,
+        "enclaves": {"provider": 0, "gateway": 0},
+    }
+    listed = json.loads(_org(consortium, key, "list").stdout)
+    assert [o["name"] for o in listed] == ["provider-0", "provider-1", "provider-2", "bank-d"]
+    assert [o["enclaves"]["provider"] for o in listed] == [1, 1, 1, 0]
+    again = _org(consortium, key, "admit", newcomer, "--name", "bank-d")
+    assert again.returncode == 1 and "RegistryOrganisationExists" in again.stderr
+    bad = _org(consortium, key, "admit", newcomer, "--name", "x", "--roles", "auditor")
+    assert bad.returncode == 2 and "roles must be a comma-separated subset" in bad.stderr
+    stranger = tmp_path / "stranger.key"
+    write_private_file(stranger, dev_key(13).encode())
+    refused = _org(consortium, stranger, "suspend", newcomer)
+    assert refused.returncode == 1 and "AccessControlUnauthorizedAccount" in refused.stderr
+    assert json.loads(_org(consortium, key, "suspend", newcomer).stdout)["status"] == "suspended"
+    assert json.loads(_org(consortium, key, "reinstate", newcomer).stdout)["status"] == "admitted"
+
+
+def test_suspending_an_organisation_expels_its_agent(consortium: Consortium, tmp_path: Path) -> None:
+    """Runs last: governance suspends provider-2's organisation; its enclave is revoked,
+    the agent stops with exit code 4, and the other two synchronise a new epoch."""
+    key = tmp_path / "governor.key"
+    write_private_file(key, dev_key(0).encode())
+    agent = consortium.agents["provider-2"]
+    suspended = _org(consortium, key, "suspend", consortium.w3.eth.accounts[3])
+    assert suspended.returncode == 0, suspended.stderr
+    wait_until(lambda: not agent.running, 30, "provider-2 to stop")
+    assert agent.returncode == 4 and "organisation-suspended" in agent.logs()
+    del consortium.agents["provider-2"]  # its exit is the expected one
+    consortium.wait_synchronised(2)
+    assert agent.enclave_address() not in consortium.registry.functions.activeMembers(1).call()

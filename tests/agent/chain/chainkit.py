@@ -69,13 +69,25 @@ class Deployment:
         digest = self.contracts.registry.functions.quoteDigest(quote).call()
         return bytes(Account.unsafe_sign_hash(digest, self.signer.key).signature)
 
+    def possession(self, quote: tuple[Any, ...], enclave: LocalAccount) -> bytes:
+        digest = self.contracts.registry.functions.possessionDigest(quote).call()
+        return bytes(Account.unsafe_sign_hash(digest, enclave.key).signature)
+
     def register_provider(self) -> tuple[LocalAccount, LocalAccount]:
-        """Register a fresh provider enclave (operator submits); returns (operator, enclave)."""
+        """Admit a fresh organisation and register its provider enclave (the operator
+        submits, the enclave proves possession); returns (operator, enclave)."""
         operator = funded_account(self.node)
         enclave = funded_account(self.node)
+        self.gov_tx.send(
+            self.contracts.registry.functions.admitOrganisation(operator.address, "org", 1 << PROVIDER, 1),
+            label="admit",
+        )
         quote = self.quote(operator.address, enclave.address)
         self.sender(operator).send(
-            self.contracts.registry.functions.register(quote, self.sign(quote)), label="register"
+            self.contracts.registry.functions.register(
+                quote, self.sign(quote), self.possession(quote, enclave)
+            ),
+            label="register",
         )
         return operator, enclave
 

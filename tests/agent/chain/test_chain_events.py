@@ -51,6 +51,7 @@ def test_all_logs_decode_in_chain_order(world: dict[str, object]) -> None:
     assert names[0] == ("ConsortiumRegistry", "RoleGranted")  # the registry's constructor
     assert ("ConsortiumRegistry", "MeasurementApproved") in names
     assert ("ConsortiumRegistry", "AttestationSignerSet") in names
+    assert names.count(("ConsortiumRegistry", "OrganisationAdmitted")) == 2
     assert names.count(("ConsortiumRegistry", "MemberRegistered")) == 2
     assert names.count(("ConsortiumRegistry", "EpochStarted")) == 2
     assert names.count(("ConsortiumRegistry", "MembershipDigestPosted")) == 2
@@ -89,6 +90,7 @@ def test_struct_array_and_bytes_arguments(world: dict[str, object]) -> None:
     assert quote["measurement"] == MEASUREMENT and isinstance(quote["measurement"], bytes)
     assert quote["registry"] == world["d"].contracts.registry.address  # type: ignore[attr-defined]
     assert type(first["signature"]) is bytes and len(first["signature"]) == 65
+    assert type(first["possession"]) is bytes and len(first["possession"]) == 65
     opened = decoded[-1]
     assert opened.args["participants"] == (enc1.address, enc2.address)
     assert opened.args["spec"] == {"length": 4, "fracBits": 16, "scheme": 0, "encoding": 1, "modulus": 2**64}

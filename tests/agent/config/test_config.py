@@ -73,12 +73,14 @@ def test_valid_config_resolves_paths_relative_to_the_file(folder: Path) -> None:
 def test_gateway_config(folder: Path) -> None:
     gateway_table = "[gateway]\nport = 9000\nmax_batch = 8\nrequest_timeout = 5\n"
     keys = f'[gateway.api_keys]\n"{CLIENT.lower()}" = "{HASH}"\n'
-    text = VALID.replace('role = "provider"', 'role = "gateway"') + "\n" + gateway_table + keys
+    custody = f'[gateway.custody_keys]\n"{CLIENT}" = "keys/client.key"\n'
+    text = VALID.replace('role = "provider"', 'role = "gateway"') + "\n" + gateway_table + keys + custody
     gateway = load_config(write(folder, text)).gateway
     assert gateway is not None
     assert (gateway.port, gateway.max_batch, gateway.request_timeout) == (9000, 8, 5.0)
     assert (gateway.rate_per_minute, gateway.rate_burst) == (600, 8)  # burst defaults to max_batch
     assert gateway.api_keys == {CLIENT: HASH}
+    assert gateway.custody_keys == {CLIENT: folder / "keys" / "client.key"}  # relative to the config
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,14 @@ def test_gateway_config(folder: Path) -> None:
             "key must be a client address",
         ),
         (lambda t: t + f'\n[gateway]\n[gateway.api_keys]\n"{CLIENT}" = "secret"\n', "SHA-256 hex"),
+        (
+            lambda t: t + f'\n[gateway]\n[gateway.api_keys]\n"{CLIENT}" = "{HASH}"\n',
+            f"gateway.api_keys.{CLIENT}: an API-key client is a custody account",
+        ),
+        (
+            lambda t: t + '\n[gateway]\n[gateway.custody_keys]\n"nobody" = "k.key"\n',
+            "gateway.custody_keys.nobody: key must be a client address",
+        ),
         (lambda t: t.replace("[agent]", "[agent"), "invalid TOML"),
     ],
 )
@@ -185,10 +195,45 @@ def test_key_files_are_read_with_clear_errors(tmp_path: Path) -> None:
 
     good = tmp_path / "good.key"
     good.write_text("0x" + "11" * 32 + "\n")
+    good.chmod(0o600)
     assert load_account(good, "operator key").address.startswith("0x")
     bad = tmp_path / "bad.key"
     bad.write_text("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+    bad.chmod(0o600)
     with pytest.raises(ConfigError, match=f"operator key file {bad} does not hold a hex private key"):
         load_account(bad, "operator key")
     with pytest.raises(ConfigError, match="coordinator key file .*missing.key cannot be read"):
         load_account(tmp_path / "missing.key", "coordinator key")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_key_file_others_can_read_is_refused_unless_warned(
+    tmp_path: Path, mode: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from enclave_agent.config import load_account
+    from enclave_agent.tee._files import INSECURE_KEYS_ENV
+
+    key = tmp_path / "operator.key"
+    key.write_text("0x" + "11" * 32 + "\n")
+    key.chmod(mode)
+    monkeypatch.delenv(INSECURE_KEYS_ENV, raising=False)
+    with pytest.raises(
+        ConfigError, match=f"readable by group or others \\(mode {mode:04o}\\): chmod 600 {key}"
+    ):
+        load_account(key, "operator key")
+    monkeypatch.setenv(INSECURE_KEYS_ENV, "warn")
+    assert load_account(key, "operator key").address.startswith("0x")
+    assert f"operator key file {key} is readable by group or others" in caplog.text
+    assert "11" * 32 not in caplog.text
+
+
+def test_key_files_the_tooling_writes_are_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    from enclave_agent.tee._files import write_private_file
+
+    path = tmp_path / "k.key"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private_file(path, b"new")
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -47,11 +47,14 @@ def test_wallet_typed_data_is_what_the_gateway_verifies() -> None:
         gateway_contract="0x" + "11" * 20,
         client="0x" + "22" * 20,
         model_id=3,
+        rows=2,
         inputs_hash=b"\x33" * 32,
-        nonce=7,
+        nonce=2**200 + 7,  # beyond a JavaScript number: travels as a decimal string
         deadline=99,
+        max_fee=10**30,
     )
     wallet = json.loads(json.dumps(auth.wallet_typed_data(typed)))
     assert wallet["types"]["EIP712Domain"] == auth.DOMAIN_TYPE
     assert wallet["message"]["inputHash"] == "0x" + "33" * 32
+    assert (wallet["message"]["nonce"], wallet["message"]["maxFee"]) == (str(2**200 + 7), str(10**30))
     assert auth.request_digest(wallet) == auth.request_digest(typed)

@@ -1,5 +1,6 @@
-"""The simulated attestation service: it measures code itself, signs verifiable
-quotes, refuses bad requests by field, and runs as its own process."""
+"""The simulated attestation service: it signs verifiable quotes for the build it
+measured itself (never for a path or measurement a caller names), refuses bad
+requests by field, says it is simulated, and runs as its own process."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from eth_utils import to_checksum_address
 
 from enclave_agent.errors import AttestationError, ConfigError
 from enclave_agent.tee.attestation_service import (
+    SIMULATED_NOTE,
     AttestationService,
     RequestFieldError,
     build_app,
@@ -47,8 +49,11 @@ def address() -> str:
 
 
 @pytest.fixture
-def service() -> AttestationService:
-    return AttestationService(new_secp256k1_key(), default_ttl=600)
+def service(tiny_package: tuple[Path, Path]) -> AttestationService:
+    """A service whose own build is the tiny package."""
+    return AttestationService(
+        new_secp256k1_key(), default_ttl=600, measurement=measure_package(*tiny_package)
+    )
 
 
 @pytest.fixture
@@ -71,7 +76,6 @@ def server(service: AttestationService) -> Iterator[str]:
 
 
 def fields(tiny_package: tuple[Path, Path], **overrides: Any) -> dict[str, Any]:
-    package, lock = tiny_package
     base = {
         "role": ROLE_PROVIDER,
         "operator": address(),
@@ -79,8 +83,6 @@ def fields(tiny_package: tuple[Path, Path], **overrides: Any) -> dict[str, Any]:
         "x25519_key": os.urandom(32),
         "chain_id": 31337,
         "registry": REGISTRY,
-        "code_dir": package,
-        "lock_file": lock,
     }
     base.update(overrides)
     return base
@@ -95,8 +97,6 @@ def body(tiny_package: tuple[Path, Path], **overrides: Any) -> dict[str, Any]:
         "x25519Key": "0x" + f["x25519_key"].hex(),
         "chainId": f["chain_id"],
         "registry": f["registry"],
-        "codeDir": str(f["code_dir"]),
-        "lockFile": str(f["lock_file"]),
     }
     base.update(overrides)
     return base
@@ -130,7 +130,7 @@ def verify(service: AttestationService, quote: Quote, signature: bytes, measurem
     )
 
 
-def test_issue_measures_the_code_itself_and_signs(
+def test_issue_signs_the_services_own_measurement(
     service: AttestationService, tiny_package: tuple[Path, Path]
 ) -> None:
     request = fields(tiny_package)
@@ -150,26 +150,29 @@ def test_issue_measures_the_code_itself_and_signs(
     verify(service, second, second_signature, quote.measurement)
 
 
-def test_changed_byte_changes_the_quoted_measurement(
-    service: AttestationService, tiny_package: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_by_default_the_service_measures_the_package_it_runs() -> None:
+    assert AttestationService(new_secp256k1_key()).measurement == measure_package()
+
+
+def test_a_changed_build_is_another_measurement(tiny_package: tuple[Path, Path], tmp_path: Path) -> None:
     package, lock = tiny_package
     copy = tmp_path / "copy" / "enclave_agent"
     shutil.copytree(package, copy)
-    original, _ = service.issue(**fields(tiny_package))
-    assert service.issue(**fields((copy, lock)))[0].measurement == original.measurement
+    key = new_secp256k1_key()
+    original = AttestationService(key, measurement=measure_package(package, lock))
     logic = copy / "tee" / "logic.py"
     logic.write_bytes(logic.read_bytes().replace(b"42", b"43"))
-    altered, _ = service.issue(**fields((copy, lock)))
+    altered = AttestationService(key, measurement=measure_package(copy, lock))
     assert altered.measurement != original.measurement
-    assert altered.measurement == measure_package(copy, lock)
+    assert altered.issue(**fields(tiny_package))[0].measurement == measure_package(copy, lock)
 
 
-def test_issue_has_no_measurement_parameter(
-    service: AttestationService, tiny_package: tuple[Path, Path]
+@pytest.mark.parametrize("named", ["measurement", "code_dir", "lock_file"])
+def test_a_caller_cannot_name_a_measurement_or_a_path(
+    service: AttestationService, tiny_package: tuple[Path, Path], named: str
 ) -> None:
     with pytest.raises(TypeError):
-        service.issue(**fields(tiny_package), measurement=b"\x00" * 32)  # type: ignore[call-arg]
+        service.issue(**fields(tiny_package), **{named: b"\x00" * 32})
 
 
 @pytest.mark.parametrize(
@@ -183,8 +186,6 @@ def test_issue_has_no_measurement_parameter(
         ({"x25519_key": bytes(32)}, "x25519Key", "all zero"),
         ({"chain_id": 0}, "chainId", "positive integer"),
         ({"registry": 5}, "registry", "is not an address"),
-        ({"code_dir": "/nonexistent/enclave_agent"}, "codeDir", "is not a directory"),
-        ({"lock_file": "/nonexistent.lock"}, "lockFile", "is not a file"),
     ],
 )
 def test_issue_names_the_bad_field(
@@ -208,14 +209,24 @@ def test_role_by_name(service: AttestationService, tiny_package: tuple[Path, Pat
 def test_http_round_trip(service: AttestationService, server: str, tiny_package: tuple[Path, Path]) -> None:
     request = fields(tiny_package, role=ROLE_GATEWAY)
     quote, signature = request_quote(server, **request)
+    assert quote.measurement == service.measurement
     assert quote.measurement == measure_package(*tiny_package)
     assert quote.role == ROLE_GATEWAY and quote.enclave == request["enclave"]
     verify(service, quote, signature, measure_package(*tiny_package))
 
 
-def test_http_signer_and_health(service: AttestationService, server: str) -> None:
-    assert call(server, "/v1/signer") == (200, {"signer": service.signer_address, "simulated": True})
-    assert call(server, "/healthz") == (200, {"status": "ok", "simulated": True})
+def test_http_signer_and_health_say_simulated_and_which_build(
+    service: AttestationService, server: str
+) -> None:
+    identity = {
+        "signer": service.signer_address,
+        "measurement": "0x" + service.measurement.hex(),
+        "simulated": True,
+        "note": SIMULATED_NOTE,
+    }
+    assert call(server, "/v1/signer") == (200, identity)
+    assert call(server, "/healthz") == (200, {"status": "ok"} | identity)
+    assert "trusted stand-in for TEE hardware" in SIMULATED_NOTE
 
 
 def test_http_quote_json_shape(
@@ -235,7 +246,8 @@ def test_http_quote_json_shape(
         ({"x25519Key": "0xnothex"}, "x25519Key", "not hex"),
         ({"chainId": "31337"}, "chainId", "positive integer"),
         ({"role": None}, "role", "must be one of"),
-        ({"codeDir": "/nonexistent"}, "codeDir", "not a directory"),
+        ({"codeDir": "/tmp/rogue/enclave_agent"}, "codeDir", "unknown field"),
+        ({"lockFile": "/tmp/rogue.lock"}, "lockFile", "unknown field"),
         ({"operator": None}, "operator", "not an address"),
         ({"measurement": "0x" + "11" * 32}, "measurement", "unknown field"),
     ],
@@ -251,10 +263,10 @@ def test_http_bad_field_is_400_naming_it(
 
 def test_http_missing_field_and_bad_body(server: str, tiny_package: tuple[Path, Path]) -> None:
     incomplete = body(tiny_package)
-    del incomplete["lockFile"]
+    del incomplete["registry"]
     assert call(server, "/v1/quote", json.dumps(incomplete).encode()) == (
         400,
-        {"error": "lockFile: missing", "field": "lockFile"},
+        {"error": "registry: missing", "field": "registry"},
     )
     assert call(server, "/v1/quote", b"{not json") == (400, {"error": "request body is not valid JSON"})
     assert call(server, "/v1/quote", b"[1, 2]") == (400, {"error": "request body must be a JSON object"})
@@ -320,13 +332,15 @@ def test_main_serves_until_sigterm(tmp_path: Path, tiny_package: tuple[Path, Pat
         line = proc.stdout.readline().strip()
         signer = Account.from_key(bytes.fromhex(key_file.read_text().strip()[2:])).address
         match = re.fullmatch(
-            rf"attestation service \(SIMULATED\) signer={signer} listening on (http://127\.0\.0\.1:\d+)", line
+            r"attestation service \(SIMULATED: a trusted stand-in for TEE hardware\) "
+            rf"measurement=0x{measure_package().hex()} signer={signer} listening on (http://127\.0\.0\.1:\d+)",
+            line,
         )
         assert match, line
         url = match.group(1)
         assert call(url, "/healthz")[0] == 200
         quote, _ = request_quote(url, **fields(tiny_package))
-        assert quote.measurement == measure_package(*tiny_package)
+        assert quote.measurement == measure_package()  # its own build, whatever the caller runs
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -26,14 +26,18 @@ from enclave_agent.tee.quote import (
     ROLE_PROVIDER,
     MalformedQuoteError,
     MeasurementNotApprovedError,
+    PossessionError,
     Quote,
     QuoteBindingError,
     QuoteExpiredError,
     QuoteRoleError,
     UntrustedSignerError,
+    possession_digest,
     quote_digest,
     recover_signer,
+    sign_possession,
     sign_quote,
+    verify_possession,
     verify_quote,
 )
 
@@ -41,6 +45,7 @@ CHAIN_ID = 31337
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 NOW = 1_800_000_000
 SECP256K1_N = int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16)
+SERVICE_KEY = keccak(b"attestation service key")
 
 
 def random_address() -> str:
@@ -338,12 +343,17 @@ def test_trusted_quote_registers_and_untrusted_is_refused(anvil, registry) -> No
     wait = anvil.eth.wait_for_transaction_receipt
     wait(registry.functions.approveMeasurement(ROLE_PROVIDER, measurement).transact({"from": governor}))
     wait(
+        registry.functions.admitOrganisation(operator, "bank", 1 << ROLE_PROVIDER, 2).transact(
+            {"from": governor}
+        )
+    )
+    wait(
         registry.functions.setAttestationSigner(Account.from_key(service_key).address, True).transact(
             {"from": governor}
         )
     )
 
-    def quote_for(enclave: str) -> Quote:
+    def quote_for(enclave: str) -> Quote:  # an enclave whose key we hold
         return make_quote(
             measurement=measurement,
             operator=operator,
@@ -353,22 +363,44 @@ def test_trusted_quote_registers_and_untrusted_is_refused(anvil, registry) -> No
             expiry=int(time.time()) + 3600,
         )
 
-    rogue_quote = quote_for(random_address())
+    enclave_key = secrets.token_bytes(32)
+    enclave = Account.from_key(enclave_key).address
+    rogue_quote = quote_for(enclave)
     rogue_signature = sign_quote(rogue_quote, rogue_key)
     with pytest.raises(ContractCustomError) as err:
-        registry.functions.register(rogue_quote.as_tuple(), rogue_signature).call({"from": operator})
+        registry.functions.register(
+            rogue_quote.as_tuple(), rogue_signature, sign_possession(rogue_quote, enclave_key)
+        ).call({"from": operator})
     data = HexBytes(err.value.data)
     assert data[:4] == selector("RegistryUntrustedSigner(address)")
     (refused_signer,) = abi_decode(["address"], data[4:])
     assert to_checksum_address(refused_signer) == Account.from_key(rogue_key).address
 
-    quote = quote_for(random_address())
+    quote = quote_for(enclave)
     signature = sign_quote(quote, service_key)
-    receipt = wait(registry.functions.register(quote.as_tuple(), signature).transact({"from": operator}))
+    # The possession digest the agents compute is the one the registry checks.
+    assert registry.functions.possessionDigest(quote.as_tuple()).call() == possession_digest(quote)
+    # Possession proven by another key than the enclave's: refused, naming both.
+    stranger_key = secrets.token_bytes(32)
+    with pytest.raises(ContractCustomError) as err:
+        registry.functions.register(quote.as_tuple(), signature, sign_possession(quote, stranger_key)).call(
+            {"from": operator}
+        )
+    data = HexBytes(err.value.data)
+    assert data[:4] == selector("RegistryPossessionNotProven(address,address)")
+    assert [to_checksum_address(a) for a in abi_decode(["address", "address"], data[4:])] == [
+        enclave,
+        Account.from_key(stranger_key).address,
+    ]
+    possession = sign_possession(quote, enclave_key)
+    receipt = wait(
+        registry.functions.register(quote.as_tuple(), signature, possession).transact({"from": operator})
+    )
     assert receipt["status"] == 1
     (event,) = registry.events.MemberRegistered().process_receipt(receipt, errors=DISCARD)
     assert Quote.from_event(event["args"]["quote"]) == quote
     assert bytes(event["args"]["signature"]) == signature
+    assert bytes(event["args"]["possession"]) == possession
     assert registry.functions.isActiveMember(quote.enclave, ROLE_PROVIDER).call()
     # What the chain accepted also passes the peers' own check.
     verify_quote(
@@ -381,4 +413,47 @@ def test_trusted_quote_registers_and_untrusted_is_refused(anvil, registry) -> No
         registry=registry.address,
         now=int(time.time()),
         expected_role=ROLE_PROVIDER,
+        possession=bytes(event["args"]["possession"]),
     )
+
+
+def test_possession_is_the_enclave_keys_signature_over_the_quote() -> None:
+    enclave_key = secrets.token_bytes(32)
+    quote = make_quote(enclave=Account.from_key(enclave_key).address)
+    proof = sign_possession(quote, enclave_key)
+    verify_possession(quote, proof)
+    # Domain-separated from the quote itself: the attestation signature is no proof.
+    assert possession_digest(quote) != quote_digest(quote)
+    with pytest.raises(PossessionError, match="not by the enclave"):
+        verify_possession(quote, sign_quote(quote, enclave_key))
+    other = secrets.token_bytes(32)
+    with pytest.raises(PossessionError, match="not by the enclave"):
+        verify_possession(quote, sign_possession(quote, other))
+    # A proof binds the whole quote: another X25519 key needs another proof.
+    with pytest.raises(PossessionError):
+        verify_possession(make_quote(enclave=quote.enclave, x25519_key=os.urandom(32)), proof)
+    with pytest.raises(MalformedQuoteError, match="possession signature must be 65 bytes"):
+        verify_possession(quote, proof[:64])
+
+
+def test_peers_check_possession_with_the_quote() -> None:
+    enclave_key = secrets.token_bytes(32)
+    quote = make_quote(enclave=Account.from_key(enclave_key).address)
+    kwargs = {
+        "trusted_signers": [Account.from_key(SERVICE_KEY).address],
+        "approved_measurements": [quote.measurement],
+        "expected_measurement": quote.measurement,
+        "chain_id": quote.chain_id,
+        "registry": quote.registry,
+        "now": quote.expiry - 10,
+    }
+    verify_quote(
+        quote, sign_quote(quote, SERVICE_KEY), possession=sign_possession(quote, enclave_key), **kwargs
+    )
+    with pytest.raises(PossessionError):
+        verify_quote(
+            quote,
+            sign_quote(quote, SERVICE_KEY),
+            possession=sign_possession(quote, secrets.token_bytes(32)),
+            **kwargs,
+        )
