@@ -310,3 +310,8 @@ def test_only_the_owner_moves_the_wallet(served, wallet):
     s = served
     with rejects("MockWalletNotOwner", accounts[3], world=s.w):
         wallet.execute(s.gw.address, s.gw.withdraw.encode_input(1), 0, {"from": accounts[3]})
+    owner = accounts.add(OWNER_KEY)
+    with rejects("MockWalletCallFailed", s.gw.address, world=s.w):  # more than its deposit
+        wallet.execute(s.gw.address, s.gw.withdraw.encode_input(DEPOSIT + 1), 0, {"from": owner})
+    wallet.execute(s.gw.address, s.gw.withdraw.encode_input(DEPOSIT), 0, {"from": owner})
+    assert s.funds(wallet) == (0, (QUOTA, 0)) and wallet.balance() == DEPOSIT

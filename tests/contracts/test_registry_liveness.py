@@ -189,6 +189,13 @@ def test_expire_drops_exactly_the_laggards(world):
     world.sync([p0, p2, gw])
     reg.postMembershipDigest(5, keccak(b"wrong"), {"from": p1.account})
     assert not reg.isSynchronised()
+    assert [reg.digestMatched(5, m.address) for m in (p0, p1, p2, gw, newcomer)] == [
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
     next_block_at(deadline + 1)
     tx = reg.expireUnsynchronised({"from": accounts[3]})
     for m in (p1, newcomer):
