@@ -115,7 +115,7 @@ class Lifecycles(RuleBasedStateMachine):
     st_subset = st.one_of(st.just(2**N - 1), st.integers(0, 2**N - 1))
     st_accuse = st.one_of(st.just(-1), st.integers(-1, N - 1))
     # Mostly the client's own signature; sometimes a gateway acting on its own.
-    st_consent = st.sampled_from(["client", "client", "client", "gateway key", "late", "low cap"])
+    st_consent = st.sampled_from(["client", "client", "client", "client", "gateway key", "late", "low cap"])
 
     # Set by the test before the run.
     w: Consortium
@@ -462,10 +462,10 @@ class Lifecycles(RuleBasedStateMachine):
         for member in range(N):
             self.rule_reveal(0, member)
 
-    @rule(pick=st_pick, partials=st_subset, expire=st_flag, rows=st_rows)
-    def rule_request_scenario(self, pick, partials, expire, rows):
+    @rule(pick=st_pick, partials=st_subset, expire=st_flag, rows=st_rows, consent=st_consent, reuse=st_flag)
+    def rule_request_scenario(self, pick, partials, expire, rows, consent, reuse):
         before = len(self.requests)
-        self.rule_submit(pick, False, rows)
+        self.rule_submit(pick, reuse, rows, consent)
         if len(self.requests) == before:
             return
         for member in range(N):
