@@ -532,7 +532,7 @@ class Lifecycles(RuleBasedStateMachine):
                 inputHash=keccak(f"query-{self.nonce}".encode()),
                 nonce=self.nonce,
                 deadline=at - 1 if consent == "late" else at + 3600,
-                maxFee=FEE * rows - 1 if consent == "low cap" else FEE * rows,
+                maxFee=max(FEE * rows - 1, 0) if consent == "low cap" else FEE * rows,
             )
             key = self.w.gateways[0].key if consent == "gateway key" else key_of(self.client)
             signature = self.w.sign_request(request, key)
