@@ -132,6 +132,18 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard, 
         _send(to, amount);
     }
 
+    // ------------------------------------------------------------------ model holders
+
+    /// @inheritdoc IInferenceGateway
+    function publishModelRange(uint256 modelId, string calldata range) external whenRegistryLive {
+        Model storage model = _models[modelId];
+        if (!model.active) revert InferenceUnknownModel(modelId);
+        if (!registry.isActiveMember(msg.sender, Role.Provider) || !exchange.isHolder(model.roundId, msg.sender)) {
+            revert InferenceNotModelHolder(modelId, msg.sender);
+        }
+        emit ModelRangePublished(modelId, msg.sender, range);
+    }
+
     // ------------------------------------------------------------------ client funds
 
     /// @inheritdoc IInferenceGateway

@@ -5,7 +5,11 @@ code, admits organisations, opens share-exchange rounds and shows an agent's
 status. Exit codes: 0 ok, 1 error, 2 invalid config or arguments, 3 refused by
 the registry (another code measurement, an operator that is not an admitted
 organisation, or over its enclave limit), 4 membership revoked, 5 the registry's
-record of this enclave names another operator or X25519 key.
+record of this enclave names another operator or X25519 key, 6 the node is on
+another chain than this agent's state (a reset chain: see reset-state), 7 the state
+store is new or emptied while the chain says this enclave is a member (see restore).
+verify-evidence: 0 accepted (or verified, without --policy), 2 bad arguments, policy
+or collateral, 8 the evidence does not verify, 9 verified but refused by the policy.
 """
 
 from __future__ import annotations
@@ -19,11 +23,20 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from enclave_agent.errors import ConfigError, EnclaveAgentError
+from enclave_agent.errors import (
+    EXIT_CHAIN_CHANGED,
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_EVIDENCE_INVALID,
+    EXIT_EVIDENCE_REFUSED,
+    EXIT_STATE_LOST,
+    ChainChanged,
+    ConfigError,
+    EnclaveAgentError,
+    StateLost,
+)
 
 log = logging.getLogger("enclave_agent.cli")
-
-EXIT_ERROR, EXIT_CONFIG = 1, 2
 
 
 def _configure_logging(name: str, verbose: bool) -> None:
@@ -188,12 +201,131 @@ def _cmd_org(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reset_state(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.store.db import set_aside
+
+    config = load_config(args.config)
+    db = config.state_dir / "agent.sqlite3"
+    if not args.yes:
+        print(
+            f"would set aside {db} (membership, rounds, requests, sealed shares of the old chain); "
+            "the enclave keys stay. Run again with --yes to do it.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    kept = set_aside(db)
+    print(f"agent state set aside as {kept}; the next start registers on the manifest's chain")
+    return 0
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.store import Store
+
+    config = load_config(args.config)
+    db = config.state_dir / "agent.sqlite3"
+    if not db.is_file():
+        raise ConfigError(f"{args.config}: no agent state at {db}")
+    with Store(db) as store:
+        store.backup(args.out)
+    print(f"consistent snapshot of {db} written to {args.out} (mode 0600; shares and keys stay sealed)")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from enclave_agent.config import load_config
+    from enclave_agent.store.db import restore
+
+    config = load_config(args.config)
+    db = config.state_dir / "agent.sqlite3"
+    if not args.yes:
+        print(
+            f"would replace {db} with {args.source} (the current state is set aside). Add --yes.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    kept = restore(args.source, db)
+    print(f"restored {db} from {args.source}" + (f"; the previous state is kept as {kept}" if kept else ""))
+    return 0
+
+
 def _cmd_attestation_service(args: argparse.Namespace) -> int:
     from enclave_agent.tee import attestation_service
 
     argv = ["--key", str(args.key), "--host", args.host, "--port", str(args.port)]
     attestation_service.main(argv)
     return 0
+
+
+def _parse_time(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--at: expected Unix seconds or an ISO-8601 time, got {text!r}") from None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+
+
+def _cmd_verify_evidence(args: argparse.Namespace) -> int:
+    import time
+
+    from enclave_agent.tee.policy_file import load_policy
+    from enclave_agent.tee.verify import judge, parse_challenge, read_evidence_file, verifier_for
+
+    at = _parse_time(args.at)
+    evidence_file = read_evidence_file(args.file, args.type)
+    policy = load_policy(args.policy) if args.policy else None
+    verifier = verifier_for(evidence_file.evidence_type, args.collateral)
+    verdict, report = judge(
+        evidence_file,
+        verifier,
+        at=at,
+        now=int(time.time()) if at is None else at,
+        policy=policy,
+        role=args.role,
+        challenge=parse_challenge(args.challenge, "--challenge"),
+    )
+    print(json.dumps(report, indent=2))
+    return {"invalid": EXIT_EVIDENCE_INVALID, "refused": EXIT_EVIDENCE_REFUSED}.get(verdict, 0)
+
+
+def _add_verify_evidence(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "verify-evidence",
+        help="verify TEE evidence (Nitro, SGX/TDX DCAP, SEV-SNP) and judge it by a policy; prints JSON",
+        description="Verifies an attestation document, quote or report (or an evidence bundle naming the "
+        "keys it binds) as of --at and prints the verdict, the measurement, the bound keys and every reason "
+        "as JSON. Exit 0 accepted (verified, without --policy), 2 bad arguments, policy or collateral, "
+        "8 the evidence does not verify, 9 refused by the policy.",
+    )
+    p.add_argument("file", type=Path, help="evidence file (binary, hex or base64) or JSON evidence bundle")
+    p.add_argument(
+        "--type",
+        default="auto",
+        choices=("auto", "aws-nitro", "intel-sgx", "intel-tdx", "amd-sev-snp"),
+        help="evidence type (default: recognised from the bytes)",
+    )
+    p.add_argument(
+        "--at",
+        help="verification time, Unix seconds or ISO-8601 (default: a Nitro document's own time, else now; "
+        "also the policy's 'now')",
+    )
+    p.add_argument(
+        "--collateral",
+        type=Path,
+        help="directory of DCAP collateral (TCB Info, QE Identity, CRLs, TCB signing certificate) "
+        "or of SNP certificates (VCEK, ASK and ARK)",
+    )
+    p.add_argument("--policy", type=Path, help="evidence policy TOML (see enclave_agent/tee/policy_file.py)")
+    p.add_argument("--role", default="provider", choices=("provider", "gateway"), help="role to judge for")
+    p.add_argument("--challenge", help="32-byte hex nonce the evidence must carry")
+    p.set_defaults(func=_cmd_verify_evidence)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,11 +426,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_org)
 
+    p = sub.add_parser(
+        "reset-state",
+        help="start an agent over on a new chain (after a reset): set its state database aside",
+        description="Moves the agent's SQLite state (the old chain's membership, rounds, requests and "
+        "sealed shares) aside as agent.sqlite3.reset-<time>; the enclave keys stay. Use it when the "
+        "agent stops with exit code 6 because its chain was reset and the consortium redeployed. "
+        "Stop the agent first.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.add_argument("--yes", action="store_true", help="really do it (without: say what would happen)")
+    p.set_defaults(func=_cmd_reset_state)
+
+    p = sub.add_parser(
+        "backup",
+        help="write a consistent snapshot of an agent's state (may run while the agent runs)",
+        description="Copies the agent's SQLite state through SQLite's backup API into a new file "
+        "(mode 0600). Shares and keys inside stay sealed to this enclave's build and platform secret: "
+        "the backup restores on the same host and build only.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.add_argument("--out", type=Path, required=True, help="backup file to create (must not exist)")
+    p.set_defaults(func=_cmd_backup)
+
+    p = sub.add_parser(
+        "restore",
+        help="replace an agent's state with a backup (stop the agent first)",
+        description="Checks the backup (a sound store this agent can read, not empty), sets the current "
+        "state aside as agent.sqlite3.reset-<time> and puts the backup in its place.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="agent TOML config")
+    p.add_argument("--from", dest="source", type=Path, required=True, help="backup file")
+    p.add_argument("--yes", action="store_true", help="really do it (without: say what would happen)")
+    p.set_defaults(func=_cmd_restore)
+
     p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
     p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8600)
     p.set_defaults(func=_cmd_attestation_service)
+    _add_verify_evidence(sub)
     return parser
 
 
@@ -311,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"enclave-agent: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except ChainChanged as exc:
+        print(f"enclave-agent: error: {exc}", file=sys.stderr)
+        return EXIT_CHAIN_CHANGED
+    except StateLost as exc:
+        print(f"enclave-agent: error: {exc}", file=sys.stderr)
+        return EXIT_STATE_LOST
     except EnclaveAgentError as exc:
         print(f"enclave-agent: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

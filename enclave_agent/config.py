@@ -6,7 +6,7 @@ Example (provider)::
     name = "bank-a"
     role = "provider"             # provider | gateway
     state_dir = "var/bank-a"      # SQLite state, sealed keys, platform secret
-    tee = "simulated"             # the only backend today
+    tee = "simulated"             # or aws-nitro, intel-tdx, amd-sev-snp (enclave_agent.tee.hardware)
 
     [chain]
     manifest = "deployments/local.json"
@@ -60,7 +60,7 @@ from enclave_agent.errors import ConfigError
 from enclave_agent.tee._files import check_owner_only
 
 ROLES = {"provider": 1, "gateway": 2}
-TEE_BACKENDS = ("simulated",)
+TEE_BACKENDS = ("simulated", "aws-nitro", "intel-tdx", "amd-sev-snp")
 
 
 @dataclass(frozen=True)

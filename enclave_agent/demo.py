@@ -44,7 +44,7 @@ from enclave_agent.model.data import SplitResult, read_table, split_breast_cance
 from enclave_agent.model.federated import ModelSpec, fedavg_plaintext
 from enclave_agent.model.logistic import contribution_length, predict_proba
 from enclave_agent.model.metrics import accuracy, auc, central_baseline
-from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L2, TRAIN_LR
+from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L1_BOUND, TRAIN_L2, TRAIN_LR
 from enclave_agent.protocol.queries import statistic_metadata
 from enclave_agent.tee._files import ensure_private_dir, write_new_private_file, write_private_file
 
@@ -65,7 +65,12 @@ class DemoConfig:
     fedavg_rounds: int = 3
     scheme: str = "shamir"
     threshold: int = 2
-    frac_bits: int = 20
+    frac_bits: int = 20  # column statistics: sums of squares of small values need the bits
+    # Training rounds: a model's aggregate is n_i * w_i summed, so its weights already
+    # carry log2(rows) bits more than frac_bits; 14 keep them to ~2e-7 here and leave
+    # the score 20 query fraction bits over a range of 2048 standard deviations
+    # (enclave_agent.model.ranges; at 20 it would be 14 query bits).
+    model_frac_bits: int = 14
     concurrency: int = 8
     seed: int = 7
     gateway_timeout: float = 60.0
@@ -196,7 +201,9 @@ class Demo:
         health = self.client(timeout=5).health()
         return health.get("status") == "ok"
 
-    def _round(self, tag: str, length: int, output: str, *, min_contributors: int = 0) -> int:
+    def _round(
+        self, tag: str, length: int, output: str, *, min_contributors: int = 0, frac_bits: int | None = None
+    ) -> int:
         cfg = self.config
         round_id = self.c.open_round(
             tag,
@@ -204,7 +211,7 @@ class Demo:
             scheme=cfg.scheme,
             encoding="seeded",
             threshold=cfg.threshold if cfg.scheme == "shamir" else None,
-            frac_bits=cfg.frac_bits,
+            frac_bits=cfg.frac_bits if frac_bits is None else frac_bits,
             posting_window=120,
             window=240,
             output=output,
@@ -233,6 +240,7 @@ class Demo:
                     f"train:{stats_round}:{previous}",
                     contribution_length(features),
                     "shared-model" if final else "intermediate",
+                    frac_bits=self.config.model_frac_bits,
                 )
                 train_rounds.append(round_id)
         result.rounds["model"] = train_rounds[-1]
@@ -268,10 +276,12 @@ class Demo:
             )
             deposit = gateway.deposit().transact({"from": self.client_address, "value": Wei(FEE_WEI * 1000)})
             w3.eth.wait_for_transaction_receipt(deposit)
-            wait_until(self._models_visible, 60, "the gateway to see the models")
+            wait_until(self._models_visible, 60, "the gateway to see the models and the model's input range")
 
     def _models_visible(self) -> bool:
-        return len(self.client().models()) >= 2
+        models = self.client().models()
+        scored = [m for m in models if m["kind"] == "shared-model"]
+        return len(models) >= 2 and all(m["input_range"] is not None for m in scored)
 
     @property
     def _result(self) -> DemoResult:
@@ -315,7 +325,7 @@ class Demo:
         split = result.split
         tables = [read_table(p, split.label_column)[1:] for p in split.provider_paths]
         _, hx, hy = read_table(split.holdout_path, split.label_column)
-        kwargs = {"epochs": TRAIN_EPOCHS, "lr": TRAIN_LR, "l2": TRAIN_L2}
+        kwargs = {"epochs": TRAIN_EPOCHS, "lr": TRAIN_LR, "l2": TRAIN_L2, "l1_bound": TRAIN_L1_BOUND}
         w, b, mean, std = fedavg_plaintext(tables, self.config.fedavg_rounds, **kwargs)
         result.plain_scores = predict_proba(hx, w, b, mean, std)
         rows = [

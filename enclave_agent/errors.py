@@ -4,7 +4,8 @@ Subclasses that belong to one component live in its module (named in brackets).
 
     EnclaveAgentError
     ├── ConfigError (ValueError)            invalid config, manifest or CLI input
-    │   └── RequestFieldError               bad field in a quote request [tee.attestation_service]
+    │   ├── RequestFieldError               bad field in a quote request [tee.attestation_service]
+    │   └── PolicyFileError                 invalid evidence policy file [tee.policy_file]
     ├── CryptoError                         encoding, sharing, AEAD failures
     │   ├── FixedPointRangeError (ValueError)  value would overflow the modulus
     │   └── DecryptionError                 wrong key, wrong associated data, tampering
@@ -12,8 +13,20 @@ Subclasses that belong to one component live in its module (named in brackets).
     │   ├── MeasurementMismatchError        a peer runs other code than ours
     │   ├── MalformedQuoteError, UntrustedSignerError, QuoteRoleError,
     │   │   QuoteBindingError, QuoteExpiredError, MeasurementNotApprovedError [tee.quote]
-    │   └── NitroDocumentError              AWS Nitro evidence [tee.nitro]
+    │   ├── NitroDocumentError              AWS Nitro evidence [tee.nitro]
+    │   ├── DcapError                       Intel SGX/TDX DCAP evidence [tee.dcap_quote]
+    │   │   ├── DcapQuoteFormatError (ValueError)  malformed quote [tee.dcap_quote]
+    │   │   ├── DcapSignatureError          quote, QE report, key binding or collateral signature [tee.dcap]
+    │   │   ├── DcapCertificateError        PCK chain, root pin, validity, revocation [tee.dcap_pck]
+    │   │   ├── DcapCollateralError         collateral missing or not current [tee.dcap_collateral]
+    │   │   └── DcapTcbError                no TCB level, QE or TDX module identity, revoked [tee.dcap_tcb]
+    │   ├── SnpError                        AMD SEV-SNP evidence [tee.sevsnp]
+    │   │   ├── SnpReportFormatError (ValueError), SnpCertificateError,
+    │   │   │   SnpTcbMismatchError, SnpSignatureError
+    │   ├── BindingError                    report data does not bind the claimed keys [tee.binding]
+    │   └── EvidenceRefused                 verified evidence refused by policy [tee.policy]
     ├── SealingError                        sealed state cannot be opened
+    ├── TeeDeviceError                      a TEE device is missing or answered wrongly [tee.hardware]
     ├── StoreError                          SQLite state unusable [store.db]
     ├── ChainError                          JSON-RPC / transaction failures
     │   └── ContractRevert                  a custom error decoded from a revert
@@ -22,6 +35,8 @@ Subclasses that belong to one component live in its module (named in brackets).
     │   └── InputNotReady                   an input waits for an aggregate [protocol.inputs]
     ├── AgentRefused, AgentRevoked,         exit codes 3, 4 and 5 [protocol.onboarding]
     │   AgentRecordMismatch
+    ├── ChainChanged                        the node is on another chain than the state: exit 6
+    ├── StateLost                           the state store lost what the chain says we hold: exit 7
     ├── AuthError                           gateway client authentication, HTTP 401 [gateway.auth]
     ├── InvalidRequest                      gateway input validation, HTTP 4xx [gateway.validation]
     ├── GatewayHTTPError                    an error answer seen by the client [gateway.client]
@@ -31,6 +46,18 @@ Subclasses that belong to one component live in its module (named in brackets).
 """
 
 from __future__ import annotations
+
+# Exit codes of every enclave-agent command (docs/error_codes.md), defined once.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_REFUSED = 3
+EXIT_REVOKED = 4
+EXIT_RECORD_MISMATCH = 5
+EXIT_CHAIN_CHANGED = 6
+EXIT_STATE_LOST = 7
+EXIT_EVIDENCE_INVALID = 8  # verify-evidence: the evidence does not verify
+EXIT_EVIDENCE_REFUSED = 9  # verify-evidence: verified, refused by the policy
 
 
 class EnclaveAgentError(Exception):
@@ -80,3 +107,13 @@ class ContractRevert(ChainError):
 
 class ProtocolError(EnclaveAgentError):
     """A peer or a round broke the protocol."""
+
+
+class ChainChanged(EnclaveAgentError):
+    """The node is not on the chain this deployment or this agent's state belongs to
+    (a reset, another chain behind the URL, a reorganisation below the confirmation depth)."""
+
+
+class StateLost(EnclaveAgentError):
+    """The state store is empty or lacks what this enclave's membership requires (keys,
+    shares) while the chain says the enclave is a member: the agent must not pretend."""

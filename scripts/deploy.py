@@ -24,6 +24,7 @@ from pathlib import Path
 
 from brownie import ConsortiumRegistry, InferenceGateway, ShareExchange, accounts, chain, network
 
+from enclave_agent.chain.identity import ChainIdentity
 from enclave_agent.chain.manifest import Manifest, write_manifest
 from enclave_agent.tee.measure import measure_package
 
@@ -40,10 +41,13 @@ def deploy(governor, measurement: bytes, signer: str | None) -> Manifest:
         registry.approveMeasurement(role, measurement, tx)
     if signer:
         registry.setAttestationSigner(signer, True, tx)
+    identity = ChainIdentity.read(network.web3, registry.tx.block_number)
     return Manifest(
         chain_id=chain.id,
         rpc_url=network.web3.provider.endpoint_uri,
         deployed_block=registry.tx.block_number,
+        genesis_hash=identity.genesis_hash,
+        deployed_block_hash=identity.deployed_block_hash,
         governor=str(governor),
         contracts={
             "ConsortiumRegistry": str(registry),

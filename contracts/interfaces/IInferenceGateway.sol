@@ -58,6 +58,8 @@ interface IInferenceGateway {
     error InferenceNoPartials(uint256 requestId);
     /// @notice The round's output stays inside the enclaves and cannot back a model.
     error InferenceRoundNotServable(uint256 roundId, OutputKind kind);
+    /// @notice The caller is not an active provider enclave holding a share of the model.
+    error InferenceNotModelHolder(uint256 modelId, address account);
 
     /// @notice A model was bound to a completed round; `metadata` (JSON) holds feature
     /// names, scaling and link function.
@@ -66,6 +68,9 @@ interface IInferenceGateway {
     );
     /// @notice A model stopped taking requests.
     event ModelRetired(uint256 indexed modelId);
+    /// @notice A holder's enclave published the input range the model answers exactly
+    /// (`range`: JSON with one magnitude per feature and the query encoding; no weights).
+    event ModelRangePublished(uint256 indexed modelId, address indexed provider, string range);
     /// @notice Governance granted a client access with a quota of requests.
     event ClientAccessSet(address indexed client, uint256 quota);
     /// @notice A client deposited or withdrew fee balance.
@@ -103,6 +108,10 @@ interface IInferenceGateway {
 
     /// @notice Stop taking requests for a model (governance).
     function retireModel(uint256 modelId) external;
+
+    /// @notice Publish the input range of a model (an active provider enclave holding a
+    /// share of it); gateways refuse queries outside it before anything is recorded.
+    function publishModelRange(uint256 modelId, string calldata range) external;
 
     /// @notice Grant CLIENT_ROLE with `quota` requests, or revoke with quota 0 (governance).
     function setClientAccess(address client, uint256 quota) external;

@@ -20,6 +20,7 @@ from web3.exceptions import ContractLogicError
 from web3.types import TxReceipt, Wei
 
 from enclave_agent.chain.errors import ErrorDecoder
+from enclave_agent.chain.identity import ChainIdentity
 from enclave_agent.chain.manifest import CONTRACT_NAMES, Manifest
 from enclave_agent.chain.sender import TxSender, explain_failure
 from enclave_agent.errors import ChainError, ConfigError
@@ -124,10 +125,13 @@ def deploy_contracts(
             registry.functions.setAttestationSigner(Web3.to_checksum_address(signer), True),
             label="trust signer",
         )
+    identity = ChainIdentity.read(w3, deployed_block)
     manifest = Manifest(
-        chain_id=int(w3.eth.chain_id),
+        chain_id=identity.chain_id,
         rpc_url=rpc_url,
         deployed_block=deployed_block,
+        genesis_hash=identity.genesis_hash,
+        deployed_block_hash=identity.deployed_block_hash,
         governor=governor_address,
         contracts={
             "ConsortiumRegistry": registry_address,

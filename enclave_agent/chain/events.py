@@ -28,6 +28,7 @@ class ChainEvent:
     block_number: int
     tx_hash: str
     log_index: int
+    block_hash: str = ""  # hex without 0x; what a reorganisation would change
 
     @property
     def event_id(self) -> str:
@@ -102,6 +103,7 @@ def decode_logs(contracts: Contracts, logs: Iterable[LogReceipt | Mapping[str, A
                 block_number=int(data["blockNumber"]),
                 tx_hash="0x" + bytes(data["transactionHash"]).hex(),
                 log_index=int(data["logIndex"]),
+                block_hash=bytes(data["blockHash"]).hex(),
             )
         )
     return events

@@ -6,9 +6,10 @@ also marks the event processed, so the handler's own store writes, the mark and 
 checkpoint commit together or not at all: a crash or a handler exception means the
 event is delivered again after restart, and a committed event never is.
 
-Reorganisations deeper than ``confirmations`` are not detected; choose
-``confirmations`` for the chain (0 on Anvil, a few blocks on a PoW-like L1, 0 on a
-QBFT network with instant finality).
+The block of the last processed event is recorded with its hash
+(``last_event_block``), so that a reorganisation deeper than ``confirmations`` which
+replaced it is detected (``chain.identity``); choose ``confirmations`` for the chain
+(0 on Anvil, a few blocks on a PoW-like L1, 0 on a QBFT network with instant finality).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ class EventFollower:
         return self.name
 
     @property
+    def last_event_block(self) -> tuple[int, str] | None:
+        """The block (number, hash) of the last event processed, to detect a reorganisation."""
+        data = self.store.get_json(f"lastblock/{self.checkpoint_name}")
+        return None if not data else (int(data["number"]), str(data["hash"]))
+
+    @property
     def checkpoint(self) -> int | None:
         """The last block whose events are all processed (None before the first)."""
         return self.store.get_checkpoint(self.checkpoint_name)
@@ -97,6 +104,10 @@ class EventFollower:
                 if not self.store.mark_processed(event.event_id):
                     continue
                 handler(event)
+                self.store.put_json(
+                    f"lastblock/{self.checkpoint_name}",
+                    {"number": event.block_number, "hash": event.block_hash},
+                )
                 if block_done:
                     self._advance(event.block_number)
             handled += 1

@@ -22,6 +22,8 @@ class Manifest:
     contracts: dict[str, str]
     abi_dir: str
     extra: dict[str, Any] = field(default_factory=dict)
+    genesis_hash: str = ""  # hex without 0x; empty in manifests written before it existed
+    deployed_block_hash: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -65,4 +67,6 @@ def load_manifest(path: Path) -> Manifest:
         contracts=dict(data["contracts"]),
         abi_dir=str(data["abi_dir"]),
         extra=dict(data.get("extra", {})),
+        genesis_hash=str(data.get("genesis_hash", "")),
+        deployed_block_hash=str(data.get("deployed_block_hash", "")),
     )

@@ -114,8 +114,11 @@ class TxSender:
         """Send ``fn`` and wait for its receipt; raises the decoded ``ContractRevert``
         if the contract rejects it (before sending when the estimate already reverts)."""
         params: TxParams = {"from": self.account.address, "value": Wei(value)}
+        # Estimated against the pending block: that is where the transaction goes, and on
+        # an idle chain its timestamp is now, while the latest block's may be long past
+        # (a deadline check against it would refuse until someone else mined a block).
         return self._submit(
-            lambda: fn.estimate_gas(params),
+            lambda: fn.estimate_gas(params, block_identifier="pending"),
             lambda extra: fn.build_transaction(cast(TxParams, {**params, **extra})),
             label,
         )
@@ -128,7 +131,7 @@ class TxSender:
             "value": Wei(value),
         }
         return self._submit(
-            lambda: self.w3.eth.estimate_gas(params),
+            lambda: self.w3.eth.estimate_gas(params, "pending"),
             lambda extra: cast(TxParams, {**params, **extra}),
             label,
         )

@@ -23,10 +23,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from eth_utils.address import is_address, to_checksum_address
 
+from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
 from enclave_agent.gateway import auth, validation
 from enclave_agent.gateway.service import GatewayAgent
+from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ async def inference(request: web.Request) -> web.Response:
         response = await _inference(request, agent, started)
     except validation.InvalidRequest as exc:
         agent.metrics.count(f"invalid_{exc.status}")
-        return _error(exc.status, exc.problem, exc.field)
+        return _error(exc.status, exc.problem, exc.field, **exc.extra)
     except auth.AuthError as exc:
         agent.metrics.count("unauthenticated")
         return _error(401, str(exc))
@@ -144,6 +146,7 @@ class _Ask:
     model: dict[str, Any]
     query: queries.Query
     batch: bool
+    bounds: InputRange | None = None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -165,8 +168,10 @@ def _ask(agent: GatewayAgent, body: dict[str, Any]) -> _Ask:
         return _Ask(model, query, batch=False)
     max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
     score = validation.parse_score_request(body, features, max_batch)
+    bounds = agent.input_range(model)
+    validation.check_range(body, score, bounds)
     query = queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
-    return _Ask(model, query, score.batch)
+    return _Ask(model, query, score.batch, bounds)
 
 
 def _one_signed_request(agent: GatewayAgent, ask: _Ask) -> None:
@@ -228,12 +233,12 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     # Replays and the client's signature are the contract's to refuse (409, 401).
     request_ids = []
     if caller.signed is not None:
-        request_ids.append(await _blocking(agent.submit, model, caller.signed, ask.query))
+        request_ids.append(await _blocking(agent.submit, model, caller.signed, ask.query, ask.bounds))
     else:
         size = await _blocking(agent.rows_per_request, model)
         for query in ask.query.split(size):
             signed = await _blocking(agent.custody_request, caller.client, model, query)
-            request_ids.append(await _blocking(agent.submit, model, signed, query))
+            request_ids.append(await _blocking(agent.submit, model, signed, query, ask.bounds))
     timeout = agent.config.gateway.request_timeout if agent.config.gateway else 60.0
     results = await _collect(agent, request_ids, started + timeout)
     if any(r is None for r in results):
@@ -315,7 +320,7 @@ async def typed_data(request: web.Request) -> web.Response:
             raise validation.InvalidRequest(422, "client", "must be an address")
         await _blocking(_one_signed_request, agent, ask)
     except validation.InvalidRequest as exc:
-        return _error(exc.status, exc.problem, exc.field)
+        return _error(exc.status, exc.problem, exc.field, **exc.extra)
     nonce = secrets.randbits(256)
     deadline = int(time.time()) + auth.SIGNATURE_TTL
     max_fee = int(ask.model["fee"]) * ask.query.row_count
@@ -386,6 +391,7 @@ async def list_models(request: web.Request) -> web.Response:
             metadata = queries.parse_metadata(model["metadata"])
         except ProtocolError:
             continue
+        bounds = await _blocking(agent.input_range, model) if model["kind"] == "shared-model" else None
         out.append(
             {
                 "id": model["id"],
@@ -396,6 +402,9 @@ async def list_models(request: web.Request) -> web.Response:
                 "features": metadata["features"],
                 "link": metadata.get("link"),
                 "rows_per_request": await _blocking(agent.rows_per_request, model),
+                # Statistics take no numbers; a score model's range appears once its
+                # holders published it (until then queries get 503).
+                "input_range": None if bounds is None else bounds.public(),
             }
         )
     return web.json_response({"models": out})
@@ -403,9 +412,10 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    ready = agent.is_ready()
+    chain_down = agent.outage.down
+    ready = agent.is_ready() and not chain_down
     body = {
-        "status": "ok" if ready else "starting",
+        "status": "ok" if ready else ("chain unreachable" if chain_down else "starting"),
         "stage": agent.stage,
         "tee": "SIMULATED" if agent.tee.simulated else agent.tee.name,
         "enclave": agent.address,
@@ -467,10 +477,20 @@ async def wallet_page(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
 
 
+def _chain_unreachable(agent: GatewayAgent) -> web.Response:
+    wait = agent.outage.retry_after()
+    response = _error(503, "the chain is unreachable; try again later", retry_after=wait)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 @web.middleware
 async def _json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    agent = request.app[AGENT]
+    if agent.outage.down and request.path.startswith("/v1/"):
+        return _chain_unreachable(agent)
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -479,6 +499,11 @@ async def _json_errors(
         if exc.status >= 400:
             return _error(exc.status, exc.reason)
         raise
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        agent.metrics.count("chain_unreachable")
+        return _chain_unreachable(agent)
 
 
 def build_app(agent: GatewayAgent) -> web.Application:

@@ -2,15 +2,19 @@
 
 A federated logistic-regression model is the aggregate vector
 ``A = [sum n_i w_i (f values), sum n_i b_i, sum n_i]`` held as shares (additive
-over Z/2^64 or Shamir over GF(2^61 - 1)). For a standardised query z (fixed point
-with ``frac_bits``), each holder j computes from its share A_j
+over Z/2^64 or Shamir over GF(2^61 - 1)) at the round's ``frac_bits`` F. For a
+standardised query z encoded as words ``q = round(z * 2^g)`` (the query's own
+fraction bits g, published with the model's input range), each holder j computes
+from its share A_j
 
-    numerator_j   = sum_k A_j[k] * z[k] + A_j[f] * 2^frac_bits      (scale 2^(2 frac_bits))
-    denominator_j = A_j[f + 1]                                     (scale 2^frac_bits)
+    numerator_j   = sum_k A_j[k] * q[k] + A_j[f] * 2^g      (scale 2^(F + g))
+    denominator_j = A_j[f + 1]                             (scale 2^F)
 
 which is linear in the share, so the gateway combines the partials exactly like
 shares and gets ``numerator / denominator = w . z + b`` of the averaged model. The
-gateway learns the score and the total sample count, never A.
+gateway learns the score and the total sample count, never A. The numerator is the
+true integer only inside the centred range of the modulus: the provider checks the
+query words against ``enclave_agent.crypto.ranges`` first (``query_words``).
 
 A column statistic over the column-stats aggregate ``[sums (f), sums of squares
 (f), count]`` is the triple ``(A[k], A[f + k], A[2f])`` for column k.
@@ -19,12 +23,14 @@ A column statistic over the column-stats aggregate ``[sums (f), sums of squares
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 
 import numpy as np
 
 from enclave_agent.crypto.field import RING64
+from enclave_agent.crypto.ranges import check_query_words
 from enclave_agent.crypto.sharing import lagrange_coefficients
-from enclave_agent.errors import ProtocolError
+from enclave_agent.errors import FixedPointRangeError, ProtocolError
 
 
 def centred(value: int, modulus: int) -> int:
@@ -33,14 +39,26 @@ def centred(value: int, modulus: int) -> int:
     return value - modulus if value > (modulus - 1) // 2 else value
 
 
-def partial_score(share: np.ndarray, z: np.ndarray, frac_bits: int, modulus: int) -> tuple[int, int]:
-    """(numerator, denominator) share of w.z + b for one holder (pure Python ints:
-    the vectors are short and products exceed 64 bits)."""
-    features = z.size
+def query_words(z: np.ndarray, query_bits: int, word_bound: int) -> list[int]:
+    """The signed words ``round(z * 2^query_bits)`` of a standardised row, refused with
+    FixedPointRangeError (naming the feature index and the bound, not the value) when
+    the numerator could wrap (``enclave_agent.crypto.ranges``)."""
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    if not bool(np.isfinite(z).all()):
+        raise FixedPointRangeError("a standardised query value is not finite")
+    words = [int(v) for v in np.rint(z * 2.0**query_bits)]
+    check_query_words(words, query_bits, word_bound)
+    return words
+
+
+def partial_score(share: np.ndarray, words: Sequence[int], query_bits: int, modulus: int) -> tuple[int, int]:
+    """(numerator, denominator) share of w.z + b for one holder from the query's signed
+    words (pure Python ints: the vectors are short and products exceed 64 bits)."""
+    features = len(words)
     if share.size != features + 2:
         raise ProtocolError(f"model share has {share.size} values, query has {features} features")
-    numerator = sum(int(a) * int(b) for a, b in zip(share[:features].tolist(), z.tolist(), strict=True))
-    numerator += int(share[features]) << frac_bits
+    numerator = sum(int(a) * int(b) for a, b in zip(share[:features].tolist(), words, strict=True))
+    numerator += int(share[features]) << query_bits
     return numerator % modulus, int(share[features + 1]) % modulus
 
 
@@ -69,12 +87,13 @@ def combine(partials: Mapping[int, Sequence[int]], modulus: int, additive: bool)
     ]
 
 
-def score_value(numerator: int, denominator: int, frac_bits: int, modulus: int) -> float:
-    """The model's linear score w.z + b from the combined partials."""
-    den = centred(denominator, modulus) / 2.0**frac_bits
+def score_value(numerator: int, denominator: int, frac_bits: int, query_bits: int, modulus: int) -> float:
+    """The model's linear score w.z + b from the combined partials (numerator at scale
+    2^(frac_bits + query_bits), denominator at 2^frac_bits)."""
+    den = centred(denominator, modulus)
     if den <= 0:
         raise ProtocolError("the model's sample count is not positive")
-    return centred(numerator, modulus) / 2.0 ** (2 * frac_bits) / den
+    return float(Fraction(centred(numerator, modulus), den << query_bits))
 
 
 def statistic_values(total: Sequence[int], frac_bits: int, modulus: int) -> dict[str, float]:

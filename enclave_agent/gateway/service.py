@@ -27,6 +27,7 @@ from enclave_agent.crypto.aead import decrypt, encrypt
 from enclave_agent.errors import ConfigError, CryptoError, ProtocolError
 from enclave_agent.gateway import auth, scoring
 from enclave_agent.gateway.ratelimit import RateLimiter
+from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries, stages
 from enclave_agent.protocol.agent import Agent
 from enclave_agent.protocol.rounds import RoundDoc
@@ -72,6 +73,7 @@ class GatewayAgent(Agent):
         self.handlers.update(
             {
                 "PartialPosted": self._on_partial_posted,
+                "ModelRangePublished": self._on_range_published,
                 "RequestCompleted": self._on_request_closed,
                 "RequestRefunded": self._on_request_closed,
             }
@@ -95,6 +97,16 @@ class GatewayAgent(Agent):
             )
             return
         self.store.put_blob(key, bytes(event.args["ciphertext"]))
+
+    def _on_range_published(self, event: ChainEvent) -> None:
+        """A holder's input range for a model (the contract checked it is a holder)."""
+        model_id, provider = int(event.args["modelId"]), to_checksum_address(event.args["provider"])
+        try:
+            InputRange.from_json(str(event.args["range"]))
+        except ProtocolError as exc:
+            log.warning("ignored input range of model %d from %s: %s", model_id, provider, exc)
+            return
+        self.store.put_json(f"range/{model_id}/{provider}", str(event.args["range"]))
 
     def _on_request_closed(self, event: ChainEvent) -> None:
         request = self.request(int(event.args["requestId"]))
@@ -183,16 +195,52 @@ class GatewayAgent(Agent):
             raise ProtocolError(f"round {model['round_id']} of model {model['id']} is unknown here")
         return doc
 
+    def input_range(self, model: dict[str, Any]) -> InputRange | None:
+        """The input range a score model answers exactly: per feature the smallest bound
+        its holders published, once as many holders published as an answer needs (all
+        for additive models, t for Shamir). None until then, or if they disagree on
+        the encoding (logged)."""
+        doc = self.round_doc(int(model["round_id"]))
+        if model["kind"] != "shared-model" or doc is None:
+            return None
+        holders = doc.mask_members(doc.holders)
+        published = []
+        for provider in holders:
+            raw = self.store.get_json(f"range/{model['id']}/{provider}")
+            if raw is not None:
+                published.append(InputRange.from_json(str(raw)))
+        needed = len(holders) if scoring.is_additive(doc.modulus) else doc.threshold
+        if not holders or len(published) < needed:
+            return None
+        try:
+            return InputRange.agreed(published)
+        except ProtocolError as exc:
+            log.error("model %s: %s", model["id"], exc)
+            return None
+
     def rows_per_request(self, model: dict[str, Any]) -> int:
         """The most rows of ``model`` one on-chain request carries."""
         doc = self.model_round(model)
         features = len(queries.parse_metadata(model["metadata"])["features"])
         return queries.rows_per_request(features, len(doc.mask_members(doc.holders)))
 
-    def submit(self, model: dict[str, Any], signed: auth.SignedRequest, query: queries.Query) -> int:
+    def submit(
+        self,
+        model: dict[str, Any],
+        signed: auth.SignedRequest,
+        query: queries.Query,
+        bounds: InputRange | None = None,
+    ) -> int:
         """Record one request (all of ``query``'s rows, as the client signed them) on
-        chain with the query encrypted for every holder."""
+        chain with the query encrypted for every holder. A score query needs the
+        model's input range (``bounds``), which the caller checked every row against."""
         doc = self.model_round(model)
+        if query.kind == queries.KIND_SCORE:
+            if bounds is None:
+                raise ProtocolError(f"model {model['id']} has no input range yet")
+            outside = [r for r, row in enumerate(query.rows) if bounds.violation(row) is not None]
+            if outside:
+                raise ProtocolError(f"row {outside[0]} is outside the model's input range")
         holders = doc.mask_members(doc.holders)
         client = signed.client
         digest = signed.digest(self.chain_id, self.gateway_address)
@@ -225,6 +273,8 @@ class GatewayAgent(Agent):
                 "client": client,
                 "holders": holders,
                 "epoch": epoch,
+                "query_bits": bounds.query_bits if bounds is not None else None,
+                "count_bound": bounds.count_bound if bounds is not None else None,
                 "deadline": int(event["deadline"]),
                 "status": "pending",
                 "submit_tx": receipt["transactionHash"].to_0x_hex(),
@@ -264,7 +314,15 @@ class GatewayAgent(Agent):
                 return None
             chosen = dict(sorted(partials.items())[:needed])
             total = scoring.combine(chosen, doc.modulus, additive)
-            results = self._interpret(request, model, doc, total)
+            try:
+                results = self._interpret(request, model, doc, total)
+            except ProtocolError as exc:
+                # Never answer what may be wrong: the request expires and is refunded.
+                if not request.get("withheld"):
+                    log.error("request %s: answer withheld: %s", request_id, exc)
+                    request["withheld"] = str(exc)
+                    self.store.put_json(f"request/{request_id}", request)
+                return None
             salt = secrets.token_bytes(32)
             commitment = keccak(
                 request_id.to_bytes(32, "big") + json.dumps(results, sort_keys=True).encode() + salt
@@ -311,9 +369,17 @@ class GatewayAgent(Agent):
         base: dict[str, Any] = {"request_id": int(request["id"]), "model_id": int(model["id"])}
         if request["kind"] == queries.KIND_STATISTIC:
             return [base | scoring.statistic_values(total, doc.frac_bits, doc.modulus)]
+        bits, count_bound = request.get("query_bits"), request.get("count_bound")
+        if bits is None or count_bound is None:
+            raise ProtocolError("the request was recorded without the model's input range")
         results = []
         for row in range(int(request.get("rows", 1))):
-            logit = scoring.score_value(total[2 * row], total[2 * row + 1], doc.frac_bits, doc.modulus)
+            # The range analysis assumed at most count_bound rows behind the model.
+            if scoring.centred(total[2 * row + 1], doc.modulus) > int(count_bound) << doc.frac_bits:
+                raise ProtocolError(f"the model's row count exceeds {count_bound}, which its range assumed")
+            logit = scoring.score_value(
+                total[2 * row], total[2 * row + 1], doc.frac_bits, int(bits), doc.modulus
+            )
             probability = scoring.sigmoid(logit)
             results.append(
                 base | {"row": row, "score": probability, "logit": logit, "label": int(probability >= 0.5)}

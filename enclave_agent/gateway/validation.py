@@ -2,6 +2,8 @@
 
 Every problem is an ``InvalidRequest`` carrying the HTTP status and the JSON path
 of the offending field, e.g. ``features.mean_radius: must be a finite number``.
+A score row must also lie within the model's input range (``check_range``): the
+magnitudes its providers published, beyond which the fixed-point score could wrap.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from enclave_agent.errors import EnclaveAgentError
+from enclave_agent.model.ranges import InputRange
 
 MAX_ABS_FEATURE = 1e9
 
 
 class InvalidRequest(EnclaveAgentError):
-    def __init__(self, status: int, field: str, problem: str) -> None:
-        self.status, self.field, self.problem = status, field, problem
+    def __init__(self, status: int, field: str, problem: str, **extra: Any) -> None:
+        self.status, self.field, self.problem, self.extra = status, field, problem, extra
         super().__init__(f"{field}: {problem}" if field else problem)
 
 
@@ -86,6 +89,30 @@ def parse_score_request(body: Mapping[str, Any], features: Sequence[str], max_ba
         else:
             raise InvalidRequest(422, f"rows[{i}]", "must be an object or a list")
     return ScoreRequest(parsed, batch=True)
+
+
+def check_range(body: Mapping[str, Any], score: ScoreRequest, bounds: InputRange | None) -> None:
+    """422 naming the first feature outside the model's input range and its bound
+    (503 while the providers have not published the range)."""
+    if bounds is None:
+        raise InvalidRequest(
+            503, "model", "the model's providers have not published its input range yet; try again shortly"
+        )
+    for i, row in enumerate(score.rows):
+        k = bounds.violation(row)
+        if k is None:
+            continue
+        name, bound = bounds.features[k], bounds.bounds[k]
+        base = f"rows[{i}]" if score.batch else "features"
+        sent = body["rows"][i] if score.batch else body["features"]
+        field = f"{base}.{name}" if isinstance(sent, Mapping) else f"{base}[{k}]"
+        raise InvalidRequest(
+            422,
+            field,
+            f"outside the range this model answers exactly: |{name}| must be at most {bound:g}",
+            feature=name,
+            bound=bound,
+        )
 
 
 def parse_statistic_request(body: Mapping[str, Any], features: Sequence[str]) -> StatisticRequest:

@@ -61,9 +61,11 @@ def write_agent_config(
     inputs: Mapping[str, InputValue] | None = None,
     poll_interval: float = 0.2,
     extra: str = "",
+    rpc_url: str | None = None,
 ) -> Path:
     """Write one agent's TOML config (see ``enclave_agent.config``); ``extra`` is raw
-    TOML appended verbatim (e.g. a ``[data]`` or ``[gateway]`` table)."""
+    TOML appended verbatim (e.g. a ``[data]`` or ``[gateway]`` table); ``rpc_url``
+    overrides the manifest's endpoint."""
     lines = [
         "[agent]",
         f"name = {_toml_string(name)}",
@@ -72,6 +74,7 @@ def write_agent_config(
         "[chain]",
         f"manifest = {_toml_string(manifest)}",
         f"poll_interval = {float(poll_interval)!r}",
+        *([f"rpc_url = {_toml_string(rpc_url)}"] if rpc_url else []),
         "[operator]",
         f"key_file = {_toml_string(operator_key_file)}",
         "[attestation]",

@@ -8,6 +8,11 @@ vector, so this module speaks in such vectors:
 - a contribution ``[n*w_1..n*w_f, n*b, n]`` -> summed over providers, ``global_model``
   gives the sample-weighted average model (federated averaging).
 
+Training may keep ``|w|_1 + |b|`` within a public ``l1_bound`` (projected gradient
+descent onto that L1 ball): the average of such models stays in the ball, and that
+bound is what lets the enclaves derive the input range a secret-shared model
+answers exactly (``enclave_agent.model.ranges``).
+
 A score is linear in the contribution vector, so each holder of an additive share
 of the aggregate computes its own ``linear_parts`` and the parts add up:
 ``sigmoid(sum numerators / sum denominators)`` is the averaged model's probability.
@@ -30,6 +35,7 @@ __all__ = [
     "linear_parts",
     "log_loss",
     "predict_proba",
+    "project_l1",
     "sigmoid",
     "standardise",
     "train_local",
@@ -88,6 +94,24 @@ def log_loss(z: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
     return float(np.mean(np.logaddexp(0.0, s) - y * s))
 
 
+def project_l1(v: np.ndarray, radius: float) -> np.ndarray:
+    """Euclidean projection of ``v`` onto the L1 ball of ``radius`` (Duchi et al. 2008);
+    ``v`` itself (not a copy) when it is inside already."""
+    v = np.asarray(v, dtype=np.float64)
+    if radius <= 0:
+        raise ConfigError(f"the L1 radius must be positive, got {radius}")
+    magnitude = np.abs(v)
+    if float(magnitude.sum()) <= radius:
+        return v
+    ordered = np.sort(magnitude)[::-1]
+    cumulative = np.cumsum(ordered) - radius
+    index = np.arange(1, ordered.size + 1)
+    rho = int(np.nonzero(ordered - cumulative / index > 0)[0][-1])
+    theta = cumulative[rho] / (rho + 1)
+    projected: np.ndarray = np.sign(v) * np.maximum(magnitude - theta, 0.0)
+    return projected
+
+
 def train_local(
     z: np.ndarray,
     y: np.ndarray,
@@ -97,11 +121,14 @@ def train_local(
     epochs: int = 200,
     lr: float = 0.1,
     l2: float = 1e-3,
+    l1_bound: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """Full-batch gradient descent on mean log-loss + l2/2 |w|^2 (bias not penalised).
 
     Deterministic (no sampling); ``init_w``/``init_b`` warm-start from the previous
-    global model. ``z`` must already be standardised with the joint scaling.
+    global model. ``z`` must already be standardised with the joint scaling. With
+    ``l1_bound`` every step is projected onto ``|w|_1 + |b| <= l1_bound`` (the start
+    too), so the result obeys it; inside the ball the steps are unchanged.
     """
     z = _matrix(z)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -114,12 +141,21 @@ def train_local(
     if w.shape[0] != features:
         raise ConfigError(f"initial weights have {w.shape[0]} values for {features} features")
     b = float(init_b)
+    if l1_bound is not None:
+        w, b = _project_model(w, b, l1_bound)
     for _ in range(epochs):
         error = sigmoid(z @ w + b) - y
         w = w - lr * (z.T @ error / rows + l2 * w)
         b -= lr * float(error.mean())
+        if l1_bound is not None:
+            w, b = _project_model(w, b, l1_bound)
     logger.debug("trained local model: %d rows, %d features, %d epochs", rows, features, epochs)
     return w, b
+
+
+def _project_model(w: np.ndarray, b: float, radius: float) -> tuple[np.ndarray, float]:
+    projected = project_l1(np.append(w, b), radius)
+    return projected[:-1], float(projected[-1])
 
 
 def contribution_length(features: int) -> int:

@@ -18,9 +18,19 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import requests
+
 from enclave_agent.chain import ChainEvent, EventFollower
+from enclave_agent.chain.identity import ChainChanged
+from enclave_agent.chain.outage import unreachable
 from enclave_agent.config import AgentConfig
 from enclave_agent.errors import (
+    EXIT_CHAIN_CHANGED,
+    EXIT_OK,
+    EXIT_RECORD_MISMATCH,
+    EXIT_REFUSED,
+    EXIT_REVOKED,
+    EXIT_STATE_LOST,
     ChainError,
     ProtocolError,
 )
@@ -33,18 +43,13 @@ from enclave_agent.tee.backend import TeeBackend
 
 log = logging.getLogger(__name__)
 
-# Exit codes of `enclave-agent run` (documented in docs/error_codes.md).
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
-EXIT_REFUSED = 3
-EXIT_REVOKED = 4
-EXIT_RECORD_MISMATCH = 5
 
 __all__ = [
+    "EXIT_CHAIN_CHANGED",
     "EXIT_RECORD_MISMATCH",
     "EXIT_REFUSED",
     "EXIT_REVOKED",
+    "EXIT_STATE_LOST",
     "Agent",
     "AgentRecordMismatch",
     "AgentRefused",
@@ -79,9 +84,17 @@ class Agent(AgentContext):
             while not stop.is_set():
                 try:
                     self.step()
-                except (ChainError, ProtocolError) as exc:
-                    # Transient (node hiccup, a race lost to another agent): the next
-                    # step re-reads the chain and retries whatever is still missing.
+                    self.outage.recovered()
+                except (ChainError, ProtocolError, requests.RequestException, OSError) as exc:
+                    if unreachable(exc):
+                        # The node is down: wait it out (the outage logs start and end);
+                        # events and half-done actions are picked up again afterwards.
+                        stop.wait(self.outage.failed(exc))
+                        continue
+                    if not isinstance(exc, ChainError | ProtocolError):
+                        raise
+                    # Transient (a race lost to another agent, a reorg): the next step
+                    # re-reads the chain and retries whatever is still missing.
                     log.error("step failed, retrying: %s", exc)
                     stop.wait(min(5.0, self.config.poll_interval * 10))
                 stop.wait(self.config.poll_interval)
@@ -94,11 +107,15 @@ class Agent(AgentContext):
         except AgentRecordMismatch as exc:
             log.error("%s", exc)
             return EXIT_RECORD_MISMATCH
+        except ChainChanged as exc:
+            log.error("%s", exc)
+            return EXIT_CHAIN_CHANGED
         finally:
             self._write_status()
         return EXIT_OK
 
     def step(self) -> None:
+        self.guard.check(self.follower.last_event_block)
         self.follower.process(self._handle)
         self.onboarding.step()
         if self.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):

@@ -16,17 +16,33 @@ from eth_utils.address import to_checksum_address
 from web3.contract.contract import ContractFunction
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
+from enclave_agent.chain.identity import ChainChanged, ChainIdentity, IdentityGuard
 from enclave_agent.chain.manifest import Manifest, load_manifest
+from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
-from enclave_agent.errors import ConfigError, ContractRevert
+from enclave_agent.errors import ConfigError, ContractRevert, StateLost
 from enclave_agent.protocol import reveal, stages
 from enclave_agent.protocol.membership import MembershipView
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc
 from enclave_agent.store import Store
+from enclave_agent.tee._files import ensure_private_dir
 from enclave_agent.tee.backend import TeeBackend
 from enclave_agent.tee.simulated import SimulatedTee
 
 log = logging.getLogger(__name__)
+
+
+def tee_backend(config: AgentConfig) -> TeeBackend:
+    """The backend ``[agent] tee`` names. A hardware backend makes evidence
+    (``enclave_agent.tee.hardware``), but onboarding with it waits for the registry's
+    verifier path (issue 14, item 4), so an agent refuses to start on one today."""
+    if config.tee == "simulated":
+        return SimulatedTee(config.state_dir)
+    raise ConfigError(
+        f"{config.path}: agent.tee: {config.tee!r} evidence can be produced and verified "
+        "(enclave_agent.tee.hardware, enclave-agent verify-evidence) but the registry cannot admit it yet; "
+        "use 'simulated'"
+    )
 
 
 class AgentContext:
@@ -35,25 +51,39 @@ class AgentContext:
 
     def __init__(self, config: AgentConfig, *, tee: TeeBackend | None = None) -> None:
         self.config = config
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        # Every input is checked before anything is created: a bad key file leaves no state.
+        self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
+        ensure_private_dir(config.state_dir)
         self._state_lock = lock_state_dir(config.state_dir)
-        self.tee = tee or SimulatedTee(config.state_dir)
+        self.tee = tee or tee_backend(config)
         self.keys = self.tee.load_or_create_keys()
         self.address: str = self.keys.address
         self.measurement = self.tee.measurement()
         self.store = Store(config.state_dir / "agent.sqlite3")
+        self.store.check_integrity()
+        fresh = self.store.is_empty()
         self.manifest: Manifest = load_manifest(config.manifest)
         rpc_url = config.rpc_url or self.manifest.rpc_url
         self.w3 = connect(rpc_url)
+        self.outage = Outage(rpc_url)
         self.contracts = Contracts(self.w3, self.manifest)
-        self.contracts.check_deployment()  # the right chain, with code at every address
+        self.guard = self._chain_guard()  # the chain this manifest and this state belong to
+        self.contracts.check_deployment()  # with code at every address
+        if fresh and self.contracts.registry.functions.member(self.address).call()[1]:
+            raise StateLost(
+                f"enclave {self.address} is an active member on chain but its state store "
+                f"{self.store.path} is new or emptied: its keys and shares of past rounds are gone. Restore "
+                f"a backup (enclave-agent restore --config {config.path} --from FILE --yes), or have the "
+                "enclave leave (registry revoke) and start over"
+            )
+        if self.store.get_json("chain/identity") is None:
+            self.store.put_json("chain/identity", self.guard.recorded.to_json())
         self.chain_id = self.manifest.chain_id
         self.registry_address = to_checksum_address(self.contracts.registry.address)
         self.exchange_address = to_checksum_address(self.contracts.exchange.address)
         self.gateway_address = to_checksum_address(self.contracts.gateway.address)
         decoder = ErrorDecoder.from_manifest(self.manifest)
         self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
-        self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
         self.operator_tx = TxSender(self.w3, self.operator, decoder, store=self.store)
         self.ctx = RoundContext(self.chain_id, self.exchange_address)
         self.stage = self.store.get_json("stage") or stages.UNREGISTERED
@@ -65,6 +95,28 @@ class AgentContext:
             "SIMULATED" if self.tee.simulated else self.tee.name,
             self.measurement.hex(),
         )
+
+    def _chain_guard(self) -> IdentityGuard:
+        """ChainChanged unless the node is on the chain of the manifest and of this
+        agent's state (recorded at its first start, once the state is known to be sound);
+        the guard re-checks it while running."""
+        current = ChainIdentity.read(self.w3, self.manifest.deployed_block)
+        manifest = self.manifest
+        if manifest.genesis_hash and manifest.genesis_hash != current.genesis_hash:
+            raise ChainChanged(
+                f"the deployment manifest {self.config.manifest} belongs to another chain (genesis block "
+                f"0x{manifest.genesis_hash[:16]}…, the node's is 0x{current.genesis_hash[:16]}…): "
+                "use the manifest of the deployment on this chain"
+            )
+        remedy = (
+            "If the chain was reset on purpose, start this agent over on the new deployment: "
+            f"enclave-agent reset-state --config {self.config.path} --yes"
+        )
+        recorded = self.store.get_json("chain/identity")
+        identity = current if recorded is None else ChainIdentity.from_json(recorded)
+        guard = IdentityGuard(self.w3, identity, what="this agent's state", remedy=remedy)
+        guard.check(force=True)
+        return guard
 
     def set_stage(self, stage: str) -> None:
         if stage != self.stage:

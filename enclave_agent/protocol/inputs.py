@@ -33,6 +33,11 @@ from enclave_agent.model.logistic import (
 BUILTIN_TAGS = ("column-stats", "train:S:P")
 # Local training of one federated-averaging step (the plaintext reference uses the same).
 TRAIN_EPOCHS, TRAIN_LR, TRAIN_L2 = 200, 0.1, 1e-3
+# Every contributed model keeps |w|_1 + |b| within this public bound (projected
+# gradient descent), so the averaged model does too: the range analysis of scores
+# (enclave_agent.model.ranges) rests on it. Loose on purpose: the demo's models stay
+# near 13, so the projection never binds there.
+TRAIN_L1_BOUND = 64.0
 
 Aggregates = Callable[[int], np.ndarray | None]
 
@@ -97,6 +102,7 @@ def _training_step(config: AgentConfig, tag: str, aggregates: Aggregates) -> np.
         epochs=TRAIN_EPOCHS,
         lr=TRAIN_LR,
         l2=TRAIN_L2,
+        l1_bound=TRAIN_L1_BOUND,
     )
     return contribution(w, b, x.shape[0])
 

@@ -1,6 +1,8 @@
-"""A provider's side of gated inference: answer the requests the chain recorded
-(with the client's signature) with an encrypted partial result computed on this
-enclave's share of the model, for exactly the query the client signed."""
+"""A provider's side of gated inference: publish the input range of every model it
+holds a share of, and answer the requests the chain recorded (with the client's
+signature) with an encrypted partial result computed on this enclave's share of the
+model, for exactly the query the client signed, refusing any row outside that range
+whoever submitted it."""
 
 from __future__ import annotations
 
@@ -14,16 +16,18 @@ from eth_utils.crypto import keccak
 
 from enclave_agent.chain import ChainEvent
 from enclave_agent.crypto.aead import decrypt, encrypt
-from enclave_agent.crypto.fixed_point import encode
 from enclave_agent.errors import (
+    ContractRevert,
     CryptoError,
     ProtocolError,
 )
-from enclave_agent.gateway.scoring import partial_score, partial_statistic
+from enclave_agent.gateway.scoring import partial_score, partial_statistic, query_words
 from enclave_agent.model.federated import ModelSpec
 from enclave_agent.model.logistic import joint_scaling, standardise
+from enclave_agent.model.ranges import InputRange, score_range
 from enclave_agent.protocol import queries, stages
 from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
 from enclave_agent.protocol.rounds import (
     RoundDoc,
 )
@@ -45,6 +49,7 @@ class InferenceResponder:
         }
 
     def step(self) -> None:
+        self._publish_ranges()
         self._post_answers()
 
     def _on_model_registered(self, event: ChainEvent) -> None:
@@ -127,10 +132,90 @@ class InferenceResponder:
         if stats is None:
             raise ProtocolError(f"joint scaling of round {spec.stats_round} is not in this enclave")
         mean, std = joint_scaling(stats, features)
+        bounds = self.input_range(model)
+        if bounds is None:
+            raise ProtocolError(f"model {model['id']} has no input range this enclave can vouch for")
+        for r, row in enumerate(query.rows):  # whoever sent it: the gateway checked, we check again
+            k = bounds.violation(row)
+            if k is not None:
+                raise ProtocolError(
+                    f"row {r}: feature '{bounds.features[k]}' is outside the model's input range "
+                    f"+-{bounds.bounds[k]:g}; the request is refused"
+                )
         values: list[int] = []
         for z in standardise(np.asarray(query.rows), mean, std):
-            values += partial_score(share, encode(z, doc.frac_bits, doc.modulus), doc.frac_bits, doc.modulus)
+            words = query_words(z, bounds.query_bits, bounds.word_bound)
+            values += partial_score(share, words, bounds.query_bits, doc.modulus)
         return values
+
+    # ------------------------------------------------------------------ input ranges
+
+    def input_range(self, model: dict[str, Any]) -> InputRange | None:
+        """The input range this enclave computed for a score model it holds (stored once
+        computed), or None if it cannot vouch for one: not a holder, a statistic, a
+        round whose inputs were not produced by bounded training, or no joint scaling."""
+        stored = self.agent.store.get_json(f"range/{model['id']}")
+        if stored is not None:
+            return InputRange.from_json(str(stored["range"]))
+        doc = self.agent.round_doc(int(model["round_id"]))
+        if (
+            model["kind"] != "shared-model"
+            or doc is None
+            or not doc.is_holder(self.agent.address)
+            or not doc.tag.startswith("train:")  # only trained models obey the L1 bound
+        ):
+            return None
+        try:
+            spec = ModelSpec.from_metadata(model["metadata"])
+        except ProtocolError:
+            return None
+        stats = self.agent.aggregate(spec.stats_round)
+        if stats is None or stats.size != 2 * len(spec.features) + 1:
+            return None
+        mean, std = joint_scaling(stats, len(spec.features))
+        try:
+            bounds = score_range(
+                spec.features,
+                mean,
+                std,
+                count=round(float(stats[-1])),
+                frac_bits=doc.frac_bits,
+                modulus=doc.modulus,
+                contributors=max(1, bin(doc.contributors).count("1")),
+                weight_bound=TRAIN_L1_BOUND,
+            )
+        except CryptoError as exc:
+            log.error("model %s: no input range: %s", model["id"], exc)
+            return None
+        self.agent.store.put_json(f"range/{model['id']}", {"range": bounds.to_json(), "published": False})
+        return bounds
+
+    def _publish_ranges(self) -> None:
+        """Publish on chain, once, the input range of every active model we hold."""
+        if self.agent.config.role != "provider":
+            return
+        for model in self.agent.models():
+            if not model.get("active") or model["kind"] != "shared-model":
+                continue
+            stored = self.agent.store.get_json(f"range/{model['id']}")
+            if stored is not None and stored.get("published"):
+                continue
+            bounds = self.input_range(model)
+            if bounds is None:
+                continue
+            publish = self.agent.contracts.gateway.functions.publishModelRange
+            try:
+                self.agent.send_or_done(publish(int(model["id"]), bounds.to_json()), f"range-{model['id']}")
+            except ContractRevert as exc:  # retired meanwhile, or no longer a holder: nothing to publish
+                log.warning("model %s: input range not published: %s", model["id"], exc.error_name)
+            else:
+                log.info(
+                    "model %s: published its input range (%d query fraction bits, +-%g standard deviations)",
+                    model["id"],
+                    bounds.query_bits,
+                    bounds.standardised_bound,
+                )
+            self.agent.store.put_json(f"range/{model['id']}", {"range": bounds.to_json(), "published": True})
 
     def _post_answers(self) -> None:
         for key in self.agent.store.keys("answer/"):

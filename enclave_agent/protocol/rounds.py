@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from enclave_agent.crypto import aead, fixed_point, posting, shares
-from enclave_agent.errors import ProtocolError
+from enclave_agent.errors import FixedPointRangeError, ProtocolError
 from enclave_agent.protocol import stages
 
 
@@ -141,7 +141,10 @@ def build_posting(
             f"the round expects {doc.length}"
         )
     me = doc.participants[doc.my_index]
-    secret = fixed_point.encode(values, doc.frac_bits, doc.modulus, headroom=doc.n)
+    try:  # every contribution within 1/n of the range: the sum of n cannot wrap
+        secret = fixed_point.encode(values, doc.frac_bits, doc.modulus, headroom=doc.n)
+    except FixedPointRangeError as exc:
+        raise FixedPointRangeError(f"round {doc.round_id}: input '{doc.tag}': {exc}") from None
     split = shares.split_vector(
         secret,
         scheme=doc.scheme,

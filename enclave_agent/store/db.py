@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -112,6 +114,36 @@ class Store:
                     (str(SCHEMA_VERSION),),
                 )
                 log.info("state store %s at schema version %d (was %d)", self.path, SCHEMA_VERSION, current)
+
+    def check_integrity(self) -> None:
+        """StoreError unless SQLite finds the file sound (``PRAGMA quick_check``)."""
+        rows = self._query("PRAGMA quick_check")
+        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        if problems:
+            raise StoreError(f"state store {self.path} is damaged ({problems[0]}): restore a backup")
+
+    def is_empty(self) -> bool:
+        """Whether nothing was ever recorded (a new, lost or emptied store)."""
+        return not self._query("SELECT 1 FROM processed_events LIMIT 1") and not self._query(
+            "SELECT 1 FROM docs LIMIT 1"
+        )
+
+    def backup(self, out: Path) -> None:
+        """A consistent snapshot into ``out`` (a new file, mode 0600) through SQLite's
+        backup API, while the agent may keep writing. Blobs stay sealed."""
+        out = Path(out)
+        if out.exists():
+            raise StoreError(f"backup target {out} exists already: choose a new file")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        target = sqlite3.connect(str(out))
+        try:
+            with self._lock:
+                self._conn.backup(target)
+        except sqlite3.Error as exc:
+            raise StoreError(f"backup of {self.path} to {out} failed: {exc}") from exc
+        finally:
+            target.close()
 
     # ------------------------------------------------------------------ transactions
 
@@ -223,7 +255,15 @@ class Store:
 
     def get_json(self, key: str) -> Any | None:
         rows = self._query("SELECT value FROM docs WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        try:
+            return json.loads(rows[0][0])
+        except ValueError:
+            raise StoreError(
+                f"state store {self.path}: document {key!r} is not valid JSON (the file was edited or "
+                "damaged): restore a backup (enclave-agent restore)"
+            ) from None
 
     def delete_json(self, key: str) -> None:
         self._write("DELETE FROM docs WHERE key = ?", (key,))
@@ -258,3 +298,36 @@ class Store:
             {"label": r[0], "tx_hash": r[1], "status": r[2], "created_at": r[3], "updated_at": r[4]}
             for r in rows
         ]
+
+
+def set_aside(path: Path) -> Path:
+    """Move a state file (and its WAL and shared-memory files) aside as
+    ``<name>.reset-<UTC time>``, never deleting anything; returns the new path."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no agent state at {path}")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.reset-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(target.with_name(target.name + suffix))
+    return target
+
+
+def restore(backup: Path, path: Path) -> Path | None:
+    """Replace the state at ``path`` with ``backup`` (checked first: a sound store of a
+    schema this agent reads); the current state, if any, is set aside. Returns where."""
+    backup = Path(backup)
+    if not backup.is_file():
+        raise StoreError(f"no backup at {backup}")
+    with Store(backup) as candidate:
+        candidate.check_integrity()
+        if candidate.is_empty():
+            raise StoreError(f"backup {backup} holds no agent state")
+    kept = set_aside(path) if Path(path).exists() else None
+    tmp = Path(path).with_name(f".{Path(path).name}.restoring")
+    shutil.copyfile(backup, tmp)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return kept

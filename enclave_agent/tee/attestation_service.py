@@ -41,7 +41,8 @@ from eth_utils.address import is_address, to_checksum_address
 from enclave_agent.errors import AttestationError, ConfigError
 from enclave_agent.tee._files import check_owner_only, write_new_private_file
 from enclave_agent.tee.backend import is_secp256k1_key, new_secp256k1_key
-from enclave_agent.tee.evidence import EvidenceVerifier, evidence_binding
+from enclave_agent.tee.binding import BindingClaims, BindingError, check_binding
+from enclave_agent.tee.evidence import EvidenceVerifier
 from enclave_agent.tee.measure import measure_package
 from enclave_agent.tee.quote import ROLE_NAMES, MalformedQuoteError, Quote, recover_signer, sign_quote
 
@@ -211,8 +212,9 @@ class AttestationService:
         """Hardware attestation: verify ``evidence`` and sign a quote for the
         measurement it proves. The evidence must be recent (``max_age`` seconds), not
         from a debug-mode enclave unless ``allow_debug``, carry
-        ``evidence_binding(enclave, x25519_key, chain_id, registry)`` as report data,
-        and, if ``expected_nonce`` is given, that nonce.
+        ``evidence_binding(enclave, x25519_key, chain_id, registry)`` in its report data
+        (layout: ``enclave_agent.tee.binding``) and, if ``expected_nonce`` is given,
+        that challenge. Evidence without a signed time (DCAP, SNP) needs the challenge.
         """
         target = _Target.check(
             role=role,
@@ -230,21 +232,28 @@ class AttestationService:
                 f"{source} comes from a debug-mode enclave "
                 f"(measurement 0x{verified.measurement.hex()}): refused"
             )
-        if not -_CLOCK_SKEW <= now - verified.timestamp <= max_age:
+        if verified.timestamp is None:
+            if expected_nonce is None:
+                raise AttestationError(
+                    f"{source} carries no signed time: only a challenge (expected_nonce) can show it is fresh"
+                )
+        elif not -_CLOCK_SKEW <= now - verified.timestamp <= max_age:
             raise AttestationError(
                 f"{source} was produced at {verified.timestamp}, not within {max_age}s before now ({now})"
             )
-        binding = evidence_binding(
+        claims = BindingClaims(
             enclave=target.enclave,
             x25519_key=target.x25519_key,
             chain_id=target.chain_id,
             registry=target.registry,
         )
-        if verified.report_data != binding:
+        try:
+            check_binding(verified.report_data, claims)
+        except BindingError:
             raise AttestationError(
                 f"{source}: report data does not bind enclave {target.enclave}, its X25519 key, "
                 f"chain {target.chain_id} and registry {target.registry}"
-            )
+            ) from None
         if expected_nonce is not None and verified.nonce != expected_nonce:
             raise AttestationError(f"{source}: nonce does not match the challenge")
         quote, signature = self._sign(target, verified.measurement, nonce=None, now=now)

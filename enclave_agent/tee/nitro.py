@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import BasicConstraints, Certificate, ExtensionNotFound, load_der_x509_certificate
 
 from enclave_agent.errors import AttestationError
-from enclave_agent.tee.evidence import VerifiedEvidence
+from enclave_agent.tee._pki import name_of
+from enclave_agent.tee.evidence import VerifiedEvidence, evidence_hash
 
 logger = logging.getLogger(__name__)
 
@@ -163,12 +164,12 @@ def _check_chain(cabundle: list[bytes], leaf_der: bytes, root_sha256: bytes, at:
                 cert.verify_directly_issued_by(chain[position - 1])
             except (ValueError, TypeError, InvalidSignature):
                 raise NitroDocumentError(
-                    f"Nitro attestation document: {name} ({cert.subject.rfc4514_string()}) "
+                    f"Nitro attestation document: {name} ({name_of(cert)}) "
                     "is not issued by the certificate before it"
                 ) from None
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
             raise NitroDocumentError(
-                f"Nitro attestation document: {name} ({cert.subject.rfc4514_string()}) is not valid at "
+                f"Nitro attestation document: {name} ({name_of(cert)}) is not valid at "
                 f"{at.isoformat()} (valid {cert.not_valid_before_utc.isoformat()} .. "
                 f"{cert.not_valid_after_utc.isoformat()})"
             )
@@ -218,6 +219,8 @@ class NitroVerifier:
             public_key=doc["public_key"],
             identity=doc["module_id"],
             details={"timestamp_ms": doc["timestamp"], "verified_at": when.isoformat()},
+            evidence_hash=evidence_hash(evidence),
+            verified_at=int(when.timestamp()),
         )
         logger.info(
             "Nitro attestation document verified: module=%s measurement=0x%s debug=%s",

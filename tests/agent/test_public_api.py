@@ -35,9 +35,11 @@ PUBLIC = {
         "verify_quote",
     ],
     "enclave_agent.protocol.agent": [
+        "EXIT_CHAIN_CHANGED",
         "EXIT_RECORD_MISMATCH",
         "EXIT_REFUSED",
         "EXIT_REVOKED",
+        "EXIT_STATE_LOST",
         "Agent",
         "AgentRecordMismatch",
         "AgentRefused",

@@ -318,6 +318,11 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _simple(lambda s, c: s.w.gateway.postPartial(s.request_id, b"partial", {"from": c})),
         lambda s, c: ("InferenceNotShareholder", s.request_id, c),
     ),
+    "gateway.publishModelRange": (
+        frozenset({"provider"}),
+        _simple(lambda s, c: s.w.gateway.publishModelRange(s.model_id, '{"version":1}', {"from": c})),
+        lambda s, c: ("InferenceNotModelHolder", s.model_id, c),
+    ),
     "gateway.completeRequest": (
         frozenset({"gateway"}),
         _simple(lambda s, c: s.w.gateway.completeRequest(s.request_id, keccak(b"r"), {"from": c})),

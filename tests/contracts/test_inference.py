@@ -97,6 +97,56 @@ def role_account(s, role):
 
 NON_GOVERNORS = ["coordinator", "client", "provider", "gateway", "operator", "outsider"]
 
+# ------------------------------------------------------------------ publishModelRange
+
+RANGE = '{"version":1,"bounds":[5.0]}'
+
+
+def test_holders_publish_a_models_input_range(served):
+    s = served
+    for p in s.w.providers:
+        tx = s.gw.publishModelRange(s.model_id, RANGE, {"from": p.account})
+        assert_events(
+            tx, ("ModelRangePublished", {"modelId": s.model_id, "provider": p.address, "range": RANGE})
+        )
+
+
+@pytest.mark.parametrize("role", ["governor", "coordinator", "client", "gateway", "operator", "outsider"])
+def test_range_by_a_non_holder(served, role):
+    s = served
+    caller = role_account(s, role)
+    with rejects("InferenceNotModelHolder", s.model_id, caller, world=s.w):
+        s.gw.publishModelRange(s.model_id, RANGE, {"from": caller})
+
+
+def test_range_by_a_provider_joined_later_or_revoked(served):
+    s = served
+    newcomer, _ = s.w.register(PROVIDER, operator=accounts[8])
+    with rejects("InferenceNotModelHolder", s.model_id, newcomer.address, world=s.w):
+        s.gw.publishModelRange(s.model_id, RANGE, {"from": newcomer.account})
+    p = s.w.providers[1]
+    s.w.registry.revoke(p.address, {"from": p.operator})
+    with rejects("InferenceNotModelHolder", s.model_id, p.address, world=s.w):
+        s.gw.publishModelRange(s.model_id, RANGE, {"from": p.account})
+
+
+def test_range_of_an_unknown_or_retired_model(served):
+    s = served
+    p = s.w.providers[0]
+    with rejects("InferenceUnknownModel", 99, world=s.w):
+        s.gw.publishModelRange(99, RANGE, {"from": p.account})
+    s.gw.retireModel(s.model_id, {"from": s.w.governor})
+    with rejects("InferenceUnknownModel", s.model_id, world=s.w):
+        s.gw.publishModelRange(s.model_id, RANGE, {"from": p.account})
+
+
+def test_range_while_registry_paused(served):
+    s = served
+    s.w.registry.pause({"from": s.w.governor})
+    with rejects("InferenceRegistryPaused", world=s.w):
+        s.gw.publishModelRange(s.model_id, RANGE, {"from": s.w.providers[0].account})
+
+
 # ------------------------------------------------------------------ registerModel / retireModel
 
 

@@ -400,7 +400,11 @@ def test_additive_model_with_a_provider_down_times_out_and_is_refunded(
         demo.c.gateway.functions.registerModel(round_id, "additive", spec.to_metadata(), 10**12).transact(gov)
     )
     model_id = int(demo.c.gateway.events.ModelRegistered().process_receipt(receipt)[0]["args"]["modelId"])
-    wait_until(lambda: any(m["id"] == model_id for m in demo.client().models()), 30, "model visible")
+    wait_until(
+        lambda: any(m["id"] == model_id and m["input_range"] for m in demo.client().models()),
+        30,
+        "model and its input range visible",
+    )
     assert model != round_id
     demo.c.agents["provider-1"].stop()
     try:

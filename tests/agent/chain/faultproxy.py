@@ -5,6 +5,7 @@ scheduled per JSON-RPC method: ``drop_request`` closes the connection without
 forwarding, ``drop_response`` forwards and then closes without answering (the node
 acted, the client cannot know), ``http503`` answers Service Unavailable and
 ``rpc_error`` answers a JSON-RPC error such as a provider's "range too large".
+While ``down`` is set every request is dropped: an outage of the node.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class FaultProxy:
         self.upstream = upstream
         self.faults: dict[str, list[str]] = defaultdict(list)
         self.seen: dict[str, int] = defaultdict(int)
+        self.down = False
         self._lock = threading.Lock()
         proxy = self
 
@@ -32,7 +34,7 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.seen[method] += 1
                     fault = proxy.faults[method].pop(0) if proxy.faults[method] else None
-                if fault == "drop_request":
+                if fault == "drop_request" or proxy.down:
                     self.close_connection = True
                     return
                 if fault == "http503":

@@ -101,4 +101,5 @@ def test_signatures_others_rely_on() -> None:
         "block_number",
         "tx_hash",
         "log_index",
+        "block_hash",
     ]

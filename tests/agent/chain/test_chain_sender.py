@@ -122,25 +122,33 @@ def test_revert_in_the_block_is_decoded(
     store = Store(tmp_path / "s.sqlite3")
     sender.store = store
     measurement = os.urandom(32)
-    # A competing transaction for the same measurement waits in the pool, unmined.
-    first = approve(deployment, measurement).build_transaction(
-        {
-            "from": deployment.governor.address,
-            "nonce": w3.eth.get_transaction_count(deployment.governor.address, "pending"),
-            "gas": 200_000,
-            "maxFeePerGas": 10**11,
-            "maxPriorityFeePerGas": 10**10,
-            "chainId": 31337,
-        }
-    )
-    w3.eth.send_raw_transaction(deployment.governor.sign_transaction(first).raw_transaction)
-    sender.resync_nonce()
+    fees = sender._fees
+
+    def competitor_arrives_after_the_estimate() -> dict[str, int]:
+        # A competing transaction for the same measurement reaches the pool between our
+        # estimate (against the pending block) and our send, with a higher tip.
+        first = approve(deployment, measurement).build_transaction(
+            {
+                "from": deployment.governor.address,
+                "nonce": w3.eth.get_transaction_count(deployment.governor.address, "pending"),
+                "gas": 200_000,
+                "maxFeePerGas": 10**11,
+                "maxPriorityFeePerGas": 10**10,
+                "chainId": 31337,
+            }
+        )
+        w3.eth.send_raw_transaction(deployment.governor.sign_transaction(first).raw_transaction)
+        sender.resync_nonce()
+        return fees()
+
+    sender._fees = competitor_arrives_after_the_estimate  # type: ignore[method-assign]
     miner = mine_when_pending(anvil_node, 2)
     try:
         with pytest.raises(error_class("RegistryMeasurementAlreadyApproved")) as info:
             sender.send(approve(deployment, measurement), label="approve-late")
     finally:
         sender.store = None
+        sender._fees = fees  # type: ignore[method-assign]
     miner.join()
     assert info.value.error_args == {"role": PROVIDER, "measurement": "0x" + measurement.hex()}
     (record,) = store.txs()

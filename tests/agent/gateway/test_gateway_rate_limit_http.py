@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from enclave_agent.chain.outage import Outage
 from enclave_agent.config import GatewayConfig
 from enclave_agent.gateway.auth import hash_api_key
 from enclave_agent.gateway.http import build_app
@@ -41,6 +42,7 @@ class StubAgent:
     )
     metrics: Metrics = field(default_factory=Metrics)
     access_checks: int = 0
+    outage: Outage = field(default_factory=lambda: Outage("http://127.0.0.1:8545"))
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(per_minute=30, burst=2, clock=self.clock)

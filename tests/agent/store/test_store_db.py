@@ -255,3 +255,53 @@ def test_a_writer_blocked_by_another_process_gets_a_store_error(path: Path) -> N
     finally:
         holder.close()
         waiter.close()
+
+
+def test_a_damaged_document_names_its_key_instead_of_a_traceback(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    store.put_json("view", {"epoch": 3})
+    store._execute("UPDATE docs SET value = '{not json' WHERE key = 'view'")
+    with pytest.raises(StoreError, match="document 'view' is not valid JSON .*restore a backup"):
+        store.get_json("view")
+
+
+def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite3"
+    path.write_bytes(b"this is not an SQLite file at all" * 100)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        Store(path)
+
+
+def test_backup_is_a_consistent_owner_only_snapshot_and_restore_sets_the_current_aside(
+    tmp_path: Path,
+) -> None:
+    import stat
+
+    from enclave_agent.store.db import restore
+
+    path = tmp_path / "agent.sqlite3"
+    store = Store(path)
+    store.put_json("stage", "synchronised")
+    store.put_blob("keys/3", b"sealed")
+    store.mark_processed("0xabc:0")
+    backup = tmp_path / "backup.sqlite3"
+    store.backup(backup)
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    with pytest.raises(StoreError, match="exists already"):
+        store.backup(backup)
+    store.put_json("stage", "later")  # written after the snapshot
+    store.close()
+    path.write_bytes(b"")  # the state is lost
+    assert Store(path).is_empty()
+    kept = restore(backup, path)
+    assert kept is not None and kept.name.startswith("agent.sqlite3.reset-")
+    restored = Store(path)
+    restored.check_integrity()
+    assert restored.get_json("stage") == "synchronised" and restored.get_blob("keys/3") == b"sealed"
+    assert restored.is_processed("0xabc:0") and not restored.is_empty()
+    empty = tmp_path / "empty.sqlite3"
+    Store(empty).close()
+    with pytest.raises(StoreError, match="holds no agent state"):
+        restore(empty, path)
+    with pytest.raises(StoreError, match="no backup at"):
+        restore(tmp_path / "missing", path)

@@ -1,0 +1,134 @@
+"""The gateway's side of input ranges (unit tests, no chain): which publications it
+trusts, the 503 before a range exists, and an answer withheld when the model's row
+count breaks the range's assumption."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from enclave_agent.chain import ChainEvent
+from enclave_agent.chain.outage import Outage
+from enclave_agent.config import GatewayConfig
+from enclave_agent.crypto.field import PRIME61
+from enclave_agent.errors import ProtocolError
+from enclave_agent.gateway.auth import hash_api_key
+from enclave_agent.gateway.http import build_app
+from enclave_agent.gateway.ratelimit import RateLimiter
+from enclave_agent.gateway.service import GatewayAgent, Metrics
+from enclave_agent.model.federated import ModelSpec
+from enclave_agent.model.ranges import InputRange
+from enclave_agent.store import Store
+
+HOLDERS = ["0x" + f"{i:02x}" * 20 for i in (1, 2, 3)]
+MODEL = {"id": 4, "round_id": 9, "kind": "shared-model", "active": True, "name": "m", "fee": 0}
+
+
+def _range(bounds: tuple[float, ...] = (10.0, 3.0), bits: int = 20) -> InputRange:
+    return InputRange(("a", "b"), bounds, bits, 2**31, 2047.5, 512, 64.0)
+
+
+def _agent(tmp_path: Path, *, additive: bool = False) -> SimpleNamespace:
+    doc = SimpleNamespace(
+        holders=0b111,
+        threshold=2,
+        modulus=2**64 if additive else PRIME61,
+        frac_bits=14,
+        mask_members=lambda mask: [h for i, h in enumerate(HOLDERS) if mask >> i & 1],
+    )
+    return SimpleNamespace(store=Store(tmp_path / "gw.sqlite3"), round_doc=lambda _: doc, doc=doc)
+
+
+def _published(agent: SimpleNamespace, provider: str, text: str) -> None:
+    args = {"modelId": MODEL["id"], "provider": provider, "range": text}
+    GatewayAgent._on_range_published(
+        agent, ChainEvent("InferenceGateway", "ModelRangePublished", args, 1, "0x", 0)
+    )
+
+
+def test_a_shamir_model_has_a_range_once_t_holders_published_the_smallest_bound(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    _published(agent, HOLDERS[0], _range((10.0, 3.0)).to_json())
+    assert GatewayAgent.input_range(agent, MODEL) is None  # 1 of t = 2
+    _published(agent, HOLDERS[2], "{not json")  # ignored
+    assert GatewayAgent.input_range(agent, MODEL) is None
+    _published(agent, HOLDERS[2], _range((20.0, 2.0)).to_json())
+    agreed = GatewayAgent.input_range(agent, MODEL)
+    assert agreed is not None and agreed.bounds == (10.0, 2.0)
+    assert GatewayAgent.input_range(agent, MODEL | {"kind": "statistic"}) is None
+
+
+def test_an_additive_model_needs_every_holder_and_one_encoding(tmp_path: Path) -> None:
+    agent = _agent(tmp_path, additive=True)
+    for holder in HOLDERS[:2]:
+        _published(agent, holder, _range().to_json())
+    assert GatewayAgent.input_range(agent, MODEL) is None
+    _published(agent, HOLDERS[2], _range(bits=19).to_json())  # a holder with another encoding
+    assert GatewayAgent.input_range(agent, MODEL) is None
+    _published(agent, HOLDERS[2], _range().to_json())
+    assert GatewayAgent.input_range(agent, MODEL) == _range()
+
+
+def test_an_answer_is_withheld_when_the_model_has_more_rows_than_its_range_assumed() -> None:
+    doc = SimpleNamespace(frac_bits=14, modulus=PRIME61)
+    request = {"id": 1, "kind": "score", "rows": 1, "query_bits": 20, "count_bound": 512}
+    numerator = 3 * 456 << (14 + 20)  # a logit of 3 over 456 rows
+    results = GatewayAgent._interpret(cast(Any, None), request, MODEL, cast(Any, doc), [numerator, 456 << 14])
+    assert results[0]["logit"] == 3.0
+    with pytest.raises(ProtocolError, match="row count exceeds 512"):
+        GatewayAgent._interpret(cast(Any, None), request, MODEL, cast(Any, doc), [numerator, 513 << 14])
+    with pytest.raises(ProtocolError, match="without the model's input range"):
+        GatewayAgent._interpret(
+            cast(Any, None), request | {"query_bits": None}, MODEL, cast(Any, doc), [1, 1]
+        )
+
+
+@dataclass
+class StubAgent:
+    """Just what the HTTP layer asks before the chain."""
+
+    bounds: InputRange | None
+    config: Any = field(
+        default_factory=lambda: SimpleNamespace(
+            gateway=GatewayConfig(api_keys={"0x" + "11" * 20: hash_api_key("k")})
+        )
+    )
+    metrics: Metrics = field(default_factory=Metrics)
+    outage: Outage = field(default_factory=lambda: Outage("http://127.0.0.1:8545"))
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=600, burst=100))
+
+    def is_ready(self) -> bool:
+        return True
+
+    def models(self) -> list[dict[str, Any]]:
+        spec = ModelSpec(features=["a", "b"], stats_round=1, train_rounds=[9])
+        return [MODEL | {"metadata": spec.to_metadata()}]
+
+    def input_range(self, model: dict[str, Any]) -> InputRange | None:
+        return self.bounds
+
+    def client_has_access(self, client: str) -> bool:  # pragma: no cover - never reached
+        raise AssertionError("a refused row must not reach the chain")
+
+
+def _post(agent: StubAgent, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        async with TestClient(TestServer(build_app(cast(Any, agent)))) as client:
+            response = await client.post("/v1/inference", json=body, headers={"X-API-Key": "k"})
+            return response.status, await response.json()
+
+    return asyncio.run(scenario())
+
+
+def test_http_refuses_before_the_chain_while_no_range_is_published_and_beyond_it() -> None:
+    status, answer = _post(StubAgent(None), {"model": 4, "features": {"a": 1.0, "b": 1.0}})
+    assert status == 503 and "input range" in answer["error"]
+    status, answer = _post(StubAgent(_range()), {"model": 4, "rows": [[1.0, 1.0], [1.0, -3.5]]})
+    assert status == 422 and answer["field"] == "rows[1][1]" and answer["bound"] == 3.0
+    assert answer["error"] == "outside the range this model answers exactly: |b| must be at most 3"

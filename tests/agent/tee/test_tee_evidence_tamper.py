@@ -1,0 +1,82 @@
+"""A one-byte change anywhere in a document, quote or report is refused: a property
+over every position (and every non-zero XOR mask) of one real sample per format,
+each verified as of its own time. Refused means an ``AttestationError``: never
+accepted, never another exception."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from enclave_agent.errors import AttestationError
+from enclave_agent.tee.evidence import VerifiedEvidence
+from enclave_agent.tee.nitro import NitroVerifier
+from tests.support.tee_samples import DCAP_VECTORS, SNP_AT, nitro_sample, quote, snp_report, snp_verifier
+
+BY_ROW = {v.row: v for v in DCAP_VECTORS}
+
+
+def _dcap(row: str) -> tuple[bytes, Callable[[bytes], VerifiedEvidence]]:
+    vector = BY_ROW[row]
+    verifier = vector.verifier()
+    return quote(vector.quote), lambda data: verifier.verify(data, at=vector.at)
+
+
+def _nitro(name: str) -> tuple[bytes, Callable[[bytes], VerifiedEvidence]]:
+    verifier = NitroVerifier()
+    return nitro_sample(name), lambda data: verifier.verify(data)
+
+
+def _snp(name: str) -> tuple[bytes, Callable[[bytes], VerifiedEvidence]]:
+    verifier = snp_verifier()
+    return snp_report(name), lambda data: verifier.verify(data, at=SNP_AT)
+
+
+CASES = {
+    "nitro-cose": lambda: _nitro("anchorage_2022-11-09_eu-west-1.cose"),
+    "nitro-debug": lambda: _nitro("evervault_2022-10-12_debug.cose"),
+    "sgx-v3": lambda: _dcap("1"),
+    "sgx-v3-processor-ca": lambda: _dcap("5"),
+    "tdx-v4-padded": lambda: _dcap("7"),
+    "tdx-v5": lambda: _dcap("3"),
+    "snp-milan": lambda: _snp("virtee_milan_report.hex"),
+}
+_LOADED: dict[str, tuple[bytes, Callable[[bytes], VerifiedEvidence]]] = {}
+
+
+def case(name: str) -> tuple[bytes, Callable[[bytes], VerifiedEvidence]]:
+    if name not in _LOADED:
+        _LOADED[name] = CASES[name]()
+    return _LOADED[name]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_untouched_sample_verifies(name: str) -> None:
+    data, verify = case(name)
+    verify(data)
+
+
+@pytest.mark.parametrize("name", CASES)
+@settings(max_examples=120, deadline=None)
+@given(position=st.floats(min_value=0, max_value=1, exclude_max=True), mask=st.integers(1, 255))
+def test_a_one_byte_flip_anywhere_is_refused(name: str, position: float, mask: int) -> None:
+    data, verify = case(name)
+    index = int(position * len(data))
+    tampered = bytearray(data)
+    tampered[index] ^= mask
+    with pytest.raises(AttestationError):
+        verify(bytes(tampered))
+
+
+@pytest.mark.parametrize("name", ["tdx-v4-padded", "sgx-v3", "snp-milan"])
+def test_every_position_of_the_signed_header_region(name: str) -> None:
+    # Exhaustively, the first 700 bytes (header, body and the signature's start).
+    data, verify = case(name)
+    for index in range(min(700, len(data))):
+        tampered = bytearray(data)
+        tampered[index] ^= 0x01
+        with pytest.raises(AttestationError):
+            verify(bytes(tampered))
