@@ -38,7 +38,7 @@ from web3.types import TxParams, Wei
 
 from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient
-from enclave_agent.localnet import COMPLETED, Consortium, dev_key, start_consortium, wait_until
+from enclave_agent.localnet import COMPLETED, Consortium, chain_engine, dev_key, start_consortium, wait_until
 from enclave_agent.localnet.anvil import free_port
 from enclave_agent.model.data import SplitResult, read_table, split_breast_cancer
 from enclave_agent.model.federated import ModelSpec, fedavg_plaintext
@@ -76,6 +76,7 @@ class DemoConfig:
     gateway_timeout: float = 60.0
     serve: bool = False  # keep everything running for the wallet page until Ctrl-C
     out: Callable[[str], None] = print
+    engine: str | None = None  # anvil, ganache or hardhat (default: $ENCLAVE_CHAIN, else anvil)
 
 
 @dataclass
@@ -134,8 +135,7 @@ class Demo:
         w3 = self.c.w3
         total = 0
         for number in range(start_block + 1, w3.eth.block_number + 1):
-            for receipt in w3.eth.get_block_receipts(number):
-                total += int(receipt["gasUsed"])
+            total += int(w3.eth.get_block(number)["gasUsed"])  # every engine has it (not block receipts)
         return total
 
     # ------------------------------------------------------------------ stages
@@ -153,8 +153,8 @@ class Demo:
             self.say(f"    provider-{i}: {rows} rows ({split.provider_positives[i]} benign)")
         self.say(f"    held out: {split.holdout_rows} rows")
         self.result = DemoResult(split=split)
-        self.say("==> chain: anvil, simulated attestation service, contracts")
-        self.consortium = start_consortium(cfg.workdir / "net")
+        self.say(f"==> chain: {cfg.engine or chain_engine()}, simulated attestation service, contracts")
+        self.consortium = start_consortium(cfg.workdir / "net", engine=cfg.engine)
         self.say(f"    manifest {self.c.manifest_path}")
         with self.stage("attestation and key synchronisation"):
             for i, path in enumerate(split.provider_paths):

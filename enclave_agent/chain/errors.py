@@ -217,8 +217,9 @@ def _to_bytes(data: bytes | str) -> bytes:
 def revert_data(exc: BaseException) -> bytes | None:
     """The raw revert bytes a web3 exception carries, if any.
 
-    Nodes report them as ``error.data`` in several shapes: ``"0x…"``, ``"Reverted 0x…"``
-    or ``{"data": "0x…"}``; web3 keeps that value as ``exc.data``.
+    Nodes report them as ``error.data`` in several shapes: ``"0x…"``, ``"Reverted 0x…"``,
+    ``{"data": "0x…"}`` or Ganache's ``{"result": "0x…", "message": "revert"}``; web3
+    keeps that value as ``exc.data``.
     """
     data: Any = getattr(exc, "data", None)
     if data is None:
@@ -226,7 +227,7 @@ def revert_data(exc: BaseException) -> bytes | None:
         error = response.get("error") if isinstance(response, Mapping) else None
         data = error.get("data") if isinstance(error, Mapping) else None
     if isinstance(data, Mapping):
-        data = data.get("data")
+        data = data.get("data", data.get("result"))
     if not isinstance(data, str):
         return None
     text = data.strip().removeprefix("Reverted ").strip()

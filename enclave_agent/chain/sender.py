@@ -55,7 +55,13 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 _TRACE_ERRORS: tuple[type[BaseException], ...] = (Web3RPCError, *_TRANSIENT)
 _DUPLICATE = ("already known", "already imported", "known transaction")
-_NONCE_CONFLICT = ("nonce too low", "nonce is too low", "replacement transaction underpriced")
+_NONCE_CONFLICT = (
+    "nonce too low",
+    "nonce is too low",
+    "replacement transaction underpriced",
+    "mining has already started",  # Ganache: the nonce's transaction is being mined
+    "doesn't have the correct nonce",  # Ganache
+)
 
 
 def _is_transient(exc: BaseException) -> bool:

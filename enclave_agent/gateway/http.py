@@ -322,7 +322,7 @@ async def typed_data(request: web.Request) -> web.Response:
     except validation.InvalidRequest as exc:
         return _error(exc.status, exc.problem, exc.field, **exc.extra)
     nonce = secrets.randbits(256)
-    deadline = int(time.time()) + auth.SIGNATURE_TTL
+    deadline = await _blocking(agent.chain_now) + auth.SIGNATURE_TTL  # the contract checks chain time
     max_fee = int(ask.model["fee"]) * ask.query.row_count
     typed = auth.typed_request(
         chain_id=agent.chain_id,

@@ -21,8 +21,17 @@ assumption is that operators cannot do this; real hardware enforces it, this
 tooling deliberately does not.
 """
 
-from enclave_agent.localnet.agents import DEV_MNEMONIC, AgentProcess, dev_key, write_agent_config
-from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess, anvil_binary, free_port
+from enclave_agent.localnet.agents import AgentProcess, dev_key, write_agent_config
+from enclave_agent.localnet.anvil import (
+    DEV_MNEMONIC,
+    ENGINE_ENV,
+    ENGINES,
+    TX_GAS_CAP_ARGS,
+    AnvilProcess,
+    anvil_binary,
+    chain_engine,
+    free_port,
+)
 from enclave_agent.localnet.chainscan import (
     SentTransaction,
     chain_bytes,
@@ -54,6 +63,8 @@ __all__ = [
     "COMPLETED",
     "DEFAULT_ANVIL_ARGS",
     "DEV_MNEMONIC",
+    "ENGINES",
+    "ENGINE_ENV",
     "FUSING",
     "POSTING",
     "REPO_ROOT",
@@ -68,6 +79,7 @@ __all__ = [
     "SentTransaction",
     "anvil_binary",
     "chain_bytes",
+    "chain_engine",
     "dev_key",
     "distinctive",
     "exit_on_termination",

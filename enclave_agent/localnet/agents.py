@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 
+from enclave_agent.localnet.anvil import DEV_MNEMONIC
 from enclave_agent.localnet.processes import ChildProcess, python_child
 from enclave_agent.store import Store
 from enclave_agent.tee.simulated import SimulatedTee
 
 log = logging.getLogger(__name__)
 
-DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
 # An input is a list of numbers (written into the config) or a .npy/.csv file.
 InputValue = Sequence[float] | np.ndarray | Path

@@ -1,8 +1,12 @@
-"""A local Anvil node: ``with AnvilProcess() as node: ... node.url``.
+"""A local chain node: ``with AnvilProcess() as node: ... node.url``.
 
-Starts ``anvil`` on a free local port, waits until its JSON-RPC answers and stops
-it on exit. The default mnemonic's accounts are unlocked and funded; the chain id
-is 31337 unless ``--chain-id`` is passed in ``args``.
+Starts a node on a free local port, waits until its JSON-RPC answers and stops it on
+exit: Anvil by default, or Ganache 7 or Hardhat's node (``engine``, or the
+``ENCLAVE_CHAIN`` environment variable for the whole local consortium), all from the
+project's npm packages. The default test mnemonic's accounts are unlocked and funded
+on each; chain ids are 31337 (Anvil, Hardhat) and 1337 (Ganache). The contracts are
+compiled for the newest fork all three run (shanghai). Only the ``evm_*`` methods
+all three answer are used (``mine``, ``increase_time``).
 
 Gas: anvil 1.7 runs a post-Osaka hardfork by default but enforces the EIP-7825
 per-transaction cap of 2**24 gas only with ``--enable-tx-gas-limit``
@@ -30,6 +34,24 @@ from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess
 log = logging.getLogger(__name__)
 
 TX_GAS_CAP_ARGS = ("--enable-tx-gas-limit",)
+ENGINES = ("anvil", "ganache", "hardhat")
+ENGINE_ENV = "ENCLAVE_CHAIN"
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def chain_engine() -> str:
+    """The engine the local consortium runs on: ``$ENCLAVE_CHAIN`` or anvil."""
+    engine = os.environ.get(ENGINE_ENV, "anvil") or "anvil"
+    if engine not in ENGINES:
+        raise AnvilError(f"{ENGINE_ENV} must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine
+
+
+def _npm_binary(name: str) -> str:
+    local = REPO_ROOT / "node_modules" / ".bin" / name
+    if not local.exists():
+        raise AnvilError(f"{name} not found in node_modules: run `make setup`")
+    return str(local)
 
 
 def anvil_binary() -> str:
@@ -69,7 +91,13 @@ class AnvilProcess:
         startup_timeout: float = 20.0,
         attempts: int = 3,
         log_path: Path | None = None,
+        engine: str = "anvil",
+        accounts: int = 10,
     ) -> None:
+        if engine not in ENGINES:
+            raise AnvilError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self.engine = engine
+        self.accounts = accounts
         self.args = list(args)
         self.startup_timeout = startup_timeout
         self.attempts = attempts
@@ -98,15 +126,10 @@ class AnvilProcess:
 
     def start(self) -> None:
         last_error = "not started"
-        binary = anvil_binary()
         # Another process may grab the free port between probe and bind: retry.
         for _ in range(self.attempts):
             self.port = free_port()
-            self._child = ChildProcess(
-                "anvil",
-                [binary, "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-                log=self.log_path,
-            )
+            self._child = ChildProcess(self.engine, self._command(), log=self.log_path, cwd=REPO_ROOT)
             self._child.start()
             try:
                 self._wait_ready()
@@ -114,16 +137,39 @@ class AnvilProcess:
                 last_error = f"{exc}; output: {self.output()[-2000:]}"
                 self.stop()
                 continue
-            log.info("anvil listening on %s (pid %s)", self.url, self._child.pid)
+            log.info("%s listening on %s (pid %s)", self.engine, self.url, self._child.pid)
             return
-        raise AnvilError(f"anvil did not start: {last_error}")
+        raise AnvilError(f"{self.engine} did not start: {last_error}")
+
+    def _command(self) -> list[str]:
+        port = str(self.port)
+        if self.engine == "ganache":
+            return [
+                _npm_binary("ganache"),
+                *("--server.host", "127.0.0.1", "--server.port", port, "--logging.quiet"),
+                *("--wallet.mnemonic", DEV_MNEMONIC, "--wallet.totalAccounts", str(self.accounts)),
+                *("--miner.blockGasLimit", "100000000", "--chain.hardfork", "shanghai"),
+                *self.args,
+            ]
+        if self.engine == "hardhat":  # accounts and gas limit: hardhat.config.js at the repo root
+            return [_npm_binary("hardhat"), "node", "--hostname", "127.0.0.1", "--port", port, *self.args]
+        return [
+            anvil_binary(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--accounts",
+            str(self.accounts),
+            *self.args,
+        ]
 
     def _wait_ready(self) -> None:
         assert self._child is not None
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if not self._child.running:
-                raise AnvilError(f"anvil exited with code {self._child.returncode}")
+                raise AnvilError(f"{self.engine} exited with code {self._child.returncode}")
             try:
                 self.rpc("eth_chainId")
                 return
@@ -148,7 +194,8 @@ class AnvilProcess:
         return reply.get("result")
 
     def mine(self, blocks: int = 1) -> None:
-        self.rpc("anvil_mine", hex(blocks))
+        for _ in range(blocks):
+            self.rpc("evm_mine")
 
     def increase_time(self, seconds: int) -> None:
         """Move the chain clock forward and mine a block at the new time."""

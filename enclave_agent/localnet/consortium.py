@@ -27,7 +27,7 @@ from enclave_agent.crypto.field import RING64
 from enclave_agent.crypto.fixed_point import decode
 from enclave_agent.crypto.sharing import shamir_reconstruct
 from enclave_agent.localnet.agents import AgentProcess, InputValue, dev_key, write_agent_config
-from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess
+from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess, chain_engine
 from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round_transactions
 from enclave_agent.localnet.errors import AgentExitedError, LocalnetError
 from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
@@ -321,6 +321,7 @@ def start_consortium(
     *,
     accounts: int = DEFAULT_ACCOUNTS,
     base_anvil_args: Iterable[str] = DEFAULT_ANVIL_ARGS,
+    engine: str | None = None,
 ) -> Consortium:
     """Start anvil and the attestation service, deploy the contracts (this code's
     measurement approved for providers and gateways, the service's signer trusted)
@@ -330,8 +331,14 @@ def start_consortium(
     stopped at interpreter exit."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    engine = engine or chain_engine()
+    if engine != "anvil" and anvil_args:
+        raise LocalnetError(f"anvil arguments given for a {engine} node: {list(anvil_args)}")
     anvil = AnvilProcess(
-        [*base_anvil_args, "--accounts", str(accounts), *anvil_args], log_path=root / "anvil.log"
+        [*base_anvil_args, *anvil_args] if engine == "anvil" else [],
+        log_path=root / f"{engine}.log",
+        engine=engine,
+        accounts=accounts,
     )
     anvil.start()
     service: ChildProcess | None = None

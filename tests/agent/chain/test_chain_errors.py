@@ -199,3 +199,14 @@ def test_selector_lookup(decoder: ErrorDecoder) -> None:
     assert decoder.spec("RoundUnexpectedState").signature == "RoundUnexpectedState(uint256,uint8,bytes32)"
     with pytest.raises(KeyError):
         decoder.spec("NoSuchError")
+
+
+def test_ganaches_revert_shape_is_decoded() -> None:
+    """Ganache reports an estimate's revert as {"result": "0x…", "message": "revert"}."""
+    from web3.exceptions import ContractLogicError
+
+    from enclave_agent.chain.errors import revert_data
+
+    data = "0x0cf900e000000000000000000000000070997970c51812dc3a010c7d01b50e0d17dc79c8"
+    exc = ContractLogicError("execution reverted", data={"hash": None, "result": data, "message": "revert"})
+    assert revert_data(exc) == bytes.fromhex(data[2:])
