@@ -10,6 +10,7 @@ membership, and every operation fits a transaction (2^24 gas) at the maximum.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from helpers import BOTH_ROLES, MAX_ROLE_LIMIT, PROVIDER, Consortium, travel_to
 ROOT = Path(__file__).resolve().parents[2]
 TX_GAS_CAP = 2**24  # EIP-7825: no transaction may use more
 SIZES = (3, 10, MAX_ROLE_LIMIT)
+EVM_VERSION = re.search(r"evm_version:\s*(\w+)", (ROOT / "brownie-config.yaml").read_text()).group(1)
 
 
 def _load_bench():
@@ -80,9 +82,9 @@ def test_gas_table(rows, maximum, capsys):
     text = gas_table.write_report(
         rows,
         ROOT / gas_table.REPORT,
-        note="Measured on anvil (cancun contracts, optimizer 200 runs); gas used per transaction, "
-        "calldata included. n is the number of providers (plus one gateway). Seeded/dense postings "
-        "carry n - 1 recipient ciphertexts.",
+        note=f"Measured on anvil ({EVM_VERSION} contracts, optimizer 200 runs); gas used per "
+        "transaction, calldata included. n is the number of providers (plus one gateway). "
+        "Seeded/dense postings carry n - 1 recipient ciphertexts.",
         maximum=maximum,
     )
     with capsys.disabled():
