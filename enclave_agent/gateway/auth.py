@@ -33,6 +33,7 @@ from eth_account.signers.local import LocalAccount
 from eth_keys.exceptions import BadSignature
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
+from eth_utils.exceptions import ValidationError
 
 from enclave_agent.errors import EnclaveAgentError
 from enclave_agent.protocol.queries import Query
@@ -115,7 +116,9 @@ class Caller:
 
 
 def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    # surrogateescape: a header that is not UTF-8 hashes to some value (never a match)
+    # instead of failing to encode.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def new_api_key() -> str:
@@ -278,7 +281,7 @@ def authenticate_signature(
     typed = signed.typed(chain_id, gateway_contract)
     try:
         recovered = Account.recover_message(encode_typed_data(full_message=typed), signature=raw)
-    except (ValueError, TypeError, BadSignature):
+    except (ValueError, TypeError, BadSignature, ValidationError):  # malformed: not an EOA's
         recovered = None
     if recovered != signed.client and not (has_code is not None and has_code(signed.client)):
         raise AuthError("the signature is not the client's over this request")

@@ -27,6 +27,7 @@ from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
 from enclave_agent.gateway import auth, validation
+from enclave_agent.gateway.listener import listen
 from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 AGENT: web.AppKey[GatewayAgent] = web.AppKey("agent", GatewayAgent)
 MAX_BODY = 1 << 20
+BODY_TIMEOUT = 10.0  # seconds a client has to send its body
 T = TypeVar("T")
 
 # Contract refusals as HTTP answers.
@@ -151,9 +153,13 @@ class _Ask:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json(loads=json.loads)
+        body = await asyncio.wait_for(request.json(loads=json.loads), BODY_TIMEOUT)
     except (ValueError, UnicodeDecodeError) as exc:
         raise validation.InvalidRequest(422, "body", "is not valid JSON") from exc
+    except RecursionError:
+        raise validation.InvalidRequest(422, "body", "is nested too deeply") from None
+    except TimeoutError:
+        raise validation.InvalidRequest(408, "body", f"not received within {BODY_TIMEOUT:g} s") from None
     if not isinstance(body, dict):
         raise validation.InvalidRequest(422, "body", "must be a JSON object")
     return body
@@ -534,19 +540,16 @@ def serve(agent: GatewayAgent) -> int:
     worker.start()
 
     async def main() -> None:
-        runner = web.AppRunner(build_app(agent), access_log=None)
-        await runner.setup()
         gateway = agent.config.gateway
         assert gateway is not None
-        site = web.TCPSite(runner, gateway.host, gateway.port)
-        await site.start()
-        log.info("gateway API listening on http://%s:%d (tee=SIMULATED)", gateway.host, gateway.port)
+        listener = await listen(build_app(agent), gateway.host, gateway.port)
+        log.info("gateway API listening on http://%s:%d (tee=SIMULATED)", gateway.host, listener.port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         while not stop.is_set() and worker.is_alive():
             await asyncio.sleep(0.2)
-        await runner.cleanup()
+        await listener.close()
 
     asyncio.run(main())
     stop.set()

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
 from enclave_agent.errors import EnclaveAgentError
 from enclave_agent.model.ranges import InputRange
 
@@ -40,7 +42,10 @@ class StatisticRequest:
 def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequest(422, field, "must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal like 10**400
+        raise InvalidRequest(422, field, f"must be within +-{MAX_ABS_FEATURE:g}") from None
     if not math.isfinite(number):
         raise InvalidRequest(422, field, "must be a finite number (no NaN or infinity)")
     if abs(number) > MAX_ABS_FEATURE:
@@ -136,4 +141,10 @@ def parse_x25519_key(value: Any) -> bytes | None:
         raise InvalidRequest(422, "encrypt_to", "must be a 0x-hex X25519 public key") from exc
     if len(raw) != 32:
         raise InvalidRequest(422, "encrypt_to", "must be 32 bytes")
+    # A low-order point gives an all-zero shared secret, which the key exchange refuses:
+    # find out now, before anything is recorded or charged, not when sealing the answer.
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(raw))
+    except ValueError:
+        raise InvalidRequest(422, "encrypt_to", "is not a usable X25519 key (a low-order point)") from None
     return raw

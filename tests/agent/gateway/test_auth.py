@@ -101,6 +101,7 @@ def test_a_signature_over_exactly_this_request_is_accepted_and_kept_for_the_chai
         ({"max_fee": -1}, "max_fee must be an integer"),
         ({"max_fee": True}, "max_fee must be an integer"),
         ({"signature": "0xzz"}, "0x-hex"),
+        ({"signature": "0x1234"}, "not the client's"),  # 2 bytes
         ({"signature": 5}, "0x-hex"),
         ({"client": "0x1234"}, "client must be an address"),
     ],
