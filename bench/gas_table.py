@@ -1,7 +1,9 @@
-"""Gas of the contract operations an enclave-share consortium pays for, at n = 3, 10 and 50.
+"""Gas of the contract operations an enclave-share consortium pays for, at n = 3, 10, 50 and
+64 providers (64 is the most a role may have).
 
-Driven by `tests/contracts/test_gas.py` (which builds real consortia: signed quotes,
-synchronised epochs) and printed as a markdown table, also written to reports/gas.md:
+Driven by `tests/contracts/test_gas.py` (which builds real consortia: admitted
+organisations, signed quotes with proof of possession, synchronised epochs, clients
+signing their requests) and printed as a markdown table, also written to reports/gas.md:
 
     brownie test tests/contracts/test_gas.py -p no:cacheprovider -s
 
@@ -70,19 +72,65 @@ class Row:
     payload: int  # bytes of variable-size calldata (0 when none)
 
 
-def measure(world: Any, client: Any, register_next: Callable[[], Any]) -> list[Row]:
-    """Gas of each operation in `world` (a synchronised consortium with n providers and a
-    gateway, the `Consortium` of tests/contracts/helpers.py).
+def measure_membership_join(world: Any, register_next: Callable[[], Any]) -> list[Row]:
+    """`world` has n - 1 providers and a gateway, synchronised; `register_next()` registers
+    the n-th provider. Measures that registration and the digests of the new epoch."""
+    n = len(world.providers) + 1
+    rows = [_row("register (the n-th provider joins)", n, register_next())]
+    digests = world.sync()
+    rows.append(_row("postMembershipDigest (not last)", n, digests[0]))
+    rows.append(_row("postMembershipDigest (last, synchronises)", n, digests[-1]))
+    return rows
 
-    `register_next()` registers one more provider and returns its transaction; it is
-    called last because it starts a new epoch.
-    """
+
+def measure_membership_leave(
+    world: Any,
+    register_next: Callable[[], Any],
+    expire: Callable[[], Any],
+    travel_past_deadline: Callable[[], None],
+) -> list[Row]:
+    """`world` has n providers and a gateway, synchronised. Measures the members leaving:
+    revoking the first-registered provider (the compaction moves every later member),
+    expiring one laggard, and expiring every provider (only the gateway posted)."""
+    n = len(world.providers)
+    rows: list[Row] = []
+    first = world.providers[0]
+    rows.append(
+        _row(
+            "revoke (first-registered provider)",
+            n,
+            world.registry.revoke(first.address, {"from": world.governor}),
+        )
+    )
+    world.forget(first.address)
+    register_next()  # n providers again, new epoch
+    laggard = world.providers[0]
+    world.sync([m for m in world.members if m is not laggard])
+    travel_past_deadline()
+    rows.append(_row("expireUnsynchronised (drops 1 laggard)", n, expire()))
+    world.forget(laggard.address)
+    register_next()  # n providers again, new epoch; only the gateway posts
+    world.sync(world.gateways)
+    travel_past_deadline()
+    rows.append(_row("expireUnsynchronised (drops all n providers)", n, expire()))
+    for p in list(world.providers):
+        world.forget(p.address)
+    return rows
+
+
+def _row(operation: str, n: int, tx: Any, payload: int = 0) -> Row:
+    logger.info("%s n=%d gas=%d", operation, n, tx.gas_used)
+    return Row(operation, n, int(tx.gas_used), payload)
+
+
+def measure(world: Any, client: Any) -> list[Row]:
+    """Gas of each round and request operation in `world` (a synchronised consortium with n
+    providers and a gateway, the `Consortium` of tests/contracts/helpers.py)."""
     n = len(world.providers)
     rows: list[Row] = []
 
     def add(operation: str, tx: Any, payload: int = 0) -> None:
-        rows.append(Row(operation, n, int(tx.gas_used), payload))
-        logger.info("%s n=%d gas=%d", operation, n, tx.gas_used)
+        rows.append(_row(operation, n, tx, payload))
 
     # A seeded round and a dense round, both completed.
     for encoding, build in (("seeded", seeded_payload), ("dense d=31", dense_payload)):
@@ -132,19 +180,65 @@ def measure(world: Any, client: Any, register_next: Callable[[], Any]) -> list[R
     world.admit_client(client, quota=10, deposit=10**17)
     query = noise(n * (NONCE + DENSE_D * ELEMENT + TAG), "query")
     request_id, tx = world.submit(model, client, query=query)
-    add("submitRequest", tx, len(query))
+    add("submitRequest (1 row, client's EIP-712 signature checked)", tx, len(query))
     partial = noise(NONCE + ELEMENT + TAG, "partial")
     tx = world.gateway.postPartial(request_id, partial, {"from": world.providers[0].account})
     add("postPartial", tx, len(partial))
     tx = world.gateway.completeRequest(request_id, keccak(b"result"), {"from": world.gateways[0].account})
     add("completeRequest", tx)
+    return rows
 
-    # Membership: one more provider joins (the new epoch's digest covers n + 2 members),
-    # then everyone posts the digest again.
-    add("register (one more provider joins)", register_next())
+
+def measure_maximum(
+    world: Any,
+    operator: Any,
+    isolated: Callable[[Callable[[], Any]], Any],
+    travel_past_deadline: Callable[[], None],
+) -> list[Row]:
+    """The registry at its largest: 64 providers and 64 gateways (both roles full), all run by
+    `operator` (an organisation admitted for both roles with 64 enclaves each), synchronised.
+    Each operation that removes members is measured from that same state (`isolated(fn)`
+    runs `fn` and then restores the chain and the model)."""
+    size = 2 * 64
+    rows: list[Row] = []
+
+    def add(operation: str, tx: Any) -> None:
+        rows.append(_row(operation, size, tx))
+
+    for role in (1, 2):  # Provider, Gateway
+        while len([m for m in world.members if m.role == role]) < 64:
+            _, tx = world.register(role, operator=operator)
+    add("register (the 128th member: both roles full)", tx)
     digests = world.sync()
-    add("postMembershipDigest (not last)", digests[0])
-    add("postMembershipDigest (last, synchronises)", digests[-1])
+    add("postMembershipDigest (last of 128, synchronises)", digests[-1])
+    governor = {"from": world.governor}
+    add(
+        "revoke (first-registered of 128)",
+        isolated(lambda: world.registry.revoke(world.members[0].address, governor)),
+    )
+    add(
+        "suspendOrganisation (revokes all 128)",
+        isolated(lambda: world.registry.suspendOrganisation(operator, governor)),
+    )
+    measurement = world.members[0].measurement
+    add(
+        "revokeMeasurement (deactivates 64 providers)",
+        isolated(lambda: world.registry.revokeMeasurement(1, measurement, governor)),
+    )
+
+    def expire(posting: int) -> Any:
+        """A member leaves and a new one joins (a new epoch of 128 members); `posting` of them
+        post their digest; after the deadline anyone expires the others."""
+        first = world.members[0]
+        world.registry.revoke(first.address, governor)
+        world.forget(first.address)
+        world.register(first.role, operator=operator)
+        world.sync(world.members[:posting])
+        travel_past_deadline()
+        return world.registry.expireUnsynchronised({"from": world.governor})
+
+    add("expireUnsynchronised (drops 1 of 128)", isolated(lambda: expire(size - 1)))
+    add("expireUnsynchronised (drops 127 of 128)", isolated(lambda: expire(1)))
     return rows
 
 
@@ -164,8 +258,22 @@ def render(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(rows: Sequence[Row], path: Path = REPORT, note: str = "") -> str:
+def render_maximum(rows: Sequence[Row], cap: int = 2**24) -> str:
+    """The operations at the registry's largest size, with their share of the gas cap."""
+    lines = [
+        "| operation (64 providers + 64 gateways) | gas | share of the 2^24 cap |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {r.operation} | {r.gas:,} | {100 * r.gas / cap:.1f}% |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    rows: Sequence[Row], path: Path = REPORT, note: str = "", maximum: Sequence[Row] = ()
+) -> str:
     text = "# Contract gas\n\n" + (note + "\n\n" if note else "") + render(rows)
+    if maximum:
+        text += "\n" + render_maximum(maximum)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text

@@ -235,7 +235,8 @@ def gas_rows(run: bool) -> list[str]:
     body = [
         line for line in lines if line.startswith("| ") and line.split("|")[1].strip().startswith(GAS_ROWS)
     ]
-    return [*header[:1], "|---|---:|---:|---:|---|", *body]
+    separator = "|---|" + "---:|" * (header[0].count("| gas") if header else 0) + "---|"
+    return [*header[:1], separator, *body]
 
 
 def main(argv: list[str]) -> int:

@@ -173,6 +173,16 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     /// @inheritdoc IConsortiumRegistry
     function unpause() external onlyRole(GOVERNOR_ROLE) {
         _unpause();
+        // No digest could be posted while paused: an unsynchronised epoch gets a full
+        // window from now, so that nobody is expired (and cooled down) for the pause.
+        Epochs storage epochs = _epochs;
+        if (epochs.current != 0 && epochs.synchronised != epochs.current) {
+            uint64 fresh = uint64(block.timestamp) + epochs.window;
+            if (fresh > epochs.deadline) {
+                epochs.deadline = fresh;
+                emit SyncDeadlineExtended(epochs.current, fresh);
+            }
+        }
     }
 
     // ------------------------------------------------------------------ membership

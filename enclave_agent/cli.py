@@ -79,7 +79,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     _configure_logging(config.name, args.verbose)
     stop = _stop_on_signals()
-    return Agent(config).run(stop)
+    agent = Agent(config)
+    if config.health is not None:
+        from enclave_agent.protocol.health import serve_health
+
+        try:
+            stopping = serve_health(agent, config.health.host, config.health.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"{args.config}: health.port: cannot listen on {config.health.host}:{config.health.port}: "
+                f"{exc.strerror}"
+            ) from exc
+        try:
+            return agent.run(stop)
+        finally:
+            stopping.set()
+    return agent.run(stop)
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:

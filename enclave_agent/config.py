@@ -27,6 +27,10 @@ Example (provider)::
     [inputs.demo-vector]               # a named round input (inputTag on chain)
     values = [1.5, -2.0, 3.25]         # or: file = "vector.npy" / "vector.csv"
 
+    [health]                            # optional: /healthz and /metrics (providers;
+    host = "127.0.0.1"                  # the gateway serves them with its API)
+    port = 8801
+
     [gateway]                           # gateway role only
     host = "127.0.0.1"
     port = 8700
@@ -81,6 +85,12 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8700
@@ -109,6 +119,7 @@ class AgentConfig:
     data: DataConfig | None
     inputs: dict[str, InputSpec]
     gateway: GatewayConfig | None
+    health: HealthConfig | None = None
 
     @property
     def role_id(self) -> int:
@@ -165,7 +176,7 @@ def load_config(path: Path | str) -> AgentConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     base = path.resolve().parent
     root = _Reader(path, raw, "")
-    unknown = set(raw) - {"agent", "chain", "operator", "attestation", "data", "inputs", "gateway"}
+    unknown = set(raw) - {"agent", "chain", "operator", "attestation", "data", "inputs", "gateway", "health"}
     if unknown:
         raise root.fail(sorted(unknown)[0], "unknown table")
 
@@ -276,6 +287,14 @@ def load_config(path: Path | str) -> AgentConfig:
             rate_burst=burst,
         )
 
+    health = None
+    health_table = root.sub("health", required=False)
+    if health_table is not None:
+        health_port = health_table.get("port", int)
+        if not 0 <= health_port <= 65535:
+            raise health_table.fail("port", "must be 0..65535")
+        health = HealthConfig(host=health_table.get("host", str, "127.0.0.1"), port=health_port)
+
     state_dir = agent.path_of("state_dir", base)
     manifest = chain.path_of("manifest", base)
     key_file = operator.path_of("key_file", base)
@@ -295,6 +314,7 @@ def load_config(path: Path | str) -> AgentConfig:
         data=data,
         inputs=inputs,
         gateway=gateway,
+        health=health,
     )
 
 

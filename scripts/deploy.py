@@ -8,6 +8,12 @@ Environment (all optional):
                                 (default: `enclave-agent measure` of this checkout)
     ENCLAVE_ATTESTATION_SIGNER  address of the trusted attestation signer
     ENCLAVE_MANIFEST            where to write the manifest (default deployments/<network>.json)
+
+Nobody can register an enclave yet: governance then admits each organisation (its
+operator address, the roles it may hold, how many enclaves per role), e.g.
+
+    brownie run scripts/organisations.py admit 0x<operator> bank-a provider 1
+    brownie run scripts/organisations.py admit 0x<operator> gateway-co gateway 1
 """
 
 from __future__ import annotations
@@ -60,4 +66,5 @@ def main() -> None:
     write_manifest(manifest, path)
     print(f"measurement approved for provider and gateway roles: 0x{measurement.hex()}")
     print(f"manifest written to {path}")
+    print("next: admit each organisation with scripts/organisations.py admit 0x<operator> NAME ROLES [MAX]")
     print(json.dumps(manifest.to_json(), indent=2))

@@ -111,6 +111,9 @@ interface IConsortiumRegistry {
     /// @notice A new membership epoch began; agents re-key for it and post their digest
     /// before `syncDeadline`.
     event EpochStarted(uint64 indexed epoch, bytes32 membershipDigest, uint256 memberCount, uint64 syncDeadline);
+    /// @notice The current epoch's sync deadline moved to `syncDeadline` (on `unpause`:
+    /// digests could not be posted while the registry was paused).
+    event SyncDeadlineExtended(uint64 indexed epoch, uint64 syncDeadline);
     /// @notice A member posted the digest of the membership it verified.
     event MembershipDigestPosted(uint64 indexed epoch, address indexed member, bytes32 digest, bool matches);
     /// @notice Every active member posted the canonical digest of `epoch`.
@@ -165,7 +168,9 @@ interface IConsortiumRegistry {
     /// @notice Stop registrations and digests (governance).
     function pause() external;
 
-    /// @notice Resume (governance).
+    /// @notice Resume (governance). If the current epoch is not synchronised, its sync
+    /// deadline becomes at least now plus the sync window (no digest could be posted
+    /// while paused, so no member is expired for the pause).
     function unpause() external;
 
     /// @notice The EIP-712 digest an attestation service signs for `quote`.
@@ -183,7 +188,8 @@ interface IConsortiumRegistry {
     /// @notice The epoch last synchronised (0 if none).
     function synchronisedEpoch() external view returns (uint64);
 
-    /// @notice The time by which the current epoch's members must post their digests.
+    /// @notice The time by which the current epoch's members must post their digests
+    /// (`EpochStarted.syncDeadline`, or later after an `unpause`).
     function syncDeadline() external view returns (uint64);
 
     /// @notice Whether `member` posted the matching digest of `epoch`.

@@ -58,6 +58,7 @@ class Outage:
         self._lock = threading.Lock()
         self._since: float | None = None
         self._failures = 0
+        self.failures_total = 0  # failed attempts ever (metrics)
 
     @property
     def down(self) -> bool:
@@ -77,6 +78,7 @@ class Outage:
                 self._since = self._clock()
                 log.error("chain unreachable at %s: %s; retrying with backoff", self.url, type(exc).__name__)
             self._failures += 1
+            self.failures_total += 1
             ceiling = min(self.cap, self.base * 2.0 ** (self._failures - 1))
         return float(ceiling / 2 + self._jitter() * ceiling / 2)
 

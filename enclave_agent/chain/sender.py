@@ -108,6 +108,10 @@ class TxSender:
         self.backoff = backoff
         self._lock = threading.Lock()
         self._next_nonce: int | None = None
+        # Running totals for metrics: transactions mined, their gas, and refusals.
+        self.mined = 0
+        self.gas_spent = 0
+        self.reverts = 0
         self._chain_id: int | None = None
 
     @property
@@ -171,7 +175,10 @@ class TxSender:
         with self._lock:
             tx_hash, tx = self._sign_and_send(build, {**fees, "gas": gas}, label)
         receipt = self._wait(tx_hash, label)
+        self.mined += 1
+        self.gas_spent += int(receipt["gasUsed"])
         if receipt["status"] != 1:
+            self.reverts += 1
             self._record(label, tx_hash, "reverted")
             error = self.revert_of(receipt, tx, label=label)
             log.warning("%s tx=%s reverted in block %d: %s", label, tx_hash, receipt["blockNumber"], error)
@@ -188,6 +195,7 @@ class TxSender:
         except ContractLogicError as exc:
             error = self.decoder.from_exception(exc, context=label)
             log.debug("%s not sent: the contract rejects it: %s", label, error.error_name)
+            self.reverts += 1
             raise error from None
         except Web3RPCError as exc:
             raise ChainError(f"{label}: gas estimate failed: {exc.message}") from exc

@@ -74,6 +74,7 @@ class Onboarding:
             "MemberRevoked": self._on_member_revoked,
             "EpochStarted": self._on_epoch_started,
             "EpochSynchronised": self._on_epoch_synchronised,
+            "SyncDeadlineExtended": self._on_sync_deadline_extended,
             "MembershipDigestPosted": self._on_digest_posted,
             "MeasurementApproved": self._on_measurement_approved,
             "MeasurementRevoked": self._on_measurement_revoked,
@@ -138,6 +139,13 @@ class Onboarding:
         self.agent.save_view(view)
         if self.agent.stage in (stages.VERIFIED, stages.SYNCHRONISED):
             self.agent.set_stage(stages.ATTESTED)
+
+    def _on_sync_deadline_extended(self, event: ChainEvent) -> None:
+        """Governance unpaused the registry: digests had no chance meanwhile."""
+        view = self.agent.view
+        if int(event.args["epoch"]) == view.epoch:
+            view.sync_deadline = int(event.args["syncDeadline"])
+            self.agent.save_view(view)
 
     def _on_epoch_synchronised(self, event: ChainEvent) -> None:
         view = self.agent.view
@@ -307,13 +315,19 @@ class Onboarding:
             return
         if self.agent.store.get_json(f"expired/{view.epoch}"):
             return
-        sent = self.agent.send_or_done(
-            self.agent.contracts.registry.functions.expireUnsynchronised(),
-            f"expire-{view.epoch}",
-            "RegistryEpochSynchronised",
-            "RegistrySyncStillOpen",
-            "RegistryNoMemberSynchronised",
-        )
+        try:
+            sent = self.agent.send_or_done(
+                self.agent.contracts.registry.functions.expireUnsynchronised(),
+                f"expire-{view.epoch}",
+                "RegistryEpochSynchronised",
+                "RegistryNoMemberSynchronised",
+            )
+        except ContractRevert as exc:
+            if exc.error_name != "RegistrySyncStillOpen":
+                raise
+            # The deadline moved (an unpause extends it): the event will tell us the new one.
+            log.info("epoch %d: its synchronisation deadline was extended; waiting", view.epoch)
+            return
         self.agent.store.put_json(f"expired/{view.epoch}", True)
         if sent:
             log.warning("epoch %d: dropped the members that did not synchronise by its deadline", view.epoch)

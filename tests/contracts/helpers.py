@@ -1,10 +1,13 @@
 """Shared helpers of the contract tests.
 
 The pure functions at the top (`membership_digest`, `share_commitment`, `quote_typed_data`,
-`sign_quote`) pin the off-chain formulas the agents use; the tests assert that the
-contracts agree with them. `Consortium` drives the three deployed contracts the way
-real agents do (signed quotes, real enclave accounts) and keeps a Python model of the
-membership so expected values never come from the contract under test.
+`sign_quote`, `possession_typed_data`, `sign_possession`, `request_typed_data`,
+`sign_request`) pin the off-chain formulas the agents and clients use, computed here
+independently of the contracts; the tests assert that the contracts agree with them.
+`Consortium` drives the three deployed contracts the way real agents do (admitted
+organisations, signed quotes with proof of possession, real enclave accounts, clients
+signing their own requests) and keeps a Python model of the membership so expected
+values never come from the contract under test.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import brownie
-from brownie import ConsortiumRegistry, InferenceGateway, ShareExchange, accounts, chain, history, web3
+from brownie import (
+    ConsortiumRegistry,
+    InferenceGateway,
+    MockContractWallet,
+    ShareExchange,
+    accounts,
+    chain,
+    history,
+    web3,
+)
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -60,6 +72,32 @@ class Blame:
     NONE, REVEAL_MISMATCH, REVEAL_UNREADABLE, SHARE_OFF_POLYNOMIAL, WRONG_PARTIAL = range(5)
 
 
+class OrgStatus:
+    NONE, ADMITTED, SUSPENDED = range(3)
+
+
+class Reason:
+    """RevokeReason of `MemberRevoked`."""
+
+    NONE, GOVERNANCE, OPERATOR, MEASUREMENT_REVOKED, ORGANISATION_SUSPENDED, UNSYNCHRONISED = range(6)
+
+
+def role_bits(*roles: int) -> int:
+    """The organisation's roles bitmap: bit 1 << role per allowed role."""
+    out = 0
+    for role in roles:
+        out |= 1 << role
+    return out
+
+
+BOTH_ROLES = role_bits(PROVIDER, GATEWAY)
+MAX_ROLE_LIMIT = 64
+SYNC_WINDOW, COOLDOWN = 600, 86400  # the registry's default sync policy
+# Test operators (accounts[4..8]) are admitted with this many enclaves per role: a role
+# is full (MAX_ROLE_LIMIT) before any of them reaches its own limit.
+GENEROUS = MAX_ROLE_LIMIT
+
+
 RING_2_64 = 2**64
 PRIME_61 = 2**61 - 1  # a Mersenne prime: the Shamir field of the tests
 ZERO32 = b"\x00" * 32
@@ -67,17 +105,6 @@ MEASUREMENT = keccak(b"enclave-agent measurement v1")
 OTHER_MEASUREMENT = keccak(b"enclave-agent measurement v2")
 SIGNER_KEY = keccak(b"attestation signer")
 TAG = keccak(b"input: loans-2024")
-
-
-def dev_key_of(account: Any) -> bytes:
-    """The private key of one of Anvil's ten default-mnemonic accounts (clients sign requests)."""
-    Account.enable_unaudited_hdwallet_features()
-    mnemonic = "test test test test test test test test test test test junk"
-    for index in range(10):
-        key = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{index}").key
-        if Account.from_key(key).address == str(account.address):
-            return bytes(key)
-    raise ValueError(f"{account} is not a default-mnemonic account")
 
 
 def bits(*indices: int) -> int:
@@ -96,24 +123,29 @@ def state_bit(*states: int) -> bytes:
 # ------------------------------------------------------------------ off-chain formulas
 
 
-def membership_digest(chain_id: int, registry: str, epoch: int, members: Iterable[Any]) -> bytes:
-    """keccak chain over the active members in registration order, bound to the epoch.
-
-    Mirrors ConsortiumRegistry.membershipDigest():
-      h0 = 0,  h = keccak(abi.encode(h, enclave, role, measurement, x25519Key)) per member,
-      digest = keccak(abi.encode(chainId, registry, epoch, h)).
-    `members` yields objects with address, role, measurement and x25519 attributes.
-    """
-    listed = ZERO32
+def member_list_hash(members: Iterable[Any]) -> bytes:
+    """keccak chain over the active members in registration order, from h = 0:
+    h = keccak(abi.encode(h, enclave, role, measurement, x25519Key)).
+    `members` yields objects with address, role, measurement and x25519 attributes."""
+    h = ZERO32
     for m in members:
-        listed = keccak(
+        h = keccak(
             abi_encode(
                 ["bytes32", "address", "uint8", "bytes32", "bytes32"],
-                [listed, m.address, m.role, m.measurement, m.x25519],
+                [h, m.address, m.role, m.measurement, m.x25519],
             )
         )
+    return h
+
+
+def membership_digest(chain_id: int, registry: str, epoch: int, members: Iterable[Any]) -> bytes:
+    """Mirrors ConsortiumRegistry.membershipDigest():
+    keccak(abi.encode(chainId, registry, epoch, listHash)), listHash = `member_list_hash`."""
     return keccak(
-        abi_encode(["uint256", "address", "uint64", "bytes32"], [chain_id, registry, epoch, listed])
+        abi_encode(
+            ["uint256", "address", "uint64", "bytes32"],
+            [chain_id, registry, epoch, member_list_hash(members)],
+        )
     )
 
 
@@ -207,10 +239,130 @@ def quote_typed_data(quote: Quote, chain_id: int, verifying_contract: str) -> di
 
 def sign_quote(key: bytes, quote: Quote, chain_id: int, verifying_contract: str) -> tuple[bytes, bytes]:
     """(signature, EIP-712 digest) of `quote` signed with `key`."""
-    signed = Account.sign_message(
-        encode_typed_data(full_message=quote_typed_data(quote, chain_id, verifying_contract)), key
-    )
+    return sign_typed_data(key, quote_typed_data(quote, chain_id, verifying_contract))
+
+
+def sign_typed_data(key: bytes, document: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(signature, digest) of an EIP-712 document, signed as a wallet would (eth_account)."""
+    signed = Account.sign_message(encode_typed_data(full_message=document), key)
     return bytes(signed.signature), bytes(signed.message_hash)
+
+
+def typed_data_digest(document: dict[str, Any]) -> bytes:
+    """The EIP-712 digest keccak(0x19 0x01 domainSeparator structHash) of a document."""
+    message = encode_typed_data(full_message=document)
+    return keccak(b"\x19" + message.version + message.header + message.body)
+
+
+_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+POSSESSION_TYPE = [{"name": "quoteDigest", "type": "bytes32"}]
+POSSESSION_TYPE_STRING = "Possession(bytes32 quoteDigest)"
+
+
+def possession_typed_data(quote_digest: bytes, chain_id: int, registry: str) -> dict[str, Any]:
+    """The EIP-712 document an enclave key signs to prove it holds the quoted account:
+    `Possession(bytes32 quoteDigest)` in the registry's domain."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, "Possession": POSSESSION_TYPE},
+        "primaryType": "Possession",
+        "domain": {
+            "name": "EnclaveShareRegistry",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": registry,
+        },
+        "message": {"quoteDigest": quote_digest},
+    }
+
+
+def sign_possession(enclave_key: bytes, quote: Quote, chain_id: int, registry: str) -> tuple[bytes, bytes]:
+    """(possession signature, possession digest) of `quote` by `enclave_key`."""
+    quote_digest = typed_data_digest(quote_typed_data(quote, chain_id, registry))
+    return sign_typed_data(enclave_key, possession_typed_data(quote_digest, chain_id, registry))
+
+
+REQUEST_TYPE = [
+    {"name": "client", "type": "address"},
+    {"name": "modelId", "type": "uint256"},
+    {"name": "rows", "type": "uint32"},
+    {"name": "inputHash", "type": "bytes32"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint64"},
+    {"name": "maxFee", "type": "uint256"},
+]
+REQUEST_TYPE_STRING = "InferenceRequest(" + ",".join(f"{f['type']} {f['name']}" for f in REQUEST_TYPE) + ")"
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """What a client signs (Types.sol `ClientRequest`)."""
+
+    client: str
+    modelId: int
+    rows: int
+    inputHash: bytes
+    nonce: int
+    deadline: int
+    maxFee: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f["name"]) for f in REQUEST_TYPE)
+
+    def as_message(self) -> dict[str, Any]:
+        return {f["name"]: getattr(self, f["name"]) for f in REQUEST_TYPE}
+
+    def but(self, **changes: Any) -> ClientRequest:
+        return replace(self, **changes)
+
+
+def request_typed_data(request: ClientRequest, chain_id: int, gateway: str) -> dict[str, Any]:
+    """The EIP-712 document a client signs to let a gateway spend on one request."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, "InferenceRequest": REQUEST_TYPE},
+        "primaryType": "InferenceRequest",
+        "domain": {
+            "name": "EnclaveShareGateway",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": gateway,
+        },
+        "message": request.as_message(),
+    }
+
+
+def sign_request(key: bytes, request: ClientRequest, chain_id: int, gateway: str) -> tuple[bytes, bytes]:
+    """(signature, EIP-712 digest) of `request` signed with the client's `key`."""
+    return sign_typed_data(key, request_typed_data(request, chain_id, gateway))
+
+
+# ------------------------------------------------------------------ keys of the test accounts
+
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+_MNEMONIC_KEYS: dict[str, bytes] = {}
+
+
+def key_of(account: Any) -> bytes:
+    """The private key of a test account: a `accounts.add` account's own, or for the node's
+    accounts[i] the key Anvil derives from its default mnemonic (m/44'/60'/0'/0/i)."""
+    own = getattr(account, "private_key", None)
+    if own:
+        return bytes(HexBytes(own))
+    address = str(getattr(account, "address", account)).lower()
+    for known in accounts:
+        if str(known.address).lower() == address and getattr(known, "private_key", None):
+            return bytes(HexBytes(known.private_key))
+    if not _MNEMONIC_KEYS:
+        Account.enable_unaudited_hdwallet_features()
+        for i in range(10):
+            derived = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+            assert derived.address == str(accounts[i].address), "the chain runs another mnemonic"
+            _MNEMONIC_KEYS[derived.address.lower()] = bytes(derived.key)
+    return _MNEMONIC_KEYS[address]
 
 
 # ------------------------------------------------------------------ reverts and events
@@ -218,7 +370,7 @@ def sign_quote(key: bytes, quote: Quote, chain_id: int, verifying_contract: str)
 
 def _error_types() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for container in (ConsortiumRegistry, ShareExchange, InferenceGateway):
+    for container in (ConsortiumRegistry, ShareExchange, InferenceGateway, MockContractWallet):
         for item in container.abi:
             if item["type"] == "error":
                 out[item["name"]] = [i["type"] for i in item["inputs"]]
@@ -364,6 +516,17 @@ class Enclave:
     def address(self) -> str:
         return str(self.account.address)
 
+    @property
+    def key(self) -> bytes:
+        return key_of(self.account)
+
+
+def admitted_operators() -> list[Any]:
+    """The operators `Consortium.deploy` admits (both roles, GENEROUS enclaves per role):
+    accounts[4..8]. accounts[0..3] (governor, coordinator, client, outsider) and
+    accounts[9] are never admitted."""
+    return [accounts[i] for i in range(4, 9)]
+
 
 @dataclass
 class Consortium:
@@ -377,13 +540,14 @@ class Consortium:
     signer_key: bytes
     members: list[Enclave] = field(default_factory=list)
     known: list[str] = field(default_factory=list)
+    fees: dict[int, int] = field(default_factory=dict)
     _serial: int = 0
 
     # -------------------------------------------------------------- set-up
 
     def clone(self) -> Consortium:
         """A copy whose Python model a test may change (the chain is reverted after each test)."""
-        return replace(self, members=list(self.members), known=list(self.known))
+        return replace(self, members=list(self.members), known=list(self.known), fees=dict(self.fees))
 
     @classmethod
     def deploy(cls, governor: Any, coordinator: Any, measurement: bytes = MEASUREMENT) -> Consortium:
@@ -396,19 +560,36 @@ class Consortium:
             registry.approveMeasurement(role, measurement, tx)
         signer_key = SIGNER_KEY
         registry.setAttestationSigner(Account.from_key(signer_key).address, True, tx)
+        for operator in admitted_operators():
+            registry.admitOrganisation(operator, f"org-{operator.address[2:8]}", BOTH_ROLES, GENEROUS, tx)
         return cls(registry, exchange, gateway, governor, coordinator, signer_key)
 
     @property
     def signer(self) -> str:
         return str(Account.from_key(self.signer_key).address)
 
-    def new_account(self, label: str = "enclave") -> Any:
-        """A fresh funded brownie LocalAccount with a deterministic key."""
+    def new_account(self, label: str = "enclave", fund: int = 10**18) -> Any:
+        """A fresh brownie LocalAccount with a deterministic key (funded with `fund` wei)."""
         self._serial += 1
         acct = accounts.add(keccak(text=f"{label}-{self.registry.address}-{self._serial}"))
-        accounts[0].transfer(acct, "1 ether", silent=True)
+        if fund:
+            accounts[0].transfer(acct, fund, silent=True)
         self.known.append(str(acct.address))
         return acct
+
+    def admit(
+        self,
+        operator: Any = None,
+        roles: int = BOTH_ROLES,
+        limit: int = 1,
+        name: str = "fresh-org",
+    ) -> tuple[Any, Any]:
+        """Admit an organisation (a fresh operator account by default); (operator, tx)."""
+        operator = operator or self.new_account("operator")
+        tx = self.registry.admitOrganisation(operator, name, roles, limit, {"from": self.governor})
+        if str(operator.address) not in self.known:
+            self.known.append(str(operator.address))
+        return operator, tx
 
     def quote(self, role: int, enclave: str, operator: str, **changes: Any) -> Quote:
         self._serial += 1
@@ -440,29 +621,35 @@ class Consortium:
         )
         return signature
 
-    def register(
-        self, role: int, operator: Any = None, enclave: Any = None, **changes: Any
-    ) -> tuple[Enclave, Any]:
-        """Register a new enclave of `role` through a properly signed quote."""
+    def possess(self, quote: Quote, key: Any) -> bytes:
+        """The possession signature over `quote` made with `key` (bytes, or an account whose key
+        is known): the enclave's own key proves it holds the quoted account."""
+        raw = key if isinstance(key, (bytes, bytearray)) else key_of(key)
+        signature, _ = sign_possession(bytes(raw), quote, chain.id, self.registry.address)
+        return signature
+
+    def offer(
+        self, role: int, operator: Any, enclave: Any = None, **changes: Any
+    ) -> tuple[Any, Quote, bytes, bytes]:
+        """A fresh enclave account and its quote, quote signature and possession signature,
+        not yet submitted: (enclave account, quote, signature, possession)."""
         enclave = enclave or self.new_account(f"enclave-r{role}")
-        operator = operator or accounts[4]
-        self.admit(operator)
         quote = self.quote(role, enclave.address, operator.address, **changes)
-        possession = self.possession(quote, enclave)
-        tx = self.registry.register(quote.as_tuple(), self.sign(quote), possession, {"from": operator})
+        return enclave, quote, self.sign(quote), self.possess(quote, enclave)
+
+    def register(
+        self, role: int, operator: Any = None, enclave: Any = None, value: int = 0, **changes: Any
+    ) -> tuple[Enclave, Any]:
+        """Register a new enclave of `role` through a properly signed quote and the enclave's
+        own proof of possession, sent by its (admitted) operator."""
+        operator = operator or accounts[4]
+        enclave, quote, signature, possession = self.offer(role, operator, enclave, **changes)
+        tx = self.registry.register(
+            quote.as_tuple(), signature, possession, {"from": operator, "value": value}
+        )
         member = Enclave(enclave, role, operator, quote.measurement, quote.x25519Key)
         self.members.append(member)
         return member, tx
-
-    def admit(self, operator: Any) -> None:
-        """Governance admits `operator`'s organisation (both roles, many enclaves) once."""
-        if int(self.registry.organisation(operator)[0]) == 0:
-            self.registry.admitOrganisation(operator, f"org-{operator}", 6, 64, {"from": self.governor})
-
-    def possession(self, quote: Quote, enclave: Any) -> bytes:
-        """The enclave key's signature over the registry's Possession(quoteDigest)."""
-        digest = bytes(self.registry.possessionDigest(quote.as_tuple()))
-        return bytes(Account.unsafe_sign_hash(digest, enclave.private_key).signature)
 
     def forget(self, address: str) -> None:
         """Update the model after a successful revocation."""
@@ -472,13 +659,16 @@ class Consortium:
         epoch = int(self.registry.epoch()) if epoch is None else epoch
         return membership_digest(chain.id, self.registry.address, epoch, self.members)
 
-    def sync(self) -> list[Any]:
-        """Every active member posts the digest computed off-chain; the epoch synchronises."""
+    def sync(self, members: Sequence[Enclave] | None = None) -> list[Any]:
+        """Every active member (or only `members`) posts the digest computed off-chain; when
+        everyone did, the epoch synchronises."""
         epoch = int(self.registry.epoch())
         digest = self.expected_digest(epoch)
         assert bytes(self.registry.membershipDigest()) == digest
-        txs = [self.registry.postMembershipDigest(epoch, digest, {"from": m.account}) for m in self.members]
-        assert self.registry.isSynchronised()
+        posters = self.members if members is None else members
+        txs = [self.registry.postMembershipDigest(epoch, digest, {"from": m.account}) for m in posters]
+        if members is None:
+            assert self.registry.isSynchronised()
         return txs
 
     @property
@@ -598,7 +788,9 @@ class Consortium:
 
     def register_model(self, round_id: int, fee: int = 10**15, name: str = "loan-default") -> int:
         tx = self.gateway.registerModel(round_id, name, '{"link":"logistic"}', fee, {"from": self.governor})
-        return int(tx.return_value)
+        model_id = int(tx.return_value)
+        self.fees[model_id] = fee
+        return model_id
 
     def admit_client(self, client: Any, quota: int = 5, deposit: int = 10**17) -> None:
         self.gateway.setClientAccess(client, quota, {"from": self.governor})
@@ -607,28 +799,47 @@ class Consortium:
         if str(client.address) not in self.known:
             self.known.append(str(client.address))
 
+    def request(
+        self, model_id: int, client: Any, query: bytes = b"\x01" * 64, rows: int = 1, **changes: Any
+    ) -> ClientRequest:
+        """A fresh request the client would sign: a new nonce, a deadline an hour ahead and a
+        fee cap of exactly the model's fee (as registered through `register_model`) per row."""
+        self._serial += 1
+        base = ClientRequest(
+            client=str(getattr(client, "address", client)),
+            modelId=model_id,
+            rows=rows,
+            inputHash=keccak(query),
+            nonce=self._serial,
+            deadline=now() + 3600,
+            maxFee=self.fees.get(model_id, 0) * rows,
+        )
+        return base.but(**changes)
+
+    def sign_request(self, request: ClientRequest, key: Any) -> bytes:
+        """The client's EIP-712 signature over `request` with `key` (bytes or an account)."""
+        raw = key if isinstance(key, (bytes, bytearray)) else key_of(key)
+        signature, _ = sign_request(bytes(raw), request, chain.id, self.gateway.address)
+        return signature
+
     def submit(
         self,
         model_id: int,
         client: Any,
-        digest: bytes | None = None,
         query: bytes = b"\x01" * 64,
         rows: int = 1,
+        request: ClientRequest | None = None,
+        signature: bytes | None = None,
+        sender: Any = None,
+        **changes: Any,
     ) -> tuple[int, Any]:
-        self._serial += 1
-        digest = digest or keccak(text=f"request-{self._serial}")
-        request = (
-            str(client.address),
-            model_id,
-            rows,
-            keccak(query),
-            int.from_bytes(digest, "big"),
-            now() + 3600,
-            10**18,
-        )
-        signature = Account.unsafe_sign_hash(bytes(self.gateway.requestDigest(request)), dev_key_of(client))
+        """The first gateway enclave records a request signed by the client's own key (or the
+        given `request` and `signature`)."""
+        request = request or self.request(model_id, client, query, rows, **changes)
+        if signature is None:
+            signature = self.sign_request(request, client)
         tx = self.gateway.submitRequest(
-            request, bytes(signature.signature), query, {"from": self.gateways[0].account}
+            request.as_tuple(), signature, query, {"from": sender or self.gateways[0].account}
         )
         return int(tx.return_value), tx
 
@@ -652,8 +863,9 @@ class Consortium:
         """Every view of the three contracts for every account the tests know (three batched RPCs)."""
         reg, ex, gw = self.registry, self.exchange, self.gateway
         people = self.accounts_of_interest()
-        counts = batch_call([(ex, "roundCount"), (gw, "modelCount"), (gw, "requestCount")])
-        rounds, models, requests = (range(1, int(c) + 1) for c in counts)
+        counts = batch_call([(ex, "roundCount"), (gw, "modelCount"), (gw, "requestCount"), (reg, "epoch")])
+        rounds, models, requests = (range(1, int(c) + 1) for c in counts[:3])
+        epoch = int(counts[3])
         participants = batch_call([(ex, "participants", rid) for rid in rounds])
         specs: dict[str, list[Any]] = {
             "registry": [
@@ -672,6 +884,14 @@ class Consortium:
                     for m in (MEASUREMENT, OTHER_MEASUREMENT)
                 ),
                 *((reg, "member", a) for a in people),
+                (reg, "syncDeadline"),
+                (reg, "syncPolicy"),
+                *((reg, "roleLimit", r) for r in (PROVIDER, GATEWAY)),
+            ],
+            "organisations": [
+                *((reg, "organisation", a) for a in people),
+                *((reg, "enclaveCount", a, r) for a in people for r in (PROVIDER, GATEWAY)),
+                *((reg, "digestMatched", e, a) for a in people for e in sorted({epoch, max(epoch - 1, 0)})),
             ],
             "roles": [
                 *(

@@ -1,9 +1,9 @@
 """The access-control matrix: every role against every state-changing function.
 
 Roles: governor, coordinator, client, provider enclave, gateway enclave, operator (of the
-first provider) and outsider. Each case prepares a state in which the call would succeed
-for an authorised caller, then checks the caller is accepted, or refused with the exact
-error while nothing changes.
+first provider: an admitted organisation) and outsider (never admitted). Each case
+prepares a state in which the call would succeed for an authorised caller, then checks
+the caller is accepted, or refused with the exact error while nothing changes.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from helpers import (
     TAG,
     Consortium,
     bits,
-    dev_key_of,
     now,
     rejects,
     share_commitment,
@@ -93,33 +92,32 @@ def _governor_error(s, caller):
 
 
 def _prep_register(s):
-    enclave = s.w.new_account()
-    operator = s.w.providers[0].operator
-    quote = s.w.quote(PROVIDER, enclave.address, operator.address)
-    signature = s.w.sign(quote)
-    possession = s.w.possession(quote, enclave)
+    _, quote, signature, possession = s.w.offer(PROVIDER, s.w.providers[0].operator)
     return lambda caller: s.w.registry.register(quote.as_tuple(), signature, possession, {"from": caller})
 
 
-def _prep_submit(s):
-    request = (str(s.client.address), s.model_id, 1, keccak(b"q"), 77, now() + 3600, 10**18)
-    digest = bytes(s.w.gateway.requestDigest(request))
-    signature = bytes(Account.unsafe_sign_hash(digest, dev_key_of(s.client)).signature)
-    return lambda caller: s.w.gateway.submitRequest(request, signature, b"q", {"from": caller})
+def _prep_suspend_or_reinstate(fn):
+    def prepare(s):
+        operator, _ = s.w.admit(accounts[9], name="ninth")
+        if fn == "reinstateOrganisation":
+            s.w.registry.suspendOrganisation(operator, {"from": s.w.governor})
+        return lambda caller: getattr(s.w.registry, fn)(operator, {"from": caller})
 
-
-def _prep_reinstate(s):
-    s.w.registry.suspendOrganisation(s.w.providers[0].operator, {"from": s.w.governor})
-    return lambda caller: s.w.registry.reinstateOrganisation(s.w.providers[0].operator, {"from": caller})
+    return prepare
 
 
 def _prep_expire(s):
-    """A new epoch (one more provider) that only one member synchronised, past its deadline."""
+    """A newcomer joins and never posts its digest; everyone else does; the deadline passes."""
     s.w.register(PROVIDER, operator=accounts[8])
-    epoch, digest = int(s.w.registry.epoch()), s.w.expected_digest()
-    s.w.registry.postMembershipDigest(epoch, digest, {"from": s.w.providers[0].account})
+    s.w.sync(s.w.members[:-1])
     travel_to(int(s.w.registry.syncDeadline()) + 1)
     return lambda caller: s.w.registry.expireUnsynchronised({"from": caller})
+
+
+def _prep_submit(s):
+    request = s.w.request(s.model_id, s.client)
+    signature = s.w.sign_request(request, s.client)
+    return lambda caller: s.w.gateway.submitRequest(request.as_tuple(), signature, b"q", {"from": caller})
 
 
 def _prep_digest(s):
@@ -226,6 +224,32 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _simple(lambda s, c: s.w.registry.grantRole(GOVERNOR_ROLE, accounts[9], {"from": c})),
         lambda s, c: ("AccessControlUnauthorizedAccount", c, b"\x00" * 32),
     ),
+    "registry.admitOrganisation": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.registry.admitOrganisation(accounts[9], "ninth", 2, 1, {"from": c})),
+        _governor_error,
+    ),
+    "registry.suspendOrganisation": (
+        frozenset({"governor"}),
+        _prep_suspend_or_reinstate("suspendOrganisation"),
+        _governor_error,
+    ),
+    "registry.reinstateOrganisation": (
+        frozenset({"governor"}),
+        _prep_suspend_or_reinstate("reinstateOrganisation"),
+        _governor_error,
+    ),
+    "registry.setRoleLimit": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.registry.setRoleLimit(PROVIDER, 8, {"from": c})),
+        _governor_error,
+    ),
+    "registry.setSyncPolicy": (
+        frozenset({"governor"}),
+        _simple(lambda s, c: s.w.registry.setSyncPolicy(300, 3600, {"from": c})),
+        _governor_error,
+    ),
+    "registry.expireUnsynchronised": (ANYONE, _prep_expire, lambda s, c: ()),
     "registry.register": (
         frozenset({"operator"}),
         _prep_register,
@@ -236,28 +260,6 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _simple(lambda s, c: s.w.registry.revoke(s.w.providers[0].address, {"from": c})),
         lambda s, c: ("RegistryRevokeUnauthorized", c, s.w.providers[0].address),
     ),
-    "registry.admitOrganisation": (
-        frozenset({"governor"}),
-        _simple(lambda s, c: s.w.registry.admitOrganisation(accounts[9], "new org", 2, 1, {"from": c})),
-        _governor_error,
-    ),
-    "registry.suspendOrganisation": (
-        frozenset({"governor"}),
-        _simple(lambda s, c: s.w.registry.suspendOrganisation(s.w.providers[0].operator, {"from": c})),
-        _governor_error,
-    ),
-    "registry.reinstateOrganisation": (frozenset({"governor"}), _prep_reinstate, _governor_error),
-    "registry.setRoleLimit": (
-        frozenset({"governor"}),
-        _simple(lambda s, c: s.w.registry.setRoleLimit(GATEWAY, 8, {"from": c})),
-        _governor_error,
-    ),
-    "registry.setSyncPolicy": (
-        frozenset({"governor"}),
-        _simple(lambda s, c: s.w.registry.setSyncPolicy(600, 3600, {"from": c})),
-        _governor_error,
-    ),
-    "registry.expireUnsynchronised": (ANYONE, _prep_expire, lambda s, c: ()),
     "registry.postMembershipDigest": (
         frozenset({"provider", "gateway"}),
         _prep_digest,
@@ -337,7 +339,11 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _governor_error,
     ),
     "gateway.withdrawFees": (frozenset({"governor"}), _prep_withdraw_fees, _governor_error),
-    "gateway.submitRequest": (frozenset({"gateway"}), _prep_submit, lambda s, c: ("InferenceNotGateway", c)),
+    "gateway.submitRequest": (
+        frozenset({"gateway"}),
+        _prep_submit,
+        lambda s, c: ("InferenceNotGateway", c),
+    ),
     "gateway.postPartial": (
         frozenset({"provider"}),
         _simple(lambda s, c: s.w.gateway.postPartial(s.request_id, b"partial", {"from": c})),

@@ -140,12 +140,14 @@ def test_open_round_with_only_a_gateway(bare, operators):
         _open(bare, threshold=0)
 
 
-def test_a_round_takes_up_to_64_providers(bare, operators):
-    """Participants fit a 256-bit bitmap with room to spare; the registry admits at most
-    64 providers (RegistryRoleFull), so the exchange's own bound (RoundInvalidParticipants
-    above 64) is a second line that registration no longer lets anyone reach."""
+def test_no_round_can_exceed_64_providers(bare, operators):
+    """A round's participants fit a 64-bit bitmap: the registry admits at most 64 providers
+    (its role limit), so the exchange's own RoundInvalidParticipants(65) cannot be reached."""
     for i in range(64):
         bare.register(PROVIDER, operator=operators[i % 4])
+    enclave, quote, signature, possession = bare.offer(PROVIDER, operators[0])
+    with rejects("RegistryRoleFull", PROVIDER, 64, world=bare):
+        bare.registry.register(quote.as_tuple(), signature, possession, {"from": operators[0]})
     bare.sync()
     tx, _ = _open(bare, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=33)
     assert len(tx.events["RoundOpened"]["participants"]) == 64

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from brownie import accounts, web3
+from brownie import accounts, chain, web3
 from eth_utils import keccak
 from helpers import (
     CLIENT_ROLE,
@@ -16,15 +16,18 @@ from helpers import (
     SHAMIR,
     SHARED_MODEL,
     STATISTIC,
+    ClientRequest,
     Consortium,
     RequestState,
     RoundState,
     assert_events,
     bits,
+    key_of,
     next_block_at,
     norm,
     now,
     rejects,
+    sign_request,
     state_bit,
     travel_to,
 )
@@ -52,8 +55,13 @@ class Served:
     def gateway_enclave(self):
         return self.w.gateways[0]
 
-    def submit(self, digest=None, client=None, rows=1):
-        return self.w.submit(self.model_id, client or self.client, digest=digest, rows=rows)
+    def submit(self, client=None, rows=1, **kwargs):
+        return self.w.submit(self.model_id, client or self.client, rows=rows, **kwargs)
+
+    def signed(self, client=None, rows=1, **changes):
+        """A request of this model signed by the client, not yet submitted: (request, signature)."""
+        request = self.w.request(self.model_id, client or self.client, rows=rows, **changes)
+        return request, self.w.sign_request(request, client or self.client)
 
 
 @pytest.fixture(scope="module")
@@ -381,9 +389,13 @@ def test_withdraw_fees_to_an_account_refusing_ether(served):
 
 def test_submit_request(served):
     s = served
-    digest = keccak(b"client request 1")
     query = b"\x07" * 96
-    tx = s.gw.submitRequest(s.model_id, s.client, digest, 1, query, {"from": s.gateway_enclave.account})
+    request = ClientRequest(
+        s.client.address, s.model_id, 1, keccak(b"the plaintext query"), 7, now() + 600, FEE
+    )
+    signature, digest = sign_request(key_of(s.client), request, chain.id, s.gw.address)
+    assert bytes(s.gw.requestDigest(request.as_tuple())) == digest
+    tx = s.gw.submitRequest(request.as_tuple(), signature, query, {"from": s.gateway_enclave.account})
     deadline = tx.timestamp + 120
     assert tx.return_value == 1
     assert_events(
@@ -396,6 +408,7 @@ def test_submit_request(served):
                 "client": s.client,
                 "gateway": s.gateway_enclave.address,
                 "requestDigest": digest,
+                "inputHash": keccak(b"the plaintext query"),
                 "deadline": deadline,
                 "fee": FEE,
                 "rows": 1,
@@ -426,23 +439,25 @@ def test_submit_free_model_without_deposit(served):
 def test_submit_by_non_gateway(served, role):
     s = served
     caller = role_account(s, role)
+    request, signature = s.signed()
     with rejects("InferenceNotGateway", caller, world=s.w):
-        s.gw.submitRequest(s.model_id, s.client, keccak(b"q"), 1, b"q", {"from": caller})
+        s.gw.submitRequest(request.as_tuple(), signature, b"q", {"from": caller})
 
 
 def test_submit_by_revoked_gateway(served):
     s = served
     gw_enclave = s.gateway_enclave
     s.w.registry.revoke(gw_enclave.address, {"from": s.w.governor})
+    request, signature = s.signed()
     with rejects("InferenceNotGateway", gw_enclave.address, world=s.w):
-        s.gw.submitRequest(s.model_id, s.client, keccak(b"q"), 1, b"q", {"from": gw_enclave.account})
+        s.gw.submitRequest(request.as_tuple(), signature, b"q", {"from": gw_enclave.account})
 
 
 def test_submit_for_unknown_model(served):
     s = served
     for model in (0, 5):
         with rejects("InferenceUnknownModel", model, world=s.w):
-            s.gw.submitRequest(model, s.client, keccak(b"q"), 1, b"q", {"from": s.gateway_enclave.account})
+            s.w.submit(model, s.client)
 
 
 def test_submit_for_unauthorised_client(served):
@@ -515,10 +530,13 @@ def test_fee_unpaid(served):
 
 def test_replayed_request_digest(served):
     s = served
-    digest = keccak(b"the same request")
-    s.submit(digest=digest)
+    request, signature = s.signed()
+    s.submit(request=request, signature=signature)
+    digest = bytes(s.gw.requestDigest(request.as_tuple()))
     with rejects("InferenceRequestReplayed", digest, world=s.w):
-        s.submit(digest=digest)
+        s.submit(request=request, signature=signature)
+    # A new nonce is a new request the client consents to.
+    assert s.submit(request=request.but(nonce=request.nonce + 1))[1].status == 1
 
 
 def test_submit_while_registry_paused(served):

@@ -14,6 +14,7 @@ from helpers import (
     PROVIDER,
     QUOTE_TYPE_STRING,
     ROLE_NONE,
+    SYNC_WINDOW,
     ZERO32,
     assert_events,
     membership_digest,
@@ -98,7 +99,9 @@ def test_revoked_measurement_no_longer_admits(bare, governor):
     bare.registry.revokeMeasurement(PROVIDER, MEASUREMENT, {"from": governor})
     quote = bare.quote(PROVIDER, accounts[8].address, accounts[4].address)
     with rejects("RegistryMeasurementNotApproved", PROVIDER, MEASUREMENT, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": accounts[4]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": accounts[4]}
+        )
 
 
 # ------------------------------------------------------------------ setAttestationSigner
@@ -125,7 +128,9 @@ def test_distrusted_signer_no_longer_admits(bare, governor):
     bare.registry.setAttestationSigner(bare.signer, False, {"from": governor})
     quote = bare.quote(PROVIDER, accounts[8].address, accounts[4].address)
     with rejects("RegistryUntrustedSigner", bare.signer, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": accounts[4]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": accounts[4]}
+        )
 
 
 # ------------------------------------------------------------------ pause / unpause
@@ -154,7 +159,9 @@ def test_paused_registry_refuses_registration(bare, governor):
     bare.registry.pause({"from": governor})
     quote = bare.quote(PROVIDER, accounts[8].address, accounts[4].address)
     with rejects("EnforcedPause", world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": accounts[4]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": accounts[4]}
+        )
 
 
 # ------------------------------------------------------------------ register: success
@@ -165,7 +172,8 @@ def test_register_first_provider(bare, operators):
     operator = operators[0]
     quote = bare.quote(PROVIDER, enclave.address, operator.address)
     signature = bare.sign(quote)
-    tx = bare.registry.register(quote.as_tuple(), signature, {"from": operator})
+    possession = bare.possess(quote, enclave)
+    tx = bare.registry.register(quote.as_tuple(), signature, possession, {"from": operator})
 
     class M:
         address, role, measurement, x25519 = enclave.address, PROVIDER, quote.measurement, quote.x25519Key
@@ -182,10 +190,21 @@ def test_register_first_provider(bare, operators):
                 "epoch": 1,
                 "quote": quote.as_tuple(),
                 "signature": signature,
+                "possession": possession,
             },
         ),
-        ("EpochStarted", {"epoch": 1, "membershipDigest": digest, "memberCount": 1}),
+        (
+            "EpochStarted",
+            {
+                "epoch": 1,
+                "membershipDigest": digest,
+                "memberCount": 1,
+                "syncDeadline": tx.timestamp + SYNC_WINDOW,
+            },
+        ),
     )
+    assert bare.registry.syncDeadline() == tx.timestamp + SYNC_WINDOW
+    assert bare.registry.enclaveCount(operator, PROVIDER) == 1
     assert bare.registry.epoch() == 1
     assert bytes(bare.registry.membershipDigest()) == digest
     assert norm(bare.registry.member(enclave)) == norm(
@@ -225,7 +244,9 @@ def test_quote_expiring_this_very_block_is_accepted(bare, operators):
     t = now() + 50
     quote = bare.quote(PROVIDER, enclave.address, operators[0].address, expiry=t)
     next_block_at(t)
-    tx = bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+    tx = bare.registry.register(
+        quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+    )
     assert tx.status == 1 and bare.registry.isActiveMember(enclave, PROVIDER)
 
 
@@ -247,39 +268,52 @@ def _offer(bare, operator, role=PROVIDER, **changes):
 def test_register_by_someone_else_than_the_operator(bare, operators, outsider):
     quote = _offer(bare, operators[0])
     with rejects("RegistryNotOperator", outsider, operators[0], world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": outsider})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": outsider}
+        )
 
 
 def test_register_enclave_submitting_its_own_quote_is_refused(bare, operators):
     enclave = bare.new_account()
     quote = bare.quote(PROVIDER, enclave.address, operators[0].address)
     with rejects("RegistryNotOperator", enclave, operators[0], world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": enclave})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": enclave}
+        )
 
 
 def test_register_role_none_is_refused(bare, operators):
     quote = _offer(bare, operators[0], role=ROLE_NONE)
     with rejects("RegistryInvalidRole", ROLE_NONE, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_register_zero_enclave_is_refused(bare, operators):
     quote = _offer(bare, operators[0], enclave="0x" + "00" * 20)
     with rejects("RegistryInvalidEnclave", "0x" + "00" * 20, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(quote.as_tuple(), bare.sign(quote), b"", {"from": operators[0]})
 
 
 def test_register_zero_x25519_key_is_refused(bare, operators):
     quote = _offer(bare, operators[0], x25519Key=ZERO32)
     with rejects("RegistryInvalidEnclave", quote.enclave, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_forged_quote_from_untrusted_signer(bare, operators):
     quote = _offer(bare, operators[0])
     forger = keccak(b"a forger's attestation key")
     with rejects("RegistryUntrustedSigner", Account.from_key(forger).address, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote, key=forger), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(),
+            bare.sign(quote, key=forger),
+            bare.possess(quote, quote.enclave),
+            {"from": operators[0]},
+        )
 
 
 def test_tampered_quote_recovers_another_signer(bare, operators):
@@ -291,20 +325,29 @@ def test_tampered_quote_recovers_another_signer(bare, operators):
     )
     assert recovered != bare.signer
     with rejects("RegistryUntrustedSigner", recovered, world=bare):
-        bare.registry.register(tampered.as_tuple(), signature, {"from": operators[0]})
+        bare.registry.register(
+            tampered.as_tuple(), signature, bare.possess(tampered, tampered.enclave), {"from": operators[0]}
+        )
 
 
 def test_malformed_signature_is_refused(bare, operators):
     quote = _offer(bare, operators[0])
     with rejects("ECDSAInvalidSignatureLength", 64, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote)[:64], {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(),
+            bare.sign(quote)[:64],
+            bare.possess(quote, quote.enclave),
+            {"from": operators[0]},
+        )
 
 
 def test_quote_for_another_chain_id(bare, operators):
     other_chain = chain.id + 1
     quote = _offer(bare, operators[0], chainId=other_chain)
     with rejects("RegistryWrongBinding", other_chain, bare.registry.address, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_quote_signed_in_another_chains_domain(bare, operators):
@@ -314,14 +357,18 @@ def test_quote_signed_in_another_chains_domain(bare, operators):
     signature, _ = sign_quote(bare.signer_key, quote, other_chain, bare.registry.address)
     recovered = Account._recover_hash(bytes(bare.registry.quoteDigest(quote.as_tuple())), signature=signature)
     with rejects("RegistryUntrustedSigner", recovered, world=bare):
-        bare.registry.register(quote.as_tuple(), signature, {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), signature, bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_quote_for_another_registry(bare, operators):
     elsewhere = accounts[9].address
     quote = _offer(bare, operators[0], registry=elsewhere)
     with rejects("RegistryWrongBinding", chain.id, elsewhere, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_quote_signed_for_another_registry_domain(bare, operators):
@@ -330,7 +377,9 @@ def test_quote_signed_for_another_registry_domain(bare, operators):
     signature, _ = sign_quote(bare.signer_key, quote, chain.id, elsewhere)
     recovered = Account._recover_hash(bytes(bare.registry.quoteDigest(quote.as_tuple())), signature=signature)
     with rejects("RegistryUntrustedSigner", recovered, world=bare):
-        bare.registry.register(quote.as_tuple(), signature, {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), signature, bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_replayed_nonce_is_refused(bare, operators):
@@ -338,10 +387,14 @@ def test_replayed_nonce_is_refused(bare, operators):
     used = keccak(text="nonce-reused")
     enclave = bare.new_account()
     quote = bare.quote(PROVIDER, enclave.address, operators[1].address, nonce=used)
-    bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[1]})
+    bare.registry.register(
+        quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[1]}
+    )
     again = _offer(bare, operators[2], nonce=used)
     with rejects("RegistryNonceUsed", used, world=bare):
-        bare.registry.register(again.as_tuple(), bare.sign(again), {"from": operators[2]})
+        bare.registry.register(
+            again.as_tuple(), bare.sign(again), bare.possess(again, again.enclave), {"from": operators[2]}
+        )
 
 
 def test_replayed_quote_after_revocation_is_refused(bare, operators, governor):
@@ -349,10 +402,14 @@ def test_replayed_quote_after_revocation_is_refused(bare, operators, governor):
     enclave = bare.new_account()
     quote = bare.quote(PROVIDER, enclave.address, operators[0].address)
     signature = bare.sign(quote)
-    bare.registry.register(quote.as_tuple(), signature, {"from": operators[0]})
+    bare.registry.register(
+        quote.as_tuple(), signature, bare.possess(quote, quote.enclave), {"from": operators[0]}
+    )
     bare.registry.revoke(enclave, {"from": governor})
     with rejects("RegistryNonceUsed", quote.nonce, world=bare):
-        bare.registry.register(quote.as_tuple(), signature, {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), signature, bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_expired_quote_is_refused(bare, operators):
@@ -360,13 +417,17 @@ def test_expired_quote_is_refused(bare, operators):
     quote = _offer(bare, operators[0], expiry=t - 1)
     next_block_at(t)
     with rejects("RegistryQuoteExpired", t - 1, t, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_unapproved_measurement_is_refused(bare, operators):
     quote = _offer(bare, operators[0], measurement=OTHER_MEASUREMENT)
     with rejects("RegistryMeasurementNotApproved", PROVIDER, OTHER_MEASUREMENT, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_measurement_mismatch_within_a_role(bare, operators, governor):
@@ -374,7 +435,9 @@ def test_measurement_mismatch_within_a_role(bare, operators, governor):
     bare.register(PROVIDER, operator=operators[0])
     quote = _offer(bare, operators[1], measurement=OTHER_MEASUREMENT)
     with rejects("RegistryMeasurementMismatch", PROVIDER, MEASUREMENT, OTHER_MEASUREMENT, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[1]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[1]}
+        )
 
 
 def test_measurements_are_per_role(bare, operators, governor):
@@ -400,7 +463,9 @@ def test_active_member_cannot_register_twice(bare, operators):
     member, _ = bare.register(PROVIDER, operator=operators[0])
     quote = bare.quote(PROVIDER, member.address, operators[0].address)
     with rejects("RegistryAlreadyMember", member.address, world=bare):
-        bare.registry.register(quote.as_tuple(), bare.sign(quote), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(), bare.sign(quote), bare.possess(quote, quote.enclave), {"from": operators[0]}
+        )
 
 
 def test_revoked_enclave_may_register_again_with_a_fresh_quote(bare, operators, governor):
@@ -424,14 +489,24 @@ def test_malleated_high_s_signature_is_refused(bare, operators):
     r, s, v = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
     high_s = (SECP256K1_N - s).to_bytes(32, "big")
     with rejects("ECDSAInvalidSignatureS", high_s, world=bare):
-        bare.registry.register(quote.as_tuple(), r + high_s + bytes([55 - v]), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(),
+            r + high_s + bytes([55 - v]),
+            bare.possess(quote, quote.enclave),
+            {"from": operators[0]},
+        )
 
 
 def test_signature_recovering_nobody_is_refused(bare, operators):
     quote = _offer(bare, operators[0])
     sig = bare.sign(quote)
     with rejects("ECDSAInvalidSignature", world=bare):
-        bare.registry.register(quote.as_tuple(), sig[:64] + bytes([29]), {"from": operators[0]})
+        bare.registry.register(
+            quote.as_tuple(),
+            sig[:64] + bytes([29]),
+            bare.possess(quote, quote.enclave),
+            {"from": operators[0]},
+        )
 
 
 def test_renounce_role_needs_confirmation(bare, governor, outsider):

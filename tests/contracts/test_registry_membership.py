@@ -10,6 +10,8 @@ from helpers import (
     MEASUREMENT,
     OTHER_MEASUREMENT,
     PROVIDER,
+    SYNC_WINDOW,
+    Reason,
     assert_events,
     membership_digest,
     norm,
@@ -48,10 +50,22 @@ def test_revoke_starts_a_new_epoch(world, by):
     tx = world.registry.revoke(target.address, {"from": caller})
     world.forget(target.address)
     digest = world.expected_digest(5)
+    reason = Reason.GOVERNANCE if by == "governor" else Reason.OPERATOR
     assert_events(
         tx,
-        ("MemberRevoked", {"enclave": target.address, "by": caller, "epoch": 5}),
-        ("EpochStarted", {"epoch": 5, "membershipDigest": digest, "memberCount": 3}),
+        ("MemberRevoked", {"enclave": target.address, "by": caller, "epoch": 5, "reason": reason}),
+        (
+            "EpochStarted",
+            {
+                "epoch": 5,
+                "membershipDigest": digest,
+                "memberCount": 3,
+                "syncDeadline": tx.timestamp + SYNC_WINDOW,
+            },
+        ),
+    )
+    assert world.registry.enclaveCount(target.operator, PROVIDER) == sum(
+        m.operator == target.operator for m in world.providers
     )
     reg = world.registry
     assert reg.epoch() == 5
@@ -111,15 +125,31 @@ def test_measurement_revocation_deactivates_its_members(world):
     for p in providers:
         world.forget(p.address)
     digest = world.expected_digest(5)
-    # Walked backwards over the active list: last registered first.
+    # Walked over the active list in registration order.
     assert_events(
         tx,
         *(
-            ("MemberRevoked", {"enclave": p.address, "by": world.governor, "epoch": 5})
-            for p in reversed(providers)
+            (
+                "MemberRevoked",
+                {
+                    "enclave": p.address,
+                    "by": world.governor,
+                    "epoch": 5,
+                    "reason": Reason.MEASUREMENT_REVOKED,
+                },
+            )
+            for p in providers
         ),
         ("MeasurementRevoked", {"role": PROVIDER, "measurement": MEASUREMENT, "deactivated": 3}),
-        ("EpochStarted", {"epoch": 5, "membershipDigest": digest, "memberCount": 1}),
+        (
+            "EpochStarted",
+            {
+                "epoch": 5,
+                "membershipDigest": digest,
+                "memberCount": 1,
+                "syncDeadline": tx.timestamp + SYNC_WINDOW,
+            },
+        ),
     )
     assert reg.activeMembers(PROVIDER) == []
     assert norm(reg.activeMembers(GATEWAY)) == norm([world.gateways[0].address])

@@ -1,4 +1,5 @@
-"""Hypothesis stateful test of the round and request lifecycles (docs/properties.md).
+"""Hypothesis stateful tests of the round and request lifecycles and of the membership
+(organisations, suspensions, role limits, sync deadlines and expiry) (docs/properties.md).
 
 Random sequences of operations run against the contracts and against a Python model.
 Each rule predicts, from the model alone, whether the call succeeds (and which events it
@@ -14,12 +15,15 @@ from dataclasses import dataclass, field
 
 import pytest
 from brownie import accounts, chain
-from eth_account import Account
 from eth_utils import keccak
 from helpers import (
     ADDITIVE,
+    BOTH_ROLES,
+    GATEWAY,
     INTERMEDIATE,
+    MEASUREMENT,
     PRIME_61,
+    PROVIDER,
     RING_2_64,
     SEEDED,
     SHAMIR,
@@ -29,20 +33,27 @@ from helpers import (
     ZERO32,
     Abort,
     Blame,
+    ClientRequest,
     Consortium,
     Exclusion,
+    OrgStatus,
+    Reason,
     RequestState,
     RoundState,
     batch_call,
-    dev_key_of,
     events_of,
+    key_of,
+    membership_digest,
     next_block_at,
     norm,
     now,
     rejects,
+    request_typed_data,
+    role_bits,
     share_commitment,
     state_bit,
     travel_to,
+    typed_data_digest,
 )
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -111,6 +122,8 @@ class Lifecycles(RuleBasedStateMachine):
     st_accuse = st.one_of(st.just(-1), st.integers(-1, N - 1))
     st_verdict = st.sampled_from(["guilty", "innocent", "split", "silent", "wrong-key"])
     st_reason = st.integers(0, 4)
+    # Mostly the client's own signature; sometimes a gateway acting on its own.
+    st_consent = st.sampled_from(["client", "client", "client", "client", "gateway key", "late", "low cap"])
 
     # Set by the test before the run.
     w: Consortium
@@ -124,8 +137,9 @@ class Lifecycles(RuleBasedStateMachine):
         self.rounds: list[RoundModel] = []
         self.requests: list[RequestModel] = []
         self.models: list[tuple[int, RoundModel]] = []
-        self.digests: list[bytes] = []
-        self.nonces: list[int] = []
+        self.digests: set[bytes] = set()
+        self.signed: list[tuple] = []  # recorded (request, signature, model id, round)
+        self.nonce = 0
         self.balance = int(self.w.gateway.balanceOf(self.client))
         self.used = 0
         self.collected = 0
@@ -581,10 +595,10 @@ class Lifecycles(RuleBasedStateMachine):
             holders = [m for m in range(N) if r.holders >> m & 1]
             self.rule_blame(0, holders[0], holders[1], Blame.REVEAL_MISMATCH, True)
 
-    @rule(pick=st_pick, partials=st_subset, expire=st_flag, rows=st_rows)
-    def rule_request_scenario(self, pick, partials, expire, rows):
+    @rule(pick=st_pick, partials=st_subset, expire=st_flag, rows=st_rows, consent=st_consent, reuse=st_flag)
+    def rule_request_scenario(self, pick, partials, expire, rows, consent, reuse):
         before = len(self.requests)
-        self.rule_submit(pick, False, rows)
+        self.rule_submit(pick, reuse, rows, consent)
         if len(self.requests) == before:
             return
         for member in range(N):
@@ -629,27 +643,50 @@ class Lifecycles(RuleBasedStateMachine):
         if tx is not None:
             self.models.append((int(tx.return_value), r))
 
-    @rule(pick=st_pick, reuse=st_flag, rows=st_rows)
-    def rule_submit(self, pick, reuse, rows):
-        if pick == UNKNOWN or not self.models:
-            model_id, r = len(self.models) + 1, None
+    @rule(pick=st_pick, reuse=st_flag, rows=st_rows, consent=st_consent)
+    def rule_submit(self, pick, reuse, rows, consent="client"):
+        """The gateway records a request: signed by the client (or, per `consent`, by the
+        gateway's own key, with a deadline already passed, or with a cap below the fee),
+        or replays the last recorded signed request (`reuse`)."""
+        at = self.now + 1
+        if reuse and self.signed:
+            request, signature, model_id, r = self.signed[-1]
+            rows = request.rows
         else:
-            model_id, r = self.models[-1 - pick % len(self.models)]
-        # The client signs the request (EIP-712); reusing a nonce of the same request replays it.
-        nonce = self.nonces[-1] if reuse and self.nonces else len(self.nonces) + 1
-        request = (str(self.client.address), model_id, rows, keccak(b"q"), nonce, 2**40, 10**18)
-        digest = bytes(self.w.gateway.requestDigest(request))
-        signature = bytes(Account.unsafe_sign_hash(digest, dev_key_of(self.client)).signature)
-        at = self._tick()
+            if pick == UNKNOWN or not self.models:
+                model_id, r = len(self.models) + 1, None
+            else:
+                model_id, r = self.models[-1 - pick % len(self.models)]
+            self.nonce += 1
+            request = ClientRequest(
+                client=str(self.client.address),
+                modelId=model_id,
+                rows=rows,
+                inputHash=keccak(f"query-{self.nonce}".encode()),
+                nonce=self.nonce,
+                deadline=at - 1 if consent == "late" else at + 3600,
+                maxFee=max(FEE * rows - 1, 0) if consent == "low cap" else FEE * rows,
+            )
+            key = self.w.gateways[0].key if consent == "gateway key" else key_of(self.client)
+            signature = self.w.sign_request(request, key)
+        digest = typed_data_digest(request_typed_data(request, chain.id, self.w.gateway.address))
+        forged = not (reuse and self.signed) and consent == "gateway key"
+        self._tick()
         maximum = 1 if r is not None and r.kind == STATISTIC else 256
         if r is None:
             outcome = ("InferenceUnknownModel", model_id)
         elif not 1 <= rows <= maximum:
             outcome = ("InferenceInvalidRows", model_id, rows, maximum)
+        elif at > request.deadline:
+            outcome = ("InferenceSignatureExpired", request.deadline, at)
         elif digest in self.digests:
             outcome = ("InferenceRequestReplayed", digest)
+        elif forged:
+            outcome = ("InferenceInvalidClientSignature", self.client, digest)
         elif r.kind == STATISTIC and popcount(r.contributors) < r.minimum:
             outcome = ("InferenceTooFewContributors", model_id, popcount(r.contributors), r.minimum)
+        elif FEE * rows > request.maxFee:
+            outcome = ("InferenceFeeAboveCap", FEE * rows, request.maxFee)
         elif self.used + rows > QUOTA:
             outcome = ("InferenceQuotaExhausted", self.client, self.used, QUOTA)
         elif self.balance < FEE * rows:
@@ -659,7 +696,9 @@ class Lifecycles(RuleBasedStateMachine):
         gateway = self.w.gateways[0]
         tx = self._expect(
             outcome,
-            lambda: self.w.gateway.submitRequest(request, signature, b"q", {"from": gateway.account}),
+            lambda: self.w.gateway.submitRequest(
+                request.as_tuple(), signature, b"q", {"from": gateway.account}
+            ),
         )
         if tx is None:
             return
@@ -667,9 +706,10 @@ class Lifecycles(RuleBasedStateMachine):
         assert tx.return_value == q.id
         assert tx.events["RequestSubmitted"]["deadline"] == q.deadline
         assert tx.events["RequestSubmitted"]["rows"] == rows
+        assert norm(tx.events["RequestSubmitted"]["requestDigest"]) == digest
         self.requests.append(q)
-        self.digests.append(digest)
-        self.nonces.append(nonce)
+        self.digests.add(digest)
+        self.signed.append((request, signature, model_id, r))
         self.used += rows
         self.balance -= q.fee
 
@@ -870,6 +910,474 @@ def test_round_and_request_lifecycles(_lifecycle, client):
         settings=settings(
             max_examples=20,
             stateful_step_count=25,
+            deadline=None,
+            database=None,
+            suppress_health_check=HealthCheck.all(),
+        ),
+    )
+
+
+# ====================================================================== membership
+
+OPERATORS = 3  # fresh accounts, none admitted at the start
+WINDOW, COOL = 60, 120  # the sync policy the membership machine starts with
+LIMITS = {PROVIDER: 3, GATEWAY: 2}  # role limits it starts with, so full roles are reachable
+
+
+@dataclass
+class OrgModel:
+    status: int = OrgStatus.NONE
+    roles: int = 0
+    limit: int = 0
+    cooling: int = 0
+    name: str = ""
+
+
+@dataclass
+class MemberModel:
+    account: object
+    role: int
+    operator: int  # index into the machine's operators
+    x25519: bytes
+    joined: int
+    measurement: bytes = MEASUREMENT
+    active: bool = True
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+
+class Membership(RuleBasedStateMachine):
+    """Organisations, registrations with proof of possession, revocations, suspensions,
+    reinstatements, digests, role limits, the sync policy and expiry, against a model."""
+
+    st_op = st.integers(0, OPERATORS - 1)
+    st_role = st.sampled_from([PROVIDER, GATEWAY])
+    st_roles = st.sampled_from([role_bits(PROVIDER), role_bits(GATEWAY), BOTH_ROLES, 0, 1 << 3])
+    st_limit = st.sampled_from([1, 1, 2, 0])
+    st_pick = st.integers(0, 20)
+    st_by = st.sampled_from(["governor", "operator", "enclave", "outsider"])
+    st_dt = st.sampled_from([1, 30, 59, 61, 119, 121, 700])
+
+    # Set by the test before the run.
+    w: Consortium
+    operators: list
+
+    def __init__(self):
+        chain.revert()
+        super().__init__()
+        self.now = now()
+        self.orgs = [OrgModel() for _ in range(OPERATORS)]
+        self.enclaves: list[MemberModel] = []  # every enclave ever registered, latest record
+        self.order: list[MemberModel] = []  # active members in registration order
+        self.epoch = self.synced = self.deadline = 0
+        self.window, self.cooldown = WINDOW, COOL
+        self.limits = dict(LIMITS)
+        self.matched: set[str] = set()
+
+    # -------------------------------------------------------------- plumbing
+
+    def _tick(self) -> int:
+        self.now += 1
+        next_block_at(self.now)
+        return self.now
+
+    def _expect(self, outcome, call):
+        if outcome[0] == "ok":
+            tx = call()
+            assert tx.status == 1
+            return tx
+        with rejects(*outcome):
+            call()
+        return None
+
+    def _active(self, op: int | None = None, role: int | None = None) -> list[MemberModel]:
+        return [
+            m for m in self.order if (op is None or m.operator == op) and (role is None or m.role == role)
+        ]
+
+    def _digest(self) -> bytes:
+        return membership_digest(chain.id, self.w.registry.address, self.epoch, self.order)
+
+    def _new_epoch(self, tx) -> None:
+        """A membership change: the next epoch starts at the transaction's time."""
+        self.epoch += 1
+        self.deadline = self.now + self.window
+        self.matched = set()
+        name, args = events_of(tx)[-1]
+        assert name == "EpochStarted"
+        assert args == {
+            "epoch": self.epoch,
+            "membershipDigest": self._digest(),
+            "memberCount": len(self.order),
+            "syncDeadline": self.deadline,
+        }
+
+    def _leave(self, leaving: list[MemberModel]) -> None:
+        for m in leaving:
+            m.active = False
+        self.order = [m for m in self.order if m.active]
+
+    def _revoked_events(self, leaving, by, reason):
+        return [
+            (
+                "MemberRevoked",
+                {
+                    "enclave": m.address.lower(),
+                    "by": str(by).lower(),
+                    "epoch": self.epoch + 1,
+                    "reason": reason,
+                },
+            )
+            for m in leaving
+        ]
+
+    # -------------------------------------------------------------- governance of organisations
+
+    @initialize()
+    def initialize_two_organisations(self):
+        """Start with two admitted organisations, each running a provider, and synchronised."""
+        self.rule_admit(0, BOTH_ROLES, 2)
+        self.rule_admit(1, role_bits(PROVIDER), 1)
+        self.rule_register(0, PROVIDER, -1, True)
+        self.rule_register(1, PROVIDER, -1, True)
+        self.rule_everyone_posts_but(True, -1)
+
+    @rule(op=st_op, roles=st_roles, limit=st_limit)
+    def rule_admit(self, op, roles, limit):
+        operator = self.operators[op]
+        org = self.orgs[op]
+        name = f"org-{op}"
+        self._tick()
+        if roles == 0 or roles & ~BOTH_ROLES or limit == 0:
+            outcome = ("RegistryInvalidOrganisation", operator, roles, limit)
+        elif org.status != OrgStatus.NONE:
+            outcome = ("RegistryOrganisationExists", operator)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome,
+            lambda: self.w.registry.admitOrganisation(
+                operator, name, roles, limit, {"from": self.w.governor}
+            ),
+        )
+        if tx is not None:
+            self.orgs[op] = OrgModel(OrgStatus.ADMITTED, roles, limit, 0, name)
+            assert [n for n, _ in events_of(tx)] == ["OrganisationAdmitted"]
+
+    @rule(op=st_op)
+    def rule_suspend(self, op):
+        operator = self.operators[op]
+        self._tick()
+        outcome = (
+            ("ok",)
+            if self.orgs[op].status == OrgStatus.ADMITTED
+            else ("RegistryOrganisationNotAdmitted", operator)
+        )
+        tx = self._expect(
+            outcome, lambda: self.w.registry.suspendOrganisation(operator, {"from": self.w.governor})
+        )
+        if tx is None:
+            return
+        self.orgs[op].status = OrgStatus.SUSPENDED
+        leaving = self._active(op)
+        expected = self._revoked_events(leaving, self.w.governor, Reason.ORGANISATION_SUSPENDED)
+        expected.append(
+            ("OrganisationSuspended", {"operator": str(operator).lower(), "revoked": len(leaving)})
+        )
+        self._leave(leaving)
+        if leaving:
+            self._new_epoch(tx)
+            assert events_of(tx)[:-1] == expected
+        else:
+            assert events_of(tx) == expected
+
+    @rule(op=st_op)
+    def rule_reinstate(self, op):
+        operator = self.operators[op]
+        org = self.orgs[op]
+        at = self._tick()
+        cooling = org.status == OrgStatus.ADMITTED and org.cooling > at
+        outcome = (
+            ("ok",)
+            if org.status == OrgStatus.SUSPENDED or cooling
+            else ("RegistryOrganisationNotSuspended", operator)
+        )
+        tx = self._expect(
+            outcome, lambda: self.w.registry.reinstateOrganisation(operator, {"from": self.w.governor})
+        )
+        if tx is not None:
+            org.status, org.cooling = OrgStatus.ADMITTED, 0
+            assert [n for n, _ in events_of(tx)] == ["OrganisationReinstated"]
+
+    @rule(role=st_role, limit=st.sampled_from([0, 1, 2, 3, 65]))
+    def rule_set_role_limit(self, role, limit):
+        self._tick()
+        outcome = ("ok",) if 1 <= limit <= 64 else ("RegistryInvalidRoleLimit", role, limit)
+        tx = self._expect(
+            outcome, lambda: self.w.registry.setRoleLimit(role, limit, {"from": self.w.governor})
+        )
+        if tx is not None:
+            self.limits[role] = limit
+
+    @rule(window=st.sampled_from([9, 10, 60, 120]), cooldown=st.sampled_from([0, 120, 600]))
+    def rule_set_sync_policy(self, window, cooldown):
+        self._tick()
+        outcome = ("ok",) if window >= 10 else ("RegistryInvalidSyncPolicy", window, cooldown)
+        tx = self._expect(
+            outcome, lambda: self.w.registry.setSyncPolicy(window, cooldown, {"from": self.w.governor})
+        )
+        if tx is not None:
+            self.window, self.cooldown = window, cooldown
+
+    # -------------------------------------------------------------- members
+
+    @rule(op=st_op, role=st_role, reuse=st.one_of(st.just(-1), st_pick), own_key=st.booleans())
+    def rule_register(self, op, role, reuse, own_key):
+        """An operator registers a fresh enclave (or one seen before); `own_key` False: the
+        possession is signed by the operator, not by the enclave."""
+        operator = self.operators[op]
+        org = self.orgs[op]
+        if reuse >= 0 and self.enclaves:
+            account = self.enclaves[reuse % len(self.enclaves)].account
+        else:
+            account = self.w.new_account("stateful-enclave", fund=0)
+        quote = self.w.quote(role, account.address, operator.address, expiry=self.now + 3600)
+        signature = self.w.sign(quote)
+        possession = self.w.possess(quote, account if own_key else operator)
+        at = self._tick()
+        active = {m.address for m in self.order}
+        if org.status != OrgStatus.ADMITTED:
+            outcome = ("RegistryOrganisationNotAdmitted", operator)
+        elif at < org.cooling:
+            outcome = ("RegistryOrganisationCoolingDown", operator, org.cooling)
+        elif not org.roles >> role & 1:
+            outcome = ("RegistryRoleNotAllowed", operator, role)
+        elif len(self._active(op, role)) >= org.limit:
+            outcome = ("RegistryEnclaveLimit", operator, role, org.limit)
+        elif not own_key:
+            outcome = ("RegistryPossessionNotProven", account.address, operator.address)
+        elif str(account.address) in active:
+            outcome = ("RegistryAlreadyMember", account.address)
+        elif len(self._active(role=role)) >= self.limits[role]:
+            outcome = ("RegistryRoleFull", role, self.limits[role])
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome,
+            lambda: self.w.registry.register(quote.as_tuple(), signature, possession, {"from": operator}),
+        )
+        if tx is None:
+            return
+        member = MemberModel(account, role, op, quote.x25519Key, self.epoch + 1)
+        self.enclaves = [m for m in self.enclaves if m.address != member.address] + [member]
+        self.order.append(member)
+        self._new_epoch(tx)
+        assert [n for n, _ in events_of(tx)] == ["MemberRegistered", "EpochStarted"]
+
+    @rule(pick=st_pick, by=st_by)
+    def rule_revoke(self, pick, by):
+        if not self.enclaves:
+            return
+        m = self.enclaves[pick % len(self.enclaves)]
+        caller = {
+            "governor": self.w.governor,
+            "operator": self.operators[m.operator],
+            "enclave": m.account,
+            "outsider": accounts[3],
+        }[by]
+        self._tick()
+        if not m.active:
+            outcome = ("RegistryNotActiveMember", m.address)
+        elif by == "outsider":
+            outcome = ("RegistryRevokeUnauthorized", caller, m.address)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(outcome, lambda: self.w.registry.revoke(m.address, {"from": caller}))
+        if tx is None:
+            return
+        reason = Reason.GOVERNANCE if by == "governor" else Reason.OPERATOR
+        expected = self._revoked_events([m], caller, reason)
+        self._leave([m])
+        self._new_epoch(tx)
+        assert events_of(tx)[:-1] == expected
+
+    @rule(pick=st_pick, correct=st.booleans(), stale=st.booleans())
+    def rule_post_digest(self, pick, correct, stale):
+        if not self.enclaves:
+            return
+        m = self.enclaves[pick % len(self.enclaves)]
+        epoch = self.epoch - 1 if stale else self.epoch
+        digest = self._digest() if correct else keccak(b"a membership nobody has")
+        self._tick()
+        if not m.active:
+            outcome = ("RegistryNotActiveMember", m.address)
+        elif stale:
+            outcome = ("RegistryWrongEpoch", epoch, self.epoch)
+        elif m.address in self.matched:
+            outcome = ("RegistryDigestAlreadyPosted", m.address, epoch)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(
+            outcome, lambda: self.w.registry.postMembershipDigest(epoch, digest, {"from": m.account})
+        )
+        if tx is None:
+            return
+        names = ["MembershipDigestPosted"]
+        assert events_of(tx)[0][1]["matches"] is correct
+        if correct:
+            self.matched.add(m.address)
+            if len(self.matched) == len(self.order):
+                self.synced = self.epoch
+                names.append("EpochSynchronised")
+        assert [n for n, _ in events_of(tx)] == names
+
+    @rule(correct=st.booleans(), skip=st.integers(-1, 3))
+    def rule_everyone_posts_but(self, correct, skip):
+        """Every active member but (at most) one posts: the common road to expiry."""
+        for i, m in enumerate(list(self.order)):
+            if i != skip and m.address not in self.matched:
+                self.rule_post_digest(self.enclaves.index(m), correct, False)
+
+    @rule()
+    def rule_expire(self):
+        at = self._tick()
+        if self.epoch == 0 or self.synced == self.epoch:
+            outcome = ("RegistryEpochSynchronised", self.epoch)
+        elif at <= self.deadline:
+            outcome = ("RegistrySyncStillOpen", self.epoch, self.deadline)
+        elif not self.matched:
+            outcome = ("RegistryNoMemberSynchronised", self.epoch)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(outcome, lambda: self.w.registry.expireUnsynchronised({"from": accounts[3]}))
+        if tx is None:
+            return
+        laggards = [m for m in self.order if m.address not in self.matched]
+        assert laggards  # otherwise the epoch would be synchronised
+        expected = self._revoked_events(laggards, accounts[3], Reason.UNSYNCHRONISED)
+        for m in laggards:
+            self.orgs[m.operator].cooling = at + self.cooldown
+        self._leave(laggards)
+        self._new_epoch(tx)
+        assert events_of(tx)[:-1] == expected
+
+    # -------------------------------------------------------------- scenarios
+    # Built from the single-call rules (every call still predicted and checked) to reach
+    # full roles, expiries and cool-downs within short runs.
+
+    @rule(
+        joins=st.lists(st.tuples(st_op, st_role), min_size=1, max_size=4),
+        skip=st.integers(0, 4),
+        correct=st.booleans(),
+        retry=st_op,
+    )
+    def rule_liveness_scenario(self, joins, skip, correct, retry):
+        """Some enclaves join, everyone but one posts, the deadline passes, anyone expires,
+        and an operator tries to register again (cooling down if it was dropped)."""
+        for op, role in joins:
+            self.rule_register(op, role, -1, True)
+        self.rule_everyone_posts_but(correct, skip)
+        self.rule_sleep_past_the_deadline()
+        self.rule_expire()
+        self.rule_register(retry, PROVIDER, -1, True)
+        self.rule_register(retry, GATEWAY, -1, True)
+
+    # Hypothesis chooses among rules uniformly: a second name doubles a rule's weight.
+    rule_liveness_scenario_again = rule_liveness_scenario
+    rule_register_again = rule_register
+
+    @rule(dt=st_dt)
+    def rule_sleep(self, dt):
+        self.now += dt
+        travel_to(self.now)
+
+    @rule()
+    def rule_sleep_past_the_deadline(self):
+        if self.deadline >= self.now:
+            self.now = self.deadline + 1
+            travel_to(self.now)
+
+    # -------------------------------------------------------------- invariants
+
+    @invariant()
+    def invariant_registry_matches_the_model(self):
+        reg = self.w.registry
+        specs = [
+            (reg, "epoch"),
+            (reg, "synchronisedEpoch"),
+            (reg, "isSynchronised"),
+            (reg, "syncDeadline"),
+            (reg, "membershipDigest"),
+            (reg, "syncPolicy"),
+            (reg, "roleLimit", PROVIDER),
+            (reg, "roleLimit", GATEWAY),
+            (reg, "activeMembers", PROVIDER),
+            (reg, "activeMembers", GATEWAY),
+        ]
+        for op in self.operators:
+            specs += [
+                (reg, "organisation", op),
+                (reg, "enclaveCount", op, PROVIDER),
+                (reg, "enclaveCount", op, GATEWAY),
+            ]
+        for m in self.enclaves:
+            specs += [(reg, "member", m.address), (reg, "digestMatched", self.epoch, m.address)]
+        values = iter(batch_call(specs))
+        epoch, synced, is_synced, deadline, digest, policy = (next(values) for _ in range(6))
+        limits = {PROVIDER: next(values), GATEWAY: next(values)}
+        providers, gateways = next(values), next(values)
+
+        # M1, M6: the epoch clock and its deadline.
+        assert (epoch, synced, deadline) == (self.epoch, self.synced, self.deadline)
+        # M2: the digest formula over the active members in registration order.
+        assert digest == self._digest()
+        # M3: synchronised exactly when every active member posted the matching digest.
+        assert is_synced == (self.epoch != 0 and self.synced == self.epoch)
+        if is_synced:
+            assert self.matched == {m.address for m in self.order}
+        assert policy == (self.window, self.cooldown) and limits == self.limits
+        assert providers == tuple(m.address.lower() for m in self._active(role=PROVIDER))
+        assert gateways == tuple(m.address.lower() for m in self._active(role=GATEWAY))
+        for op, org in enumerate(self.orgs):
+            record, n_providers, n_gateways = next(values), next(values), next(values)
+            assert record == (org.status, org.roles, org.limit, org.cooling, org.name)
+            # M4: counts are of active enclaves; a suspended organisation has none.
+            assert (n_providers, n_gateways) == (
+                len(self._active(op, PROVIDER)),
+                len(self._active(op, GATEWAY)),
+            )
+            if org.status != OrgStatus.ADMITTED:
+                assert n_providers == n_gateways == 0
+            assert n_providers <= max(org.limit, 0) and n_gateways <= max(org.limit, 0)
+        for m in self.enclaves:
+            record, matched = next(values), next(values)
+            assert record == norm(
+                (m.role, m.active, self.operators[m.operator], m.measurement, m.x25519, m.joined)
+            )
+            assert matched == (m.address in self.matched)
+
+
+@pytest.fixture(scope="module")
+def _membership(_bare):
+    w = _bare
+    tx = {"from": w.governor}
+    w.registry.setSyncPolicy(WINDOW, COOL, tx)
+    for role, limit in LIMITS.items():
+        w.registry.setRoleLimit(role, limit, tx)
+    operators = [w.new_account("stateful-operator") for _ in range(OPERATORS)]
+    return w, operators
+
+
+def test_membership_organisations_and_liveness(_membership):
+    Membership.w, Membership.operators = _membership
+    chain.snapshot()
+    run_state_machine_as_test(
+        Membership,
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=30,
             deadline=None,
             database=None,
             suppress_health_check=HealthCheck.all(),

@@ -8,7 +8,9 @@ time."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,13 +25,20 @@ INPUTS = distinctive_inputs(N, D, seed=5)
 OUTAGE = 10.0
 
 
+PROVIDER_HEALTH = free_port()  # provider-0 serves /healthz and /metrics here
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Consortium, FaultProxy, str]]:
     for c in make_consortium(tmp_path_factory, "outage"):
         with FaultProxy(c.anvil.url) as proxy:
             for i in range(N):
                 c.add_agent(
-                    f"provider-{i}", operator_index=i + 1, inputs={"v": list(INPUTS[i])}, rpc_url=proxy.url
+                    f"provider-{i}",
+                    operator_index=i + 1,
+                    inputs={"v": list(INPUTS[i])},
+                    rpc_url=proxy.url,
+                    extra=f"[health]\nport = {PROVIDER_HEALTH}\n" if i == 0 else "",
                 )
             port = free_port()
             gateway = f'[gateway]\nhost = "127.0.0.1"\nport = {port}\n'
@@ -38,6 +47,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Consortium
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: http_json(url + "/healthz", timeout=5)[0] == 200, 60, "the gateway")
             yield c, proxy, url
+
+
+def provider_health() -> tuple[int, dict[str, Any]]:
+    return http_json(f"http://127.0.0.1:{PROVIDER_HEALTH}/healthz", timeout=5)
 
 
 def test_an_outage_mid_round_is_ridden_out(setup: tuple[Consortium, FaultProxy, str]) -> None:
@@ -54,6 +67,8 @@ def test_an_outage_mid_round_is_ridden_out(setup: tuple[Consortium, FaultProxy, 
         wait_until(gateway_says_unreachable, OUTAGE, "the gateway to report the outage")
         status, body = http_json(gateway + "/v1/models", timeout=5)
         assert status == 503 and body["retry_after"] >= 1, body
+        wait_until(lambda: provider_health()[1]["rpc"] == "unreachable", OUTAGE, "provider-0 to report it")
+        assert provider_health()[0] == 503
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - started)))
         c.check_alive()
     finally:
@@ -63,6 +78,15 @@ def test_an_outage_mid_round_is_ridden_out(setup: tuple[Consortium, FaultProxy, 
     total = aggregate(c, round_id, FRAC)
     assert np.max(np.abs(total - np.sum(INPUTS, axis=0))) <= N * 2.0 ** -(FRAC + 1)
     wait_until(lambda: http_json(gateway + "/healthz", timeout=5)[0] == 200, 60, "the gateway to recover")
+    status, report = provider_health()
+    assert status == 200 and report["status"] == "ok" and report["keys_for_synchronised_epoch"], report
+    assert report["last_block_age_s"] is not None and report["last_block"] >= 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{PROVIDER_HEALTH}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert "enclave_agent_synchronised 1.0" in metrics
+    assert 'enclave_agent_rounds{state="completed"}' in metrics
+    samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
+    assert float(samples["enclave_agent_rpc_errors_total"]) >= 1  # the outage counted
     c.check_alive()
     for name, agent in c.agents.items():
         logs = agent.logs()

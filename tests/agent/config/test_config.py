@@ -128,6 +128,8 @@ def test_gateway_config(folder: Path) -> None:
         (lambda t: t.replace("[inputs.vec]", '[inputs."' + "x" * 33 + '"]'), "at most 32 bytes"),
         (lambda t: t.replace('role = "provider"', 'role = "gateway"'), "gateway: missing table"),
         (lambda t: t + "\n[gateway]\nport = 70000\n", "gateway.port: must be 0..65535"),
+        (lambda t: t + "\n[health]\nport = 70000\n", "health.port: must be 0..65535"),
+        (lambda t: t + '\n[health]\nhost = "::1"\n', "health.port: missing"),
         (lambda t: t + "\n[gateway]\nmax_batch = 0\n", "gateway.max_batch: must be between"),
         (lambda t: t + "\n[gateway]\nrate_per_minute = 0\n", "gateway.rate_per_minute: must be between"),
         (
