@@ -21,7 +21,6 @@ from helpers import (
     RequestState,
     RoundState,
     assert_events,
-    bits,
     key_of,
     next_block_at,
     norm,
@@ -546,36 +545,41 @@ def test_submit_while_registry_paused(served):
         s.submit()
 
 
-def _statistic_with_two_contributors(s, minimum):
-    """Shamir 2-of-3 statistic round where one provider never posted."""
+def _statistic(s, minimum):
+    """A completed Shamir 2-of-3 statistic round (every provider contributed)."""
     w = s.w
     rid, _ = w.open_round(scheme=SHAMIR, threshold=2, kind=STATISTIC, min_contributors=minimum)
-    w.post_all(rid, w.providers[:2])
-    travel_to(int(w.exchange.roundInfo(rid)[4]) + 1)
-    w.exchange.closePosting(rid, {"from": accounts[3]})
+    w.post_all(rid)
     w.fuse_all(rid)
     assert w.exchange.state(rid) == RoundState.COMPLETED
-    assert w.exchange.roundInfo(rid)[6] == bits(0, 1)
     return w.register_model(rid, fee=FEE, name="sum")
 
 
-def test_statistic_with_too_few_contributors(served):
-    s = served
-    model = _statistic_with_two_contributors(s, minimum=3)
-    with rejects("InferenceTooFewContributors", model, 2, 3, world=s.w):
-        s.w.submit(model, s.client)
+def test_a_statistic_never_rests_on_fewer_contributors_than_its_minimum(served):
+    """The round's floor includes the output policy's minimum: a statistic round with two
+    contributors of three never completes, so no statistic can be registered on it, and
+    the gateway's own check (InferenceTooFewContributors) stays a second line."""
+    w = served.w
+    rid, _ = w.open_round(scheme=SHAMIR, threshold=2, kind=STATISTIC, min_contributors=3)
+    assert w.exchange.roundGuards(rid)[0] == 3
+    w.post_all(rid, w.providers[:2])
+    travel_to(int(w.exchange.roundInfo(rid)[4]) + 1)
+    w.exchange.closePosting(rid, {"from": accounts[3]})
+    assert w.exchange.state(rid) == RoundState.ABORTED
+    with rejects("InferenceRoundNotCompleted", rid, RoundState.ABORTED, world=w):
+        w.gateway.registerModel(rid, "sum", "{}", FEE, {"from": w.governor})
 
 
 def test_a_statistic_request_is_one_row(served):
     s = served
-    model = _statistic_with_two_contributors(s, minimum=2)
+    model = _statistic(s, minimum=2)
     with rejects("InferenceInvalidRows", model, 2, 1, world=s.w):
         s.w.submit(model, s.client, rows=2)
 
 
 def test_statistic_with_enough_contributors(served):
     s = served
-    model = _statistic_with_two_contributors(s, minimum=2)
+    model = _statistic(s, minimum=3)
     rid, tx = s.w.submit(model, s.client)
     assert tx.status == 1 and s.gw.state(rid) == RequestState.PENDING
 
