@@ -35,7 +35,9 @@ Example (provider)::
     host = "127.0.0.1"
     port = 8700
     max_batch = 256
-    request_timeout = 60.0              # seconds an HTTP call waits for the providers
+    # request_timeout = 60.0            # optional: seconds an HTTP call waits for the providers;
+                                        # default: until the request expires on chain
+    shutdown_grace = 30.0               # seconds SIGTERM waits for calls in flight
     partial_grace = 3.0                 # seconds to wait for every holder's partial once t
                                         # arrived (Shamir): more partials check and correct more
     rate_per_minute = 600               # requests (rows) a minute per client, then HTTP 429
@@ -97,8 +99,9 @@ class GatewayConfig:
     api_keys: dict[str, str] = field(default_factory=dict)  # client address -> SHA-256 hex of its key
     custody_keys: dict[str, Path] = field(default_factory=dict)  # client address -> its key file
     max_batch: int = 256
-    request_timeout: float = 60.0
+    request_timeout: float | None = None  # None: until the request's on-chain deadline
     partial_grace: float = 3.0
+    shutdown_grace: float = 30.0
     rate_per_minute: int = 600
     rate_burst: int = 256
 
@@ -257,12 +260,16 @@ def load_config(path: Path | str) -> AgentConfig:
                     f"api_keys.{client}",
                     "an API-key client is a custody account: give its key file in [gateway.custody_keys]",
                 )
-        timeout = gateway_table.get("request_timeout", float, 60.0)
-        if not 1 <= timeout <= 3600:
+        timeout = gateway_table.get("request_timeout", float, required=False)
+        if timeout is not None and not 1 <= timeout <= 3600:
             raise gateway_table.fail("request_timeout", "must be between 1 and 3600 seconds")
         grace = gateway_table.get("partial_grace", float, 3.0)
-        if not 0 <= grace <= timeout:
-            raise gateway_table.fail("partial_grace", f"must be between 0 and request_timeout ({timeout:g})")
+        if not 0 <= grace <= (timeout or 3600):
+            limit = timeout or 3600
+            raise gateway_table.fail("partial_grace", f"must be between 0 and request_timeout ({limit:g})")
+        shutdown_grace = gateway_table.get("shutdown_grace", float, 30.0)
+        if not 0 <= shutdown_grace <= 3600:
+            raise gateway_table.fail("shutdown_grace", "must be between 0 and 3600 seconds")
         max_batch = gateway_table.get("max_batch", int, 256)
         if not 1 <= max_batch <= 10_000:
             raise gateway_table.fail("max_batch", "must be between 1 and 10000")
@@ -283,6 +290,7 @@ def load_config(path: Path | str) -> AgentConfig:
             max_batch=max_batch,
             request_timeout=timeout,
             partial_grace=grace,
+            shutdown_grace=shutdown_grace,
             rate_per_minute=rate,
             rate_burst=burst,
         )

@@ -118,6 +118,21 @@ def _caller(api_key: str, body: dict[str, Any], agent: GatewayAgent, ask: _Ask) 
 
 async def inference(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
+    if agent.draining:
+        response = _error(503, "the gateway is shutting down; try again shortly", retry_after=5)
+        response.headers["Retry-After"] = "5"
+        return response
+    with agent.metrics.lock:
+        agent.metrics.in_flight += 1
+    try:
+        return await _answer(request, agent)
+    finally:
+        with agent.metrics.lock:
+            agent.metrics.in_flight -= 1
+
+
+async def _answer(request: web.Request, agent: GatewayAgent) -> web.Response:
+    """One inference call, every refusal mapped to its status."""
     started = time.monotonic()
     try:
         response = await _inference(request, agent, started)
@@ -247,21 +262,35 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
     # Replays and the client's signature are the contract's to refuse (409, 401).
     request_ids = []
     if caller.signed is not None:
-        request_ids.append(await _blocking(agent.submit, model, caller.signed, ask.query, ask.bounds))
+        request_ids.append(
+            await _blocking(agent.submit, model, caller.signed, ask.query, ask.bounds, encrypt_to)
+        )
     else:
         size = await _blocking(agent.rows_per_request, model)
         for query in ask.query.split(size):
             signed = await _blocking(agent.custody_request, caller.client, model, query)
-            request_ids.append(await _blocking(agent.submit, model, signed, query, ask.bounds))
-    timeout = agent.config.gateway.request_timeout if agent.config.gateway else 60.0
-    results = await _collect(agent, request_ids, started + timeout)
+            request_ids.append(await _blocking(agent.submit, model, signed, query, ask.bounds, encrypt_to))
+    # Wait as long as the chain gives the providers (a request answered after the HTTP
+    # call gave up is charged, so the call never gives up first) unless the operator
+    # chose a shorter wait; then the 504 says the request is still open.
+    expires = max(int((agent.request(i) or {}).get("deadline", 0)) for i in request_ids)
+    configured = agent.config.gateway.request_timeout if agent.config.gateway else None
+    on_chain = expires - await _blocking(agent.chain_now) + 2
+    results = await _collect(agent, request_ids, started + (configured or on_chain))
     if any(r is None for r in results):
         agent.metrics.count("timeout")
+        still_open = configured is not None and configured < on_chain
         return _error(
             504,
-            "providers did not answer in time; the request expires on chain and its fee is refunded",
-            outcome="timeout",
+            "providers have not answered yet; the request stays open until it expires on chain "
+            "(chain time expires_at): answered by then, it is charged and its answer is at "
+            "GET /v1/requests/{id}; otherwise its fee is refunded"
+            if still_open
+            else "providers did not answer before the request expired on chain; its fee goes back to the "
+            "client's deposit (refundExpired)",
+            outcome="pending" if still_open else "expired",
             request_ids=request_ids,
+            expires_at=expires,
         )
     agent.metrics.count("ok")
     answers = [_deliver(row, encrypt_to) for request_rows in results if request_rows for row in request_rows]
@@ -306,19 +335,22 @@ async def get_request(request: web.Request) -> web.Response:
         return _error(404, f"no request {request_id} at this gateway")
     body: dict[str, Any] = {k: record[k] for k in ("id", "model_id", "status", "deadline", "submit_tx")}
     body["rows"] = int(record.get("rows", 1))
-    header = request.headers.get("X-API-Key") or request.headers.get("Authorization", "").removeprefix(
-        "Bearer "
-    )
-    if header and agent.config.gateway:
+    sealed_to = bytes.fromhex(record["encrypt_to"]) if record.get("encrypt_to") else None
+    api_key = _api_key(request)
+    if api_key and agent.config.gateway:
         try:
-            caller = auth.authenticate_api_key(header.strip(), agent.config.gateway.api_keys)
+            caller = auth.authenticate_api_key(api_key, agent.config.gateway.api_keys)
         except auth.AuthError as exc:
             return _error(401, str(exc))
         if caller.client != record["client"]:
             return _error(403, "this request belongs to another client")
-        results = await _blocking(agent.result, request_id)
-        if results is not None:  # one row: "result"; several: "results", in row order
-            body.update({"result": results[0]} if len(results) == 1 else {"results": results})
+    elif sealed_to is None:
+        return web.json_response(body)  # an unsealed answer goes to its API-key client only
+    # A sealed answer is sealed again, to the key it was asked for: only that client opens it.
+    results = await _blocking(agent.result, request_id)
+    if results is not None:  # one row: "result"; several: "results", in row order
+        delivered = [_deliver(row, sealed_to) for row in results]
+        body.update({"result": delivered[0]} if len(delivered) == 1 else {"results": delivered})
     return web.json_response(body)
 
 
@@ -587,10 +619,22 @@ def serve(agent: GatewayAgent) -> int:
         listener = await listen(build_app(agent), gateway.host, gateway.port)
         log.info("gateway API listening on http://%s:%d (tee=SIMULATED)", gateway.host, listener.port)
         loop = asyncio.get_running_loop()
+        shutdown = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        while not stop.is_set() and worker.is_alive():
+            loop.add_signal_handler(signum, shutdown.set)
+        while not shutdown.is_set() and worker.is_alive():
             await asyncio.sleep(0.2)
+        # Drain: no new connections or calls; the agent loop keeps reading the chain so
+        # that the calls in flight get their answers, up to the grace period.
+        agent.draining = True
+        listener.server.close()
+        deadline = time.monotonic() + gateway.shutdown_grace
+        while agent.metrics.in_flight and worker.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        left = agent.metrics.in_flight
+        log.info(
+            "stopping: %s", f"{left} calls still in flight after the grace period" if left else "drained"
+        )
         await listener.close()
 
     asyncio.run(main())

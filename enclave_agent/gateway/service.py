@@ -44,6 +44,7 @@ class Metrics:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0  # inference calls being answered (a shutdown waits for them)
     latencies: list[float] = field(default_factory=list)
     partials_ignored: int = 0
     # (provider, why) -> partials found wrong: "corrected" (named and corrected) or
@@ -69,6 +70,7 @@ class GatewayAgent(Agent):
     def __init__(self, config: AgentConfig) -> None:
         super().__init__(config)
         self.metrics = Metrics()
+        self.draining = False  # SIGTERM: no new inference calls, the ones in flight finish
         gateway = config.gateway or GatewayConfig()
         self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
         self.custody = {}
@@ -244,10 +246,13 @@ class GatewayAgent(Agent):
         signed: auth.SignedRequest,
         query: queries.Query,
         bounds: InputRange | None = None,
+        encrypt_to: bytes | None = None,
     ) -> int:
         """Record one request (all of ``query``'s rows, as the client signed them) on
         chain with the query encrypted for every holder. A score query needs the
-        model's input range (``bounds``), which the caller checked every row against."""
+        model's input range (``bounds``), which the caller checked every row against.
+        ``encrypt_to`` (the client's key for answers sealed end to end) is kept with the
+        request, so that its answer can be fetched later sealed as it was asked."""
         doc = self.model_round(model)
         if query.kind == queries.KIND_SCORE:
             if bounds is None:
@@ -294,6 +299,7 @@ class GatewayAgent(Agent):
                 "submit_tx": receipt["transactionHash"].to_0x_hex(),
                 "gas": {"submit": int(receipt["gasUsed"])},
                 "submitted_at": time.time(),
+                "encrypt_to": None if encrypt_to is None else encrypt_to.hex(),
             },
         )
         self.store.put_json(f"pending/{request_id}", request_id)

@@ -149,6 +149,8 @@ class AnvilProcess:
                 *("--server.host", "127.0.0.1", "--server.port", port, "--logging.quiet"),
                 *("--wallet.mnemonic", DEV_MNEMONIC, "--wallet.totalAccounts", str(self.accounts)),
                 *("--miner.blockGasLimit", "100000000", "--chain.hardfork", "shanghai"),
+                # One request at a time: concurrent senders otherwise race its nonce bookkeeping.
+                *("--chain.asyncRequestProcessing", "false"),
                 *self.args,
             ]
         if self.engine == "hardhat":  # accounts and gas limit: hardhat.config.js at the repo root

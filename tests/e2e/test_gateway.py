@@ -420,7 +420,8 @@ def _assert_timed_out_and_refunded(demo: Demo, model_id: int, row: dict[str, flo
     balance_before = int(demo.c.gateway.functions.balanceOf(demo.client_address).call())
     with pytest.raises(GatewayHTTPError) as timeout:
         demo.client().infer(model_id, {"features": row})
-    assert timeout.value.status == 504 and timeout.value.body["outcome"] == "timeout"
+    assert timeout.value.status == 504 and timeout.value.body["outcome"] == "pending"  # still open on chain
+    assert timeout.value.body["expires_at"] > demo.c.w3.eth.get_block("latest")["timestamp"]
     request_id = timeout.value.body["request_ids"][0]
     assert int(demo.c.gateway.functions.balanceOf(demo.client_address).call()) == balance_before - 10**12
     demo.c.advance_time(200)
@@ -430,3 +431,70 @@ def _assert_timed_out_and_refunded(demo: Demo, model_id: int, row: dict[str, flo
         from_block=0, argument_filters={"requestId": request_id}
     )
     assert len(refunded) == 1
+
+
+def test_sigterm_drains_the_calls_in_flight_and_their_answers_stay_retrievable(
+    demo: Demo, row: dict[str, float]
+) -> None:
+    """SIGTERM during a burst: every call already recorded on chain is answered before
+    the gateway exits, and each answer can be fetched again after a restart: sealed
+    ones by anyone (only the client opens them), plain ones by their API-key client."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from enclave_agent.crypto.aead import public_key_bytes
+    from enclave_agent.crypto.sealed_box import open_sealed
+    from enclave_agent.protocol.queries import result_ad
+
+    gateway = demo.c.agents["gateway"]
+    secret = X25519PrivateKey.generate()
+    sealed_body = {
+        "model": demo._result.model_id,
+        "features": row,
+        "encrypt_to": "0x" + public_key_bytes(secret).hex(),
+    }
+    plain_body = {"model": demo._result.model_id, "features": row}
+    before = _chain_requests(demo)
+    with ThreadPoolExecutor(8) as pool:
+        calls = [
+            pool.submit(_post, demo, json.dumps(sealed_body if i % 2 else plain_body).encode())
+            for i in range(8)
+        ]
+        wait_until(lambda: _chain_requests(demo) >= before + 8, 60, "8 requests recorded on chain")
+        gateway.terminate()
+        replies = [call.result() for call in calls]
+    assert [status for status, _ in replies] == [200] * 8, replies
+    wait_until(lambda: not gateway.running, 60, "the gateway to exit")
+    assert gateway.returncode == 0 and "stopping: drained" in gateway.logs()
+    gateway.start()
+    wait_until(lambda: demo.client(timeout=5).health().get("status") == "ok", 60, "the gateway back")
+    for i, (_, answer) in enumerate(replies):
+        request_id = answer["request_id"]
+        if i % 2:  # sealed: anyone may fetch it, only the client's key opens it
+            status, fetched = http_json(f"{demo.gateway_url}/v1/requests/{request_id}")
+            sealed = fetched["result"]["sealed"]
+            opened = json.loads(
+                open_sealed(
+                    secret,
+                    bytes.fromhex(sealed["ephemeral_public"][2:]),
+                    bytes.fromhex(sealed["ciphertext"][2:]),
+                    result_ad(request_id, 0),
+                )
+            )
+            sent = answer["sealed"]
+            mine = json.loads(
+                open_sealed(
+                    secret,
+                    bytes.fromhex(sent["ephemeral_public"][2:]),
+                    bytes.fromhex(sent["ciphertext"][2:]),
+                    result_ad(request_id, 0),
+                )
+            )
+            assert opened["score"] == mine["score"]
+        else:  # plain: its API-key client only
+            assert "result" not in http_json(f"{demo.gateway_url}/v1/requests/{request_id}")[1]
+            status, fetched = http_json(
+                f"{demo.gateway_url}/v1/requests/{request_id}", headers={"X-API-Key": demo.api_key}
+            )
+            assert fetched["status"] == "completed" and fetched["result"]["score"] == answer["score"]
