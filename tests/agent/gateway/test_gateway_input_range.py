@@ -102,6 +102,7 @@ class StubAgent:
     metrics: Metrics = field(default_factory=Metrics)
     outage: Outage = field(default_factory=lambda: Outage("http://127.0.0.1:8545"))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(per_minute=600, burst=100))
+    draining: bool = False  # the gateway's SIGTERM flag (not stopping here)
 
     def is_ready(self) -> bool:
         return True

@@ -43,6 +43,7 @@ class StubAgent:
     metrics: Metrics = field(default_factory=Metrics)
     access_checks: int = 0
     outage: Outage = field(default_factory=lambda: Outage("http://127.0.0.1:8545"))
+    draining: bool = False  # the gateway's SIGTERM flag (not stopping here)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(per_minute=30, burst=2, clock=self.clock)
