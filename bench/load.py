@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
         @task
         def ask(self) -> None:
             index = len(outcomes)
-            if index >= args.requests:
-                self.environment.runner.quit()
+            if index >= args.requests:  # the run is complete: the main loop stops the users
                 return
             client, key = clients[index % len(clients)]
             body = {"model": info["model"], "features": rows[index % len(rows)]}
