@@ -23,7 +23,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -187,17 +186,20 @@ def settle(
         return f"{latencies[min(len(latencies) - 1, int(q * len(latencies)))]:.3f}" if latencies else "-"
 
     verdict = "ok" if lost == 0 and charged_unanswered == 0 and unexplained == 0 else "FAIL"
+    completed = sum(1 for s in states.values() if s == COMPLETED)
+    refunded = sum(1 for s in states.values() if s == REFUNDED)
+    throughput = len(outcomes) / duration
     lines = [
-        "| requests | rate asked /s | throughput /s | p50 s | p99 s | lost | charged without an answer | verdict |",
+        "| requests | rate asked /s | throughput /s | p50 s | p99 s | lost | charged, no answer | verdict |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
-        f"| {len(outcomes)} | {args.rate:g} | {len(outcomes) / duration:.1f} | {pct(0.5)} | {pct(0.99)} | {lost} | {charged_unanswered} | {verdict} |",
+        f"| {len(outcomes)} | {args.rate:g} | {throughput:.1f} | {pct(0.5)} | {pct(0.99)} | {lost} "
+        f"| {charged_unanswered} | {verdict} |",
         "",
         "| outcome | requests |",
         "|---|---:|",
         *(f"| {outcome} | {count} |" for outcome, count in by_outcome.most_common()),
         "",
-        f"on chain: {len(states)} requests, {sum(1 for s in states.values() if s == COMPLETED)} completed, "
-        f"{sum(1 for s in states.values() if s == REFUNDED)} refunded; median latency {statistics.median(latencies) if latencies else 0:.3f} s",
+        f"on chain: {len(states)} requests, {completed} completed, {refunded} refunded",
     ]
     return "\n".join(lines)
 
