@@ -36,6 +36,7 @@ import numpy as np
 from eth_typing import ChecksumAddress
 from web3.types import TxParams, Wei
 
+from enclave_agent.errors import EnclaveAgentError
 from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient
 from enclave_agent.localnet import COMPLETED, Consortium, chain_engine, dev_key, start_consortium, wait_until
@@ -73,7 +74,7 @@ class DemoConfig:
     model_frac_bits: int = 14
     concurrency: int = 8
     seed: int = 7
-    gateway_timeout: float = 60.0
+    gateway_timeout: float | None = None  # None: each HTTP call waits for its on-chain deadline
     serve: bool = False  # keep everything running for the wallet page until Ctrl-C
     out: Callable[[str], None] = print
     engine: str | None = None  # anvil, ganache or hardhat (default: $ENCLAVE_CHAIN, else anvil)
@@ -173,8 +174,9 @@ class Demo:
             key_files = "".join(
                 f'"{accounts[i]}" = "{custody / f"client-{i}.key"}"\n' for i in (CLIENT_INDEX, *SPARE_CLIENTS)
             )
+            wait = f"request_timeout = {cfg.gateway_timeout}\n" if cfg.gateway_timeout else ""
             gateway = (
-                f'[gateway]\nhost = "127.0.0.1"\nport = {port}\nrequest_timeout = {cfg.gateway_timeout}\n'
+                f'[gateway]\nhost = "127.0.0.1"\nport = {port}\n{wait}'
                 f"[gateway.api_keys]\n{keys}[gateway.custody_keys]\n{key_files}"
             )
             self.c.add_agent("gateway", operator_index=cfg.providers + 1, role="gateway", extra=gateway)
@@ -198,7 +200,10 @@ class Demo:
 
     def _gateway_ready(self) -> bool:
         self.c.check_alive()
-        health = self.client(timeout=5).health()
+        try:
+            health = self.client(timeout=5).health()
+        except EnclaveAgentError:  # not listening yet
+            return False
         return health.get("status") == "ok"
 
     def _round(

@@ -468,7 +468,7 @@ def test_sigterm_drains_the_calls_in_flight_and_their_answers_stay_retrievable(
     wait_until(lambda: not gateway.running, 60, "the gateway to exit")
     assert gateway.returncode == 0 and "stopping: drained" in gateway.logs()
     gateway.start()
-    wait_until(lambda: demo.client(timeout=5).health().get("status") == "ok", 60, "the gateway back")
+    wait_until(lambda: demo._gateway_ready(), 60, "the gateway back")
     for i, (_, answer) in enumerate(replies):
         request_id = answer["request_id"]
         if i % 2:  # sealed: anyone may fetch it, only the client's key opens it
