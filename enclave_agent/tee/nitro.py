@@ -25,7 +25,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.x509 import BasicConstraints, Certificate, ExtensionNotFound, load_der_x509_certificate
+from cryptography.x509 import (
+    BasicConstraints,
+    Certificate,
+    DuplicateExtension,
+    ExtensionNotFound,
+    InvalidVersion,
+    UnsupportedGeneralNameType,
+    load_der_x509_certificate,
+)
 
 from enclave_agent.errors import AttestationError
 from enclave_agent.tee._pki import name_of
@@ -40,6 +48,10 @@ MAX_DOCUMENT_SIZE = 16 * 1024  # real documents are ~4.5 KB; bounds the CBOR dec
 _ES384_HEADER = {1: -35}
 _COSE_SIGN1_TAG = 18
 _MEASUREMENT_DOMAIN = b"enclave-share/nitro-measurement/v1\0"
+
+
+# 10000-01-01T00:00:00Z in milliseconds: later timestamps are not dates Python can hold.
+MAX_TIMESTAMP_MS = 253_402_300_800_000
 
 
 class NitroDocumentError(AttestationError):
@@ -99,8 +111,10 @@ def _check_payload(doc: Any) -> dict[str, Any]:
         raise NitroDocumentError("Nitro attestation document: module_id is missing or empty")
     if digest != "SHA384":
         raise NitroDocumentError(f"Nitro attestation document: digest is {digest!r}, expected 'SHA384'")
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp <= 0:
-        raise NitroDocumentError("Nitro attestation document: timestamp is missing or not positive")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 < timestamp < MAX_TIMESTAMP_MS:
+        raise NitroDocumentError(
+            "Nitro attestation document: timestamp is missing or outside 1970..9999 (milliseconds)"
+        )
     pcrs = doc.get("pcrs")
     if not isinstance(pcrs, dict) or not 1 <= len(pcrs) <= 32:
         raise NitroDocumentError("Nitro attestation document: pcrs must be a map of 1..32 entries")
@@ -144,6 +158,16 @@ def _is_ca(cert: Certificate) -> bool:
         return False
 
 
+def _parse_certificate(der: bytes) -> Certificate:
+    # cryptography parses fields lazily: touch every one used below so a malformed
+    # name, version or validity fails here, as a parse error, and nowhere else.
+    cert = load_der_x509_certificate(der)
+    _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
+    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, list(cert.extensions))
+    _is_ca(cert)
+    return cert
+
+
 def _check_chain(cabundle: list[bytes], leaf_der: bytes, root_sha256: bytes, at: datetime) -> Certificate:
     """Pin the root, walk root -> leaf, check validity at ``at``; return the leaf."""
     if hashlib.sha256(cabundle[0]).digest() != root_sha256:
@@ -152,8 +176,8 @@ def _check_chain(cabundle: list[bytes], leaf_der: bytes, root_sha256: bytes, at:
             f"(SHA-256 {hashlib.sha256(cabundle[0]).hexdigest()})"
         )
     try:
-        chain = [load_der_x509_certificate(der) for der in [*cabundle, leaf_der]]
-    except ValueError as exc:
+        chain = [_parse_certificate(der) for der in [*cabundle, leaf_der]]
+    except (ValueError, TypeError, InvalidVersion, DuplicateExtension, UnsupportedGeneralNameType) as exc:
         raise NitroDocumentError(
             f"Nitro attestation document: a certificate does not parse ({exc})"
         ) from None

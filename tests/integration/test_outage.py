@@ -81,10 +81,19 @@ def test_an_outage_mid_round_is_ridden_out(setup: tuple[Consortium, FaultProxy, 
     status, report = provider_health()
     assert status == 200 and report["status"] == "ok" and report["keys_for_synchronised_epoch"], report
     assert report["last_block_age_s"] is not None and report["last_block"] >= 1
-    with urllib.request.urlopen(f"http://127.0.0.1:{PROVIDER_HEALTH}/metrics", timeout=10) as response:
-        metrics = response.read().decode()
+
+    def provider_metrics() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PROVIDER_HEALTH}/metrics", timeout=10) as response:
+            return str(response.read().decode())
+
+    # The chain says completed first; the provider records it at its next poll.
+    wait_until(
+        lambda: 'enclave_agent_rounds{state="completed"}' in provider_metrics(),
+        30,
+        "provider-0 to record the round as completed",
+    )
+    metrics = provider_metrics()
     assert "enclave_agent_synchronised 1.0" in metrics
-    assert 'enclave_agent_rounds{state="completed"}' in metrics
     samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
     assert float(samples["enclave_agent_rpc_errors_total"]) >= 1  # the outage counted
     c.check_alive()

@@ -80,3 +80,19 @@ def test_every_position_of_the_signed_header_region(name: str) -> None:
         tampered[index] ^= 0x01
         with pytest.raises(AttestationError):
             verify(bytes(tampered))
+
+
+# Positions in the Nitro samples where a flip once escaped as another exception:
+# a timestamp past year 9999, an X.509 version of 3 or 18, a name attribute parsed
+# as a BitString, a duplicated extension (cryptography parses certificates lazily).
+@pytest.mark.parametrize("name", ["nitro-cose", "nitro-debug"])
+@pytest.mark.parametrize(
+    ("index", "mask"),
+    [(87, 1), (88, 255), (89, 255), (944, 1), (944, 16), (1164, 16), (2558, 1), (2589, 1), (2589, 16)],
+)
+def test_nitro_flips_that_once_escaped_are_refused(name: str, index: int, mask: int) -> None:
+    data, verify = case(name)
+    tampered = bytearray(data)
+    tampered[index] ^= mask
+    with pytest.raises(AttestationError):
+        verify(bytes(tampered))
