@@ -62,6 +62,7 @@ def write_agent_config(
     poll_interval: float = 0.2,
     extra: str = "",
     rpc_url: str | None = None,
+    confirmations: int = 0,
 ) -> Path:
     """Write one agent's TOML config (see ``enclave_agent.config``); ``extra`` is raw
     TOML appended verbatim (e.g. a ``[data]`` or ``[gateway]`` table); ``rpc_url``
@@ -74,6 +75,7 @@ def write_agent_config(
         "[chain]",
         f"manifest = {_toml_string(manifest)}",
         f"poll_interval = {float(poll_interval)!r}",
+        f"confirmations = {int(confirmations)}",
         *([f"rpc_url = {_toml_string(rpc_url)}"] if rpc_url else []),
         "[operator]",
         f"key_file = {_toml_string(operator_key_file)}",

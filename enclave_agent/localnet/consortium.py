@@ -128,13 +128,15 @@ class Consortium:
         admit: bool = True,
         attestation_url: str | None = None,
         rpc_url: str | None = None,
+        confirmations: int = 0,
     ) -> AgentProcess:
         """Write the config of agent ``name`` (state in ``root/name``, operator = dev
         account ``operator_index``) and start it unless ``start`` is False. Unless
         ``admit`` is False, governance first admits the operator as an organisation
         (one enclave per role) if it is not one yet. The agent asks the consortium's
         attestation service unless ``attestation_url`` names another, and the chain
-        through ``rpc_url`` if given (e.g. a proxy), else the manifest's."""
+        through ``rpc_url`` if given (e.g. a proxy), else the manifest's; it processes events
+        ``confirmations`` blocks behind the head."""
         if name in self.agents:
             raise LocalnetError(f"an agent named {name!r} exists already")
         if admit:
@@ -155,6 +157,7 @@ class Consortium:
             poll_interval=poll_interval,
             extra=extra,
             rpc_url=rpc_url,
+            confirmations=confirmations,
         )
         command = "gateway" if role == "gateway" else "run"
         agent = AgentProcess(name, config, state_dir, state_dir / "agent.log", command)
