@@ -56,6 +56,9 @@ REVERT_STATUS = {
 WEB_FILES = {
     "index.html": "text/html",
     "wallet.js": "text/javascript",
+    "analysis.js": "text/javascript",
+    "card.js": "text/javascript",
+    "charts.js": "text/javascript",
     "wallet.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }

@@ -23,7 +23,8 @@ function definitions(pairs) {
 export function formatBound(bound) {
   if (bound === undefined || bound === null) return "not published yet";
   if (bound === 0) return "none (the model answers no value)";
-  return `−${bound.toLocaleString("en")} … ${bound.toLocaleString("en")}`;
+  const text = bound.toLocaleString("en", { maximumSignificantDigits: 15 });
+  return `−${text} … ${text}`;
 }
 
 function when(seconds) {
@@ -59,7 +60,12 @@ function featuresTable(model) {
     const row = body.insertRow();
     row.dataset.feature = name;
     row.append(el("td", name, "mono"), el("td", (card.units || {})[name] || "–"));
-    if (model.kind !== "statistic") row.append(el("td", formatBound(bounds ? bounds[name] : null), "bound"));
+    if (model.kind !== "statistic") {
+      const bound = bounds ? bounds[name] : null;
+      const cell = el("td", formatBound(bound), "bound");
+      if (bound !== null && bound !== undefined) cell.dataset.bound = String(bound);
+      row.append(cell);
+    }
   }
   return table;
 }
