@@ -40,7 +40,7 @@ function roundsTable(rounds) {
   for (const r of rounds) {
     const row = body.insertRow();
     row.dataset.roundId = r.id;
-    const names = (r.contributors || []).map((c) => c.organisation).join(", ");
+    const names = (r.contributors || []).map((c) => c.organisation).sort().join(", ");
     const cells = [`#${r.id}`, r.purpose, r.status, names ? `${r.contributors.length} of ${r.participants}: ${names}` : "–", when(r.completed_at)];
     for (const text of cells) row.append(el("td", text));
   }
@@ -89,7 +89,7 @@ export function renderCard(box, model, formatFee) {
     const classes = card.classes || { 0: "class 0", 1: "class 1" };
     box.append(
       definitions([
-        ["Score", `${card.score || "probability of class 1"}: the probability that the row is ${classes[1]}`, "card-score"],
+        ["Score", `the probability that the row is ${classes[1]} (class 1), as the model estimates it (${card.link || "logistic"} link of a linear score)`, "card-score"],
         ["Label", `1 (${classes[1]}) when the score is at least ${card.threshold}, else 0 (${classes[0]})`, "card-label"],
         ["Link", card.link || "–"],
         ["Fee", `${formatFee(model.fee_wei)} per row; ${model.rows_per_request} rows per signed request`],
