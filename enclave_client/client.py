@@ -93,6 +93,14 @@ class Model:
         )
 
 
+E = TypeVar("E", bound=GatewayError)
+
+
+def _local(cls: type[E], body: dict[str, Any], status: int = 422) -> E:
+    """A refusal found before sending: the one the gateway would answer (never charged)."""
+    return cls(status, body, before_sending=True)
+
+
 def _key_of(account: Any) -> str:
     """A hex private key, or an eth_account LocalAccount (its ``key``)."""
     key = getattr(account, "key", account)
@@ -118,14 +126,16 @@ def rows_of(data: Any, features: Sequence[str]) -> list[Any]:
         present = {str(c) for c in columns}
         missing = [f for f in features if f not in present]
         if missing:
-            raise InvalidInput(422, {"error": "no such column in the data", "field": f"rows[0].{missing[0]}"})
+            raise _local(
+                InvalidInput, {"error": "no such column in the data", "field": f"rows[0].{missing[0]}"}
+            )
         values = []
         for name in features:
             try:
                 values.append(np.asarray(data[name], dtype=np.float64).reshape(-1))
             except (TypeError, ValueError):
-                raise InvalidInput(
-                    422, {"error": "column is not numeric", "field": f"rows[0].{name}"}
+                raise _local(
+                    InvalidInput, {"error": "column is not numeric", "field": f"rows[0].{name}"}
                 ) from None
         return [
             {name: float(column[i]) for name, column in zip(features, values, strict=True)}
@@ -133,11 +143,14 @@ def rows_of(data: Any, features: Sequence[str]) -> list[Any]:
         ]
     if isinstance(data, np.ndarray):
         if data.ndim != 2:
-            raise InvalidInput(422, {"error": f"a 2-D array is needed, got {data.ndim}-D", "field": "rows"})
+            raise _local(
+                InvalidInput, {"error": f"a 2-D array is needed, got {data.ndim}-D", "field": "rows"}
+            )
         return [[float(v) for v in row] for row in data]
     if isinstance(data, Mapping) or not isinstance(data, Sequence) or isinstance(data, str | bytes):
-        raise InvalidInput(
-            422, {"error": "give a data frame, a 2-D array or a list of rows (one mapping is one row: [row])"}
+        raise _local(
+            InvalidInput,
+            {"error": "give a data frame, a 2-D array or a list of rows (one mapping is one row: [row])"},
         )
     return [
         {str(k): _plain(v) for k, v in row.items()}
@@ -154,11 +167,11 @@ def check_rows(info: Model, rows: list[Any]) -> None:
     feature present and named right, finite numbers, each within the model's input
     range (fields named as the gateway names them)."""
     if not rows:
-        raise InvalidInput(422, {"error": "no rows to score", "field": "rows"})
+        raise _local(InvalidInput, {"error": "no rows to score", "field": "rows"})
     try:
         parsed = validation.parse_score_request({"rows": rows}, info.features, len(rows)).rows
     except validation.InvalidRequest as exc:
-        raise InvalidInput(exc.status, {"error": exc.problem, "field": exc.field}) from None
+        raise _local(InvalidInput, {"error": exc.problem, "field": exc.field}, exc.status) from None
     if info.bounds is None:
         return  # not published yet: the gateway answers 503 (retried)
     for i, row in enumerate(parsed):
@@ -166,8 +179,8 @@ def check_rows(info: Model, rows: list[Any]) -> None:
             bound = info.bounds[name]
             if bound == 0 or not abs(value) <= bound:
                 where = f"rows[{i}].{name}" if isinstance(rows[i], Mapping) else f"rows[{i}][{k}]"
-                raise OutOfRange(
-                    422,
+                raise _local(
+                    OutOfRange,
                     {
                         "error": f"outside the range this model answers exactly: |{name}| must be at "
                         f"most {bound:g}",
@@ -275,6 +288,7 @@ class Client:
             raise ValueError(f"kind must be one of {', '.join(STATISTICS)} or all, not {kind!r}")
         info = self.model(model, "statistic")
         answer = self._infer(info, {"statistic": {"column": column}}, 0)
+        answer["count"] = int(answer["count"])  # rows: a whole number
         return answer if kind == "all" else answer[kind]
 
     def request(self, request_id: int) -> dict[str, Any]:

@@ -70,14 +70,17 @@ class GatewayError(GatewayHTTPError):
     it names, row numbers counted over the caller's whole batch) and ``reason`` (the
     contract's custom error, when the contract refused)."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any], *, before_sending: bool = False) -> None:
         super().__init__(status, body)
         self.message = str(body.get("error", "request failed"))
         self.field: str | None = body.get("field")
         self.reason: str | None = body.get("reason")
+        # Found by the client before anything was sent (``status`` is the gateway's answer to it).
+        self.before_sending = before_sending
         # Answers to the parts of the caller's batch sent before this refusal (charged).
         self.answered: list[dict[str, Any]] = []
-        text = f"HTTP {status}: " + (f"{self.field}: " if self.field else "") + self.message
+        prefix = "refused before sending" if before_sending else f"HTTP {status}"
+        text = f"{prefix}: " + (f"{self.field}: " if self.field else "") + self.message
         if self.reason:
             text += f" [{self.reason}]"
         self.args = (text,)

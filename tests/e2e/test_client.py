@@ -186,7 +186,8 @@ def test_statistics_are_over_every_contributor_and_std_is_the_population_std(
     assert split.features[1] == column
     everything = analyst.statistic(column, "all")
     assert everything["end_to_end"] is True
-    assert analyst.statistic(column, "count") == len(values) == sum(split.provider_rows)
+    count = analyst.statistic(column, "count")
+    assert count == len(values) == sum(split.provider_rows) and isinstance(count, int)
     assert analyst.statistic(column, "mean") == pytest.approx(values.mean(), rel=1e-4)
     assert analyst.statistic(column, "sum") == pytest.approx(values.sum(), rel=1e-4)
     assert analyst.statistic(column, "std") == pytest.approx(values.std(ddof=0), rel=1e-3)
@@ -209,6 +210,7 @@ def test_bad_input_is_refused_whole_before_anything_is_sent(analyst: Client, dem
     # Row 57 of the caller's batch (in its second part of 40), named and bounded.
     assert (out.value.field, out.value.row, out.value.feature) == ("rows[57].mean_area", 57, "mean_area")
     assert out.value.bound == bound and f"at most {bound:g}" in str(out.value)
+    assert out.value.before_sending and str(out.value).startswith("refused before sending: rows[57]")
     batch[57] = x[57]
     batch[3, 0] = np.nan
     with pytest.raises(InvalidInput) as nan:
@@ -229,6 +231,7 @@ def test_bad_input_is_refused_whole_before_anything_is_sent(analyst: Client, dem
     with pytest.raises(InvalidInput) as column:  # refused by the gateway, before the chain
         client.statistic("no_such_column")
     assert column.value.status == 422 and column.value.field == "statistic.column"
+    assert not column.value.before_sending and str(column.value).startswith("HTTP 422: statistic.column")
     assert _requests(demo) == requests and _used(demo, demo.client_address) == used
 
 
