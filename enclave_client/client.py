@@ -173,7 +173,7 @@ def check_rows(info: Model, rows: list[Any]) -> None:
     except validation.InvalidRequest as exc:
         raise _local(InvalidInput, {"error": exc.problem, "field": exc.field}, exc.status) from None
     if info.bounds is None:
-        return  # not published yet: the gateway answers 503 (retried)
+        return  # not published yet: the gateway refuses with 503 (Unavailable)
     for i, row in enumerate(parsed):
         for k, (name, value) in enumerate(zip(info.features, row, strict=True)):
             bound = info.bounds[name]

@@ -5,7 +5,9 @@ every refusal typed, named and never charged."""
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from typing import Any
 
 import numpy as np
@@ -163,18 +165,29 @@ def test_a_wallet_account_signs_every_part_and_rate_limits_are_waited_out(demo: 
     client = _wallet_client(demo, RATE_CLIENT, quota=1000, deposit=10**16, sleep=sleep)
     address = demo.c.w3.eth.accounts[RATE_CLIENT]
     names, x, _ = _holdout(demo)
-    batch = np.concatenate([x, x, x])[:300]  # 135 + 135 + 30 rows: three signed requests
+    rows = np.concatenate([x, x, x])
+    # 256 rows a burst, 600 a minute: the first batch spends the burst, so the second
+    # (sent at once) is refused (429, nothing written) until the bucket refills, unless
+    # the first took over 13.5 s; the client waits as long as the gateway says.
+    limited = _rate_limited(demo)
+    client.predict(Frame(list(names), rows[:256]))
     block = demo.c.w3.eth.block_number
-    scores = client.predict(Frame(list(names), batch))
+    scores = client.predict(Frame(list(names), rows[:300]))  # 135 + 135 + 30: three signed requests
     submitted = demo.c.gateway.events.RequestSubmitted().get_logs(from_block=block + 1)
     mine = [e for e in submitted if e["args"]["client"] == address]
     assert sorted(int(e["args"]["rows"]) for e in mine) == [30, 135, 135]
-    assert _used(demo, address) == 300
-    # 256 rows a burst, 600 a minute: the second part was refused (429, nothing
-    # written) and sent again after the wait the gateway named.
+    assert _used(demo, address) == 556
     assert waits and all(0 < w <= 60 for w in waits)
+    assert _rate_limited(demo) == limited + len(waits)  # each wait followed one refusal
     assert np.allclose(scores[: len(x)], scores[len(x) : 2 * len(x)], atol=1e-12)
     assert np.all(np.abs(scores[: len(x)] - _plain_scores(demo)) <= SCORE_TOLERANCE)
+
+
+def _rate_limited(demo: Demo) -> int:
+    with urllib.request.urlopen(demo.gateway_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(r'enclave_gateway_requests_total\{outcome="rate_limited"\} (\d+)', text)
+    return int(found.group(1)) if found else 0
 
 
 def test_statistics_are_over_every_contributor_and_std_is_the_population_std(

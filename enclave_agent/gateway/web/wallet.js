@@ -8,7 +8,7 @@ import { chartsAvailable, drawCalibration, drawHistogram, drawRoc } from "./char
 
 const $ = (id) => document.getElementById(id);
 // status: the element next to the button whose action runs (its messages and errors go there)
-const state = { deployment: null, models: [], account: null, busy: false, status: "load-status", table: null };
+const state = { deployment: null, models: [], account: null, busy: false, status: "load-status" };
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -411,12 +411,11 @@ export function scoresCsv(answers, labels = null) {
 async function chooseCsv() {
   const select = $("label-column");
   select.replaceChildren(new Option("none", ""));
-  state.table = null;
   const model = selectedModel();
   const file = $("csv").files[0];
   if (!file || !model || model.kind === "statistic") return;
+  state.status = "csv-status";
   const table = analysis.parseTable(await file.text());
-  state.table = { name: file.name, table };
   const classes = (model.card && model.card.classes) || {};
   for (const name of table.header.filter((n) => !model.features.includes(n))) {
     if (analysis.labelsOf(table, name, classes) !== null) select.add(new Option(name, name));
@@ -558,10 +557,7 @@ async function load() {
     renderInputs();
     chooseCsv().catch(() => {});
   });
-  $("csv").addEventListener("change", () => {
-    state.status = "csv-status";
-    chooseCsv().catch((error) => say(error.message, "bad"));
-  });
+  $("csv").addEventListener("change", () => chooseCsv().catch((error) => say(error.message, "bad")));
   await newResultKey().catch(() => {
     $("seal").checked = false;
     $("seal").disabled = true;
