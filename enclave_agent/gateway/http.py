@@ -31,6 +31,7 @@ from enclave_agent.gateway.listener import listen
 from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
+from enclave_agent.protocol.health import health_report
 
 log = logging.getLogger(__name__)
 
@@ -464,19 +465,12 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """The provider's health report (``protocol.health``) plus the gateway contract:
+    "ok" exactly when the gateway can serve (node reachable, keys of a synchronised epoch)."""
     agent = request.app[AGENT]
-    chain_down = agent.outage.down
-    ready = agent.is_ready() and not chain_down
-    body = {
-        "status": "ok" if ready else ("chain unreachable" if chain_down else "starting"),
-        "stage": agent.stage,
-        "tee": "SIMULATED" if agent.tee.simulated else agent.tee.name,
-        "enclave": agent.address,
-        "epoch": agent.view.epoch,
-        "chain_id": agent.chain_id,
-        "inference_gateway": agent.gateway_address,
-    }
-    return web.json_response(body, status=200 if ready else 503)
+    healthy, report = await asyncio.to_thread(health_report, agent)
+    report["inference_gateway"] = agent.gateway_address
+    return web.json_response(report, status=200 if healthy else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
