@@ -288,7 +288,7 @@ export async function openSealed(key, sealed, requestId, row) {
 
 function describe(answer) {
   if ("score" in answer) return `score ${answer.score.toFixed(4)}, label ${answer.label}`;
-  return `sum ${answer.sum.toPrecision(6)}, mean ${answer.mean.toPrecision(6)}, std ${answer.std.toPrecision(6)}, count ${answer.count}`;
+  return `sum ${answer.sum.toPrecision(6)}, mean ${answer.mean.toPrecision(6)}, std ${answer.std.toPrecision(6)} (population), count ${answer.count}`;
 }
 
 const shortHash = (hash) => `${hash.slice(0, 6)}…${hash.slice(-4)}`;
