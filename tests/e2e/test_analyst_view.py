@@ -116,6 +116,13 @@ def test_the_statistic_form_asks_a_column_only(session: Session, demo: Demo) -> 
     assert page.locator("#inputs input").count() == 0
     assert page.locator("#statistic-column option").count() == len(demo._result.split.features)
     expect(page.locator("#ask")).to_have_text("Sign and ask the statistic")
+    _connect(session)
+    page.select_option("#statistic-column", "mean_texture")
+    page.click("#ask")
+    answer = page.locator("#answers tbody tr").first
+    expect(answer).to_contain_text(f"count {sum(demo._result.split.provider_rows)}", timeout=60_000)
+    expect(answer).to_contain_text("(population)")
+    expect(page.locator("#ask-status")).to_contain_text("request ")
     page.select_option("#model", str(demo._result.model_id))
     expect(page.locator("#csv-section")).to_be_visible()
 
