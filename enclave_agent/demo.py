@@ -41,7 +41,13 @@ from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient
 from enclave_agent.localnet import COMPLETED, Consortium, chain_engine, dev_key, start_consortium, wait_until
 from enclave_agent.localnet.anvil import free_port
-from enclave_agent.model.data import SplitResult, read_table, split_breast_cancer
+from enclave_agent.model.data import (
+    BREAST_CANCER_CLASSES,
+    SplitResult,
+    breast_cancer_units,
+    read_table,
+    split_breast_cancer,
+)
 from enclave_agent.model.federated import ModelSpec, fedavg_plaintext
 from enclave_agent.model.logistic import contribution_length, predict_proba
 from enclave_agent.model.metrics import accuracy, auc, central_baseline
@@ -254,8 +260,14 @@ class Demo:
                 "column-stats", 2 * features + 1, "statistic", min_contributors=self.config.providers
             )
         with self.stage("register the model and the statistic, grant the client access"):
+            units = breast_cancer_units(result.split.features)
             spec = ModelSpec(
-                features=list(result.split.features), stats_round=stats_round, train_rounds=train_rounds
+                features=list(result.split.features),
+                stats_round=stats_round,
+                train_rounds=train_rounds,
+                units=units,
+                classes=BREAST_CANCER_CLASSES,
+                description="Logistic regression on fine needle aspirate images: is the mass benign?",
             )
             gov: TxParams = {"from": self.c.governor}
             gateway = self.c.gateway.functions
@@ -266,7 +278,9 @@ class Demo:
                 (
                     result.rounds["statistic"],
                     "breast-cancer-stats",
-                    statistic_metadata(result.split.features),
+                    statistic_metadata(
+                        result.split.features, units, "Column statistics of the providers' rows"
+                    ),
                     0,
                 ),
             ):

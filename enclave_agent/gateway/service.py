@@ -82,6 +82,7 @@ class GatewayAgent(Agent):
                 )
             self.custody[client] = account
         self._complete_lock = threading.Lock()
+        self._organisations: dict[str, str] = {}  # enclave -> its organisation's registered name
         self.handlers.update(
             {
                 "PartialPosted": self._on_partial_posted,
@@ -233,6 +234,17 @@ class GatewayAgent(Agent):
         except ProtocolError as exc:
             log.error("model %s: %s", model["id"], exc)
             return None
+
+    def organisation_name(self, enclave: str) -> str:
+        """The registered name of the organisation that operates ``enclave`` (from the
+        registry, remembered: a name is set once, at admission)."""
+        name = self._organisations.get(enclave)
+        if name is None:
+            registry = self.contracts.registry.functions
+            operator = registry.member(to_checksum_address(enclave)).call()[2]
+            name = str(registry.organisation(operator).call()[4]) or enclave
+            self._organisations[enclave] = name
+        return name
 
     def rows_per_request(self, model: dict[str, Any]) -> int:
         """The most rows of ``model`` one on-chain request carries."""
@@ -425,7 +437,13 @@ class GatewayAgent(Agent):
             )
             probability = scoring.sigmoid(logit)
             results.append(
-                base | {"row": row, "score": probability, "logit": logit, "label": int(probability >= 0.5)}
+                base
+                | {
+                    "row": row,
+                    "score": probability,
+                    "logit": logit,
+                    "label": int(probability >= scoring.LABEL_THRESHOLD),
+                }
             )
         return results
 
