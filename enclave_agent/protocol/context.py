@@ -64,6 +64,7 @@ class AgentContext:
         fresh = self.store.is_empty()
         self.manifest: Manifest = load_manifest(config.manifest)
         rpc_url = config.rpc_url or self.manifest.rpc_url
+        self.rpc_url = rpc_url
         self.w3 = connect(rpc_url)
         self.outage = Outage(rpc_url)
         self.contracts = Contracts(self.w3, self.manifest)
