@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from enclave_agent.errors import AttestationError
+from enclave_agent.tee._der import TAG_BIT_STRING, TAG_SEQUENCE, der_items, der_single
 
 
 def utc(at: int) -> datetime:
@@ -49,6 +50,15 @@ def parsed(cert: x509.Certificate) -> x509.Certificate:
     later, in the middle of a check, as some other exception."""
     _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.serial_number)
     _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, list(cert.extensions))
+    # The one part of a certificate no signature covers is its own signature's wrapper:
+    # a BIT STRING whose unused-bits count cryptography ignores. Only 0 is DER.
+    try:
+        outer = der_single(cert.public_bytes(Encoding.DER), TAG_SEQUENCE, "certificate", AttestationError)
+        items = der_items(outer, "certificate", AttestationError)
+    except AttestationError as exc:
+        raise ValueError(str(exc)) from None
+    if len(items) != 3 or items[2][0] != TAG_BIT_STRING or items[2][1][:1] != b"\0":
+        raise ValueError("the certificate's signature is not a BIT STRING without unused bits")
     return cert
 
 

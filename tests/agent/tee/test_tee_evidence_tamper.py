@@ -119,3 +119,15 @@ def test_dcap_flips_that_once_escaped_are_refused(name: str, index: int) -> None
     tampered[index] ^= 0x10
     with pytest.raises(AttestationError):
         verify(bytes(tampered))
+
+
+# A certificate's signature BIT STRING with an unused-bits count of 1 (a flip in the
+# PEM text of the PCK chain): cryptography verifies the same signature bytes, so
+# nothing but a strict DER check refuses it.
+@pytest.mark.parametrize(("name", "index"), [("sgx-v3-processor-ca", 2567), ("tdx-v5", 2977)])
+def test_a_certificate_signature_with_unused_bits_is_refused(name: str, index: int) -> None:
+    data, verify = case(name)
+    tampered = bytearray(data)
+    tampered[index] ^= 0x10
+    with pytest.raises(AttestationError, match="BIT STRING"):
+        verify(bytes(tampered))
