@@ -8,8 +8,8 @@ Every change bumps ``version``, which the HTTP layer pushes to the page.
 
 When the node does not answer, ``status`` says so (with the error and when the chain
 was last seen) and the watcher retries every poll interval. When the chain's head goes
-below what was read, or the deployment block's hash changes (a node restarted with a
-fresh chain, a deep reorganisation), the view is rebuilt from the deployment block.
+below what was read, or the last block read has another hash now (a node restarted
+with a fresh chain, a reorganisation), the view is rebuilt from the deployment block.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 from web3 import Web3
-from web3.exceptions import Web3Exception
+from web3.exceptions import BlockNotFound, Web3Exception
 from web3.types import FilterParams, LogReceipt
 
 from enclave_agent.chain import Contracts, Manifest, connect, decode_logs, redact_url
@@ -66,9 +66,10 @@ class Watcher:
         }
         self._contracts: Contracts | None = None
         self._next_block = manifest.deployed_block
-        self._anchor: str | None = None  # deployment block hash seen first
+        self._seen: tuple[int, str] | None = None  # the last block read and its hash
         self._timestamps: OrderedDict[int, int] = OrderedDict()
         self._gas: OrderedDict[str, int] = OrderedDict()
+        self.behind = False  # the last step read a full batch and the head is further
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,6 +96,8 @@ class Watcher:
         while not self._stop.is_set():
             try:
                 self.step()
+                if self.behind:
+                    continue  # catching up: the next batch at once
             except (ConfigError, *UNREACHABLE) as exc:
                 self._unreachable(exc)
             except Exception as exc:  # a bug must not end the page's only reader silently
@@ -109,11 +112,10 @@ class Watcher:
         contracts = self._bind()
         w3 = contracts.w3
         head = int(w3.eth.block_number)
-        anchor = self._block_hash(w3, self.manifest.deployed_block)
-        if head + 1 < self._next_block or (self._anchor is not None and anchor != self._anchor):
-            log.warning("the chain was replaced or reorganised below the head read; reading it again")
+        seen = self._seen
+        if head + 1 < self._next_block or (seen is not None and self._block_hash(w3, seen[0]) != seen[1]):
+            log.warning("the chain was replaced or reorganised below the last block read; reading it again")
             self._reset()
-        self._anchor = anchor
         applied = 0
         if self._next_block <= head:
             last = min(head, self._next_block + self.batch_blocks - 1)
@@ -128,13 +130,16 @@ class Watcher:
                 (e, self._timestamp(w3, e.block_number), self._gas_used(w3, e.tx_hash)) for e in events
             ]
             head_time = self._timestamp(w3, last)
+            self._seen = (last, self._block_hash(w3, last))
             with self.lock:
                 self.view.apply_all(enriched)
                 self.view.set_head(last, head_time)
                 self._next_block = last + 1
                 self._mark_reachable(last)
+            self.behind = last < head
             applied = len(enriched)
         else:
+            self.behind = False
             head_time = self._timestamp(w3, head)
             with self.lock:
                 changed = self.view.set_head(head, head_time) or not self.status["reachable"]
@@ -153,7 +158,11 @@ class Watcher:
         return self._contracts
 
     def _block_hash(self, w3: Web3, number: int) -> str:
-        block = w3.eth.get_block(number)
+        """The block's hash ("" if the node has no such block: the chain was replaced)."""
+        try:
+            block = w3.eth.get_block(number)
+        except BlockNotFound:
+            return ""
         return bytes(block["hash"]).hex() if block.get("hash") else ""
 
     def _timestamp(self, w3: Web3, number: int) -> int:
@@ -178,6 +187,7 @@ class Watcher:
         with self.lock:
             self.view = ConsortiumView()
             self._next_block = self.manifest.deployed_block
+            self._seen = None
             self._timestamps.clear()
             self._gas.clear()
             self.version += 1
