@@ -33,6 +33,7 @@ WEB_FILES = {
     "console.js": "text/javascript",
     "charts.js": "text/javascript",
     "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
 }
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "

@@ -499,6 +499,8 @@ class ConsortiumView:
     def epoch_state(self, epoch: dict[str, Any]) -> str:
         if epoch["synchronised"]:
             return "synchronised"
+        if self.epochs and epoch["epoch"] < next(reversed(self.epochs)):
+            return "superseded"  # membership changed again before every member posted
         if self.head_time > epoch["sync_deadline"]:
             return "overdue"
         return "synchronising"

@@ -86,6 +86,7 @@ function renderEpochs(epochs) {
 }
 
 function renderRequests(requests, usage) {
+  $("requests-empty").hidden = requests.length > 0;
   fill($("usage").tBodies[0], usage.map((u) => row([
     td(u.model_name), td(short(u.client), "mono", u.client), td(u.requests), td(u.rows), td(u.completed),
     td(u.refunded), td(seconds(u.mean_latency)), td(gas(u.gas)),

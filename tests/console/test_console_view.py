@@ -132,6 +132,15 @@ def test_epoch_sync_state_follows_digests_deadline_and_time() -> None:
     v.apply(ev("EpochSynchronised", epoch=1, membershipDigest=b"\1" * 32), 503)
     epoch = v.snapshot()["epoch"]
     assert (epoch["state"], epoch["synchronised_at"], epoch["sync_deadline"]) == ("synchronised", 503, 900)
+    # An epoch replaced before it synchronised is superseded, not overdue forever.
+    v.apply(ev("EpochStarted", epoch=2, membershipDigest=b"\0" * 32, memberCount=3, syncDeadline=1000), 600)
+    v.apply(ev("EpochStarted", epoch=3, membershipDigest=b"\0" * 32, memberCount=4, syncDeadline=1100), 601)
+    v.set_head(20, 2000)
+    assert [(e["epoch"], e["state"]) for e in v.snapshot()["epochs"]] == [
+        (3, "overdue"),
+        (2, "superseded"),
+        (1, "synchronised"),
+    ]
 
 
 def test_a_round_completes_with_contributors_and_gas_per_stage_once_per_transaction() -> None:

@@ -116,7 +116,10 @@ def test_a_round_started_by_the_test_appears_and_completes_live(
     expect(row).to_be_visible(timeout=15_000)
     assert c.wait_round(round_id) == COMPLETED
     expect(row.locator("td.state")).to_have_text("completed", timeout=15_000)
-    expect(row.locator("td.contributors")).to_have_text("3: provider-0, provider-1, provider-2")
+    names = {a.enclave_address(): name for name, a in c.agents.items()}
+    order = [names[p] for p in c.exchange.functions.participants(round_id).call()]  # participant index
+    expect(row.locator("td.contributors")).to_have_text("3: " + ", ".join(order))
+    expect(row.locator("td.participants")).to_have_text(", ".join(order))
     # The gas on the page is the gas of the round's transactions, from their receipts.
     opened = c.round_events(round_id, "RoundOpened")[0]
     txs = {opened["transactionHash"]}
