@@ -177,3 +177,40 @@ def test_the_charts_are_drawn(page: Page) -> None:
     latency = page.evaluate(CANVAS_INK, "chart-latency")
     assert latency["type"] == "line" and latency["ink"] > 500  # axes; no request in this consortium
     shot(page, "consortium-page.png")
+
+
+def test_an_unreachable_chain_is_a_clear_error_state(browser: Browser, net: tuple[Consortium, str]) -> None:
+    c, _ = net
+    dead = python_child(
+        "console (dead RPC)",
+        "enclave_console",
+        "--manifest",
+        c.manifest_path,
+        "--rpc-url",
+        "http://127.0.0.1:9/",  # discard port: nothing answers
+        "--port",
+        "0",
+        log=c.root / "console-dead.log",
+    )
+    dead.start()
+    try:
+        url = wait_until(
+            lambda: (m := re.search(r"serving (http://\S+/)", dead.output())) and m.group(1),
+            30,
+            "the console",
+        )
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        banner = page.locator("#banner")
+        expect(banner).to_be_visible(timeout=20_000)
+        expect(banner).to_have_text(
+            "The chain is unreachable: JSON-RPC endpoint http://127.0.0.1:9/ does not answer: "
+            "ConnectionError. Showing what was read up to block –; retrying."
+        )
+        expect(page.locator("#chain")).to_contain_text("unreachable")
+        expect(page.locator("#rounds-empty")).to_be_visible()
+        shot(page, "consortium-unreachable.png")
+        context.close()
+    finally:
+        assert dead.stop() == 0, dead.output()[-2000:]
