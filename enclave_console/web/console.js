@@ -105,7 +105,8 @@ function renderChain(s) {
   const chain = s.chain;
   const banner = $("banner");
   if (!chain.reachable) {
-    banner.textContent = `The chain is unreachable: ${chain.error}. Showing what was read up to block ${s.head.block || "–"}; retrying.`;
+    const read = s.head.block ? `Showing what was read up to block ${s.head.block}` : "Nothing was read yet";
+    banner.textContent = `The chain is unreachable: ${chain.error}. ${read}; retrying.`;
     banner.hidden = false;
   } else {
     banner.hidden = true;

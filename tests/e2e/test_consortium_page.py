@@ -206,7 +206,7 @@ def test_an_unreachable_chain_is_a_clear_error_state(browser: Browser, net: tupl
         expect(banner).to_be_visible(timeout=20_000)
         expect(banner).to_have_text(
             "The chain is unreachable: JSON-RPC endpoint http://127.0.0.1:9/ does not answer: "
-            "ConnectionError. Showing what was read up to block –; retrying."
+            "ConnectionError. Nothing was read yet; retrying."
         )
         expect(page.locator("#chain")).to_contain_text("unreachable")
         expect(page.locator("#rounds-empty")).to_be_visible()
