@@ -2,8 +2,9 @@
 
 ``ConsortiumView.apply(event, timestamp, gas)`` folds one event (with its block's
 timestamp and its transaction's gas, counted once per transaction) into members,
-epochs, rounds, models and inference requests; ``snapshot()`` is the JSON the API and
-the page read. Pure: no chain access, so it is tested with hand-made events.
+epochs, rounds, models and inference requests (``records``); ``snapshot()`` is the
+JSON the API and the page read (``render``). Pure: no chain access, so it is tested
+with hand-made events.
 
 Memory is bounded: at most ``MAX_ROUNDS`` rounds, ``MAX_REQUESTS`` requests,
 ``MAX_EPOCHS`` epochs, ``MAX_MEMBERS`` members, ``MAX_AGGREGATES`` (model, client)
@@ -13,15 +14,26 @@ totals and ``MAX_ACTIVITY`` lines of activity are kept; the oldest go first.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from enclave_agent.protocol.disputes import BLAME_REASONS, EXCLUSION_REASONS
 from enclave_agent.protocol.onboarding import REVOKE_REASONS
 from enclave_agent.protocol.stages import ABORT_REASONS, ENCODINGS, OUTPUT_KINDS, SCHEMES
 from enclave_agent.tee.evidence import EvidenceType
 from enclave_agent.tee.quote import ROLE_NAMES
+from enclave_console.records import (
+    ROUND_STAGES,
+    Aggregate,
+    Event,
+    RequestView,
+    RoundView,
+)
+from enclave_console.records import bits as _bits
+from enclave_console.records import hexstr as _hex
+from enclave_console.records import label as _label
+from enclave_console.records import put as _put
+from enclave_console.render import Rendering
 
 MAX_ROUNDS = 200
 MAX_REQUESTS = 1000
@@ -32,134 +44,8 @@ MAX_AGGREGATES = 1024
 MAX_ACTIVITY = 100
 MAX_ORGANISATIONS = 1024
 
-# The transaction that emitted a round's event, by what it did (gas per stage).
-ROUND_STAGES = {
-    "RoundOpened": "open",
-    "SharesPosted": "post shares",
-    "PostingClosed": "close posting",
-    "ComplaintFiled": "complaints",
-    "ComplaintJudged": "complaints",
-    "MemberExcluded": "complaints",
-    "FusedCommitted": "fuse",
-    "RoundCompleted": "finalize",
-    "RoundAborted": "finalize",
-    "FusedRevealed": "reveal",
-    "MemberBlamed": "blame",
-}
-STAGE_ORDER = ("open", "post shares", "close posting", "complaints", "fuse", "finalize", "reveal", "blame")
-REQUEST_STAGES = {
-    "RequestSubmitted": "submit",
-    "PartialPosted": "partials",
-    "RequestCompleted": "complete",
-    "RequestRefunded": "refund",
-}
 
-
-class Event(Protocol):
-    """What the view needs of a decoded log (``enclave_agent.chain.ChainEvent``)."""
-
-    @property
-    def contract(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def args(self) -> dict[str, Any]: ...
-    @property
-    def block_number(self) -> int: ...
-    @property
-    def tx_hash(self) -> str: ...
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def _put(table: OrderedDict[K, V], key: K, value: V, cap: int) -> V:
-    table[key] = value
-    while len(table) > cap:
-        table.popitem(last=False)
-    return value
-
-
-def _label(names: tuple[str, ...] | Mapping[int, str], value: Any) -> str:
-    index = int(value)
-    if isinstance(names, Mapping):
-        return names.get(index, str(index))
-    return names[index] if 0 <= index < len(names) else str(index)
-
-
-def _bits(bitmap: int, items: list[str]) -> list[str]:
-    return [item for i, item in enumerate(items) if bitmap >> i & 1]
-
-
-def _hex(value: Any) -> str:
-    return "0x" + bytes(value).hex() if isinstance(value, bytes | bytearray) else str(value)
-
-
-@dataclass
-class RoundView:
-    id: int
-    epoch: int
-    participants: list[str]
-    scheme: str
-    encoding: str
-    length: int
-    threshold: int
-    kind: str
-    min_contributors: int
-    floor: int
-    posting_deadline: int
-    deadline: int
-    opened_at: int
-    opened_block: int
-    state: str = "posting"
-    contributors: list[str] = field(default_factory=list)
-    holders: list[str] = field(default_factory=list)
-    posted: list[str] = field(default_factory=list)
-    fused: list[str] = field(default_factory=list)
-    exclusions: list[dict[str, str]] = field(default_factory=list)
-    blames: list[dict[str, str]] = field(default_factory=list)
-    abort_reason: str = ""
-    culprits: list[str] = field(default_factory=list)
-    ended_at: int | None = None
-    gas: dict[str, int] = field(default_factory=dict)
-    txs: set[str] = field(default_factory=set)
-
-
-@dataclass
-class RequestView:
-    id: int
-    model_id: int
-    client: str
-    gateway: str
-    rows: int
-    fee: int
-    deadline: int
-    submitted_at: int
-    submitted_block: int
-    partials: int = 0
-    state: str = "pending"
-    completed_at: int | None = None
-    gas: int = 0
-    txs: set[str] = field(default_factory=set)
-
-    @property
-    def latency(self) -> int | None:
-        return None if self.completed_at is None else self.completed_at - self.submitted_at
-
-
-@dataclass
-class Aggregate:
-    requests: int = 0
-    rows: int = 0
-    completed: int = 0
-    refunded: int = 0
-    latency_sum: int = 0
-    latency_max: int = 0
-    gas: int = 0
-
-
-class ConsortiumView:
+class ConsortiumView(Rendering):
     """Members, epochs, rounds, models and requests of one deployment, from its events."""
 
     def __init__(self) -> None:
@@ -174,20 +60,6 @@ class ConsortiumView:
         self.head_block = 0
         self.head_time = 0
         self.events = 0
-
-    # ------------------------------------------------------------------ names
-
-    def name_of(self, address: str) -> str:
-        """The organisation behind an enclave or operator address, else the short address."""
-        member = self.members.get(address)
-        operator = member["operator"] if member else address
-        name = self.organisations.get(operator)
-        if name:
-            return name
-        return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
-
-    def _who(self, address: str) -> dict[str, str]:
-        return {"address": address, "name": self.name_of(address)}
 
     def _note(self, timestamp: int, block: int, text: str, kind: str = "info") -> None:
         self.activity.append({"time": timestamp, "block": block, "text": text, "kind": kind})
@@ -488,128 +360,13 @@ class ConsortiumView:
             view.state = "refunded"
             self._aggregate(view).refunded += 1
 
-    # ------------------------------------------------------------------ output
-
-    def round_state(self, view: RoundView) -> str:
-        """The state, with ``expired`` derived from time as the contract derives it."""
-        if view.state in ("posting", "fusing") and self.head_time > view.deadline:
-            return "expired"
-        return view.state
-
-    def epoch_state(self, epoch: dict[str, Any]) -> str:
-        if epoch["synchronised"]:
-            return "synchronised"
-        if self.epochs and epoch["epoch"] < next(reversed(self.epochs)):
-            return "superseded"  # membership changed again before every member posted
-        if self.head_time > epoch["sync_deadline"]:
-            return "overdue"
-        return "synchronising"
-
-    def member_json(self, member: dict[str, Any]) -> dict[str, Any]:
-        return member | {"organisation": self.name_of(member["enclave"])}
-
-    def epoch_json(self, epoch: dict[str, Any]) -> dict[str, Any]:
-        return epoch | {"digests": list(epoch["digests"]), "state": self.epoch_state(epoch)}
-
-    def round_json(self, view: RoundView) -> dict[str, Any]:
-        names = [self._who(p) for p in view.participants]
+    @property
+    def limits(self) -> dict[str, int]:
+        """How much history is kept, by kind (the caps above)."""
         return {
-            "id": view.id,
-            "epoch": view.epoch,
-            "state": self.round_state(view),
-            "scheme": view.scheme,
-            "encoding": view.encoding,
-            "length": view.length,
-            "threshold": view.threshold,
-            "kind": view.kind,
-            "min_contributors": view.min_contributors,
-            "floor": view.floor,
-            "opened_at": view.opened_at,
-            "opened_block": view.opened_block,
-            "posting_deadline": view.posting_deadline,
-            "deadline": view.deadline,
-            "ended_at": view.ended_at,
-            "duration": None if view.ended_at is None else view.ended_at - view.opened_at,
-            "participants": names,
-            "posted": [self._who(p) for p in view.posted],
-            "fused": [self._who(p) for p in view.fused],
-            "contributors": [self._who(p) for p in view.contributors],
-            "holders": [self._who(p) for p in view.holders],
-            "exclusions": list(view.exclusions),
-            "blames": list(view.blames),
-            "abort_reason": view.abort_reason,
-            "culprits": [self._who(c) for c in view.culprits],
-            "gas": {stage: view.gas[stage] for stage in (*STAGE_ORDER, "other") if stage in view.gas},
-            "gas_total": sum(view.gas.values()),
-        }
-
-    def request_json(self, view: RequestView) -> dict[str, Any]:
-        model = self.models.get(view.model_id)
-        state = view.state
-        if state == "pending" and self.head_time > view.deadline:
-            state = "expired"
-        return {
-            "id": view.id,
-            "model": view.model_id,
-            "model_name": model["name"] if model else f"model {view.model_id}",
-            "client": view.client,
-            "gateway": self._who(view.gateway),
-            "rows": view.rows,
-            "fee": str(view.fee),
-            "deadline": view.deadline,
-            "submitted_at": view.submitted_at,
-            "submitted_block": view.submitted_block,
-            "completed_at": view.completed_at,
-            "latency": view.latency,
-            "partials": view.partials,
-            "state": state,
-            "gas": view.gas,
-        }
-
-    def usage_json(self) -> list[dict[str, Any]]:
-        out = []
-        for (model_id, client), agg in self.aggregates.items():
-            model = self.models.get(model_id)
-            out.append(
-                {
-                    "model": model_id,
-                    "model_name": model["name"] if model else f"model {model_id}",
-                    "client": client,
-                    "requests": agg.requests,
-                    "rows": agg.rows,
-                    "completed": agg.completed,
-                    "refunded": agg.refunded,
-                    "mean_latency": round(agg.latency_sum / agg.completed, 3) if agg.completed else None,
-                    "max_latency": agg.latency_max if agg.completed else None,
-                    "gas": agg.gas,
-                }
-            )
-        return out
-
-    def current_epoch(self) -> dict[str, Any] | None:
-        if not self.epochs:
-            return None
-        return self.epoch_json(next(reversed(self.epochs.values())))
-
-    def snapshot(self) -> dict[str, Any]:
-        """Everything the page shows (newest first in every list)."""
-        return {
-            "head": {"block": self.head_block, "time": self.head_time},
-            "events": self.events,
-            "epoch": self.current_epoch(),
-            "organisations": [{"operator": op, "name": name} for op, name in self.organisations.items()],
-            "members": [self.member_json(m) for m in reversed(self.members.values())],
-            "epochs": [self.epoch_json(e) for e in reversed(self.epochs.values())],
-            "rounds": [self.round_json(r) for r in reversed(self.rounds.values())],
-            "models": list(reversed(self.models.values())),
-            "requests": [self.request_json(r) for r in reversed(self.requests.values())],
-            "usage": self.usage_json(),
-            "activity": list(reversed(self.activity)),
-            "limits": {
-                "rounds": MAX_ROUNDS,
-                "requests": MAX_REQUESTS,
-                "epochs": MAX_EPOCHS,
-                "members": MAX_MEMBERS,
-                "activity": MAX_ACTIVITY,
-            },
+            "rounds": MAX_ROUNDS,
+            "requests": MAX_REQUESTS,
+            "epochs": MAX_EPOCHS,
+            "members": MAX_MEMBERS,
+            "activity": MAX_ACTIVITY,
         }
