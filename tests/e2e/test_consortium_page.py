@@ -19,6 +19,7 @@ from enclave_agent.localnet.processes import python_child
 from tests.e2e.test_wallet_page import browser
 from tests.integration.conftest import distinctive_inputs, make_consortium
 from tests.integration.rogue import Rogue
+from tests.support.http import http_json
 
 __all__ = ["browser"]  # fixture shared with test_wallet_page
 
@@ -53,6 +54,11 @@ def start_console(manifest: Path, log: Path) -> tuple[ChildProcess, str]:
         return match.group(1) if match else None
 
     return child, wait_until(url, 30, "the console to listen", interval=0.1)
+
+
+def body_names(round_json: dict) -> list[str]:
+    """The participants' organisation names of a round from ``/api/rounds/{id}``."""
+    return [p["name"] for p in round_json["participants"]]
 
 
 def shot(page: Page, name: str) -> Path:
@@ -132,7 +138,7 @@ def test_a_round_started_by_the_test_appears_and_completes_live(
 
 
 def test_an_abort_shows_the_silent_member_by_organisation(page: Page, net: tuple[Consortium, str]) -> None:
-    c, _ = net
+    c, url = net
     rogue = Rogue(c, operator_index=HONEST + 1)
     rogue.registered()
     organisation = c.registry.functions.organisation(rogue.operator).call()[4]
@@ -160,6 +166,13 @@ def test_an_abort_shows_the_silent_member_by_organisation(page: Page, net: tuple
     expect(row.locator("td.blame")).to_have_text(f"aborted (missing-shares): {organisation}")
     expect(page.locator("#activity")).to_contain_text(
         f"round {round_id} aborted (missing-shares): {organisation}"
+    )
+    # The JSON behind the page says the same.
+    status, body = http_json(f"{url}api/rounds/{round_id}")
+    assert status == 200 and (body["state"], body["abort_reason"]) == ("aborted", "missing-shares")
+    assert body["culprits"] == [{"address": rogue.address, "name": organisation}]
+    assert sorted(p["name"] for p in body["posted"]) == sorted(
+        n for n in body_names(body) if n != organisation
     )
     shot(page, "consortium-round-aborted.png")
 
