@@ -42,6 +42,8 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 MAX_STREAMS = 32
+# What the page draws: the stream sends these many of the newest (the API has all kept).
+STREAM_ROUNDS, STREAM_REQUESTS = 50, 200
 STREAM_TICK = 0.25  # seconds between checks for a new version
 KEEPALIVE = 15.0
 _ID = re.compile(r"[0-9]{1,78}")  # a uint256 in decimal
@@ -115,9 +117,8 @@ async def overview(request: web.Request) -> web.Response:
 def _section(key: str, cap: int | None = None) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         limit = _limit(request, cap) if cap else None
-        snap = request.app[WATCHER].snapshot()
-        items = snap[key] if limit is None else snap[key][:limit]
-        return _json({"chain": snap["chain"], key: items})
+        snap = request.app[WATCHER].snapshot(**({key: limit} if limit is not None else {}))
+        return _json({"chain": snap["chain"], key: snap[key]})
 
     return handler
 
@@ -158,7 +159,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: ``event: state`` with the whole state at once and on every change."""
+    """Server-Sent Events: ``event: state`` with the state at once and on every change (the
+    newest ``STREAM_ROUNDS`` rounds and ``STREAM_REQUESTS`` requests)."""
     streams = request.app[STREAMS]
     if len(streams) >= MAX_STREAMS:
         return _error(503, f"too many live pages ({MAX_STREAMS}); try again later")
@@ -173,7 +175,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
         while not request.app[STOPPING].is_set():
             version = watcher.version
             if version != sent:
-                body = json.dumps(watcher.snapshot(), separators=(",", ":"))
+                snap = watcher.snapshot(rounds=STREAM_ROUNDS, requests=STREAM_REQUESTS)
+                body = json.dumps(snap, separators=(",", ":"))
                 await response.write(f"event: state\nid: {version}\ndata: {body}\n\n".encode())
                 sent, idle = version, 0.0
             elif idle >= KEEPALIVE:

@@ -8,6 +8,7 @@ contracts derive them; addresses are named by organisation wherever one is known
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from itertools import islice
 from typing import Any
 
 from enclave_console.records import STAGE_ORDER, Aggregate, RequestView, RoundView
@@ -146,8 +147,11 @@ class Rendering:
             return None
         return self.epoch_json(next(reversed(self.epochs.values())))
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything the page shows (newest first in every list)."""
+    def snapshot(self, *, rounds: int | None = None, requests: int | None = None) -> dict[str, Any]:
+        """Everything the page shows (newest first in every list); ``rounds`` and
+        ``requests`` keep only that many of the newest (``kept`` says how many there are)."""
+        newest_rounds = list(islice(reversed(self.rounds.values()), rounds))
+        newest_requests = list(islice(reversed(self.requests.values()), requests))
         return {
             "head": {"block": self.head_block, "time": self.head_time},
             "events": self.events,
@@ -155,10 +159,11 @@ class Rendering:
             "organisations": [{"operator": op, "name": name} for op, name in self.organisations.items()],
             "members": [self.member_json(m) for m in reversed(self.members.values())],
             "epochs": [self.epoch_json(e) for e in reversed(self.epochs.values())],
-            "rounds": [self.round_json(r) for r in reversed(self.rounds.values())],
+            "rounds": [self.round_json(r) for r in newest_rounds],
             "models": list(reversed(self.models.values())),
-            "requests": [self.request_json(r) for r in reversed(self.requests.values())],
+            "requests": [self.request_json(r) for r in newest_requests],
             "usage": self.usage_json(),
             "activity": list(reversed(self.activity)),
             "limits": self.limits,
+            "kept": {"rounds": len(self.rounds), "requests": len(self.requests)},
         }

@@ -75,9 +75,11 @@ class Watcher:
 
     # ------------------------------------------------------------------ public
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, rounds: int | None = None, requests: int | None = None) -> dict[str, Any]:
+        """The view's snapshot with the chain status (see ``ConsortiumView.snapshot``)."""
         with self.lock:
-            return {"chain": dict(self.status), "version": self.version, **self.view.snapshot()}
+            view = self.view.snapshot(rounds=rounds, requests=requests)
+            return {"chain": dict(self.status), "version": self.version, **view}
 
     def read(self, fn: Callable[[ConsortiumView], Any]) -> Any:
         with self.lock:

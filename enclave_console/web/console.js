@@ -47,8 +47,9 @@ function blameText(r) {
   return parts.join("; ");
 }
 
-function renderRounds(rounds) {
+function renderRounds(rounds, kept) {
   $("rounds-empty").hidden = rounds.length > 0;
+  $("rounds-more").textContent = kept > rounds.length ? `The latest ${rounds.length} of ${kept} rounds kept; all in /api/rounds.` : "";
   fill($("rounds").tBodies[0], rounds.map((r) => row([
     td(`#${r.id}`),
     td(r.state, `state state-${r.state}`),
@@ -132,7 +133,7 @@ function renderCharts(s) {
 
 function render(s) {
   renderChain(s);
-  renderRounds(s.rounds);
+  renderRounds(s.rounds, s.kept.rounds);
   renderMembers(s.members);
   renderEpochs(s.epochs);
   renderRequests(s.requests, s.usage);

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from enclave_agent.chain import Manifest
 from enclave_agent.gateway import vendor
 from enclave_console import Watcher, build_app
+from enclave_console import http as console_http
 from enclave_console.http import WEB_FILES
 from tests.console.test_console_view import _request, consortium, open_round
 
@@ -124,7 +126,8 @@ def test_hostile_requests_get_a_clear_json_4xx() -> None:
     run(check)
 
 
-def test_the_stream_sends_the_state_at_once_and_again_on_a_change() -> None:
+def test_the_stream_sends_the_state_at_once_and_again_on_a_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console_http, "STREAM_ROUNDS", 2)
     watcher = _watcher()
 
     async def check(client: TestClient) -> None:
@@ -143,12 +146,13 @@ def test_the_stream_sends_the_state_at_once_and_again_on_a_change() -> None:
             return json.loads(next(x for x in lines if x.startswith("data: "))[6:])
 
         first = await event()
-        assert [r["id"] for r in first["rounds"]] == [3, 2, 1]
+        # The page gets the newest STREAM_ROUNDS (2 here) and how many are kept.
+        assert [r["id"] for r in first["rounds"]] == [3, 2] and first["kept"]["rounds"] == 3
         with watcher.lock:
             open_round(watcher.view, 4)
             watcher.version += 1
         second = await event()
-        assert [r["id"] for r in second["rounds"]] == [4, 3, 2, 1]
+        assert [r["id"] for r in second["rounds"]] == [4, 3] and second["kept"]["rounds"] == 4
         response.close()
 
     run(check, watcher)
