@@ -68,11 +68,8 @@ class Metrics:
 
 class GatewayAgent(Agent):
     def __init__(self, config: AgentConfig) -> None:
-        super().__init__(config)
-        self.metrics = Metrics()
-        self.draining = False  # SIGTERM: no new inference calls, the ones in flight finish
         gateway = config.gateway or GatewayConfig()
-        self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
+        # Every key file is checked before the enclave's keys or state are created.
         self.custody = {}
         for client, path in gateway.custody_keys.items():
             account = load_account(path, f"custody key of client {client}")
@@ -81,6 +78,10 @@ class GatewayAgent(Agent):
                     f"custody key file {path} holds the key of {account.address}, not of {client}"
                 )
             self.custody[client] = account
+        super().__init__(config)
+        self.metrics = Metrics()
+        self.draining = False  # SIGTERM: no new inference calls, the ones in flight finish
+        self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
         self._complete_lock = threading.Lock()
         self.handlers.update(
             {

@@ -53,6 +53,7 @@ class AgentContext:
         self.config = config
         # Every input is checked before anything is created: a bad key file leaves no state.
         self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
+        self.manifest: Manifest = load_manifest(config.manifest)
         ensure_private_dir(config.state_dir)
         self._state_lock = lock_state_dir(config.state_dir)
         self.tee = tee or tee_backend(config)
@@ -62,7 +63,6 @@ class AgentContext:
         self.store = Store(config.state_dir / "agent.sqlite3")
         self.store.check_integrity()
         fresh = self.store.is_empty()
-        self.manifest: Manifest = load_manifest(config.manifest)
         rpc_url = config.rpc_url or self.manifest.rpc_url
         self.w3 = connect(rpc_url)
         self.outage = Outage(rpc_url)
