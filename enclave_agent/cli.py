@@ -401,7 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
         "its enclaves (a new epoch starts); reinstating one also ends the cool-down of an organisation "
         "dropped for not synchronising. Prints the organisation (or all of them) as JSON.",
     )
-    p.add_argument("action", choices=("admit", "suspend", "reinstate", "show", "list"))
+    p.add_argument(
+        "action",
+        choices=("admit", "suspend", "reinstate", "show", "list"),
+        help="what to do (list needs no operator)",
+    )
     p.add_argument("operator", nargs="?", help="the organisation's operator address")
     add_chain_args(p, "file with the governance hex private key (not for show/list)")
     p.add_argument("--name", help="display name (admit)")

@@ -92,7 +92,7 @@ def _add_model(sub: SubParsers) -> None:
         "from the rounds' tags, the feature names come from --features or --features-from. Prints the "
         "model id. retire ID: stop it taking requests. list: every model as JSON (no key needed).",
     )
-    p.add_argument("action", choices=("register", "retire", "list"))
+    p.add_argument("action", choices=("register", "retire", "list"), help="what to do (see above)")
     p.add_argument("id", nargs="?", type=positive_int, help="round id (register) or model id (retire)")
     p.add_argument("--name", help="model name clients ask for (register)")
     _add_features(p)
@@ -116,7 +116,7 @@ def _add_model(sub: SubParsers) -> None:
         "gateway, to clients with access, never below the round's minimum contributors. Prints the "
         "model id.",
     )
-    p.add_argument("action", choices=("register",))
+    p.add_argument("action", choices=("register",), help="what to do (see above)")
     p.add_argument("id", type=positive_int, help="round id")
     p.add_argument("--name", required=True, help="statistic name clients ask for")
     _add_features(p)
@@ -177,7 +177,9 @@ def _add_client(sub: SubParsers) -> None:
         "pays for. deposit AMOUNT: add AMOUNT (wei, or e.g. '0.01ether', '5gwei') to the fee balance of "
         "the account whose --key-file is given (the client's own key). Prints the client as JSON.",
     )
-    p.add_argument("action", choices=("grant", "revoke", "quota", "fee", "deposit"))
+    p.add_argument(
+        "action", choices=("grant", "revoke", "quota", "fee", "deposit"), help="what to do (see above)"
+    )
     p.add_argument("target", help="the client's address, or for deposit the amount")
     p.add_argument("--quota", type=int, default=1000, help="rows the client may ask in total (grant)")
     add_chain_args(p, GOVERNANCE_KEY + " for grant and revoke; the client's own key for deposit")

@@ -59,9 +59,9 @@ def opened_round(session: Session, round_id: int) -> OpenedRound:
     return OpenedRound(
         round_id=round_id,
         tag=bytes(args["inputTag"]).rstrip(b"\0").decode(errors="replace"),
-        length=int(spec[0]),
-        output=stages.OUTPUT_KINDS[int(policy[0])],
-        min_contributors=int(policy[1]),
+        length=int(spec["length"]),
+        output=stages.OUTPUT_KINDS[int(policy["kind"])],
+        min_contributors=int(policy["minContributors"]),
         block=int(logs[0]["blockNumber"]),
     )
 

@@ -90,17 +90,18 @@ def _result(
     elif output == "shared-model":
         note = "stays secret-shared among the holders; clients ask it through the gateway as a model"
         if state == "completed" and not models:
-            note += f" once governance registers it (enclave-agent model register {round_id} ...)"
+            note += f"; not yet: governance registers it first (enclave-agent model register {round_id} ...)"
     else:
         note = (
             f"column sums, means, population std and counts, released through the gateway only to clients "
             f"with access and only with at least {min_contributors} contributors"
         )
         if state == "completed" and not models:
-            note += f" once governance registers it (enclave-agent stat register {round_id} ...)"
+            note += f"; not yet: governance registers it first (enclave-agent stat register {round_id} ...)"
         elif models:
             note += f"; ask: enclave-agent request --model {models[0]['id']} --column NAME"
-    return {"released": output == "statistic" and state == "completed", "note": note, "models": models}
+    released = output == "statistic" and state == "completed" and any(m["active"] for m in models)
+    return {"released": released, "note": note, "models": models}
 
 
 def _deadline(at: int, now: int) -> dict[str, int]:
