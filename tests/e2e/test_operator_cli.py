@@ -1,0 +1,223 @@
+"""The operator commands (`enclave-agent model|stat|client|round`) against the demo
+consortium: each does what it says on chain, names members by organisation, and each
+refusal is one line, exit 2, with nothing written on chain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enclave_agent.demo import Demo
+from enclave_agent.errors import EXIT_CONFIG, EXIT_ROUND_ABORTED, EXIT_TIMEOUT
+from enclave_agent.localnet import REPO_ROOT, dev_key
+from enclave_agent.tee._files import write_private_file
+
+GRANTED, PAYER = 12, 13  # dev accounts no other test uses
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("keys")
+    paths = {"governor": folder / "governor.key", "payer": folder / "payer.key"}
+    write_private_file(paths["governor"], dev_key(0).encode())
+    write_private_file(paths["payer"], dev_key(PAYER).encode())
+    return paths
+
+
+def cli(demo: Demo, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "enclave_agent.cli", *args, "--manifest", str(demo.c.manifest_path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+
+
+def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def csv_of(demo: Demo) -> str:
+    return str(demo._result.split.provider_paths[0])
+
+
+def test_model_register_binds_the_training_rounds_read_from_the_tags(
+    demo: Demo, keys: dict[str, Path]
+) -> None:
+    rounds = demo._result.rounds
+    gateway = demo.c.gateway.functions
+    before = gateway.modelCount().call()
+    base = ["--features-from", csv_of(demo), "--key-file", str(keys["governor"])]
+    refused(
+        cli(demo, "model", "register", str(rounds["scaling"]), "--name", "x", *base), "not a training round"
+    )
+    refused(cli(demo, "model", "register", "9999", "--name", "x", *base), "round 9999 does not exist")
+    refused(
+        cli(
+            demo,
+            "model",
+            "register",
+            str(rounds["model"]),
+            "--name",
+            "x",
+            "--features",
+            "a,b",
+            "--key-file",
+            str(keys["governor"]),
+        ),
+        "a model over 2 features needs 4",
+    )
+    refused(
+        cli(demo, "model", "register", str(rounds["model"]), "--name", "x", "--features-from", csv_of(demo)),
+        "give --key-file",
+    )
+    refused(cli(demo, "stat", "register", str(rounds["model"]), "--name", "x", *base), "a statistic needs")
+    refused(cli(demo, "stat", "register", str(rounds["scaling"]), "--name", "x", *base), "a statistic needs")
+    assert gateway.modelCount().call() == before  # nothing was written
+
+    done = cli(demo, "model", "register", str(rounds["model"]), "--name", "cli-model", "--fee", "7", *base)
+    assert done.returncode == 0, done.stderr
+    model_id = int(done.stdout)
+    round_id, kind, fee, active, _ = gateway.modelInfo(model_id).call()
+    assert (round_id, kind, fee, active) == (rounds["model"], 0, 7, True)
+    listed = json.loads(cli(demo, "model", "list", "--round", str(rounds["model"])).stdout)
+    mine = next(m for m in listed if m["id"] == model_id)
+    demo_model = next(m for m in listed if m["id"] == demo._result.model_id)
+    assert mine["metadata"] == demo_model["metadata"]  # the demo registers through the same function
+    assert mine["metadata"]["scaling"]["stats_round"] == rounds["scaling"]
+
+    retired = cli(demo, "model", "retire", str(model_id), "--key-file", str(keys["governor"]))
+    assert retired.returncode == 0 and json.loads(retired.stdout)["active"] is False
+    assert gateway.modelInfo(model_id).call()[3] is False
+    refused(
+        cli(demo, "model", "retire", str(model_id), "--key-file", str(keys["governor"])), "retired already"
+    )
+
+
+def test_client_grant_quota_fee_deposit_and_revoke(demo: Demo, keys: dict[str, Path]) -> None:
+    client = demo.c.w3.eth.accounts[GRANTED]
+    payer = demo.c.w3.eth.accounts[PAYER]
+    gateway = demo.c.gateway.functions
+    governor = ["--key-file", str(keys["governor"])]
+    refused(cli(demo, "client", "grant", "0x1234", *governor), "client must be an address")
+    refused(cli(demo, "client", "grant", client, "--quota", "0", *governor), "--quota must be >= 1")
+    refused(cli(demo, "client", "grant", client), "give --key-file")
+    assert gateway.quotaOf(client).call() == [0, 0]
+
+    granted = cli(demo, "client", "grant", client, "--quota", "5", *governor)
+    assert granted.returncode == 0, granted.stderr
+    assert json.loads(granted.stdout) | {"balance_wei": 0} == {
+        "client": client,
+        "access": True,
+        "quota_rows": 5,
+        "used_rows": 0,
+        "balance_wei": 0,
+    }
+    assert gateway.quotaOf(client).call() == [5, 0]
+    assert json.loads(cli(demo, "client", "quota", client).stdout)["quota_rows"] == 5
+
+    refused(cli(demo, "client", "deposit", "1.5wei", "--key-file", str(keys["payer"])), "not a whole number")
+    refused(cli(demo, "client", "deposit", "1000"), "give its --key-file")
+    deposited = cli(demo, "client", "deposit", "0.5gwei", "--key-file", str(keys["payer"]))
+    assert deposited.returncode == 0, deposited.stderr
+    assert gateway.balanceOf(payer).call() == 500_000_000
+    fees = json.loads(cli(demo, "client", "fee", payer).stdout)
+    model = next(m for m in fees["models"] if m["id"] == demo._result.model_id)
+    assert model["rows_paid"] == 500_000_000 // model["fee_wei_per_row"]
+
+    revoked = cli(demo, "client", "revoke", client, *governor)
+    assert revoked.returncode == 0 and json.loads(revoked.stdout)["access"] is False
+    assert gateway.quotaOf(client).call()[0] == 0
+
+
+def test_round_open_wait_and_show_name_the_members(demo: Demo, keys: dict[str, Path]) -> None:
+    coordinator = ["--key-file", str(keys["governor"])]
+    opened = cli(
+        demo, "round", "open", "--tag", "column-stats", "--features-from", csv_of(demo), *coordinator
+    )
+    assert opened.returncode == 0, opened.stderr
+    round_id = int(opened.stdout)
+    waited = cli(demo, "round", "wait", str(round_id), "--interval", "0.2")
+    assert waited.returncode == 0 and waited.stdout == "completed\n", waited.stderr
+    assert f"round {round_id}: completed (3 of 3 contributed)" in waited.stderr
+    shown = json.loads(cli(demo, "round", "show", str(round_id)).stdout)
+    assert shown["output"] == {"kind": "statistic", "min_contributors": 3, "floor": 3}  # safe default
+    assert sorted(p["name"] for p in shown["participants"]) == ["provider-0", "provider-1", "provider-2"]
+    assert shown["state"] == "completed" and shown["aborted"] is None and shown["gas"]["total"] > 0
+    assert shown["result"]["released"] is False and "stat register" in shown["result"]["note"]
+    refused(cli(demo, "round", "show", "9999"), "round 9999 does not exist")
+
+
+def test_round_wait_exits_10_on_an_abort_naming_the_culprits(demo: Demo, keys: dict[str, Path]) -> None:
+    opened = cli(
+        demo,
+        "round",
+        "open",
+        "--tag",
+        "nobody-has-this",
+        "--length",
+        "3",
+        "--posting-window",
+        "3",
+        "--window",
+        "6",
+        "--key-file",
+        str(keys["governor"]),
+    )
+    assert opened.returncode == 0, opened.stderr
+    round_id = int(opened.stdout)
+    waited = cli(demo, "round", "wait", str(round_id), "--interval", "0.2")
+    assert waited.returncode == EXIT_ROUND_ABORTED and waited.stdout == "aborted\n", waited.stderr
+    assert f"round {round_id}: aborted (missing-shares: " in waited.stderr
+    for name in ("provider-0", "provider-1", "provider-2"):
+        assert name in waited.stderr.splitlines()[-1]
+    shown = json.loads(cli(demo, "round", "show", str(round_id)).stdout)
+    assert shown["aborted"]["reason"] == "missing-shares"
+    assert sorted(c["name"] for c in shown["aborted"]["culprits"]) == [
+        "provider-0",
+        "provider-1",
+        "provider-2",
+    ]
+
+
+def test_round_wait_exits_11_when_the_timeout_passes_and_register_refuses_an_open_round(
+    demo: Demo, keys: dict[str, Path]
+) -> None:
+    # Nobody can contribute (there is no scaling round 9999): the round stays open a minute.
+    opened = cli(
+        demo,
+        "round",
+        "open",
+        "--tag",
+        "train:9999:0",
+        "--features-from",
+        csv_of(demo),
+        "--posting-window",
+        "60",
+        "--window",
+        "90",
+        "--key-file",
+        str(keys["governor"]),
+    )
+    assert opened.returncode == 0, opened.stderr
+    round_id = int(opened.stdout)
+    refused(
+        cli(
+            demo,
+            "model",
+            "register",
+            str(round_id),
+            "--name",
+            "early",
+            "--features-from",
+            csv_of(demo),
+            "--key-file",
+            str(keys["governor"]),
+        ),
+        "is posting, not completed",
+    )
+    waited = cli(demo, "round", "wait", str(round_id), "--timeout", "1", "--interval", "0.2")
+    assert waited.returncode == EXIT_TIMEOUT and waited.stdout == "timeout\n"
+    assert f"round {round_id}: posting, 0/3 posted" in waited.stderr
+    assert f"round {round_id} did not end within 1 s" in waited.stderr
