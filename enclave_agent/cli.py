@@ -10,6 +10,8 @@ another chain than this agent's state (a reset chain: see reset-state), 7 the st
 store is new or emptied while the chain says this enclave is a member (see restore).
 verify-evidence: 0 accepted (or verified, without --policy), 2 bad arguments, policy
 or collateral, 8 the evidence does not verify, 9 verified but refused by the policy.
+round wait: 10 the round aborted, 11 --timeout passed; request: 11 --timeout passed.
+A reader that closes the output early (status | head) ends the command with exit 1.
 """
 
 from __future__ import annotations

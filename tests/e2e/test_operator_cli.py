@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from enclave_agent.demo import Demo
 from enclave_agent.errors import EXIT_CONFIG, EXIT_ROUND_ABORTED, EXIT_TIMEOUT
@@ -221,3 +223,31 @@ def test_round_wait_exits_11_when_the_timeout_passes_and_register_refuses_an_ope
     assert waited.returncode == EXIT_TIMEOUT and waited.stdout == "timeout\n"
     assert f"round {round_id}: posting, 0/3 posted" in waited.stderr
     assert f"round {round_id} did not end within 1 s" in waited.stderr
+
+
+def test_a_contract_refusal_is_exit_1_naming_the_error(demo: Demo, keys: dict[str, Path]) -> None:
+    client = demo.c.w3.eth.accounts[GRANTED]
+    not_governance = cli(demo, "client", "grant", client, "--quota", "3", "--key-file", str(keys["payer"]))
+    assert not_governance.returncode == 1 and not_governance.stderr.count("\n") == 1
+    assert "AccessControlUnauthorizedAccount" in not_governance.stderr
+    assert demo.c.gateway.functions.quotaOf(client).call()[0] == 0
+
+
+def test_demo_serve_prints_the_wallet_key_to_import(demo: Demo) -> None:
+    lines: list[str] = []
+    out = demo.config.out
+    demo.config.out = lines.append
+    stop = threading.Event()
+    stop.set()  # print what serving prints, then return at once
+    try:
+        demo.serve(stop)
+    finally:
+        demo.config.out = out
+    key = next(
+        word
+        for line in "\n".join(lines).splitlines()
+        if "wallet key" in line
+        for word in line.split()
+        if word.startswith("0x") or len(word) == 64
+    )
+    assert Account.from_key(key).address == demo.client_address
