@@ -283,8 +283,28 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
 def _cmd_round_show(args: argparse.Namespace) -> int:
     from enclave_agent.operator import rounds
 
-    print_json(rounds.show(_session(args), args.id))
+    if args.column is not None and (args.gateway is None or args.api_key_file is None):
+        raise ConfigError("--column asks the gateway: give --gateway URL and --api-key-file")
+    report = rounds.show(_session(args), args.id)
+    if args.column is not None:
+        report["result"]["answer"] = _released_statistic(args, report)
+    print_json(report)
     return 0
+
+
+def _released_statistic(args: argparse.Namespace, report: dict[str, object]) -> dict[str, object]:
+    """The round's statistic of --column as the gateway releases it to this client."""
+    from enclave_agent.config import read_secret
+    from enclave_agent.gateway.client import GatewayClient
+
+    result = report["result"]
+    assert isinstance(result, dict)
+    if not result["released"]:
+        raise ConfigError(f"round {args.id} releases nothing through the gateway: {result['note']}")
+    model = next(m for m in result["models"] if m["active"])
+    client = GatewayClient(args.gateway, api_key=read_secret(args.api_key_file, "API key"))
+    answer: dict[str, object] = client.infer(model["id"], {"statistic": {"column": args.column}})
+    return answer
 
 
 def _cmd_round_wait(args: argparse.Namespace) -> int:
@@ -330,9 +350,17 @@ def _add_round(sub: SubParsers) -> None:
         description="Prints the round's tag, state, spec, output policy and floor, deadlines (and seconds "
         "left), participants by organisation (posted, fused, contributor, holder, excluded), exclusions, "
         "blame, the abort reason and culprits, gas per stage, and where its result goes (models registered "
-        "on it).",
+        "on it). The result itself is released only for a statistic round, through the gateway: --column "
+        "asks for one column's statistic with a client's API key.",
     )
     q.add_argument("id", type=positive_int, help="round id")
+    q.add_argument(
+        "--column",
+        help="a released statistic round: also ask the gateway for this column's statistic (one request "
+        "of the client's quota)",
+    )
+    q.add_argument("--gateway", help="gateway base URL, for --column")
+    q.add_argument("--api-key-file", type=Path, help="the client's API key file, for --column")
     add_chain_args(q, None)
     q.set_defaults(func=_cmd_round_show)
 

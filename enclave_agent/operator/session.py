@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from eth_utils.address import is_address, to_checksum_address
 from web3.contract.contract import ContractFunction
@@ -13,10 +13,9 @@ from web3.types import TxReceipt
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.manifest import load_manifest
+from enclave_agent.chain.names import NameBook
 from enclave_agent.config import load_account
 from enclave_agent.errors import ConfigError
-
-ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class Sender(Protocol):
@@ -34,38 +33,6 @@ def address_arg(text: str, what: str) -> str:
     if not is_address(text):
         raise ConfigError(f"{what} must be an address (0x + 40 hex), got {text!r}")
     return str(to_checksum_address(text))
-
-
-@dataclass
-class NameBook:
-    """Organisation display names for enclave and operator addresses, as the registry
-    records them (cached: one lookup per address)."""
-
-    contracts: Contracts
-    _cache: dict[str, str | None] = field(default_factory=dict)
-
-    def operator_name(self, operator: str) -> str | None:
-        key = "op:" + operator
-        if key not in self._cache:
-            name = str(self.contracts.registry.functions.organisation(operator).call()[4])
-            self._cache[key] = name or None
-        return self._cache[key]
-
-    def enclave_name(self, enclave: str) -> str | None:
-        key = "enclave:" + enclave
-        if key not in self._cache:
-            operator = str(self.contracts.registry.functions.member(enclave).call()[2])
-            self._cache[key] = None if int(operator, 16) == 0 else self.operator_name(operator)
-        return self._cache[key]
-
-    def enclave(self, address: str) -> dict[str, Any]:
-        """``{"name": organisation name or None, "enclave": address}``."""
-        address = str(to_checksum_address(address))
-        return {"name": self.enclave_name(address), "enclave": address}
-
-    def label(self, address: str) -> str:
-        """``bank-a`` when the registry knows the enclave's organisation, else the address."""
-        return self.enclave_name(str(to_checksum_address(address))) or str(address)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from web3.contract.contract import ContractFunction
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.identity import ChainChanged, ChainIdentity, IdentityGuard
 from enclave_agent.chain.manifest import Manifest, load_manifest
+from enclave_agent.chain.names import NameBook
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
 from enclave_agent.errors import ConfigError, ContractRevert, StateLost
@@ -67,6 +68,7 @@ class AgentContext:
         self.w3 = connect(rpc_url)
         self.outage = Outage(rpc_url)
         self.contracts = Contracts(self.w3, self.manifest)
+        self.names = NameBook(self.contracts)  # organisation names for log lines
         self.guard = self._chain_guard()  # the chain this manifest and this state belong to
         self.contracts.check_deployment()  # with code at every address
         if fresh and self.contracts.registry.functions.member(self.address).call()[1]:

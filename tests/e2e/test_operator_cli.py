@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from eth_account import Account
 
@@ -251,3 +252,50 @@ def test_demo_serve_prints_the_wallet_key_to_import(demo: Demo) -> None:
         if word.startswith("0x") or len(word) == 64
     )
     assert Account.from_key(key).address == demo.client_address
+
+
+def test_round_show_gives_the_released_statistic_through_the_gateway(demo: Demo, tmp_path: Path) -> None:
+    from enclave_agent.model.data import read_table
+
+    round_id = str(demo._result.rounds["statistic"])
+    refused(
+        cli(demo, "round", "show", round_id, "--column", "mean_radius"),
+        "give --gateway URL and --api-key-file",
+    )
+    key = tmp_path / "client.apikey"
+    write_private_file(key, demo.api_key.encode())
+    scaling = str(demo._result.rounds["scaling"])
+    refused(
+        cli(
+            demo,
+            "round",
+            "show",
+            scaling,
+            "--column",
+            "mean_radius",
+            "--gateway",
+            demo.gateway_url,
+            "--api-key-file",
+            str(key),
+        ),
+        "releases nothing",
+    )
+    shown = cli(
+        demo,
+        "round",
+        "show",
+        round_id,
+        "--column",
+        "mean_radius",
+        "--gateway",
+        demo.gateway_url,
+        "--api-key-file",
+        str(key),
+    )
+    assert shown.returncode == 0, shown.stderr
+    result = json.loads(shown.stdout)["result"]
+    assert result["released"] is True and result["models"][0]["id"] == demo._result.stats_model_id
+    tables = [read_table(p) for p in demo._result.split.provider_paths]
+    column = np.concatenate([x[:, names.index("mean_radius")] for names, x, _ in tables])
+    assert result["answer"]["mean"] == pytest.approx(column.mean(), rel=1e-4)
+    assert result["answer"]["std"] == pytest.approx(column.std(ddof=0), rel=1e-3)  # the population std

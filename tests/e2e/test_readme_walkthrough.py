@@ -132,6 +132,11 @@ def test_the_readme_walkthrough_runs_to_an_answered_request(
     assert shown["state"] == "completed" and shown["output"]["min_contributors"] == 3
     assert shown["gas"]["total"] > 0 and all(p["posted"] and p["fused"] for p in shown["participants"])
 
+    # Agents' logs name the other members by organisation, next to the address.
+    assert re.search(
+        r"opened share from 0x[0-9a-fA-F]{40} \(bank-[bc]\)", (folder / "bank-a.log").read_text()
+    )
+
     # round wait reported progress on stderr and the final state on stdout.
     assert re.search(r"round \d+: (posting|fusing)", result.stderr)
     assert result.stdout.count("completed\n") >= 3
