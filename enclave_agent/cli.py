@@ -1,13 +1,15 @@
 """enclave-agent: the enclave agent of an enclave-share consortium.
 
-Runs a provider or gateway enclave agent (simulated TEE today), measures its
-code, admits organisations, opens share-exchange rounds and shows an agent's
-status. Exit codes: 0 ok, 1 error, 2 invalid config or arguments, 3 refused by
-the registry (another code measurement, an operator that is not an admitted
-organisation, or over its enclave limit), 4 membership revoked, 5 the registry's
-record of this enclave names another operator or X25519 key, 6 the node is on
-another chain than this agent's state (a reset chain: see reset-state), 7 the state
-store is new or emptied while the chain says this enclave is a member (see restore).
+Runs a provider or gateway enclave agent (simulated TEE today), measures its code and
+shows an agent's status; for governance and the coordinator it deploys the contracts,
+admits organisations, approves measurements, trusts signers, registers models and
+statistics, grants clients, opens rounds, shows them and waits for them. Exit codes: 0
+ok, 1 error, 2 invalid config or arguments, 3 refused by the registry (another code
+measurement, an operator that is not an admitted organisation, or over its enclave
+limit), 4 membership revoked, 5 the registry's record of this enclave names another
+operator or X25519 key, 6 the node is on another chain than this agent's state (a reset
+chain: see reset-state), 7 the state store is new or emptied while the chain says this
+enclave is a member (see restore).
 verify-evidence: 0 accepted (or verified, without --policy), 2 bad arguments, policy
 or collateral, 8 the evidence does not verify, 9 verified but refused by the policy.
 round wait: 10 the round aborted, 11 --timeout passed; request: 11 --timeout passed.

@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from enclave_agent.errors import ConfigError
 
@@ -36,6 +36,10 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Bad arguments: one line and exit 2, like every other refusal (usage: --help)."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def add_chain_args(p: argparse.ArgumentParser, key_help: str | None, *, key_required: bool = False) -> None:

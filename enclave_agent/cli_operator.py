@@ -233,7 +233,7 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
         "by the joint statistics of round S, warm-started from training round P or 0: f+2 numbers).",
     )
     p.add_argument("--tag", required=True, help="input tag the providers contribute (<= 32 bytes)")
-    p.add_argument("--length", type=positive_int, help="vector length d (default: from --features-from)")
+    p.add_argument("--length", type=int, help="vector length d (default: from --features-from)")
     p.add_argument(
         "--features-from",
         type=Path,
@@ -385,6 +385,7 @@ def add_operator_commands(sub: SubParsers) -> None:
     _add_round(sub)
     _add_round_open(sub, "open-round", "the same as `round open`")
     add_deploy_command(sub)
+    add_registry_commands(sub)
 
 
 # ---------------------------------------------------------------------- deploy
@@ -471,3 +472,72 @@ def add_deploy_command(sub: SubParsers) -> None:
         "--abi-dir", type=Path, help="compiled contracts (default: this checkout's build/contracts)"
     )
     p.set_defaults(func=_cmd_deploy)
+
+
+# ---------------------------------------------------------------------- measurements, signers
+
+
+def _cmd_measurement(args: argparse.Namespace) -> int:
+    from enclave_agent.operator import registry
+
+    if args.action != "list":
+        if args.role is None or args.measurement is None:
+            raise ConfigError(f"measurement {args.action} needs ROLE and MEASUREMENT")
+        registry.role_id(args.role)
+        registry.measurement_bytes(args.measurement)
+        if args.key_file is None:
+            raise ConfigError(
+                f"measurement {args.action} changes the chain: give --key-file (governance key)"
+            )
+    session = _session(args)
+    if args.action == "approve":
+        registry.approve(session, args.role, args.measurement)
+    elif args.action == "revoke":
+        deactivated = registry.revoke(session, args.role, args.measurement)
+        print(f"{deactivated} member(s) running it deactivated", file=sys.stderr)
+    print_json(registry.measurements(session))
+    return 0
+
+
+def _cmd_signer(args: argparse.Namespace) -> int:
+    from enclave_agent.operator import registry
+    from enclave_agent.operator.session import address_arg
+
+    if args.action != "list":
+        if args.address is None:
+            raise ConfigError(f"signer {args.action} needs the signer's address")
+        signer = address_arg(args.address, "signer")
+        if args.key_file is None:
+            raise ConfigError(f"signer {args.action} changes the chain: give --key-file (governance key)")
+        session = _session(args)
+        registry.set_signer(session, signer, args.action == "trust")
+    else:
+        session = _session(args)
+    print_json(registry.signers(session))
+    return 0
+
+
+def add_registry_commands(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "measurement",
+        help="approve or revoke a code measurement for a role, list them (governance key; list needs none)",
+        description="Only agents running an approved measurement register. Revoking one deactivates every "
+        "member running it (they exit 4) and starts a new epoch: approve the new build first. Prints every "
+        "measurement ever approved and whether it still is. scripts/measurements.py is the Brownie twin.",
+    )
+    p.add_argument("action", choices=("approve", "revoke", "list"), help="what to do")
+    p.add_argument("role", nargs="?", choices=("provider", "gateway"), help="the role (approve, revoke)")
+    p.add_argument("measurement", nargs="?", help="32-byte hex, as `enclave-agent measure` prints it")
+    add_chain_args(p, GOVERNANCE_KEY + " (not for list)")
+    p.set_defaults(func=_cmd_measurement)
+
+    p = sub.add_parser(
+        "signer",
+        help="trust or distrust an attestation signer, list them (governance key; list needs none)",
+        description="Quotes count only when a trusted signer signed them. Prints every signer governance "
+        "ever named and whether it is trusted now.",
+    )
+    p.add_argument("action", choices=("trust", "distrust", "list"), help="what to do")
+    p.add_argument("address", nargs="?", help="the signer's address (trust, distrust)")
+    add_chain_args(p, GOVERNANCE_KEY + " (not for list)")
+    p.set_defaults(func=_cmd_signer)

@@ -7,6 +7,7 @@ transactions signed with a key file (or, in the local consortium, a dev account'
     models.py    register (bound to a completed round), retire, list models and statistics
     clients.py   client access: grant, revoke, quota, fees, deposit
     rounds.py    defaults for opening a round from its tag; show one; wait for one
+    registry.py  code measurements and attestation signers
 """
 
 from enclave_agent.operator.models import (

@@ -259,3 +259,19 @@ def test_a_gateway_slower_than_timeout_is_one_line_and_exit_11(gateway: str, tmp
     )
     one_line(result, EXIT_TIMEOUT, "within --timeout 1 s", "may still answer")
     assert os.environ.get("NOTHING") is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("round", "show"), "enclave-agent round show: error: the following arguments are required: id"),
+        (("round", "wait", "x"), "enclave-agent round wait: error: argument id: expected a whole number"),
+        (("client", "lend", "0x00"), "enclave-agent client: error: argument action: invalid choice: 'lend'"),
+        (("round", "wait", "3", "--timeout", "0"), "enclave-agent: error: need 0 < --timeout <= 86400"),
+        (("model", "register", "3", "--name", "m"), "enclave-agent: error: model register changes the chain"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == EXIT_CONFIG and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr

@@ -299,3 +299,32 @@ def test_round_show_gives_the_released_statistic_through_the_gateway(demo: Demo,
     column = np.concatenate([x[:, names.index("mean_radius")] for names, x, _ in tables])
     assert result["answer"]["mean"] == pytest.approx(column.mean(), rel=1e-4)
     assert result["answer"]["std"] == pytest.approx(column.std(ddof=0), rel=1e-3)  # the population std
+
+
+def test_measurements_and_signers(demo: Demo, keys: dict[str, Path]) -> None:
+    governor = ["--key-file", str(keys["governor"])]
+    registry = demo.c.registry.functions
+    fresh = "0x" + "ab" * 32  # a build nobody runs: revoking it deactivates nobody
+    refused(cli(demo, "measurement", "approve", "gateway", "0x1234", *governor), "32 bytes of hex")
+    refused(cli(demo, "measurement", "approve", "gateway", fresh), "give --key-file")
+    refused(cli(demo, "measurement", "revoke", "gateway", fresh, *governor), "is not approved")
+    approved = cli(demo, "measurement", "approve", "gateway", fresh, *governor)
+    assert approved.returncode == 0, approved.stderr
+    assert registry.isApproved(2, bytes.fromhex("ab" * 32)).call()
+    assert {"role": "gateway", "measurement": fresh, "approved": True} in json.loads(approved.stdout)
+    refused(cli(demo, "measurement", "approve", "gateway", fresh, *governor), "approved for gateway already")
+    revoked = cli(demo, "measurement", "revoke", "gateway", fresh, *governor)
+    assert revoked.returncode == 0 and "0 member(s) running it deactivated" in revoked.stderr
+    assert not registry.isApproved(2, bytes.fromhex("ab" * 32)).call()
+    assert len(registry.activeMembers(1).call()) == 3 and len(registry.activeMembers(2).call()) == 1
+
+    signer = demo.c.w3.eth.accounts[14]
+    refused(cli(demo, "signer", "trust", "0x12", *governor), "signer must be an address")
+    trusted = cli(demo, "signer", "trust", signer, *governor)
+    assert trusted.returncode == 0 and registry.isTrustedSigner(signer).call()
+    refused(cli(demo, "signer", "trust", signer, *governor), "trusted already")
+    distrusted = cli(demo, "signer", "distrust", signer, *governor)
+    assert distrusted.returncode == 0 and not registry.isTrustedSigner(signer).call()
+    listed = json.loads(cli(demo, "signer", "list").stdout)
+    assert {"signer": signer, "trusted": False} in listed
+    assert any(entry["trusted"] for entry in listed)  # the attestation service's signer
