@@ -15,7 +15,9 @@ CONTRACTS := $(shell find contracts -name '*.sol')
 
 .PHONY: setup demo deploy test test-contracts test-agent check lint format typecheck sol-lint bench lock clean
 
-setup: $(STAMPS)/tools $(STAMPS)/venv $(STAMPS)/node .solc/solc-v$(SOLC_VERSION) $(STAMPS)/compiled
+WEB_VENDOR := enclave_agent/gateway/web/vendor
+
+setup: $(STAMPS)/tools $(STAMPS)/venv $(STAMPS)/node .solc/solc-v$(SOLC_VERSION) $(STAMPS)/compiled $(WEB_VENDOR)/.stamp
 
 $(STAMPS)/tools:
 	@tools/step tools tools/check-tools $(PY_MIN)
@@ -33,6 +35,12 @@ $(STAMPS)/node: package.json package-lock.json | $(STAMPS)/tools
 	@echo "setup: node tools (anvil, solc-js, OpenZeppelin, solhint)"
 	@tools/step npm-ci npm ci --no-audit --no-fund
 	@tools/step anvil anvil --version
+	@touch $@
+
+# The wallet page's charting library (and its licence), copied from node_modules and
+# checked against the pins in vendor.json (served only as pinned; not measured).
+$(WEB_VENDOR)/.stamp: enclave_agent/gateway/web/vendor.json tools/vendor-web $(STAMPS)/node
+	@tools/step web-vendor tools/vendor-web
 	@touch $@
 
 .solc/solc-v$(SOLC_VERSION): tools/solc-facade.js $(STAMPS)/node
@@ -66,12 +74,12 @@ test-agent: setup $(STAMPS)/chromium
 	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/integration tests/e2e
 
 format: setup
-	ruff format enclave_agent scripts tests bench
-	ruff check --fix enclave_agent scripts tests bench
+	ruff format enclave_agent enclave_client scripts tests bench
+	ruff check --fix enclave_agent enclave_client scripts tests bench
 
 lint: setup
-	ruff format --check enclave_agent scripts tests bench
-	ruff check enclave_agent scripts tests bench
+	ruff format --check enclave_agent enclave_client scripts tests bench
+	ruff check enclave_agent enclave_client scripts tests bench
 
 typecheck: setup
 	mypy
@@ -89,4 +97,4 @@ lock:
 	(head -n 2 requirements.lock; /tmp/enclave-share-lock/bin/pip freeze) > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 clean:
-	rm -rf .venv node_modules .solc build .stamps
+	rm -rf .venv node_modules .solc build .stamps $(WEB_VENDOR)

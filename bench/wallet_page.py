@@ -37,26 +37,26 @@ def _timed(n: int, fn: Callable[[], None]) -> list[float]:
     return out
 
 
-def _send(page: Page, button: str, rows: int) -> Callable[[], None]:
+def _send(page: Page, button: str, status: str) -> Callable[[], None]:
     """Click ``button`` and wait, polling every animation frame (expect() backs off
-    to 1 s), until ``rows`` more answers are in the table and the page is idle again
-    (it refreshes the quota after an answer and ignores clicks until then)."""
+    to 1 s), until the status beside it says the answer is in (or what went wrong) and
+    the page is idle again (it refreshes the quota after an answer and ignores clicks
+    until then)."""
 
     def one() -> None:
-        target = page.locator("#answers tbody tr").count() + rows
+        page.evaluate("(id) => { document.getElementById(id).className = 'status'; }", status)
         page.click(button)
         try:
             page.wait_for_function(
-                """(n) => !document.body.hasAttribute('aria-busy')
-                       && (document.querySelectorAll('#answers tbody tr').length >= n
-                           || document.getElementById('message').className === 'bad')""",
-                arg=target,
+                """(id) => !document.body.hasAttribute('aria-busy')
+                       && /\\b(ok|bad)\\b/.test(document.getElementById(id).className)""",
+                arg=status,
                 timeout=120_000,
             )
         except PlaywrightTimeout:
-            raise RuntimeError(f"no answer after 120 s: {page.locator('#message').inner_text()}") from None
-        if page.locator("#message.bad").count():
-            raise RuntimeError(f"the page reports: {page.locator('#message').inner_text()}")
+            raise RuntimeError(f"no answer after 120 s: {page.locator('#' + status).inner_text()}") from None
+        if page.locator(f"#{status}.bad").count():
+            raise RuntimeError(f"the page reports: {page.locator('#' + status).inner_text()}")
 
     return one
 
@@ -106,16 +106,16 @@ def _measure(demo: Demo, executable: str, n: int, batch: int) -> list[tuple[str,
         page.goto(demo.gateway_url + "/")
         expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=15_000)
         page.click("#connect")
-        expect(page.locator("#message")).to_have_text("wallet connected", timeout=15_000)
+        expect(page.locator("#connect-status")).to_have_text("wallet connected", timeout=15_000)
         page.click("#paste-row summary")
         page.fill("#paste", ",".join(str(row[name]) for name in names))
         page.click("#fill")
-        sealed = _timed(n, _send(page, "#ask", 1))
+        sealed = _timed(n, _send(page, "#ask", "ask-status"))
         page.uncheck("#seal")
-        plain = _timed(n, _send(page, "#ask", 1))
+        plain = _timed(n, _send(page, "#ask", "ask-status"))
         page.check("#seal")
         page.set_input_files("#csv", files=[{"name": "rows.csv", "mimeType": "text/csv", "buffer": csv}])
-        batched = _timed(3, _send(page, "#ask-csv", batch))
+        batched = _timed(3, _send(page, "#ask-csv", "csv-status"))
         browser.close()
     return [
         ("API key, HTTP client (no browser)", api),

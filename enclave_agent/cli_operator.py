@@ -74,11 +74,45 @@ def _cmd_model(args: argparse.Namespace) -> int:
         print_json(models.list_models(session, None)[args.id - 1])
         return 0
     features = _features(args)
+    units = _pairs(args.units, "--units")
     if args.command == "stat":
-        print(models.register_statistic(session, args.id, args.name, features, fee=args.fee))
+        model_id = models.register_statistic(
+            session, args.id, args.name, features, fee=args.fee, units=units, description=args.description
+        )
     else:
-        print(models.register_model(session, args.id, args.name, features, fee=args.fee, link=args.link))
+        model_id = models.register_model(
+            session,
+            args.id,
+            args.name,
+            features,
+            fee=args.fee,
+            link=args.link,
+            units=units,
+            classes=_pairs(args.classes, "--classes"),
+            description=args.description,
+        )
+    print(model_id)
     return 0
+
+
+def _pairs(text: str | None, option: str) -> dict[str, str]:
+    """``a=x,b=y`` -> {"a": "x", "b": "y"}; ConfigError naming ``option`` otherwise."""
+    pairs: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"{option} takes NAME=TEXT pairs separated by commas, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _add_description(p: argparse.ArgumentParser, *, classes: bool) -> None:
+    p.add_argument("--description", default="", help="one line saying what it answers (the model card)")
+    p.add_argument("--units", help="units of the features, e.g. 'mean_radius=px,mean_area=px²'")
+    if classes:
+        p.add_argument("--classes", help="what labels 0 and 1 mean, e.g. '0=malignant,1=benign'")
 
 
 def _add_model(sub: SubParsers) -> None:
@@ -105,6 +139,7 @@ def _add_model(sub: SubParsers) -> None:
         help="how queries are scaled inside the enclaves: the joint mean and std of the round the tag names",
     )
     p.add_argument("--round", type=positive_int, help="list: only the models of this round")
+    _add_description(p, classes=True)
     add_chain_args(p, GOVERNANCE_KEY + " (not for list)")
     p.set_defaults(func=_checked_model)
 
@@ -121,6 +156,7 @@ def _add_model(sub: SubParsers) -> None:
     p.add_argument("--name", required=True, help="statistic name clients ask for")
     _add_features(p)
     p.add_argument("--fee", type=int, default=0, help="fee per request in wei")
+    _add_description(p, classes=False)
     add_chain_args(p, GOVERNANCE_KEY)
     p.set_defaults(func=_checked_model)
 

@@ -40,7 +40,14 @@ from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient
 from enclave_agent.localnet import COMPLETED, Consortium, chain_engine, dev_key, start_consortium, wait_until
 from enclave_agent.localnet.anvil import free_port
-from enclave_agent.model.data import SplitResult, read_table, split_breast_cancer, uneven_fractions
+from enclave_agent.model.data import (
+    BREAST_CANCER_CLASSES,
+    SplitResult,
+    breast_cancer_units,
+    read_table,
+    split_breast_cancer,
+    uneven_fractions,
+)
 from enclave_agent.model.federated import fedavg_plaintext
 from enclave_agent.model.logistic import contribution_length, predict_proba
 from enclave_agent.model.metrics import accuracy, auc, central_baseline
@@ -265,12 +272,25 @@ class Demo:
         with self.stage("register the model and the statistic, grant the client access"):
             governance = self.c.session()
             columns = list(result.split.features)
+            units = breast_cancer_units(columns)
             # The same functions as `enclave-agent model register`, `stat register`, `client grant|deposit`.
             result.model_id = register_model(
-                governance, train_rounds[-1], "breast-cancer-fedavg", columns, fee=FEE_WEI
+                governance,
+                train_rounds[-1],
+                "breast-cancer-fedavg",
+                columns,
+                fee=FEE_WEI,
+                units=units,
+                classes=BREAST_CANCER_CLASSES,
+                description="Logistic regression on fine needle aspirate images: is the mass benign?",
             )
             result.stats_model_id = register_statistic(
-                governance, result.rounds["statistic"], "breast-cancer-stats", columns
+                governance,
+                result.rounds["statistic"],
+                "breast-cancer-stats",
+                columns,
+                units=units,
+                description="Column statistics of the providers' rows",
             )
             clients.set_access(governance, self.client_address, 10_000)
             clients.deposit(self.c.session(CLIENT_INDEX), FEE_WEI * 1000)

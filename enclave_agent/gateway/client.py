@@ -1,6 +1,7 @@
 """A client of the gateway's HTTP API (`enclave-agent request`): authenticates with
 an API key or signs the request with a wallet key (EIP-712), optionally asks for
-end-to-end encrypted results and opens them locally."""
+end-to-end encrypted results and opens them locally. The analysts' client
+(``enclave_client.Client``) talks to the gateway through this one too."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ class GatewayHTTPError(EnclaveAgentError):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         self.status, self.body = status, body
         super().__init__(f"HTTP {status}: {json.dumps(body)}")
+
+
+class GatewayUnreachable(EnclaveAgentError, ConnectionError):
+    """The gateway did not answer at all (refused, reset, timed out): nothing is
+    known about the call."""
 
 
 @dataclass
@@ -56,7 +62,9 @@ class GatewayClient:
                 payload = {"error": exc.reason}
             raise GatewayHTTPError(exc.code, payload) from None
         except urllib.error.URLError as exc:
-            raise EnclaveAgentError(f"gateway {self.url} does not answer: {exc.reason}") from exc
+            raise GatewayUnreachable(f"gateway {self.url} does not answer: {exc.reason}") from exc
+        except (TimeoutError, ConnectionError) as exc:  # raised while reading the answer
+            raise GatewayUnreachable(f"gateway {self.url} does not answer: {exc}") from exc
 
     def health(self) -> dict[str, Any]:
         try:
@@ -64,21 +72,32 @@ class GatewayClient:
         except GatewayHTTPError as exc:
             return exc.body
 
+    def catalogue(self) -> dict[str, Any]:
+        """``GET /v1/models`` as sent: the models and the gateway's ``max_batch``."""
+        return self._call("GET", "/v1/models")
+
     def models(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/models")["models"])
+        return list(self.catalogue()["models"])
 
     def request_status(self, request_id: int) -> dict[str, Any]:
         return self._call("GET", f"/v1/requests/{request_id}")
 
-    def infer(self, model: int | str, inputs: dict[str, Any], *, encrypt: bool = False) -> dict[str, Any]:
+    def infer(
+        self,
+        model: int | str,
+        inputs: dict[str, Any],
+        *,
+        encrypt: bool = False,
+        secret: X25519PrivateKey | None = None,
+    ) -> dict[str, Any]:
         """POST /v1/inference; `inputs` is {"features": ...}, {"rows": ...} or {"statistic": ...}.
         With a wallet key every on-chain request is signed here, after checking that the
         gateway prepared exactly this query at the model's fee (a batch longer than the
-        model's ``rows_per_request`` is signed and sent in parts)."""
-        secret: X25519PrivateKey | None = None
+        model's ``rows_per_request`` is signed and sent in parts). ``encrypt`` seals the
+        answer end to end to a key made for this call, or to ``secret`` if given."""
         extra: dict[str, Any] = {}
-        if encrypt:
-            secret = X25519PrivateKey.generate()
+        if encrypt or secret is not None:
+            secret = secret or X25519PrivateKey.generate()
             extra["encrypt_to"] = "0x" + public_key_bytes(secret).hex()
         if self.api_key is not None:
             answer = self._call("POST", "/v1/inference", {"model": model} | inputs | extra)
@@ -99,7 +118,7 @@ class GatewayClient:
                 answers[0] if len(answers) == 1 else {"results": [r for a in answers for r in a["results"]]}
             )
         if secret is not None:
-            answer = _open(answer, secret)
+            answer = open_answer(answer, secret)
         return answer
 
     def _sign(self, info: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +168,9 @@ def _query(info: dict[str, Any], inputs: dict[str, Any]) -> queries.Query:
     return queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
 
 
-def _open(answer: dict[str, Any], secret: X25519PrivateKey) -> dict[str, Any]:
+def open_answer(answer: dict[str, Any], secret: X25519PrivateKey) -> dict[str, Any]:
+    """An answer (one result, or {"results": [...]}) with every sealed result opened."""
+
     def one(item: dict[str, Any]) -> dict[str, Any]:
         sealed = item.get("sealed")
         if sealed is None:

@@ -26,11 +26,12 @@ from eth_utils.address import is_address, to_checksum_address
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
-from enclave_agent.gateway import auth, scoring, validation
+from enclave_agent.gateway import auth, cards, scoring, validation, vendor
 from enclave_agent.gateway.listener import listen
 from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
+from enclave_agent.protocol.health import health_report
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ REVERT_STATUS = {
 WEB_FILES = {
     "index.html": "text/html",
     "wallet.js": "text/javascript",
+    "analysis.js": "text/javascript",
+    "card.js": "text/javascript",
+    "charts.js": "text/javascript",
     "wallet.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -451,25 +455,22 @@ async def list_models(request: web.Request) -> web.Response:
                 # Statistics take no numbers; a score model's range appears once its
                 # holders published it (until then queries get 503).
                 "input_range": None if bounds is None else bounds.public(),
+                "card": await _blocking(
+                    cards.model_card, model, metadata, agent.round_doc, agent.organisation_name
+                ),
             }
         )
-    return web.json_response({"models": out})
+    max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
+    return web.json_response({"models": out, "max_batch": max_batch})
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """The provider's health report (``protocol.health``) plus the gateway contract:
+    "ok" exactly when the gateway can serve (node reachable, keys of a synchronised epoch)."""
     agent = request.app[AGENT]
-    chain_down = agent.outage.down
-    ready = agent.is_ready() and not chain_down
-    body = {
-        "status": "ok" if ready else ("chain unreachable" if chain_down else "starting"),
-        "stage": agent.stage,
-        "tee": "SIMULATED" if agent.tee.simulated else agent.tee.name,
-        "enclave": agent.address,
-        "epoch": agent.view.epoch,
-        "chain_id": agent.chain_id,
-        "inference_gateway": agent.gateway_address,
-    }
-    return web.json_response(body, status=200 if ready else 503)
+    healthy, report = await asyncio.to_thread(health_report, agent)
+    report["inference_gateway"] = agent.gateway_address
+    return web.json_response(report, status=200 if healthy else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -557,6 +558,16 @@ async def wallet_page(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
 
 
+async def vendor_file(request: web.Request) -> web.Response:
+    """The page's third-party code (a charting library and its licence), only as pinned."""
+    name = request.match_info["name"]
+    data = await _blocking(vendor.read, name)
+    content_type = vendor.content_type(name)
+    if data is None or content_type is None:
+        return _error(404, f"no vendored file {name!r}")
+    return web.Response(body=data, content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
+
+
 def _chain_unreachable(agent: GatewayAgent) -> web.Response:
     wait = agent.outage.retry_after()
     response = _error(503, "the chain is unreachable; try again later", retry_after=wait)
@@ -600,6 +611,7 @@ def build_app(agent: GatewayAgent) -> web.Application:
     app.router.add_get("/v1/deployment", deployment)
     app.router.add_get("/", wallet_page)
     app.router.add_get("/web/{name}", wallet_page)
+    app.router.add_get("/web/vendor/{name}", vendor_file)
     return app
 
 

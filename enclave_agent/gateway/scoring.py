@@ -39,6 +39,9 @@ from enclave_agent.crypto.ranges import check_query_words
 from enclave_agent.crypto.reed_solomon import UncorrectableSharesError, robust_reconstruct
 from enclave_agent.errors import CryptoError, FixedPointRangeError, ProtocolError
 
+# An answer's label: 1 when the score (the probability of class 1) is at least this.
+LABEL_THRESHOLD = 0.5
+
 
 class InconsistentPartials(ProtocolError):
     """The providers' partial results do not lie on one polynomial and cannot be

@@ -235,6 +235,11 @@ class GatewayAgent(Agent):
             log.error("model %s: %s", model["id"], exc)
             return None
 
+    def organisation_name(self, enclave: str) -> str:
+        """The registered name of the organisation that operates ``enclave`` (from the
+        registry, remembered: a name is set once, at admission)."""
+        return self.names.label(enclave)
+
     def rows_per_request(self, model: dict[str, Any]) -> int:
         """The most rows of ``model`` one on-chain request carries."""
         doc = self.model_round(model)
@@ -426,7 +431,13 @@ class GatewayAgent(Agent):
             )
             probability = scoring.sigmoid(logit)
             results.append(
-                base | {"row": row, "score": probability, "logit": logit, "label": int(probability >= 0.5)}
+                base
+                | {
+                    "row": row,
+                    "score": probability,
+                    "logit": logit,
+                    "label": int(probability >= scoring.LABEL_THRESHOLD),
+                }
             )
         return results
 

@@ -30,7 +30,18 @@ from sklearn.datasets import load_breast_cancer
 
 from enclave_agent.errors import ConfigError
 
-__all__ = ["SplitResult", "csv_safe_name", "read_table", "split_breast_cancer", "uneven_fractions"]
+__all__ = [
+    "BREAST_CANCER_CLASSES",
+    "SplitResult",
+    "breast_cancer_units",
+    "csv_safe_name",
+    "read_table",
+    "split_breast_cancer",
+    "uneven_fractions",
+]
+
+# What the labels of the breast-cancer set mean (scikit-learn's target_names).
+BREAST_CANCER_CLASSES = {"0": "malignant", "1": "benign"}
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +68,23 @@ def uneven_fractions(providers: int) -> tuple[float, ...]:
         return (0.5, 0.3, 0.2)
     weights = np.arange(providers, 0, -1, dtype=float)
     return tuple(float(w) for w in weights / weights.sum())
+
+
+def breast_cancer_units(features: Sequence[str]) -> dict[str, str]:
+    """Units of the breast-cancer features (measured on digitised images of a fine
+    needle aspirate): lengths in pixels, areas in square pixels, texture as a standard
+    deviation of grey levels, the shape measures without unit ("1")."""
+
+    def unit(name: str) -> str:
+        if "radius" in name or "perimeter" in name:
+            return "px"
+        if "area" in name:
+            return "px²"
+        if "texture" in name:
+            return "grey level"
+        return "1"
+
+    return {name: unit(name) for name in features}
 
 
 def split_breast_cancer(

@@ -10,6 +10,9 @@ own scaling, K * epochs of gradient descent).
 ``ModelSpec`` is what is public about a trained model (never its weights): feature
 names, which round's joint scaling the enclaves apply, the link function and the
 layout of the secret-shared vector, serialised as compact JSON for chain metadata.
+Optionally it also says what a reader of an answer needs (the model card of the
+wallet page and of ``GET /v1/models``): each feature's unit, what labels 0 and 1
+mean and a one-line description. Those fields describe, they change no computation.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ class ModelSpec:
     stats_round: int
     train_rounds: list[int]
     link: str = LINK_LOGISTIC
+    units: dict[str, str] = field(default_factory=dict)  # feature -> unit ("px", "1", ...)
+    classes: dict[str, str] = field(default_factory=dict)  # "0"/"1" -> what the label means
+    description: str = ""
     layout: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,6 +96,7 @@ class ModelSpec:
             raise ConfigError("train_rounds must be a non-empty list of positive round ids")
         if self.link != LINK_LOGISTIC:
             raise ConfigError(f"unsupported link function '{self.link}'")
+        check_description(self.features, self.units, self.classes, self.description)
         # The shared vector is the aggregated contribution [sum n*w (f), sum n*b, sum n].
         self.layout = {"weights": [0, f], "bias": f, "count": f + 1, "length": contribution_length(f)}
 
@@ -107,6 +114,7 @@ class ModelSpec:
                 "scaling": {"method": "joint-standardisation", "stats_round": self.stats_round},
                 "train_rounds": self.train_rounds,
                 "layout": self.layout,
+                **describe(self.units, self.classes, self.description),
             },
             separators=(",", ":"),
         )
@@ -126,12 +134,42 @@ class ModelSpec:
                 stats_round=scaling["stats_round"],
                 train_rounds=data["train_rounds"],
                 link=data["link"],
+                units=dict(data.get("units", {})),
+                classes=dict(data.get("classes", {})),
+                description=data.get("description", ""),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # ConfigError is a ValueError
             raise ProtocolError("model metadata is malformed") from exc
         if data.get("layout") != spec.layout:
             raise ProtocolError("model metadata layout does not match its features")
         return spec
+
+
+def check_description(
+    features: Sequence[str], units: dict[str, str], classes: dict[str, str], description: str
+) -> None:
+    """ConfigError unless units name known features, classes are labels "0"/"1" and
+    every text is a short string (they travel in chain metadata)."""
+    unknown = sorted(set(units) - set(features))
+    if unknown:
+        raise ConfigError(f"units name an unknown feature '{unknown[0]}'")
+    if not set(classes) <= {"0", "1"}:
+        raise ConfigError(f"classes are the labels '0' and '1', not {sorted(set(classes) - {'0', '1'})}")
+    texts = [*units.values(), *classes.values(), description]
+    if not all(isinstance(t, str) and len(t) <= 200 for t in texts):
+        raise ConfigError("units, classes and description are texts of at most 200 characters")
+
+
+def describe(units: dict[str, str], classes: dict[str, str], description: str) -> dict[str, Any]:
+    """The optional descriptive metadata fields, only those that are set."""
+    out: dict[str, Any] = {}
+    if units:
+        out["units"] = dict(units)
+    if classes:
+        out["classes"] = dict(classes)
+    if description:
+        out["description"] = description
+    return out
 
 
 def _positive_int(value: object) -> bool:

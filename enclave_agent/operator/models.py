@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from enclave_agent.errors import ConfigError
+from enclave_agent.errors import ConfigError, ProtocolError
 from enclave_agent.model.federated import LINK_LOGISTIC, ModelSpec
 from enclave_agent.model.logistic import contribution_length
 from enclave_agent.operator.session import Session
@@ -76,7 +76,14 @@ def _completed(session: Session, opened: OpenedRound) -> None:
 
 
 def model_spec_for_round(
-    session: Session, round_id: int, features: Sequence[str], *, link: str = LINK_LOGISTIC
+    session: Session,
+    round_id: int,
+    features: Sequence[str],
+    *,
+    link: str = LINK_LOGISTIC,
+    units: Mapping[str, str] | None = None,
+    classes: Mapping[str, str] | None = None,
+    description: str = "",
 ) -> ModelSpec:
     """The ModelSpec of the final training round ``round_id``: its joint-scaling round and
     every training round before it, read from the rounds' tags; checked against the
@@ -111,7 +118,15 @@ def model_spec_for_round(
     stats = opened_round(session, stats_round)
     if stats.tag != STATS_TAG:
         raise ConfigError(f"round {stats_round}, the scaling of round {round_id}, is not a {STATS_TAG} round")
-    return ModelSpec(features=list(features), stats_round=stats_round, train_rounds=train_rounds, link=link)
+    return ModelSpec(
+        features=list(features),
+        stats_round=stats_round,
+        train_rounds=train_rounds,
+        link=link,
+        units=dict(units or {}),
+        classes=dict(classes or {}),
+        description=description,
+    )
 
 
 def _register(session: Session, round_id: int, name: str, metadata: str, fee: int) -> int:
@@ -136,14 +151,28 @@ def register_model(
     *,
     fee: int,
     link: str = LINK_LOGISTIC,
+    units: Mapping[str, str] | None = None,
+    classes: Mapping[str, str] | None = None,
+    description: str = "",
 ) -> int:
-    """Bind a served model to the completed final training round ``round_id``; its id."""
-    spec = model_spec_for_round(session, round_id, features, link=link)
+    """Bind a served model to the completed final training round ``round_id``; its id.
+    ``units`` (feature -> unit), ``classes`` ("0"/"1" -> meaning) and ``description``
+    describe it for readers of its answers (the model card)."""
+    spec = model_spec_for_round(
+        session, round_id, features, link=link, units=units, classes=classes, description=description
+    )
     return _register(session, round_id, name, spec.to_metadata(), fee)
 
 
 def register_statistic(
-    session: Session, round_id: int, name: str, features: Sequence[str], *, fee: int = 0
+    session: Session,
+    round_id: int,
+    name: str,
+    features: Sequence[str],
+    *,
+    fee: int = 0,
+    units: Mapping[str, str] | None = None,
+    description: str = "",
 ) -> int:
     """Release the column statistics of the completed ``column-stats`` statistic round
     ``round_id`` through the gateway (sum, mean, population std, count per column); its id."""
@@ -159,7 +188,11 @@ def register_statistic(
             f"round {round_id} aggregates {opened.length} numbers: statistics of {len(features)} columns "
             f"need {2 * len(features) + 1} (check --features)"
         )
-    return _register(session, round_id, name, statistic_metadata(features), fee)
+    try:
+        metadata = statistic_metadata(features, units, description)
+    except ProtocolError as exc:
+        raise ConfigError(str(exc)) from None
+    return _register(session, round_id, name, metadata, fee)
 
 
 def retire_model(session: Session, model_id: int) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import requests
 
 from enclave_agent.chain import ChainEvent, EventFollower
+from enclave_agent.chain.heads import NewHeads
 from enclave_agent.chain.identity import ChainChanged
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.config import AgentConfig
@@ -91,6 +92,7 @@ class Agent(AgentContext):
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()
+        heads = NewHeads(self.rpc_url).start()
         try:
             while not stop.is_set():
                 try:
@@ -108,7 +110,8 @@ class Agent(AgentContext):
                     # re-reads the chain and retries whatever is still missing.
                     log.error("step failed, retrying: %s", exc)
                     stop.wait(min(5.0, self.config.poll_interval * 10))
-                stop.wait(self.config.poll_interval)
+                if not stop.is_set():
+                    heads.wait(self.config.poll_interval)  # a new block, or the poll interval
         except AgentRefused as exc:
             log.error("%s", exc)
             return EXIT_REFUSED
@@ -122,6 +125,7 @@ class Agent(AgentContext):
             log.error("%s", exc)
             return EXIT_CHAIN_CHANGED
         finally:
+            heads.close()
             self._write_status()
         return EXIT_OK
 

@@ -65,6 +65,7 @@ class AgentContext:
         self.store.check_integrity()
         fresh = self.store.is_empty()
         rpc_url = config.rpc_url or self.manifest.rpc_url
+        self.rpc_url = rpc_url
         self.w3 = connect(rpc_url)
         self.outage = Outage(rpc_url)
         self.contracts = Contracts(self.w3, self.manifest)

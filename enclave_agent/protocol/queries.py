@@ -124,11 +124,20 @@ def partial_width(kind: str, rows: int = 1) -> int:
     return 2 * rows if kind == KIND_SCORE else 3
 
 
-def statistic_metadata(features: Sequence[str]) -> str:
-    """Public description of a column-statistics aggregate ([sums, sums of squares, count])."""
-    return json.dumps(
-        {"version": 1, "kind": "column-stats", "features": list(features)}, separators=(",", ":")
-    )
+def statistic_metadata(
+    features: Sequence[str], units: Mapping[str, str] | None = None, description: str = ""
+) -> str:
+    """Public description of a column-statistics aggregate ([sums, sums of squares, count]),
+    optionally with each column's unit and a description (for the model card)."""
+    data: dict[str, Any] = {"version": 1, "kind": "column-stats", "features": list(features)}
+    if units:
+        unknown = sorted(set(units) - set(features))
+        if unknown:
+            raise ProtocolError(f"units name an unknown column '{unknown[0]}'")
+        data["units"] = dict(units)
+    if description:
+        data["description"] = description
+    return json.dumps(data, separators=(",", ":"))
 
 
 def parse_metadata(text: str) -> Mapping[str, Any]:

@@ -3,6 +3,13 @@
 The manifest is every file of the ``enclave_agent`` package (sorted relative POSIX
 paths; bytecode caches excluded) followed by the dependency lock. Each entry is
 ``path NUL length NUL bytes`` so that no two different trees share a manifest.
+
+One folder is left out: ``gateway/web/vendor/``, where ``make setup`` copies the
+wallet page's third-party browser code from ``node_modules`` (git-ignored, so a
+tree measures the same before and after the copy). That code is still bound to the
+measurement: ``gateway/web/vendor.json`` (measured) pins the SHA-256 of every file
+the gateway may serve from that folder, and it serves none whose bytes differ
+(``enclave_agent.gateway.vendor``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_LOCK = PACKAGE_DIR.parent / "requirements.lock"
 _SKIPPED_PARTS = {"__pycache__"}
+UNMEASURED_DIRS = ("gateway/web/vendor",)  # relative to the package; pinned by gateway/web/vendor.json
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
 
@@ -23,6 +31,8 @@ def _package_files(package_dir: Path) -> Iterator[tuple[str, Path]]:
             continue
         relative = path.relative_to(package_dir)
         if _SKIPPED_PARTS.intersection(relative.parts):
+            continue
+        if any(relative.as_posix().startswith(d + "/") for d in UNMEASURED_DIRS):
             continue
         yield f"{package_dir.name}/{relative.as_posix()}", path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -76,3 +78,31 @@ def test_port_check_names_a_busy_port() -> None:
         [str(REPO / "tools" / "port-free"), str(port), "why"], capture_output=True, text=True
     )
     assert free.returncode == 0 and free.stderr == ""
+
+
+def _vendor_tree(tmp_path: Path, content: bytes, pin: str) -> Path:
+    """A copy of tools/vendor-web in a tree with one npm file and its pin."""
+    (tmp_path / "tools").mkdir(parents=True)
+    shutil.copy(REPO / "tools" / "vendor-web", tmp_path / "tools" / "vendor-web")
+    web = tmp_path / "enclave_agent" / "gateway" / "web"
+    web.mkdir(parents=True)
+    (tmp_path / "node_modules" / "lib").mkdir(parents=True)
+    (tmp_path / "node_modules" / "lib" / "lib.js").write_bytes(content)
+    pins = {"files": {"lib.js": {"from": "node_modules/lib/lib.js", "sha256": pin}}}
+    (web / "vendor.json").write_text(json.dumps(pins))
+    return web
+
+
+def test_vendor_web_copies_only_what_matches_its_pin(tmp_path: Path) -> None:
+    good = hashlib.sha256(b"chart();").hexdigest()
+    web = _vendor_tree(tmp_path / "ok", b"chart();", good)
+    result = subprocess.run(
+        [sys.executable, str(web.parents[2] / "tools" / "vendor-web")], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and (web / "vendor" / "lib.js").read_bytes() == b"chart();"
+    web = _vendor_tree(tmp_path / "bad", b"evil();", good)
+    result = subprocess.run(
+        [sys.executable, str(web.parents[2] / "tools" / "vendor-web")], capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "vendor.json pins" in result.stderr and "not copied" in result.stderr
+    assert not (web / "vendor" / "lib.js").exists()

@@ -230,7 +230,11 @@ def test_models_health_metrics_and_openapi(demo: Demo) -> None:
     models = demo.client().models()
     assert {m["kind"] for m in models} == {"shared-model", "statistic"}
     assert len(models[0]["features"]) == len(demo._result.split.features)
-    assert demo.client().health()["tee"] == "SIMULATED"
+    health = demo.client().health()
+    assert health["tee"] == "SIMULATED" and health["status"] == "ok" and health["rpc"] == "reachable"
+    assert health["keys_for_synchronised_epoch"] and health["synchronised_epoch"] >= 1
+    assert health["last_block"] >= 1 and health["last_block_age_s"] is not None
+    assert health["inference_gateway"] == demo.c.gateway.address
     with urllib.request.urlopen(demo.gateway_url + "/metrics", timeout=10) as response:
         metrics = response.read().decode()
     assert 'enclave_gateway_requests_total{outcome="ok"}' in metrics

@@ -70,7 +70,7 @@ def session(browser: Browser, demo: Demo) -> Iterator[Session]:
 
 def _connect(s: Session) -> None:
     s.page.click("#connect")
-    expect(s.page.locator("#message")).to_have_text("wallet connected", timeout=15_000)
+    expect(s.page.locator("#connect-status")).to_have_text("wallet connected", timeout=15_000)
     expect(s.page.locator("#access")).to_contain_text("granted")
 
 
@@ -140,10 +140,14 @@ def test_a_signed_request_from_the_page_is_answered_and_recorded_on_chain(
     shown = float(answer_row.locator("td").nth(2).inner_text().split()[1].rstrip(","))
     assert abs(shown - reference) <= max(SCORE_TOLERANCE, 1e-4)
     expect(page.locator("#quota")).to_contain_text(f"{used_before + 1} of")
-    # The hashes shown are the gateway's submitRequest and completeRequest, mined.
-    shown_txs = dict(line.split() for line in answer_row.locator("td").nth(3).inner_text().splitlines())
+    # One receipt: a link to the request's record, and the gateway's submitRequest and
+    # completeRequest transactions (shortened on screen, whole in the attributes), mined.
+    receipt = answer_row.locator(".receipt")
+    assert receipt.locator("a").get_attribute("href") == f"/v1/requests/{request_id}"
     for step, function in (("submit", "submitRequest"), ("complete", "completeRequest")):
-        tx = demo.c.w3.eth.get_transaction(shown_txs[step])
+        tx_hash = receipt.get_attribute(f"data-{step}") or ""
+        assert f"{step} {tx_hash[:6]}…{tx_hash[-4:]}" in receipt.inner_text()
+        tx = demo.c.w3.eth.get_transaction(tx_hash)
         assert (
             tx["to"] == demo.c.gateway.address
             and demo.c.w3.eth.get_transaction_receipt(tx["hash"])["status"] == 1
@@ -161,7 +165,7 @@ def test_refusing_to_sign_sends_nothing(session: Session, demo: Demo, row: dict[
     wallet.refuse.add("eth_signTypedData_v4")
     block, requests = demo.c.w3.eth.block_number, _requests(demo)
     page.click("#ask")
-    expect(page.locator("#message")).to_have_text("refused in the wallet: nothing was sent")
+    expect(page.locator("#ask-status")).to_have_text("refused in the wallet: nothing was sent")
     assert page.locator("#answers tbody tr").count() == 0
     assert demo.c.w3.eth.block_number == block and _requests(demo) == requests
 
@@ -178,7 +182,7 @@ def test_a_bad_feature_value_is_named_and_never_reaches_the_wallet(
     page.fill(f"[id='feature-{first}']", "12,5")
     block = demo.c.w3.eth.block_number
     page.click("#ask")
-    expect(page.locator("#message")).to_have_text(f'{first}: "12,5" is not a number')
+    expect(page.locator("#ask-status")).to_have_text(f'{first}: "12,5" is not a number')
     assert [m for m, _ in wallet.calls if m == "eth_signTypedData_v4"] == []
     assert demo.c.w3.eth.block_number == block
 
@@ -189,7 +193,7 @@ def test_a_pasted_row_of_the_wrong_length_is_refused_with_the_counts(session: Se
     page.fill("#paste", "1,2,3")
     page.click("#fill")
     features = len(demo._result.split.features)
-    expect(page.locator("#message")).to_have_text(f"expected {features} comma-separated values, got 3")
+    expect(page.locator("#fill-status")).to_have_text(f"expected {features} comma-separated values, got 3")
 
 
 def test_a_wallet_without_client_access_is_told_so_and_nothing_is_written(
@@ -204,7 +208,9 @@ def test_a_wallet_without_client_access_is_told_so_and_nothing_is_written(
         s.page.click("#fill")
         block, requests = demo.c.w3.eth.block_number, _requests(demo)
         s.page.click("#ask")
-        expect(s.page.locator("#message")).to_contain_text("HTTP 403: client has no access", timeout=30_000)
+        expect(s.page.locator("#ask-status")).to_contain_text(
+            "HTTP 403: client has no access", timeout=30_000
+        )
         assert demo.c.w3.eth.block_number == block and _requests(demo) == requests
     finally:
         s.page.close()
@@ -227,7 +233,7 @@ def test_a_wallet_on_another_chain_is_switched_and_a_refused_switch_is_reported(
     try:
         s.wallet.refuse.add("wallet_switchEthereumChain")
         s.page.click("#connect")
-        expect(s.page.locator("#message")).to_have_text("refused in the wallet: nothing was sent")
+        expect(s.page.locator("#connect-status")).to_have_text("refused in the wallet: nothing was sent")
         expect(s.page.locator("#account")).to_have_text("not connected")
         expect(s.page.locator("#ask")).to_be_disabled()
     finally:
@@ -255,7 +261,7 @@ def test_deposit_from_the_page_reaches_the_contract(session: Session, demo: Demo
     before = int(demo.c.gateway.functions.balanceOf(wallet.address).call())
     page.fill("#deposit-amount", "0.0025")
     page.click("#deposit")
-    expect(page.locator("#message")).to_have_text("deposited 0.0025 ETH", timeout=30_000)
+    expect(page.locator("#deposit-status")).to_have_text("deposited 0.0025 ETH", timeout=30_000)
     assert int(demo.c.gateway.functions.balanceOf(wallet.address).call()) == before + 25 * 10**14
     expect(page.locator("#balance")).to_have_text(_ether(before + 25 * 10**14))
 
@@ -275,7 +281,7 @@ def test_a_malformed_deposit_amount_sends_no_transaction(session: Session, demo:
     ):
         page.fill("#deposit-amount", amount)
         page.click("#deposit")
-        expect(page.locator("#message")).to_have_text(message)
+        expect(page.locator("#deposit-status")).to_have_text(message)
     assert [m for m, _ in wallet.calls if m == "eth_sendTransaction"] == []
     assert demo.c.w3.eth.block_number == block
 
@@ -453,7 +459,7 @@ def test_a_request_prepared_for_another_model_or_client_is_not_signed(
     page.route("**/v1/inference/typed-data", tamper)
     block = demo.c.w3.eth.block_number
     page.click("#ask")
-    expect(page.locator("#message")).to_have_text(
+    expect(page.locator("#ask-status")).to_have_text(
         f"the gateway prepared a different request (client {outsider}, model 999): not signed"
     )
     assert [m for m, _ in wallet.calls if m == "eth_signTypedData_v4"] == []
@@ -474,22 +480,23 @@ def test_a_csv_file_is_scored_in_one_signed_batch_and_can_be_downloaded(session:
     _connect(session)
     _choose_csv(page, _holdout_csv(demo, 5))
     page.click("#ask-csv")
-    expect(page.locator("#message")).to_have_text(
+    expect(page.locator("#csv-status")).to_have_text(
         re.compile(r"^5 rows of holdout\.csv answered"), timeout=60_000
     )
-    assert len(wallet.signed) == 1 and page.locator("#answers tbody tr").count() == 5
+    assert len(wallet.signed) == 1 and page.locator("#batch-table tbody tr").count() == 5
     with page.expect_download() as download:
         page.click("#download")
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0] == "row,request_id,request_row,score,label" and len(lines) == 6
-    names, x, _ = read_table(demo._result.split.holdout_path, demo._result.split.label_column)
+    # The holdout's label column ("target") was recognised and rides along as true_label.
+    assert lines[0] == "row,request_id,request_row,score,label,true_label" and len(lines) == 6
+    names, x, y = read_table(demo._result.split.holdout_path, demo._result.split.label_column)
     reference = demo.client().infer(
         demo._result.model_id, {"rows": [dict(zip(names, map(float, row), strict=True)) for row in x[:5]]}
     )["results"]
-    for line, expected in zip(lines[1:], reference, strict=True):
-        _, request_id, _, score, label = line.split(",")
+    for line, expected, truth in zip(lines[1:], reference, y[:5], strict=True):
+        _, request_id, _, score, label, true_label = line.split(",")
         assert abs(float(score) - expected["score"]) <= max(SCORE_TOLERANCE, 1e-4)
-        assert int(label) == expected["label"]
+        assert int(label) == expected["label"] and int(true_label) == truth
         assert demo.c.gateway.events.RequestSubmitted().get_logs(
             from_block=0, argument_filters={"requestId": int(request_id), "client": wallet.address}
         )
@@ -514,7 +521,7 @@ def test_a_bad_csv_is_refused_with_the_line_and_column_and_never_signed(
     _choose_csv(page, edit(_holdout_csv(demo, 2)))
     block = demo.c.w3.eth.block_number
     page.click("#ask-csv")
-    expect(page.locator("#message")).to_have_text(message)
+    expect(page.locator("#csv-status")).to_have_text(message)
     assert wallet.signed == [] and demo.c.w3.eth.block_number == block
 
 
@@ -526,4 +533,4 @@ def test_a_non_numeric_csv_cell_is_named(session: Session, demo: Demo) -> None:
     cells[3] = "n/a"
     _choose_csv(page, "\n".join([lines[0], lines[1], ",".join(cells)]))
     page.click("#ask-csv")
-    expect(page.locator("#message")).to_have_text('CSV line 3, mean_area: "n/a" is not a number')
+    expect(page.locator("#csv-status")).to_have_text('CSV line 3, mean_area: "n/a" is not a number')

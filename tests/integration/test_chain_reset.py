@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,9 +67,12 @@ def test_a_reset_and_redeployed_chain_stops_every_agent_with_exit_6(
 ) -> None:
     c, proxy = setup
     anvil, manifest_path = fresh_chain(c, proxy, redeploy=True, name="chain-b")
+    switched = time.monotonic()
     try:
         for agent in c.agents.values():
             wait_until(lambda a=agent: not a.running, 30, f"{agent.name} to stop")
+        print(f"every agent stopped {time.monotonic() - switched:.1f} s after the chain was replaced")
+        for agent in c.agents.values():
             assert agent.returncode == EXIT_CHAIN_CHANGED, agent.logs()[-2000:]
             logs = agent.logs()
             assert "the node is not on the chain this agent's state belongs to" in logs

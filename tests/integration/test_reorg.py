@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -87,12 +88,14 @@ def test_a_reorg_within_the_confirmation_depth_is_absorbed_and_a_deeper_one_stop
     assert last_event_block(shallow.state_dir) < block  # 3 confirmations: B is still too new
 
     c.w3.provider.make_request("anvil_reorg", [1, []])  # type: ignore[arg-type]
+    reorganised = time.monotonic()
     assert not c.w3.eth.get_block(block)["transactions"]
     assert int(c.registry.functions.organisation(c.w3.eth.accounts[9]).call()[0]) == 0  # gone
     miner.running.set()
 
     # Deeper than provider-0's depth (0): it processed B's event, so it stops, saying so.
     wait_until(lambda: not deep.running, 30, "provider-0 to stop")
+    print(f"provider-0 stopped {time.monotonic() - reorganised:.1f} s after the reorganisation")
     assert deep.returncode == EXIT_CHAIN_CHANGED, deep.logs()[-2000:]
     assert f"block {block}, whose events this agent processed, was replaced" in deep.logs()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def test_an_emptied_store_is_refused_and_a_backup_restores_it(consortium: Consor
     restored = cli("restore", "--config", agent.config, "--from", backup, "--yes")
     assert restored.returncode == 0, restored.stderr
     agent.start()
+    started = time.monotonic()
     round_id = c.open_round("v", D, scheme="additive", encoding="seeded")
     assert c.wait_round(round_id) == COMPLETED
+    print(f"restored: a round with provider-0 completed {time.monotonic() - started:.1f} s after its restart")
     assert np.max(np.abs(aggregate(c, round_id, FRAC) - np.sum(INPUTS, axis=0))) <= N * 2.0 ** -(FRAC + 1)
     wait_until(lambda: (agent.status() or {}).get("stage") == "synchronised", 30, "provider-0 synchronised")

@@ -2,8 +2,13 @@
 // request with its wallet (EIP-712, eth_signTypedData_v4) instead of holding an
 // API key. It talks only to this gateway and to the injected EIP-1193 wallet.
 
+import * as analysis from "./analysis.js";
+import { renderCard, formatBound } from "./card.js";
+import { chartsAvailable, drawCalibration, drawHistogram, drawRoc } from "./charts.js";
+
 const $ = (id) => document.getElementById(id);
-const state = { deployment: null, models: [], account: null, busy: false };
+// status: the element next to the button whose action runs (its messages and errors go there)
+const state = { deployment: null, models: [], account: null, busy: false, status: "load-status" };
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -41,9 +46,9 @@ function wallet() {
 }
 
 function say(text, kind = "info") {
-  const message = $("message");
+  const message = $(state.status);
   message.textContent = text;
-  message.className = kind;
+  message.className = `status ${kind}`;
 }
 
 function walletError(error) {
@@ -74,9 +79,15 @@ function renderInputs() {
   const model = selectedModel();
   const box = $("inputs");
   box.replaceChildren();
+  renderCard($("card"), model, formatEther);
   if (!model) return;
+  const statistic = model.kind === "statistic";
   $("model-fee").textContent = `fee ${formatEther(model.fee_wei)} per answer`;
-  if (model.kind === "statistic") {
+  // A statistic takes a column, no numbers: no row inputs, no pasting, no CSV.
+  $("score-only").hidden = statistic;
+  $("csv-section").hidden = statistic;
+  $("ask").textContent = statistic ? "Sign and ask the statistic" : "Sign and send";
+  if (statistic) {
     const label = document.createElement("label");
     label.textContent = "column";
     label.htmlFor = "statistic-column";
@@ -86,9 +97,11 @@ function renderInputs() {
     box.append(label, select);
     return;
   }
+  const bounds = model.input_range ? model.input_range.bounds : {};
+  const units = (model.card && model.card.units) || {};
   for (const name of model.features) {
     const label = document.createElement("label");
-    label.textContent = name;
+    label.textContent = units[name] && units[name] !== "1" ? `${name} (${units[name]})` : name;
     label.htmlFor = `feature-${name}`;
     const input = document.createElement("input");
     input.id = `feature-${name}`;
@@ -97,6 +110,8 @@ function renderInputs() {
     input.inputMode = "decimal";
     input.autocomplete = "off";
     input.required = true;
+    input.placeholder = formatBound(bounds[name]);
+    input.title = `accepted: ${formatBound(bounds[name])}`;
     box.append(label, input);
   }
 }
@@ -273,21 +288,44 @@ export async function openSealed(key, sealed, requestId, row) {
 
 function describe(answer) {
   if ("score" in answer) return `score ${answer.score.toFixed(4)}, label ${answer.label}`;
-  return `sum ${answer.sum.toPrecision(6)}, mean ${answer.mean.toPrecision(6)}, std ${answer.std.toPrecision(6)}, count ${answer.count}`;
+  return `sum ${answer.sum.toPrecision(6)}, mean ${answer.mean.toPrecision(6)}, std ${answer.std.toPrecision(6)} (population), count ${answer.count}`;
 }
 
-function addAnswer(model, answer, batch = false) {
+const shortHash = (hash) => `${hash.slice(0, 6)}…${hash.slice(-4)}`;
+
+// One receipt per request: a link to the gateway's record of it, and its two
+// transactions (shortened; the whole hash in the title and data attributes).
+function receipt(answer, rows) {
+  const link = document.createElement("a");
+  link.href = `/v1/requests/${answer.request_id}`;
+  link.target = "_blank";
+  link.rel = "noopener";
+  link.textContent = `request ${answer.request_id}`;
+  const txs = document.createElement("span");
+  txs.className = "mono";
+  txs.textContent = ` submit ${shortHash(answer.tx.submit)} · complete ${shortHash(answer.tx.complete)}`;
+  txs.title = `submitRequest ${answer.tx.submit}\ncompleteRequest ${answer.tx.complete}`;
+  const box = document.createElement("span");
+  box.className = "receipt";
+  box.dataset.submit = answer.tx.submit;
+  box.dataset.complete = answer.tx.complete;
+  box.append(link, txs);
+  if (rows !== undefined) box.append(` · ${rows} row${rows > 1 ? "s" : ""}`);
+  return box;
+}
+
+function addAnswer(model, answer) {
   const row = document.createElement("tr");
   row.dataset.requestId = answer.request_id;
   const shown = describe(answer) + (answer.sealed ? "\nsealed to this page's key" : "");
-  const id = batch ? `${answer.request_id} row ${answer.row}` : String(answer.request_id);
-  const cells = [id, model.name, shown, `submit ${answer.tx.submit}\ncomplete ${answer.tx.complete}`];
-  for (const text of cells) {
+  for (const text of [String(answer.request_id), model.name, shown]) {
     const cell = document.createElement("td");
     cell.textContent = text;
     row.append(cell);
   }
-  row.cells[3].className = "mono";
+  const cell = document.createElement("td");
+  cell.append(receipt(answer));
+  row.append(cell);
   $("answers").tBodies[0].prepend(row);
 }
 
@@ -347,25 +385,43 @@ async function ask() {
 
 // A CSV with a header row: the model's features by name, other columns ignored.
 export function parseCsv(text, features) {
-  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== "");
-  if (lines.length < 2) throw new Error("the CSV needs a header row and at least one row");
-  const header = lines[0].split(",").map((name) => name.trim().replace(/^"(.*)"$/, "$1"));
-  const missing = features.find((name) => !header.includes(name));
+  return rowsOf(analysis.parseTable(text), features);
+}
+
+function rowsOf(table, features) {
+  const missing = features.find((name) => !table.header.includes(name));
   if (missing) throw new Error(`the CSV has no column ${missing}`);
-  return lines.slice(1).map((line, i) => {
-    const cells = line.split(",");
-    if (cells.length !== header.length) {
-      throw new Error(`CSV line ${i + 2}: ${cells.length} cells, the header has ${header.length}`);
-    }
+  const index = features.map((name) => table.header.indexOf(name));
+  return table.cells.map((cells, i) => {
     const row = {};
-    for (const name of features) row[name] = toNumber(cells[header.indexOf(name)], `CSV line ${i + 2}, ${name}`);
+    features.forEach((name, k) => {
+      row[name] = toNumber(cells[index[k]], `CSV line ${i + 2}, ${name}`);
+    });
     return row;
   });
 }
 
-export function scoresCsv(answers) {
-  const lines = ["row,request_id,request_row,score,label", ...answers.map((a, i) => `${i + 1},${a.request_id},${a.row},${a.score},${a.label}`)];
-  return lines.join("\n") + "\n";
+export function scoresCsv(answers, labels = null) {
+  const head = "row,request_id,request_row,score,label" + (labels ? ",true_label" : "");
+  const lines = answers.map((a, i) => `${i + 1},${a.request_id},${a.row},${a.score},${a.label}` + (labels ? `,${labels[i]}` : ""));
+  return [head, ...lines].join("\n") + "\n";
+}
+
+// A chosen file: read its header now, so that the label column can be picked.
+async function chooseCsv() {
+  const select = $("label-column");
+  select.replaceChildren(new Option("none", ""));
+  const model = selectedModel();
+  const file = $("csv").files[0];
+  if (!file || !model || model.kind === "statistic") return;
+  state.status = "csv-status";
+  const table = analysis.parseTable(await file.text());
+  const classes = (model.card && model.card.classes) || {};
+  for (const name of table.header.filter((n) => !model.features.includes(n))) {
+    if (analysis.labelsOf(table, name, classes) !== null) select.add(new Option(name, name));
+  }
+  select.value = analysis.guessLabelColumn(table, model.features, classes) || "";
+  say(`${table.cells.length} rows` + (select.value ? `; true labels in column ${select.value}` : "; no label column"));
 }
 
 async function askCsv() {
@@ -373,16 +429,21 @@ async function askCsv() {
   if (!model || model.kind === "statistic") throw new Error("pick a scoring model first");
   const file = $("csv").files[0];
   if (!file) throw new Error("choose a CSV file first");
-  const rows = parseCsv(await file.text(), model.features);
+  const table = analysis.parseTable(await file.text());
+  const rows = rowsOf(table, model.features);
+  const column = $("label-column").value;
+  const labels = column ? analysis.labelsOf(table, column, (model.card && model.card.classes) || {}) : null;
+  if (column && !labels) throw new Error(`column ${column} holds other values than the labels 0 and 1`);
   // One signature covers one on-chain request: a longer file is signed in parts.
   const answers = [];
   for (let start = 0; start < rows.length; start += model.rows_per_request) {
+    say(`rows ${start + 1}–${Math.min(rows.length, start + model.rows_per_request)} of ${rows.length}: sign in your wallet…`);
     answers.push(...(await send(model, { rows: rows.slice(start, start + model.rows_per_request) })));
   }
-  for (const answer of answers) addAnswer(model, answer, true);
+  renderBatch(model, answers, labels, column);
   const link = $("download");
   if (link.href) URL.revokeObjectURL(link.href);
-  link.href = URL.createObjectURL(new Blob([scoresCsv(answers)], { type: "text/csv" }));
+  link.href = URL.createObjectURL(new Blob([scoresCsv(answers, labels)], { type: "text/csv" }));
   const ids = [...new Set(answers.map((a) => a.request_id))];
   link.download = `scores-${ids.join("-")}.csv`;
   link.hidden = false;
@@ -390,12 +451,79 @@ async function askCsv() {
   await refreshAccount();
 }
 
+// The batch: one compact table (a request link per row, a receipt per request), the
+// score histogram and, with true labels, accuracy, AUC, ROC and calibration.
+function renderBatch(model, answers, labels, column) {
+  const card = model.card || {};
+  const threshold = card.threshold ?? 0.5;
+  const classes = card.classes || { 0: "0", 1: "1" };
+  const scores = answers.map((a) => a.score);
+  $("batch-section").hidden = false;
+  const positives = answers.filter((a) => a.label === 1).length;
+  $("batch-summary").textContent =
+    `${answers.length} rows scored by ${model.name}: ${positives} labelled 1 (${classes[1]}, score ≥ ${threshold}), ` +
+    `${answers.length - positives} labelled 0 (${classes[0]})` + (answers.some((a) => a.sealed) ? "; sealed to this page's key" : "");
+
+  const receipts = $("receipts");
+  receipts.replaceChildren();
+  const perRequest = new Map();
+  for (const a of answers) perRequest.set(a.request_id, [...(perRequest.get(a.request_id) || []), a]);
+  for (const [id, rows] of perRequest) {
+    const item = document.createElement("li");
+    item.id = `receipt-${id}`;
+    item.append(receipt(rows[0], rows.length));
+    receipts.append(item);
+  }
+
+  const body = $("batch-table").tBodies[0];
+  body.replaceChildren();
+  $("batch-table").classList.toggle("labelled", Boolean(labels));
+  answers.forEach((a, i) => {
+    const row = body.insertRow();
+    row.dataset.requestId = a.request_id;
+    const cells = [String(i + 1), a.score.toFixed(4), `${a.label} ${classes[a.label] || ""}`.trim(), labels ? String(labels[i]) : ""];
+    for (const text of cells) row.insertCell().textContent = text;
+    row.cells[3].className = "truth";
+    if (labels && labels[i] !== a.label) row.className = "miss";
+    const link = document.createElement("a");
+    link.href = `#receipt-${a.request_id}`;
+    link.textContent = String(a.request_id);
+    row.insertCell().append(link);
+  });
+
+  const metrics = $("metrics");
+  metrics.hidden = !labels;
+  $("roc-figure").hidden = !labels;
+  $("calibration-figure").hidden = !labels;
+  let auc = null;
+  if (labels) {
+    const acc = analysis.accuracy(labels, scores, threshold);
+    auc = analysis.rocAuc(labels, scores);
+    metrics.dataset.accuracy = String(acc);
+    metrics.dataset.auc = auc === null ? "" : String(auc);
+    metrics.dataset.labelColumn = column;
+    $("metric-accuracy").textContent = `${acc.toFixed(4)} (label at score ≥ ${threshold}, against column ${column})`;
+    $("metric-auc").textContent = auc === null ? "undefined: the labels hold one class only" : auc.toFixed(4);
+    const ones = labels.filter((y) => y === 1).length;
+    $("metric-counts").textContent = `${labels.length} rows, ${ones} with true label 1 (${classes[1]})`;
+  }
+  $("plots-missing").hidden = chartsAvailable();
+  if (!chartsAvailable()) return;
+  drawHistogram("plot-histogram", analysis.histogram(scores, 20), threshold);
+  if (labels && auc !== null) {
+    drawRoc("plot-roc", analysis.rocCurve(labels, scores), auc);
+    drawCalibration("plot-calibration", analysis.calibration(labels, scores, 10));
+  }
+}
+
 // One action at a time (the page shows it is busy; clicks meanwhile are ignored);
-// every failure ends up in the status line.
-function action(button, fn) {
+// its messages and failures appear next to its button.
+function action(button, fn, status = `${button}-status`) {
   $(button).addEventListener("click", async () => {
     if (state.busy) return;
     state.busy = true;
+    state.status = status;
+    for (const el of document.querySelectorAll(".status")) if (el.id !== status && el.id !== "load-status") el.textContent = "";
     document.body.setAttribute("aria-busy", "true");
     $(button).setAttribute("aria-busy", "true");
     try {
@@ -425,7 +553,11 @@ async function load() {
   $("gateway-contract").textContent = deployment.contracts.InferenceGateway;
   for (const model of state.models) $("model").add(new Option(`${model.name} (#${model.id}, ${model.kind})`, String(model.id)));
   renderInputs();
-  $("model").addEventListener("change", renderInputs);
+  $("model").addEventListener("change", () => {
+    renderInputs();
+    chooseCsv().catch(() => {});
+  });
+  $("csv").addEventListener("change", () => chooseCsv().catch((error) => say(error.message, "bad")));
   await newResultKey().catch(() => {
     $("seal").checked = false;
     $("seal").disabled = true;
@@ -433,7 +565,7 @@ async function load() {
   });
   action("connect", connect);
   action("ask", ask);
-  action("ask-csv", askCsv);
+  action("ask-csv", askCsv, "csv-status");
   action("deposit", deposit);
   action("fill", fill);
   if (window.ethereum && window.ethereum.on) {
@@ -441,7 +573,10 @@ async function load() {
       state.account = accounts[0] || null;
       $("account").textContent = state.account || "not connected";
       for (const id of ["ask", "ask-csv", "deposit"]) $(id).disabled = !state.account;
-      refreshAccount().catch((error) => say(error.message, "bad"));
+      refreshAccount().catch((error) => {
+        state.status = "connect-status";
+        say(error.message, "bad");
+      });
     });
   }
   document.body.dataset.ready = "true";

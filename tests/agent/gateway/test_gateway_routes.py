@@ -8,10 +8,10 @@ import re
 from importlib import resources
 from typing import Any, cast
 
-from enclave_agent.gateway import auth
+from enclave_agent.gateway import auth, vendor
 from enclave_agent.gateway.http import WEB_FILES, build_app
 
-UNDOCUMENTED = {"/web/{name}"}  # the page's assets
+UNDOCUMENTED = {"/web/{name}", "/web/vendor/{name}"}  # the page's assets
 
 
 def _spec() -> dict[str, Any]:
@@ -35,10 +35,18 @@ def test_every_route_is_documented_with_its_methods_and_nothing_else_is() -> Non
 
 def test_every_page_file_is_packaged_and_the_page_loads_only_its_own_files() -> None:
     web = resources.files("enclave_agent.gateway").joinpath("web")
-    assert sorted(p.name for p in web.iterdir()) == sorted(WEB_FILES)
+    # vendor.json pins what make setup copies into vendor/ (git-ignored, unmeasured).
+    assert sorted(p.name for p in web.iterdir() if p.name not in ("vendor", "vendor.json")) == sorted(
+        WEB_FILES
+    )
     html = web.joinpath("index.html").read_text()
     referenced = set(re.findall(r'(?:src|href)="([^"]+)"', html))
-    assert referenced == {f"/web/{name}" for name in WEB_FILES if name != "index.html"}
+    for name in WEB_FILES:  # modules the page's scripts import
+        if name.endswith(".js"):
+            imported = re.findall(r'from "\./([^"]+)"', web.joinpath(name).read_text())
+            referenced |= {f"/web/{module}" for module in imported}
+    pinned = {f"/web/vendor/{name}" for name in vendor.pins() if name.endswith(".js")}
+    assert referenced == {f"/web/{name}" for name in WEB_FILES if name != "index.html"} | pinned
 
 
 def test_wallet_typed_data_is_what_the_gateway_verifies() -> None:

@@ -131,3 +131,39 @@ def test_model_spec_refuses_bad_metadata(mutate) -> None:
         ModelSpec.from_metadata(json.dumps(data))
     with pytest.raises(ProtocolError):
         ModelSpec.from_metadata("not json")
+
+
+def test_model_spec_carries_units_classes_and_a_description_only_when_given() -> None:
+    plain = ModelSpec(features=["a", "b"], stats_round=1, train_rounds=[2])
+    assert not {"units", "classes", "description"} & set(json.loads(plain.to_metadata()))
+    spec = ModelSpec(
+        features=["a", "b"],
+        stats_round=1,
+        train_rounds=[2],
+        units={"a": "mm"},
+        classes={"0": "no", "1": "yes"},
+        description="a toy",
+    )
+    data = json.loads(spec.to_metadata())
+    assert (data["units"], data["classes"], data["description"]) == (
+        {"a": "mm"},
+        {"0": "no", "1": "yes"},
+        "a toy",
+    )
+    assert ModelSpec.from_metadata(spec.to_metadata()) == spec
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"units": {"c": "mm"}}, "unknown feature 'c'"),
+        ({"classes": {"2": "maybe"}}, "labels '0' and '1'"),
+        ({"description": "x" * 201}, "at most 200 characters"),
+    ],
+)
+def test_model_spec_refuses_descriptions_that_do_not_fit(kwargs, problem) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        ModelSpec(features=["a", "b"], stats_round=1, train_rounds=[2], **kwargs)
+    good = json.loads(ModelSpec(features=["a", "b"], stats_round=1, train_rounds=[2]).to_metadata())
+    with pytest.raises(ProtocolError):
+        ModelSpec.from_metadata(json.dumps(good | kwargs))
