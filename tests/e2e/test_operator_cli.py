@@ -17,6 +17,7 @@ from eth_account import Account
 from enclave_agent.demo import Demo
 from enclave_agent.errors import EXIT_CONFIG, EXIT_ROUND_ABORTED, EXIT_TIMEOUT
 from enclave_agent.localnet import REPO_ROOT, dev_key
+from enclave_agent.model.data import BREAST_CANCER_CLASSES, breast_cancer_units
 from enclave_agent.tee._files import write_private_file
 
 GRANTED, PAYER = 12, 13  # dev accounts no other test uses
@@ -79,7 +80,27 @@ def test_model_register_binds_the_training_rounds_read_from_the_tags(
     refused(cli(demo, "stat", "register", str(rounds["scaling"]), "--name", "x", *base), "a statistic needs")
     assert gateway.modelCount().call() == before  # nothing was written
 
-    done = cli(demo, "model", "register", str(rounds["model"]), "--name", "cli-model", "--fee", "7", *base)
+    refused(
+        cli(demo, "model", "register", str(rounds["model"]), "--name", "x", "--classes", "2=maybe", *base),
+        "classes are the labels '0' and '1'",
+    )
+    refused(
+        cli(demo, "model", "register", str(rounds["model"]), "--name", "x", "--units", "nope=px", *base),
+        "units name an unknown feature 'nope'",
+    )
+    assert gateway.modelCount().call() == before
+    features = list(demo._result.split.features)
+    card = [
+        "--description",
+        "Logistic regression on fine needle aspirate images: is the mass benign?",
+        "--units",
+        ",".join(f"{name}={unit}" for name, unit in breast_cancer_units(features).items()),
+        "--classes",
+        ",".join(f"{label}={meaning}" for label, meaning in BREAST_CANCER_CLASSES.items()),
+    ]
+    done = cli(
+        demo, "model", "register", str(rounds["model"]), "--name", "cli-model", "--fee", "7", *card, *base
+    )
     assert done.returncode == 0, done.stderr
     model_id = int(done.stdout)
     round_id, kind, fee, active, _ = gateway.modelInfo(model_id).call()
