@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=100, help="requests, one at a time (default 100)")
     parser.add_argument("--label", default="", help="a name for this build in the report line")
     args = parser.parse_args()
@@ -53,7 +55,9 @@ def main() -> int:
         f"| {args.label or '-'} | {len(ms)} | {q(0.5):.0f} | {q(0.9):.0f} | {q(0.99):.0f} "
         f"| {statistics.fmean(ms):.0f} |"
     )
-    print("| build | requests | p50 ms | p90 ms | p99 ms | mean ms |\n|---|---:|---:|---:|---:|---:|\n" + line)
+    print(
+        "| build | requests | p50 ms | p90 ms | p99 ms | mean ms |\n|---|---:|---:|---:|---:|---:|\n" + line
+    )
     (ROOT / "reports").mkdir(exist_ok=True)
     with (ROOT / "reports" / "latency.md").open("a") as report:
         report.write(line + "\n")

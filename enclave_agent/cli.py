@@ -1,15 +1,19 @@
 """enclave-agent: the enclave agent of an enclave-share consortium.
 
-Runs a provider or gateway enclave agent (simulated TEE today), measures its
-code, admits organisations, opens share-exchange rounds and shows an agent's
-status. Exit codes: 0 ok, 1 error, 2 invalid config or arguments, 3 refused by
-the registry (another code measurement, an operator that is not an admitted
-organisation, or over its enclave limit), 4 membership revoked, 5 the registry's
-record of this enclave names another operator or X25519 key, 6 the node is on
-another chain than this agent's state (a reset chain: see reset-state), 7 the state
-store is new or emptied while the chain says this enclave is a member (see restore).
+Runs a provider or gateway enclave agent (simulated TEE today), measures its code and
+shows an agent's status; for governance and the coordinator it deploys the contracts,
+admits organisations, approves measurements, trusts signers, registers models and
+statistics, grants clients, opens rounds, shows them and waits for them. Exit codes: 0
+ok, 1 error, 2 invalid config or arguments, 3 refused by the registry (another code
+measurement, an operator that is not an admitted organisation, or over its enclave
+limit), 4 membership revoked, 5 the registry's record of this enclave names another
+operator or X25519 key, 6 the node is on another chain than this agent's state (a reset
+chain: see reset-state), 7 the state store is new or emptied while the chain says this
+enclave is a member (see restore).
 verify-evidence: 0 accepted (or verified, without --policy), 2 bad arguments, policy
 or collateral, 8 the evidence does not verify, 9 verified but refused by the policy.
+round wait: 10 the round aborted, 11 --timeout passed; request: 11 --timeout passed.
+A reader that closes the output early (status | head) ends the command with exit 1.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
+from enclave_agent.cli_common import Parser, add_chain_args, manifest_of, print_json
+from enclave_agent.cli_operator import add_operator_commands
 from enclave_agent.errors import (
     EXIT_CHAIN_CHANGED,
     EXIT_CONFIG,
@@ -112,28 +119,14 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
-    from enclave_agent.config import read_secret
-    from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
+    from enclave_agent.cli_request import list_models, send_request
 
-    api_key = args.api_key
-    if args.api_key_file:
-        api_key = read_secret(args.api_key_file, "API key")
-    wallet = read_secret(args.key_file, "wallet key") if args.key_file else None
-    client = GatewayClient(args.url, api_key=api_key, wallet_key=wallet, timeout=args.timeout)
-    if args.list_models:
-        print(json.dumps(client.models(), indent=2))
+    if args.list_models:  # GET /v1/models is public: no credentials needed
+        print_json(list_models(args.url, args.timeout))
         return 0
     if args.model is None:
         raise ConfigError("--model is required (or use --list-models)")
-    model: int | str = int(args.model) if args.model.isdigit() else args.model
-    inputs = _request_inputs(args)
-    try:
-        answer = client.infer(model, inputs, encrypt=args.encrypt)
-    except GatewayHTTPError as exc:
-        print(json.dumps({"status": exc.status} | exc.body, indent=2))
-        return EXIT_ERROR
-    print(json.dumps(answer, indent=2))
-    return 0
+    return send_request(args, _request_inputs(args))
 
 
 def _request_inputs(args: argparse.Namespace) -> dict[str, object]:
@@ -159,6 +152,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args.workdir, args.rounds, args.serve)
 
 
+def _cmd_sample_data(args: argparse.Namespace) -> int:
+    from enclave_agent.model.data import split_breast_cancer, uneven_fractions
+
+    if not 3 <= args.providers <= 19:
+        raise ConfigError(f"--providers must be 3..19, got {args.providers}")
+    split = split_breast_cancer(
+        args.out, providers=args.providers, fractions=uneven_fractions(args.providers), seed=args.seed
+    )
+    for path, rows in zip(split.provider_paths, split.provider_rows, strict=True):
+        print(f"{path}: {rows} rows")
+    print(f"{split.holdout_path}: {split.holdout_rows} rows held out")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from enclave_agent.config import load_config
     from enclave_agent.store import Store
@@ -174,30 +181,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_open_round(args: argparse.Namespace) -> int:
-    from enclave_agent.protocol.coordinator import RoundRequest, open_round
-
-    request = RoundRequest(
-        tag=args.tag,
-        length=args.length,
-        scheme=args.scheme,
-        encoding=args.encoding,
-        threshold=args.threshold,
-        frac_bits=args.frac_bits,
-        posting_window=args.posting_window,
-        window=args.window,
-        output=args.output,
-        min_contributors=args.min_contributors,
-    )
-    round_id = open_round(args.manifest, args.key_file, request, rpc_url=args.rpc_url)
-    print(round_id)
-    return 0
-
-
 def _cmd_org(args: argparse.Namespace) -> int:
     from enclave_agent import governance
 
-    gov = governance.Governance.open(args.manifest, args.key_file, args.rpc_url)
+    gov = governance.Governance.open(manifest_of(args), args.key_file, args.rpc_url)
     if args.action == "list":
         print(json.dumps(gov.list(), indent=2))
         return 0
@@ -344,11 +331,7 @@ def _add_verify_evidence(sub: argparse._SubParsersAction) -> None:  # type: igno
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="enclave-agent",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = Parser(prog="enclave-agent", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -375,21 +358,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", action="store_true", help="list the gateway's models and exit")
     p.add_argument("--features", help="one row as JSON, e.g. '{\"mean_radius\": 14.2, ...}'")
     p.add_argument("--csv", type=Path, help="a CSV of rows to score as one batch")
-    p.add_argument(
-        "--label-column", default="target", help="label column to drop from --csv (default target)"
-    )
+    p.add_argument("--label-column", default="target", help="label column to drop from --csv")
     p.add_argument("--column", help="statistic of this column (statistic models)")
     p.add_argument(
         "--encrypt", action="store_true", help="ask for results encrypted end to end to a fresh key"
     )
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the answer; past it: exit 11, the request may still be answered",
+    )
     p.set_defaults(func=_cmd_request)
 
     p = sub.add_parser("demo", help="run the whole system locally end to end and print the results table")
-    p.add_argument(
-        "--workdir", type=Path, default=Path("var/demo"), help="state, logs and data (default var/demo)"
-    )
-    p.add_argument("--rounds", type=int, default=3, help="federated-averaging rounds (default 3)")
+    p.add_argument("--workdir", type=Path, default=Path("var/demo"), help="state, logs and data")
+    p.add_argument("--rounds", type=int, default=3, help="federated-averaging rounds")
     p.add_argument(
         "--serve",
         action="store_true",
@@ -397,25 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser(
+        "sample-data",
+        help="write the demo's data (scikit-learn's breast-cancer set) split unevenly into provider CSVs",
+        description="Writes provider-0.csv ... (30 feature columns and a 'target' label column, "
+        "shuffled with --seed, the first provider largest) and holdout.csv (20%% of the rows, for "
+        "asking the model) into --out, for trying a consortium by hand.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder to write the CSVs into")
+    p.add_argument("--providers", type=int, default=3, help="how many provider CSVs")
+    p.add_argument("--seed", type=int, default=7, help="shuffle seed (same seed, same files)")
+    p.set_defaults(func=_cmd_sample_data)
+
     p = sub.add_parser("status", help="print an agent's persisted status as JSON")
     p.add_argument("--config", type=Path, required=True, help="agent TOML config")
     p.set_defaults(func=_cmd_status)
-
-    p = sub.add_parser("open-round", help="open a share-exchange round (coordinator key) and print its id")
-    p.add_argument("--manifest", type=Path, required=True, help="deployment manifest JSON")
-    p.add_argument("--key-file", type=Path, required=True, help="file with the coordinator's hex private key")
-    p.add_argument("--rpc-url", help="JSON-RPC URL (default: the manifest's)")
-    p.add_argument("--tag", required=True, help="input tag the providers contribute (<= 32 bytes)")
-    p.add_argument("--length", type=int, required=True, help="vector length d")
-    p.add_argument("--scheme", choices=("additive", "shamir"), default="additive")
-    p.add_argument("--encoding", choices=("dense", "seeded"), default="seeded")
-    p.add_argument("--threshold", type=int, help="t for shamir (default: n for additive, n-1 for shamir)")
-    p.add_argument("--frac-bits", type=int, default=16, help="fixed-point fraction bits (default 16)")
-    p.add_argument("--posting-window", type=int, default=120, help="seconds to post shares (default 120)")
-    p.add_argument("--window", type=int, default=300, help="seconds until the round deadline (default 300)")
-    p.add_argument("--output", choices=("shared-model", "statistic", "intermediate"), default="shared-model")
-    p.add_argument("--min-contributors", type=int, default=0, help="release rule for statistics")
-    p.set_defaults(func=_cmd_open_round)
 
     p = sub.add_parser(
         "org",
@@ -425,20 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
         "its enclaves (a new epoch starts); reinstating one also ends the cool-down of an organisation "
         "dropped for not synchronising. Prints the organisation (or all of them) as JSON.",
     )
-    p.add_argument("action", choices=("admit", "suspend", "reinstate", "show", "list"))
+    p.add_argument(
+        "action",
+        choices=("admit", "suspend", "reinstate", "show", "list"),
+        help="what to do (list needs no operator)",
+    )
     p.add_argument("operator", nargs="?", help="the organisation's operator address")
-    p.add_argument("--manifest", type=Path, required=True, help="deployment manifest JSON")
-    p.add_argument(
-        "--key-file", type=Path, help="file with the governance hex private key (not for show/list)"
-    )
-    p.add_argument("--rpc-url", help="JSON-RPC URL (default: the manifest's)")
+    add_chain_args(p, "file with the governance hex private key (not for show/list)")
     p.add_argument("--name", help="display name (admit)")
-    p.add_argument(
-        "--roles", default="provider", help="roles it may hold, comma-separated (admit; default provider)"
-    )
-    p.add_argument(
-        "--max-enclaves", type=int, default=1, help="enclaves per role it may run (admit; default 1)"
-    )
+    p.add_argument("--roles", default="provider", help="roles it may hold, comma-separated (admit)")
+    p.add_argument("--max-enclaves", type=int, default=1, help="enclaves per role it may run (admit)")
     p.set_defaults(func=_cmd_org)
 
     p = sub.add_parser(
@@ -477,10 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
     p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8600)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8600, help="port to listen on")
     p.set_defaults(func=_cmd_attestation_service)
     _add_verify_evidence(sub)
+    add_operator_commands(sub)
     return parser
 
 
@@ -489,19 +466,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
-    except ConfigError as exc:
-        print(f"enclave-agent: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ChainChanged as exc:
-        print(f"enclave-agent: error: {exc}", file=sys.stderr)
-        return EXIT_CHAIN_CHANGED
-    except StateLost as exc:
-        print(f"enclave-agent: error: {exc}", file=sys.stderr)
-        return EXIT_STATE_LOST
-    except EnclaveAgentError as exc:
-        print(f"enclave-agent: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        # `enclave-agent status | head`: the reader left; say so once, without a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("enclave-agent: error: output closed before it was all written (broken pipe)", file=sys.stderr)
         return EXIT_ERROR
+    except ConfigError as exc:
+        return _fail(exc, EXIT_CONFIG)
+    except ChainChanged as exc:
+        return _fail(exc, EXIT_CHAIN_CHANGED)
+    except StateLost as exc:
+        return _fail(exc, EXIT_STATE_LOST)
+    except EnclaveAgentError as exc:
+        return _fail(exc, EXIT_ERROR)
+
+
+def _fail(exc: Exception, code: int) -> int:
+    print(f"enclave-agent: error: {exc}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

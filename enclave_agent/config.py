@@ -54,6 +54,7 @@ Every problem is reported as one ConfigError line naming the file and the key.
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -157,6 +158,14 @@ class _Reader:
         p = Path(value)
         return p if p.is_absolute() else (base / p)
 
+    def only(self, *known: str) -> None:
+        """Refuse a key this table does not have (a misspelling would be ignored silently)."""
+        for key in self.table:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+                raise self.fail(key, "unknown key" + hint)
+
     def sub(self, key: str, *, required: bool = True) -> _Reader | None:
         if key not in self.table:
             if required:
@@ -188,6 +197,10 @@ def load_config(path: Path | str) -> AgentConfig:
     operator = root.sub("operator")
     attestation = root.sub("attestation")
     assert agent and chain and operator and attestation
+    agent.only("name", "role", "state_dir", "tee")
+    chain.only("manifest", "rpc_url", "confirmations", "poll_interval")
+    operator.only("key_file")
+    attestation.only("service_url")
 
     name = agent.get("name", str)
     if not name or not name.replace("-", "").replace("_", "").isalnum():
@@ -215,6 +228,7 @@ def load_config(path: Path | str) -> AgentConfig:
     data_table = root.sub("data", required=False)
     data = None
     if data_table is not None:
+        data_table.only("csv", "label_column")
         csv = data_table.path_of("csv", base)
         assert csv is not None
         if not csv.is_file():
@@ -234,6 +248,18 @@ def load_config(path: Path | str) -> AgentConfig:
     gateway = None
     gateway_table = root.sub("gateway", required=role == "gateway")
     if gateway_table is not None:
+        gateway_table.only(
+            "host",
+            "port",
+            "max_batch",
+            "request_timeout",
+            "shutdown_grace",
+            "partial_grace",
+            "rate_per_minute",
+            "rate_burst",
+            "api_keys",
+            "custody_keys",
+        )
         port = gateway_table.get("port", int, 8700)
         if not 0 <= port <= 65535:
             raise gateway_table.fail("port", "must be 0..65535")
@@ -298,6 +324,7 @@ def load_config(path: Path | str) -> AgentConfig:
     health = None
     health_table = root.sub("health", required=False)
     if health_table is not None:
+        health_table.only("host", "port")
         health_port = health_table.get("port", int)
         if not 0 <= health_port <= 65535:
             raise health_table.fail("port", "must be 0..65535")
@@ -307,6 +334,8 @@ def load_config(path: Path | str) -> AgentConfig:
     manifest = chain.path_of("manifest", base)
     key_file = operator.path_of("key_file", base)
     assert state_dir and manifest and key_file
+    if state_dir.exists() and not state_dir.is_dir():
+        raise agent.fail("state_dir", f"{state_dir} is a file, not a directory")
     return AgentConfig(
         path=path,
         name=name,
@@ -355,6 +384,7 @@ def _is_hex(text: str) -> bool:
 
 
 def _input_spec(tag: str, spec: _Reader, base: Path) -> InputSpec:
+    spec.only("values", "file")
     if ("values" in spec.table) == ("file" in spec.table):
         raise spec.fail("", "give exactly one of 'values' or 'file'")
     if "values" in spec.table:

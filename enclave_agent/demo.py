@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 from eth_typing import ChecksumAddress
-from web3.types import TxParams, Wei
 
 from enclave_agent.errors import EnclaveAgentError
 from enclave_agent.gateway.auth import hash_api_key, new_api_key
@@ -47,12 +46,14 @@ from enclave_agent.model.data import (
     breast_cancer_units,
     read_table,
     split_breast_cancer,
+    uneven_fractions,
 )
-from enclave_agent.model.federated import ModelSpec, fedavg_plaintext
+from enclave_agent.model.federated import fedavg_plaintext
 from enclave_agent.model.logistic import contribution_length, predict_proba
 from enclave_agent.model.metrics import accuracy, auc, central_baseline
+from enclave_agent.operator import clients
+from enclave_agent.operator.models import register_model, register_statistic
 from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L1_BOUND, TRAIN_L2, TRAIN_LR
-from enclave_agent.protocol.queries import statistic_metadata
 from enclave_agent.tee._files import ensure_private_dir, write_new_private_file, write_private_file
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,10 @@ class Demo:
         shutil.rmtree(cfg.workdir / "net", ignore_errors=True)
         self.say(f"==> data: splitting scikit-learn's breast-cancer set for {cfg.providers} providers")
         split = split_breast_cancer(
-            cfg.workdir / "data", providers=cfg.providers, fractions=_fractions(cfg.providers), seed=cfg.seed
+            cfg.workdir / "data",
+            providers=cfg.providers,
+            fractions=uneven_fractions(cfg.providers),
+            seed=cfg.seed,
         )
         for i, rows in enumerate(split.provider_rows):
             self.say(f"    provider-{i}: {rows} rows ({split.provider_positives[i]} benign)")
@@ -213,7 +217,13 @@ class Demo:
         return health.get("status") == "ok"
 
     def _round(
-        self, tag: str, length: int, output: str, *, min_contributors: int = 0, frac_bits: int | None = None
+        self,
+        tag: str,
+        length: int,
+        output: str,
+        *,
+        min_contributors: int | None = None,
+        frac_bits: int | None = None,
     ) -> int:
         cfg = self.config
         round_id = self.c.open_round(
@@ -260,41 +270,30 @@ class Demo:
                 "column-stats", 2 * features + 1, "statistic", min_contributors=self.config.providers
             )
         with self.stage("register the model and the statistic, grant the client access"):
-            units = breast_cancer_units(result.split.features)
-            spec = ModelSpec(
-                features=list(result.split.features),
-                stats_round=stats_round,
-                train_rounds=train_rounds,
+            governance = self.c.session()
+            columns = list(result.split.features)
+            units = breast_cancer_units(columns)
+            # The same functions as `enclave-agent model register`, `stat register`, `client grant|deposit`.
+            result.model_id = register_model(
+                governance,
+                train_rounds[-1],
+                "breast-cancer-fedavg",
+                columns,
+                fee=FEE_WEI,
                 units=units,
                 classes=BREAST_CANCER_CLASSES,
                 description="Logistic regression on fine needle aspirate images: is the mass benign?",
             )
-            gov: TxParams = {"from": self.c.governor}
-            gateway = self.c.gateway.functions
-            w3 = self.c.w3
-            model_ids = []
-            for round_id, name, metadata, fee in (
-                (train_rounds[-1], "breast-cancer-fedavg", spec.to_metadata(), FEE_WEI),
-                (
-                    result.rounds["statistic"],
-                    "breast-cancer-stats",
-                    statistic_metadata(
-                        result.split.features, units, "Column statistics of the providers' rows"
-                    ),
-                    0,
-                ),
-            ):
-                receipt = w3.eth.wait_for_transaction_receipt(
-                    gateway.registerModel(round_id, name, metadata, fee).transact(gov)
-                )
-                event = self.c.gateway.events.ModelRegistered().process_receipt(receipt)[0]
-                model_ids.append(int(event["args"]["modelId"]))
-            result.model_id, result.stats_model_id = model_ids
-            w3.eth.wait_for_transaction_receipt(
-                gateway.setClientAccess(self.client_address, 10_000).transact(gov)
+            result.stats_model_id = register_statistic(
+                governance,
+                result.rounds["statistic"],
+                "breast-cancer-stats",
+                columns,
+                units=units,
+                description="Column statistics of the providers' rows",
             )
-            deposit = gateway.deposit().transact({"from": self.client_address, "value": Wei(FEE_WEI * 1000)})
-            w3.eth.wait_for_transaction_receipt(deposit)
+            clients.set_access(governance, self.client_address, 10_000)
+            clients.deposit(self.c.session(CLIENT_INDEX), FEE_WEI * 1000)
             wait_until(self._models_visible, 60, "the gateway to see the models and the model's input range")
 
     def _models_visible(self) -> bool:
@@ -395,7 +394,9 @@ class Demo:
                     f"    wallet page   {self.gateway_url}/",
                     f"    chain         {self.c.anvil.url} (chain id {self.c.w3.eth.chain_id})",
                     f"    client        {self.client_address}: Anvil's dev account #{CLIENT_INDEX} of the "
-                    "public test mnemonic; import it into the wallet",
+                    "public test mnemonic",
+                    f"    wallet key    {dev_key(CLIENT_INDEX)} (import this private key into the wallet; "
+                    "it is public, use it for this local chain only)",
                     f"    API key       in {key_file} (X-API-Key header)",
                 ]
             )
@@ -422,13 +423,6 @@ class Demo:
             self.say("==> stopping every process")
             self.consortium.stop()
             self.consortium = None
-
-
-def _fractions(providers: int) -> tuple[float, ...]:
-    if providers == 3:
-        return (0.5, 0.3, 0.2)
-    weights = np.arange(providers, 0, -1, dtype=float)
-    return tuple(float(w) for w in weights / weights.sum())
 
 
 def run(config: DemoConfig) -> DemoResult:

@@ -62,6 +62,8 @@ EXIT_CHAIN_CHANGED = 6
 EXIT_STATE_LOST = 7
 EXIT_EVIDENCE_INVALID = 8  # verify-evidence: the evidence does not verify
 EXIT_EVIDENCE_REFUSED = 9  # verify-evidence: verified, refused by the policy
+EXIT_ROUND_ABORTED = 10  # round wait: the round aborted
+EXIT_TIMEOUT = 11  # round wait, request: no outcome within --timeout
 
 
 class EnclaveAgentError(Exception):

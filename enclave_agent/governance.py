@@ -15,10 +15,10 @@ from typing import Any
 
 from eth_utils.address import is_address, to_checksum_address
 
-from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
-from enclave_agent.chain.manifest import load_manifest
-from enclave_agent.config import ROLES, load_account
+from enclave_agent.chain import Contracts
+from enclave_agent.config import ROLES
 from enclave_agent.errors import ConfigError
+from enclave_agent.operator.session import Sender, Session
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +48,13 @@ class Governance:
     """The registry, read with ``contracts`` and written by ``sender`` (governance key)."""
 
     contracts: Contracts
-    sender: TxSender | None
+    sender: Sender | None
     deployed_block: int
 
     @classmethod
     def open(cls, manifest_path: Path, key_file: Path | None, rpc_url: str | None = None) -> Governance:
-        manifest = load_manifest(manifest_path)
-        w3 = connect(rpc_url or manifest.rpc_url)
-        sender = None
-        if key_file is not None:
-            sender = TxSender(
-                w3, load_account(key_file, "governance key"), ErrorDecoder.from_manifest(manifest)
-            )
-        return cls(Contracts(w3, manifest), sender, manifest.deployed_block)
+        session = Session.open(manifest_path, key_file, rpc_url, what="governance key")
+        return cls(session.contracts, session.sender, session.deployed_block)
 
     def _send(self, call: Any, label: str) -> None:
         if self.sender is None:

@@ -4,6 +4,9 @@ brownie run scripts/clients.py grant 0x<client> 1000     # CLIENT_ROLE with a qu
 brownie run scripts/clients.py revoke 0x<client>          # quota 0 revokes CLIENT_ROLE
 brownie run scripts/clients.py quota 0x<client>
 brownie run scripts/clients.py deposit 1000000000000000   # fee balance of the acting account (wei)
+
+The manifest comes from ENCLAVE_MANIFEST (see scripts/common.py). `enclave-agent client
+grant|revoke|quota|fee|deposit` does the same without Brownie.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def open_round(
         posting_window=120,
         window=300,
         output="shared-model",
-        min_contributors=0,
+        min_contributors=None,  # statistic: every participant
     )
     tx = exchange.openRound(*args, {"from": actor()})
     round_id = int(tx.events["RoundOpened"]["roundId"])

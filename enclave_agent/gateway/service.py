@@ -68,11 +68,8 @@ class Metrics:
 
 class GatewayAgent(Agent):
     def __init__(self, config: AgentConfig) -> None:
-        super().__init__(config)
-        self.metrics = Metrics()
-        self.draining = False  # SIGTERM: no new inference calls, the ones in flight finish
         gateway = config.gateway or GatewayConfig()
-        self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
+        # Every key file is checked before the enclave's keys or state are created.
         self.custody = {}
         for client, path in gateway.custody_keys.items():
             account = load_account(path, f"custody key of client {client}")
@@ -81,8 +78,11 @@ class GatewayAgent(Agent):
                     f"custody key file {path} holds the key of {account.address}, not of {client}"
                 )
             self.custody[client] = account
+        super().__init__(config)
+        self.metrics = Metrics()
+        self.draining = False  # SIGTERM: no new inference calls, the ones in flight finish
+        self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
         self._complete_lock = threading.Lock()
-        self._organisations: dict[str, str] = {}  # enclave -> its organisation's registered name
         self.handlers.update(
             {
                 "PartialPosted": self._on_partial_posted,
@@ -238,13 +238,7 @@ class GatewayAgent(Agent):
     def organisation_name(self, enclave: str) -> str:
         """The registered name of the organisation that operates ``enclave`` (from the
         registry, remembered: a name is set once, at admission)."""
-        name = self._organisations.get(enclave)
-        if name is None:
-            registry = self.contracts.registry.functions
-            operator = registry.member(to_checksum_address(enclave)).call()[2]
-            name = str(registry.organisation(operator).call()[4]) or enclave
-            self._organisations[enclave] = name
-        return name
+        return self.names.label(enclave)
 
     def rows_per_request(self, model: dict[str, Any]) -> int:
         """The most rows of ``model`` one on-chain request carries."""

@@ -18,10 +18,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
+from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
 
-from enclave_agent.chain import Contracts, connect, deploy_contracts
+from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect, deploy_contracts
 from enclave_agent.chain.manifest import Manifest, write_manifest
 from enclave_agent.crypto.field import RING64
 from enclave_agent.crypto.fixed_point import decode
@@ -31,6 +32,7 @@ from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess, chain_en
 from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round_transactions
 from enclave_agent.localnet.errors import AgentExitedError, LocalnetError
 from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
+from enclave_agent.operator.session import Session
 from enclave_agent.protocol.coordinator import RoundRequest, open_round_call, round_id_of
 from enclave_agent.tee._files import ensure_private_dir, write_private_file
 from enclave_agent.tee.measure import measure_package
@@ -112,6 +114,14 @@ class Consortium:
     @property
     def governor(self) -> str:
         return str(self.w3.eth.accounts[0])
+
+    def session(self, account_index: int = 0) -> Session:
+        """An operator session (``enclave_agent.operator``) acting as dev account
+        ``account_index`` (0: governance and coordinator), signing as the CLI does."""
+        sender = TxSender(
+            self.w3, Account.from_key(dev_key(account_index)), ErrorDecoder.from_manifest(self.manifest)
+        )
+        return Session(self.contracts, self.manifest.deployed_block, sender)
 
     # -- agents ------------------------------------------------------------------------
 
@@ -211,7 +221,7 @@ class Consortium:
         posting_window: int = 60,
         window: int = 120,
         output: str = "shared-model",
-        min_contributors: int = 0,
+        min_contributors: int | None = None,
     ) -> int:
         """Open a round over the active providers (as coordinator); returns its id."""
         request = RoundRequest(

@@ -37,6 +37,7 @@ __all__ = [
     "csv_safe_name",
     "read_table",
     "split_breast_cancer",
+    "uneven_fractions",
 ]
 
 # What the labels of the breast-cancer set mean (scikit-learn's target_names).
@@ -59,6 +60,14 @@ class SplitResult:
 def csv_safe_name(name: str) -> str:
     """'mean radius' -> 'mean_radius': lowercase, runs of other characters -> '_'."""
     return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+def uneven_fractions(providers: int) -> tuple[float, ...]:
+    """The demo's provider shares: 0.5, 0.3, 0.2 for three, else n, n-1, ..., 1 normalised."""
+    if providers == 3:
+        return (0.5, 0.3, 0.2)
+    weights = np.arange(providers, 0, -1, dtype=float)
+    return tuple(float(w) for w in weights / weights.sum())
 
 
 def breast_cancer_units(features: Sequence[str]) -> dict[str, str]:

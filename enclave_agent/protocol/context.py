@@ -18,6 +18,7 @@ from web3.contract.contract import ContractFunction
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.identity import ChainChanged, ChainIdentity, IdentityGuard
 from enclave_agent.chain.manifest import Manifest, load_manifest
+from enclave_agent.chain.names import NameBook
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
 from enclave_agent.errors import ConfigError, ContractRevert, StateLost
@@ -53,6 +54,7 @@ class AgentContext:
         self.config = config
         # Every input is checked before anything is created: a bad key file leaves no state.
         self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
+        self.manifest: Manifest = load_manifest(config.manifest)
         ensure_private_dir(config.state_dir)
         self._state_lock = lock_state_dir(config.state_dir)
         self.tee = tee or tee_backend(config)
@@ -62,12 +64,12 @@ class AgentContext:
         self.store = Store(config.state_dir / "agent.sqlite3")
         self.store.check_integrity()
         fresh = self.store.is_empty()
-        self.manifest: Manifest = load_manifest(config.manifest)
         rpc_url = config.rpc_url or self.manifest.rpc_url
         self.rpc_url = rpc_url
         self.w3 = connect(rpc_url)
         self.outage = Outage(rpc_url)
         self.contracts = Contracts(self.w3, self.manifest)
+        self.names = NameBook(self.contracts)  # organisation names for log lines
         self.guard = self._chain_guard()  # the chain this manifest and this state belong to
         self.contracts.check_deployment()  # with code at every address
         if fresh and self.contracts.registry.functions.member(self.address).call()[1]:

@@ -42,9 +42,11 @@ def round_arguments(
     posting_window: int,
     window: int,
     output: str,
-    min_contributors: int,
+    min_contributors: int | None,
 ) -> tuple[object, ...]:
-    """Validate and build the openRound arguments (clear errors before any transaction)."""
+    """Validate and build the openRound arguments (clear errors before any transaction).
+    ``min_contributors`` None: every participant for a statistic (the safe release rule),
+    0 otherwise (nothing is released)."""
     if scheme not in stages.SCHEMES:
         raise ConfigError(f"scheme must be one of {stages.SCHEMES}")
     if encoding not in stages.ENCODINGS:
@@ -59,6 +61,12 @@ def round_arguments(
         raise ConfigError("need 1 <= posting-window <= window (seconds)")
     if threshold is None:
         threshold = participants if scheme == "additive" else max(2, participants - 1)
+    if min_contributors is None:
+        min_contributors = participants if output == "statistic" else 0
+    if not 0 <= min_contributors <= participants:
+        raise ConfigError(
+            f"min-contributors must be 0..{participants} (the participants), got {min_contributors}"
+        )
     modulus = RING64 if scheme == "additive" else PRIME61
     spec = (length, frac_bits, stages.SCHEMES.index(scheme), stages.ENCODINGS.index(encoding), modulus)
     policy = (stages.OUTPUT_KINDS.index(output), min_contributors)
@@ -78,7 +86,7 @@ class RoundRequest:
     posting_window: int = 120
     window: int = 300
     output: str = "shared-model"
-    min_contributors: int = 0
+    min_contributors: int | None = None  # None: every participant for a statistic, else 0
 
 
 def open_round_call(w3: Web3, contracts: Contracts, request: RoundRequest) -> ContractFunction:

@@ -41,7 +41,7 @@ def queue_blame(agent: AgentContext, round_id: int, member: str, reason: str, ev
         agent.store.put_json(
             key, {"round": round_id, "member": member, "reason": reason, "evidence": evidence.hex()}
         )
-        log.warning("round %d: %s caught: %s", round_id, member, reason)
+        log.warning("round %d: %s caught: %s", round_id, agent.names.describe(member), reason)
 
 
 class Disputes:
@@ -74,7 +74,12 @@ class Disputes:
             return
         accuser, sender = to_checksum_address(args["accuser"]), to_checksum_address(args["sender"])
         judges = int(args["judges"])
-        log.warning("round %d: %s complains about the posting of %s", doc.round_id, accuser, sender)
+        log.warning(
+            "round %d: %s complains about the posting of %s",
+            doc.round_id,
+            self.agent.names.describe(accuser),
+            self.agent.names.describe(sender),
+        )
         if judges == 0:
             return  # the key was not the committed one: the contract excluded both
         doc.complaint = [accuser, sender, bytes(args["postingKey"]).hex()]
@@ -104,7 +109,7 @@ class Disputes:
         doc.complaint = []
         doc.fused_over = -1
         self.agent.save_round(doc)
-        log.warning("round %d: %s excluded: %s", doc.round_id, member, reason)
+        log.warning("round %d: %s excluded: %s", doc.round_id, self.agent.names.describe(member), reason)
 
     def _on_member_blamed(self, event: ChainEvent) -> None:
         args = event.args

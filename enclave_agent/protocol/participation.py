@@ -93,12 +93,17 @@ class RoundParticipation:
                 raise ProtocolError(f"no pairwise key with {sender} for epoch {doc.epoch}")
             share = open_posting(doc, sender, payload, self.agent.address, key, self.agent.ctx)
         except (CryptoError, ProtocolError) as exc:
-            log.warning("round %d: share from %s rejected: %s", doc.round_id, sender, type(exc).__name__)
+            log.warning(
+                "round %d: share from %s rejected: %s",
+                doc.round_id,
+                self.agent.names.describe(sender),
+                type(exc).__name__,
+            )
             doc.invalid.append(sender)
         else:
             self.agent.seal_put(f"round/{doc.round_id}/recv/{sender}", share.astype("<u8").tobytes())
             doc.received.append(sender)
-            log.info("round %d: opened share from %s", doc.round_id, sender)
+            log.info("round %d: opened share from %s", doc.round_id, self.agent.names.describe(sender))
         for i in range(count):
             self.agent.store.delete_blob(f"{prefix}/{i}")
         self.agent.save_round(doc)
@@ -156,7 +161,7 @@ class RoundParticipation:
             "round %d aborted: %s; members: %s",
             doc.round_id,
             doc.abort_reason,
-            ", ".join(doc.culprits) or "-",
+            ", ".join(self.agent.names.describe(c) for c in doc.culprits) or "-",
         )
 
     def _forget_postings(self, doc: RoundDoc) -> None:

@@ -83,7 +83,12 @@ class Revealing:
         try:
             opened = reveal.open_reveal(doc, holder, bytes(event.args["payload"]), me, key, self.agent.ctx)
         except (CryptoError, ProtocolError) as exc:
-            log.warning("round %d: reveal from %s unreadable: %s", doc.round_id, holder, type(exc).__name__)
+            log.warning(
+                "round %d: reveal from %s unreadable: %s",
+                doc.round_id,
+                self.agent.names.describe(holder),
+                type(exc).__name__,
+            )
             doc.bad_reveals.append(holder)
             queue_blame(self.agent, doc.round_id, holder, "reveal-unreadable", key)
         else:

@@ -16,6 +16,15 @@ PUBLIC = {
         "hash_api_key",
         "new_api_key",
     ],
+    "enclave_agent.operator": [
+        "Sender",
+        "Session",
+        "list_models",
+        "model_spec_for_round",
+        "register_model",
+        "register_statistic",
+        "retire_model",
+    ],
     "enclave_agent.store": ["SCHEMA_VERSION", "Store", "StoreError"],
     "enclave_client": [
         "STATISTICS",
