@@ -71,15 +71,15 @@ $(STAMPS)/chromium: | $(STAMPS)/tools
 	@touch $@
 
 test-agent: setup $(STAMPS)/chromium
-	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/integration tests/e2e
+	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/console tests/integration tests/e2e
 
 format: setup
-	ruff format enclave_agent enclave_client scripts tests bench
-	ruff check --fix enclave_agent enclave_client scripts tests bench
+	ruff format enclave_agent enclave_client enclave_console scripts tests bench
+	ruff check --fix enclave_agent enclave_client enclave_console scripts tests bench
 
 lint: setup
-	ruff format --check enclave_agent enclave_client scripts tests bench
-	ruff check enclave_agent enclave_client scripts tests bench
+	ruff format --check enclave_agent enclave_client enclave_console scripts tests bench
+	ruff check enclave_agent enclave_client enclave_console scripts tests bench
 
 typecheck: setup
 	mypy

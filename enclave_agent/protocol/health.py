@@ -45,6 +45,7 @@ def health_report(agent: AgentContext) -> tuple[bool, dict[str, Any]]:
         except Exception as exc:  # the node went away between two polls
             if not unreachable(exc):
                 raise
+            agent.outage.failed(exc)  # so that everything the agent serves says so at once
             rpc = "unreachable"
     member = agent.stage in SERVING
     healthy = rpc == "reachable" and member and keys

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from enclave_agent.errors import AttestationError
 
-TAG_INTEGER, TAG_OCTETS, TAG_OID, TAG_IA5STRING, TAG_SEQUENCE = 0x02, 0x04, 0x06, 0x16, 0x30
+TAG_INTEGER, TAG_BIT_STRING, TAG_OCTETS, TAG_OID, TAG_IA5STRING, TAG_SEQUENCE = (
+    0x02,
+    0x03,
+    0x04,
+    0x06,
+    0x16,
+    0x30,
+)
 
 
 def der_items(data: bytes, what: str, error: type[AttestationError]) -> list[tuple[int, bytes]]:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from enclave_agent.errors import AttestationError
+from enclave_agent.tee._der import TAG_BIT_STRING, TAG_SEQUENCE, der_items, der_single
 
 
 def utc(at: int) -> datetime:
@@ -33,6 +34,34 @@ def name_of(cert: x509.Certificate) -> str:
         return "<unparsable subject>"
 
 
+# What a malformed certificate raises from ``cryptography``, at load or at first use.
+MALFORMED_CERTIFICATE = (
+    ValueError,
+    TypeError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
+def parsed(cert: x509.Certificate) -> x509.Certificate:
+    """``cert`` with every field the verifiers read parsed now: ``cryptography`` parses
+    names, validity and extensions lazily, so a tampered field would otherwise fail
+    later, in the middle of a check, as some other exception."""
+    _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.serial_number)
+    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, list(cert.extensions))
+    # The one part of a certificate no signature covers is its own signature's wrapper:
+    # a BIT STRING whose unused-bits count cryptography ignores. Only 0 is DER.
+    try:
+        outer = der_single(cert.public_bytes(Encoding.DER), TAG_SEQUENCE, "certificate", AttestationError)
+        items = der_items(outer, "certificate", AttestationError)
+    except AttestationError as exc:
+        raise ValueError(str(exc)) from None
+    if len(items) != 3 or items[2][0] != TAG_BIT_STRING or items[2][1][:1] != b"\0":
+        raise ValueError("the certificate's signature is not a BIT STRING without unused bits")
+    return cert
+
+
 def load_der_certificate(data: bytes, what: str, error: type[AttestationError]) -> x509.Certificate:
     """A DER certificate. AMD's VCEKs have serial number 0, which RFC 5280 forbids and
     ``cryptography`` still loads with a deprecation warning: that warning is expected."""
@@ -41,8 +70,8 @@ def load_der_certificate(data: bytes, what: str, error: type[AttestationError]) 
             warnings.filterwarnings(
                 "ignore", message="Parsed a serial number", category=CryptographyDeprecationWarning
             )
-            return x509.load_der_x509_certificate(bytes(data))
-    except ValueError as exc:
+            return parsed(x509.load_der_x509_certificate(bytes(data)))
+    except MALFORMED_CERTIFICATE as exc:
         raise error(f"{what} is not a DER X.509 certificate ({exc})") from None
 
 
@@ -51,8 +80,8 @@ def load_pem_chain(data: bytes, what: str, error: type[AttestationError]) -> lis
     encoding (optionally NUL-terminated): no byte of it goes unchecked."""
     text = bytes(data).rstrip(b"\0")
     try:
-        certs = x509.load_pem_x509_certificates(text)
-    except ValueError as exc:
+        certs = [parsed(cert) for cert in x509.load_pem_x509_certificates(text)]
+    except MALFORMED_CERTIFICATE as exc:
         raise error(f"{what} is not a PEM certificate chain ({exc})") from None
     if b"".join(cert.public_bytes(Encoding.PEM) for cert in certs) != text:
         raise error(f"{what} holds bytes outside its certificates' canonical PEM encoding")

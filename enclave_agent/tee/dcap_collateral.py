@@ -28,6 +28,7 @@ from typing import Any
 
 from cryptography import x509
 
+from enclave_agent.tee._pki import MALFORMED_CERTIFICATE, parsed
 from enclave_agent.tee.dcap_quote import DcapError
 
 MAX_COLLATERAL_FILE = 1024 * 1024
@@ -201,11 +202,11 @@ class Collateral:
 
     def _add_certificates(self, data: bytes, source: str) -> bool:
         try:
-            certs = [x509.load_der_x509_certificate(data)]
-        except ValueError:
+            certs = [parsed(x509.load_der_x509_certificate(data))]
+        except MALFORMED_CERTIFICATE:
             try:
-                certs = x509.load_pem_x509_certificates(data)
-            except ValueError:
+                certs = [parsed(cert) for cert in x509.load_pem_x509_certificates(data)]
+            except MALFORMED_CERTIFICATE:
                 return False
         self.certificates.extend((cert, source) for cert in certs)
         return True

@@ -28,15 +28,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import (
     BasicConstraints,
     Certificate,
-    DuplicateExtension,
     ExtensionNotFound,
-    InvalidVersion,
-    UnsupportedGeneralNameType,
     load_der_x509_certificate,
 )
 
 from enclave_agent.errors import AttestationError
-from enclave_agent.tee._pki import name_of
+from enclave_agent.tee._pki import MALFORMED_CERTIFICATE, name_of, parsed
 from enclave_agent.tee.evidence import VerifiedEvidence, evidence_hash
 
 logger = logging.getLogger(__name__)
@@ -158,16 +155,6 @@ def _is_ca(cert: Certificate) -> bool:
         return False
 
 
-def _parse_certificate(der: bytes) -> Certificate:
-    # cryptography parses fields lazily: touch every one used below so a malformed
-    # name, version or validity fails here, as a parse error, and nowhere else.
-    cert = load_der_x509_certificate(der)
-    _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
-    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, list(cert.extensions))
-    _is_ca(cert)
-    return cert
-
-
 def _check_chain(cabundle: list[bytes], leaf_der: bytes, root_sha256: bytes, at: datetime) -> Certificate:
     """Pin the root, walk root -> leaf, check validity at ``at``; return the leaf."""
     if hashlib.sha256(cabundle[0]).digest() != root_sha256:
@@ -176,8 +163,8 @@ def _check_chain(cabundle: list[bytes], leaf_der: bytes, root_sha256: bytes, at:
             f"(SHA-256 {hashlib.sha256(cabundle[0]).hexdigest()})"
         )
     try:
-        chain = [_parse_certificate(der) for der in [*cabundle, leaf_der]]
-    except (ValueError, TypeError, InvalidVersion, DuplicateExtension, UnsupportedGeneralNameType) as exc:
+        chain = [parsed(load_der_x509_certificate(der)) for der in [*cabundle, leaf_der]]
+    except MALFORMED_CERTIFICATE as exc:
         raise NitroDocumentError(
             f"Nitro attestation document: a certificate does not parse ({exc})"
         ) from None

@@ -35,10 +35,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from enclave_agent.errors import AttestationError
 from enclave_agent.tee._der import TAG_IA5STRING, TAG_INTEGER, der_single, der_uint
 from enclave_agent.tee._pki import (
+    MALFORMED_CERTIFICATE,
     check_valid_at,
     der_of,
     load_der_certificate,
     name_of,
+    parsed,
     utc,
     verify_raw_ecdsa,
 )
@@ -269,7 +271,10 @@ class SnpVerifier:
         for path in paths:
             data = Path(path).read_bytes()
             if b"-----BEGIN CERTIFICATE-----" in data:
-                certificates.extend(x509.load_pem_x509_certificates(data))
+                try:
+                    certificates.extend(parsed(cert) for cert in x509.load_pem_x509_certificates(data))
+                except MALFORMED_CERTIFICATE as exc:
+                    raise SnpCertificateError(f"SNP certificates {path} do not parse ({exc})") from None
             else:
                 certificates.append(
                     load_der_certificate(data, f"SNP certificate {path}", SnpCertificateError)

@@ -47,6 +47,7 @@ PUBLIC = {
         "UnknownModel",
         "UnsealedAnswer",
     ],
+    "enclave_console": ["ConsortiumView", "Watcher", "build_app"],
     "enclave_agent.tee": [
         "EnclaveKeys",
         "EvidenceVerifier",

@@ -96,3 +96,38 @@ def test_nitro_flips_that_once_escaped_are_refused(name: str, index: int, mask: 
     tampered[index] ^= mask
     with pytest.raises(AttestationError):
         verify(bytes(tampered))
+
+
+# The same in the PCK chains of DCAP quotes (an X.509 version of 3 or 66, a name
+# attribute parsed as a BitString): found by flipping every byte of every sample.
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        ("sgx-v3", 1096),
+        ("sgx-v3", 1097),
+        ("sgx-v3", 3258),
+        ("sgx-v3-processor-ca", 1493),
+        ("tdx-v4-padded", 1302),
+        ("tdx-v4-padded", 3460),
+        ("tdx-v5", 1373),
+        ("tdx-v5", 3530),
+    ],
+)
+def test_dcap_flips_that_once_escaped_are_refused(name: str, index: int) -> None:
+    data, verify = case(name)
+    tampered = bytearray(data)
+    tampered[index] ^= 0x10
+    with pytest.raises(AttestationError):
+        verify(bytes(tampered))
+
+
+# A certificate's signature BIT STRING with an unused-bits count of 1 (a flip in the
+# PEM text of the PCK chain): cryptography verifies the same signature bytes, so
+# nothing but a strict DER check refuses it.
+@pytest.mark.parametrize(("name", "index"), [("sgx-v3-processor-ca", 2567), ("tdx-v5", 2977)])
+def test_a_certificate_signature_with_unused_bits_is_refused(name: str, index: int) -> None:
+    data, verify = case(name)
+    tampered = bytearray(data)
+    tampered[index] ^= 0x10
+    with pytest.raises(AttestationError, match="BIT STRING"):
+        verify(bytes(tampered))
