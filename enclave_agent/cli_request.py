@@ -34,7 +34,7 @@ def list_models(url: str, timeout: float) -> list[dict[str, Any]]:
 
 def send_request(args: argparse.Namespace, inputs: dict[str, object]) -> int:
     from enclave_agent.config import read_secret
-    from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
+    from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError, GatewayUnreachable
 
     api_key = args.api_key
     if args.api_key_file:
@@ -47,7 +47,9 @@ def send_request(args: argparse.Namespace, inputs: dict[str, object]) -> int:
     except GatewayHTTPError as exc:
         print_json({"status": exc.status} | exc.body)
         return EXIT_ERROR
-    except TimeoutError:
+    except (GatewayUnreachable, TimeoutError) as exc:
+        if not _timed_out(exc):
+            raise
         print(
             f"enclave-agent: error: no answer from {args.url} within --timeout {args.timeout:g} s; "
             "the gateway may still answer the request (it waits until the request's on-chain "
@@ -57,3 +59,15 @@ def send_request(args: argparse.Namespace, inputs: dict[str, object]) -> int:
         return EXIT_TIMEOUT
     print_json(answer)
     return 0
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a socket timeout, not a refused connection."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, TimeoutError):
+            return True
+        if isinstance(cause, urllib.error.URLError) and isinstance(cause.reason, TimeoutError):
+            return True
+        cause = cause.__cause__
+    return False
