@@ -481,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8600)
     p.set_defaults(func=_cmd_attestation_service)
     _add_verify_evidence(sub)
+    from enclave_agent.tee.verifier_cli import add_evidence_verifier
+
+    add_evidence_verifier(sub)
     return parser
 
 
