@@ -131,7 +131,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             for i in range(3):
                 c.add_agent(f"provider-{i}", operator_index=i + 1, extra=evidence_toml)
             gw = c.add_agent(
-                "nitro-gateway", operator_index=4, role="gateway", extra=evidence_toml, start=False
+                "nitro-gateway",
+                operator_index=4,
+                role="gateway",
+                extra=evidence_toml + "[gateway]\nport = 0\n",
+                start=False,
             )
             gw.config.write_text(
                 gw.config.read_text().replace("[agent]\n", '[agent]\ntee = "aws-nitro"\n', 1)
