@@ -103,7 +103,8 @@ class EvidenceVerifierService:
             chain_id=quote.chain_id,
             registry=quote.registry,
         )
-        verdict = self.policy.evaluate(verified, role=ROLE_NAMES[quote.role], claims=claims, now=now)
+        role = ROLE_NAMES.get(quote.role, str(quote.role))
+        verdict = self.policy.evaluate(verified, role=role, claims=claims, now=now)
         refusals = list(verdict.refusals)
         if verified.measurement != quote.measurement:
             refusals.append(

@@ -12,7 +12,6 @@ import pytest
 from brownie import accounts, chain, web3
 from eth_account import Account
 from eth_utils import keccak
-from web3.logs import DISCARD
 from helpers import (
     EVIDENCE_TYPE_STRING,
     GATEWAY,
@@ -34,6 +33,7 @@ from helpers import (
     typed_data_digest,
     verified_evidence_typed_data,
 )
+from web3.logs import DISCARD
 
 NITRO_DOCUMENT = (
     Path(__file__).resolve().parents[1]
