@@ -22,10 +22,16 @@ from enclave_agent.errors import (
 )
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
-from enclave_agent.protocol.evidence import EvidenceJudge, prepare_registration, verify_member_evidence
+from enclave_agent.protocol.evidence import (
+    EvidenceJudge,
+    EvidenceRegistration,
+    prepare_registration,
+    verify_member_evidence,
+)
 from enclave_agent.protocol.membership import MemberRecord, MembershipView
 from enclave_agent.tee.attestation_service import request_quote
 from enclave_agent.tee.quote import ROLE_NAMES, Quote, sign_possession, verify_quote
+from enclave_agent.tee.verifier_service import EvidenceRefusedByVerifier
 
 log = logging.getLogger(__name__)
 
@@ -259,18 +265,10 @@ class Onboarding:
 
     def _register_with_evidence(self) -> None:
         """Hardware TEE: evidence from the device, signed by the consortium's verifiers."""
-        registration = prepare_registration(
-            tee=self.agent.tee,
-            judge=self.judge,
-            verifier_urls=self.agent.config.evidence.verifier_urls,
-            role=self.agent.config.role_id,
-            operator=self.agent.operator.address,
-            signing_key=self.agent.keys.signing_key,
-            x25519_key=self.agent.keys.x25519_public,
-            enclave=self.agent.address,
-            chain_id=self.agent.chain_id,
-            registry=self.agent.registry_address,
-        )
+        try:
+            registration = self._prepare_evidence_registration()
+        except EvidenceRefusedByVerifier as exc:
+            raise AgentRefused(str(exc)) from exc  # exit 3, naming every rule and value
         balance = self.agent.w3.eth.get_balance(self.agent.keys.account.address)
         funding = FUNDING if balance < MIN_ENCLAVE_BALANCE else 0
         try:
@@ -289,6 +287,20 @@ class Onboarding:
             self.agent.address,
             registration.quote.measurement.hex()[:16],
             len(registration.signatures),
+        )
+
+    def _prepare_evidence_registration(self) -> EvidenceRegistration:
+        return prepare_registration(
+            tee=self.agent.tee,
+            judge=self.judge,
+            verifier_urls=self.agent.config.evidence.verifier_urls,
+            role=self.agent.config.role_id,
+            operator=self.agent.operator.address,
+            signing_key=self.agent.keys.signing_key,
+            x25519_key=self.agent.keys.x25519_public,
+            enclave=self.agent.address,
+            chain_id=self.agent.chain_id,
+            registry=self.agent.registry_address,
         )
 
     def _check_own_record(self, quote: Quote) -> None:
