@@ -94,7 +94,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         roots = [ca.sha256.hex(), AWS_NITRO_ROOT_G1_SHA256.hex()]
         verifier = python_child(
             "evidence verifier",
-            "enclave_agent.tee.verifier_service",
+            "enclave_agent.cli",
+            "evidence-verifier",
             "--key",
             root / "verifier.key",
             "--policy",
