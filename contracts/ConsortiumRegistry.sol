@@ -6,7 +6,7 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
-import {Role, Quote, Member, Organisation, OrgStatus, RevokeReason} from "./types/Types.sol";
+import {Role, Quote, Member, Organisation, OrgStatus, RevokeReason, EvidenceClaim} from "./types/Types.sol";
 
 /// @title ConsortiumRegistry
 /// @notice See {IConsortiumRegistry}.
@@ -20,6 +20,11 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         "uint256 chainId,address registry,bytes32 nonce,uint64 expiry)"
     );
     bytes32 public constant POSSESSION_TYPEHASH = keccak256("Possession(bytes32 quoteDigest)");
+    bytes32 public constant VERIFIED_EVIDENCE_TYPEHASH = keccak256(
+        "VerifiedEvidence(bytes32 quoteDigest,uint8 evidenceType,bytes32 evidenceHash,bytes32 policyHash)"
+    );
+    /// @notice Evidence type codes below this are not hardware evidence (0 none, 1 simulated).
+    uint8 public constant MIN_HARDWARE_EVIDENCE_TYPE = 2;
 
     /// @notice Most active members a role may ever have (a round's participants fit a bitmap).
     uint16 public constant MAX_ROLE_LIMIT = 64;
@@ -29,6 +34,24 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
 
     mapping(Role => mapping(bytes32 => bool)) private _approved;
     mapping(address => bool) private _trustedSigners;
+    /// @dev An evidence claim and the epoch its registration opened (a later simulated
+    /// registration of the same enclave opens another, which hides the stale claim).
+    struct EvidenceRecord {
+        uint8 evidenceType;
+        uint64 joinedEpoch;
+        bytes32 evidenceHash;
+        bytes32 policyHash;
+    }
+
+    /// @dev The evidence verifiers, their m-of-n threshold and the claims recorded.
+    struct Evidence {
+        mapping(address => bool) verifiers;
+        uint248 count;
+        uint8 threshold;
+        mapping(address => EvidenceRecord) records;
+    }
+
+    Evidence private _evidence;
     mapping(bytes32 => bool) private _usedNonces;
     mapping(address => Member) private _memberOf;
     mapping(address => Organisation) private _orgs;
@@ -59,6 +82,7 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     constructor(address governor) EIP712("EnclaveShareRegistry", "1") {
         _grantRole(DEFAULT_ADMIN_ROLE, governor);
         _grantRole(GOVERNOR_ROLE, governor);
+        _evidence.threshold = 1;
         _roleLimit[Role.Provider] = MAX_ROLE_LIMIT;
         _roleLimit[Role.Gateway] = MAX_ROLE_LIMIT;
     }
@@ -96,6 +120,27 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         if (_trustedSigners[signer] == trusted) revert RegistrySignerUnchanged(signer, trusted);
         _trustedSigners[signer] = trusted;
         emit AttestationSignerSet(signer, trusted);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function setEvidenceVerifier(address verifier, bool trusted) external onlyRole(GOVERNOR_ROLE) {
+        if (_evidence.verifiers[verifier] == trusted) revert RegistryVerifierUnchanged(verifier, trusted);
+        uint248 count = trusted ? _evidence.count + 1 : _evidence.count - 1;
+        if (count != 0 && count < _evidence.threshold) {
+            revert RegistryInvalidVerifierThreshold(_evidence.threshold, count);
+        }
+        _evidence.verifiers[verifier] = trusted;
+        _evidence.count = count;
+        emit EvidenceVerifierSet(verifier, trusted, count);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function setVerifierThreshold(uint8 threshold) external onlyRole(GOVERNOR_ROLE) {
+        if (threshold == 0 || threshold > _evidence.count) {
+            revert RegistryInvalidVerifierThreshold(threshold, _evidence.count);
+        }
+        _evidence.threshold = threshold;
+        emit VerifierThresholdSet(threshold);
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -193,32 +238,39 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         payable
         whenNotPaused
     {
-        if (msg.sender != quote.operator) revert RegistryNotOperator(msg.sender, quote.operator);
-        _requireEnclaveRole(quote.role);
-        _requireMayRegister(quote.operator, quote.role);
-        _checkQuote(quote, signature, possession);
-
-        _usedNonces[quote.nonce] = true;
-        _memberOf[quote.enclave] = Member({
-            role: quote.role,
-            active: true,
-            operator: quote.operator,
-            measurement: quote.measurement,
-            x25519Key: quote.x25519Key,
-            joinedEpoch: _epochs.current + 1
-        });
-        _active.push(quote.enclave);
-        _listHash = _chain(_listHash, quote.enclave, quote.role, quote.measurement, quote.x25519Key);
-        _activeCount[quote.role] += 1;
-        _enclavesOf[quote.operator][quote.role] += 1;
-        _activeMeasurement[quote.role] = quote.measurement;
+        bytes32 digest = _checkApplicant(quote);
+        address signer = ECDSA.recover(digest, signature);
+        if (!_trustedSigners[signer]) revert RegistryUntrustedSigner(signer);
+        _checkQuote(quote, digest, possession);
+        _admit(quote);
         emit MemberRegistered(quote.enclave, quote.operator, quote.role, _epochs.current + 1, quote, signature, possession);
-        _startEpoch();
-        if (msg.value > 0) {
-            // The enclave proved it holds this account's key: an externally owned account.
-            (bool ok,) = quote.enclave.call{value: msg.value}("");
-            if (!ok) revert RegistryFundingFailed(quote.enclave, msg.value);
-        }
+        _startEpochAndFund(quote.enclave);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function registerWithEvidence(
+        Quote calldata quote,
+        EvidenceClaim calldata claim,
+        bytes[] calldata verifierSignatures,
+        bytes calldata possession,
+        bytes calldata evidence
+    ) external payable whenNotPaused {
+        bytes32 digest = _checkApplicant(quote);
+        address[] memory verifiers = _checkEvidence(digest, claim, verifierSignatures, evidence);
+        _checkQuote(quote, digest, possession);
+        _admit(quote);
+        uint64 joined = _epochs.current + 1;
+        _evidence.records[quote.enclave] = EvidenceRecord({
+            evidenceType: claim.evidenceType,
+            joinedEpoch: joined,
+            evidenceHash: claim.evidenceHash,
+            policyHash: claim.policyHash
+        });
+        emit EvidenceRecorded(
+            quote.enclave, claim.evidenceType, claim.evidenceHash, claim.policyHash, verifiers, evidence
+        );
+        emit MemberRegistered(quote.enclave, quote.operator, quote.role, joined, quote, "", possession);
+        _startEpochAndFund(quote.enclave);
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -292,6 +344,38 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
     /// @inheritdoc IConsortiumRegistry
     function possessionDigest(Quote calldata quote) external view returns (bytes32) {
         return _possessionDigest(quoteDigest(quote));
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function verifiedEvidenceDigest(Quote calldata quote, EvidenceClaim calldata claim)
+        external
+        view
+        returns (bytes32)
+    {
+        return _verifiedEvidenceDigest(quoteDigest(quote), claim);
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function evidenceOf(address enclave) external view returns (EvidenceClaim memory claim) {
+        EvidenceRecord storage record = _evidence.records[enclave];
+        if (record.joinedEpoch != 0 && record.joinedEpoch == _memberOf[enclave].joinedEpoch) {
+            claim = EvidenceClaim(record.evidenceType, record.evidenceHash, record.policyHash);
+        }
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function isEvidenceVerifier(address verifier) external view returns (bool) {
+        return _evidence.verifiers[verifier];
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function verifierCount() external view returns (uint256) {
+        return _evidence.count;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function verifierThreshold() external view returns (uint8) {
+        return _evidence.threshold;
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -386,15 +470,23 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         if (role != Role.Provider && role != Role.Gateway) revert RegistryInvalidRole(role);
     }
 
-    /// @dev The quote's own checks: well formed, signed by a trusted signer and by the
-    /// enclave's key, bound here, fresh, approved and matching the role's measurement.
-    function _checkQuote(Quote calldata quote, bytes calldata signature, bytes calldata possession) private view {
+    /// @dev Who may register what: the caller is the quote's operator, an admitted
+    /// organisation that may add an enclave of the role; the enclave and key are not
+    /// zero. Returns the quote's digest.
+    function _checkApplicant(Quote calldata quote) private view returns (bytes32) {
+        if (msg.sender != quote.operator) revert RegistryNotOperator(msg.sender, quote.operator);
+        _requireEnclaveRole(quote.role);
+        _requireMayRegister(quote.operator, quote.role);
         if (quote.enclave == address(0) || quote.x25519Key == bytes32(0)) {
             revert RegistryInvalidEnclave(quote.enclave);
         }
-        bytes32 digest = quoteDigest(quote);
-        address signer = ECDSA.recover(digest, signature);
-        if (!_trustedSigners[signer]) revert RegistryUntrustedSigner(signer);
+        return quoteDigest(quote);
+    }
+
+    /// @dev The quote's own checks, once its signer (attestation signer or evidence
+    /// verifiers) is accepted: signed by the enclave's key, bound here, fresh, approved
+    /// and matching the role's measurement, room in the role.
+    function _checkQuote(Quote calldata quote, bytes32 digest, bytes calldata possession) private view {
         (address holder, ECDSA.RecoverError failure,) = ECDSA.tryRecover(_possessionDigest(digest), possession);
         if (failure != ECDSA.RecoverError.NoError || holder != quote.enclave) {
             revert RegistryPossessionNotProven(quote.enclave, holder);
@@ -416,6 +508,60 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
         }
     }
 
+    /// @dev Hardware evidence: a hardware type, bytes that hash to the claim, and at
+    /// least the threshold of distinct trusted verifiers (ascending) signing the claim
+    /// for this quote. Returns the verifiers.
+    function _checkEvidence(
+        bytes32 digest,
+        EvidenceClaim calldata claim,
+        bytes[] calldata signatures,
+        bytes calldata evidence
+    ) private view returns (address[] memory verifiers) {
+        if (claim.evidenceType < MIN_HARDWARE_EVIDENCE_TYPE) revert RegistryInvalidEvidenceType(claim.evidenceType);
+        bytes32 actual = keccak256(evidence);
+        if (actual != claim.evidenceHash) revert RegistryEvidenceHashMismatch(claim.evidenceHash, actual);
+        uint256 count = signatures.length;
+        if (count < _evidence.threshold) revert RegistryTooFewVerifierSignatures(count, _evidence.threshold);
+        bytes32 verified = _verifiedEvidenceDigest(digest, claim);
+        verifiers = new address[](count);
+        address previous;
+        for (uint256 i; i < count; ++i) {
+            address signer = ECDSA.recover(verified, signatures[i]);
+            if (!_evidence.verifiers[signer]) revert RegistryUntrustedVerifier(signer);
+            if (signer <= previous) revert RegistryVerifiersNotAscending(previous, signer);
+            verifiers[i] = signer;
+            previous = signer;
+        }
+    }
+
+    /// @dev The state change of a registration (after every check).
+    function _admit(Quote calldata quote) private {
+        _usedNonces[quote.nonce] = true;
+        _memberOf[quote.enclave] = Member({
+            role: quote.role,
+            active: true,
+            operator: quote.operator,
+            measurement: quote.measurement,
+            x25519Key: quote.x25519Key,
+            joinedEpoch: _epochs.current + 1
+        });
+        _active.push(quote.enclave);
+        _listHash = _chain(_listHash, quote.enclave, quote.role, quote.measurement, quote.x25519Key);
+        _activeCount[quote.role] += 1;
+        _enclavesOf[quote.operator][quote.role] += 1;
+        _activeMeasurement[quote.role] = quote.measurement;
+    }
+
+    /// @dev After `MemberRegistered`: the new epoch, then any value sent goes to the
+    /// enclave, which proved it holds this account's key (an externally owned account).
+    function _startEpochAndFund(address enclave) private {
+        _startEpoch();
+        if (msg.value > 0) {
+            (bool ok,) = enclave.call{value: msg.value}("");
+            if (!ok) revert RegistryFundingFailed(enclave, msg.value);
+        }
+    }
+
     function _requireMayRegister(address operator, Role role) private view {
         Organisation storage org = _orgs[operator];
         if (org.status != OrgStatus.Admitted) revert RegistryOrganisationNotAdmitted(operator);
@@ -432,6 +578,20 @@ contract ConsortiumRegistry is IConsortiumRegistry, AccessControl, Pausable, EIP
 
     function _possessionDigest(bytes32 quoteDigest_) private view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(POSSESSION_TYPEHASH, quoteDigest_)));
+    }
+
+    function _verifiedEvidenceDigest(bytes32 quoteDigest_, EvidenceClaim calldata claim)
+        private
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    VERIFIED_EVIDENCE_TYPEHASH, quoteDigest_, claim.evidenceType, claim.evidenceHash, claim.policyHash
+                )
+            )
+        );
     }
 
     function _chain(bytes32 previous, address enclave, Role role, bytes32 measurement, bytes32 x25519Key)

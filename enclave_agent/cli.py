@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_attestation_service)
     _add_verify_evidence(sub)
     add_operator_commands(sub)
+    from enclave_agent.tee.verifier_cli import add_evidence_verifier
+
+    add_evidence_verifier(sub)
     return parser
 
 

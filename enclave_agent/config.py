@@ -20,6 +20,12 @@ Example (provider)::
     [attestation]
     service_url = "http://127.0.0.1:8600"
 
+    [evidence]                          # optional: hardware evidence (issue 14)
+    verifier_urls = ["http://127.0.0.1:8700"]  # a hardware member's evidence verifiers
+                                        # (enclave-agent evidence-verifier); every one is asked
+    policy = "evidence-policy.toml"     # the policy peers' hardware evidence is re-verified under
+    nitro_root_sha256 = ["641a03..."]   # pinned AWS Nitro roots (default: AWS's)
+
     [data]
     csv = "data/bank-a.csv"
     label_column = "target"
@@ -108,6 +114,16 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    """Hardware evidence: where this member gets its evidence signed, and how it
+    re-verifies its peers' evidence."""
+
+    verifier_urls: tuple[str, ...] = ()
+    policy: Path | None = None
+    nitro_roots_sha256: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     path: Path
     name: str
@@ -124,6 +140,7 @@ class AgentConfig:
     inputs: dict[str, InputSpec]
     gateway: GatewayConfig | None
     health: HealthConfig | None = None
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     @property
     def role_id(self) -> int:
@@ -188,7 +205,17 @@ def load_config(path: Path | str) -> AgentConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     base = path.resolve().parent
     root = _Reader(path, raw, "")
-    unknown = set(raw) - {"agent", "chain", "operator", "attestation", "data", "inputs", "gateway", "health"}
+    unknown = set(raw) - {
+        "agent",
+        "chain",
+        "operator",
+        "attestation",
+        "evidence",
+        "data",
+        "inputs",
+        "gateway",
+        "health",
+    }
     if unknown:
         raise root.fail(sorted(unknown)[0], "unknown table")
 
@@ -330,6 +357,12 @@ def load_config(path: Path | str) -> AgentConfig:
             raise health_table.fail("port", "must be 0..65535")
         health = HealthConfig(host=health_table.get("host", str, "127.0.0.1"), port=health_port)
 
+    evidence = _evidence_config(root.sub("evidence", required=False), base)
+    if tee != "simulated" and not evidence.verifier_urls:
+        raise agent.fail(
+            "tee", f"{tee!r} needs [evidence] verifier_urls (the verifiers that sign its evidence)"
+        )
+
     state_dir = agent.path_of("state_dir", base)
     manifest = chain.path_of("manifest", base)
     key_file = operator.path_of("key_file", base)
@@ -352,6 +385,32 @@ def load_config(path: Path | str) -> AgentConfig:
         inputs=inputs,
         gateway=gateway,
         health=health,
+        evidence=evidence,
+    )
+
+
+def _evidence_config(table: _Reader | None, base: Path) -> EvidenceConfig:
+    if table is None:
+        return EvidenceConfig()
+    unknown = set(table.table) - {"verifier_urls", "policy", "nitro_root_sha256"}
+    if unknown:
+        raise table.fail(sorted(unknown)[0], "unknown key")
+    urls = table.get("verifier_urls", list, [])
+    if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+        raise table.fail("verifier_urls", "must be a list of http(s) URLs")
+    roots = table.get("nitro_root_sha256", list, [])
+    for root in roots:
+        if not isinstance(root, str) or len(root.removeprefix("0x")) != 64:
+            raise table.fail("nitro_root_sha256", f"expected SHA-256 hex strings, got {root!r}")
+        try:
+            bytes.fromhex(root.removeprefix("0x"))
+        except ValueError:
+            raise table.fail("nitro_root_sha256", f"not hex: {root!r}") from None
+    policy = table.path_of("policy", base, required=False)
+    if policy is not None and not policy.is_file():
+        raise table.fail("policy", f"file {policy} does not exist")
+    return EvidenceConfig(
+        verifier_urls=tuple(u.rstrip("/") for u in urls), policy=policy, nitro_roots_sha256=tuple(roots)
     )
 
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {Role, Quote, Member, Organisation, RevokeReason} from "../types/Types.sol";
+import {Role, Quote, Member, Organisation, RevokeReason, EvidenceClaim} from "../types/Types.sol";
 
 /// @title The cluster management center of an enclave-share consortium
 /// @notice Governance admits organisations (an operator address, the roles it may
@@ -12,6 +12,15 @@ import {Role, Quote, Member, Organisation, RevokeReason} from "../types/Types.so
 /// membership change starts a new epoch; an epoch is synchronised once every active
 /// member has posted the same digest of the membership it verified. A member that
 /// has not done so by the epoch's deadline can be dropped by anyone.
+///
+/// Hardware evidence (AWS Nitro, Intel DCAP, AMD SEV-SNP) takes another path,
+/// `registerWithEvidence`: the quote is signed by no attestation signer; instead at
+/// least `verifierThreshold()` distinct evidence verifiers (a role of their own) sign
+/// EIP-712 `VerifiedEvidence(quoteDigest, evidenceType, evidenceHash, policyHash)`,
+/// "evidence with this hash proves this quote under this policy". The contract checks
+/// the evidence bytes hash to `evidenceHash`, records the claim and emits the bytes,
+/// so that every peer re-verifies the evidence itself. The quote's other checks are
+/// those of `register`.
 interface IConsortiumRegistry {
     /// @notice The measurement is not approved for the role.
     error RegistryMeasurementNotApproved(Role role, bytes32 measurement);
@@ -77,6 +86,21 @@ interface IConsortiumRegistry {
     error RegistryNoMemberSynchronised(uint64 epoch);
     /// @notice The value sent with a registration could not be forwarded to the enclave.
     error RegistryFundingFailed(address enclave, uint256 amount);
+    /// @notice The verifier's trust is already in the requested state.
+    error RegistryVerifierUnchanged(address verifier, bool trusted);
+    /// @notice A verifier threshold of 0 or above the number of trusted verifiers; or a
+    /// verifier removal that would leave fewer verifiers than the threshold (but some).
+    error RegistryInvalidVerifierThreshold(uint8 threshold, uint256 verifierCount);
+    /// @notice Not a hardware evidence type (0 is none, 1 is simulated: use `register`).
+    error RegistryInvalidEvidenceType(uint8 evidenceType);
+    /// @notice The evidence bytes do not hash (keccak256) to the claimed evidence hash.
+    error RegistryEvidenceHashMismatch(bytes32 claimed, bytes32 actual);
+    /// @notice Fewer verifier signatures than the threshold.
+    error RegistryTooFewVerifierSignatures(uint256 given, uint8 threshold);
+    /// @notice A verifier signature was not made by a trusted evidence verifier.
+    error RegistryUntrustedVerifier(address signer);
+    /// @notice Verifier signatures must come in strictly ascending signer order (no signer twice).
+    error RegistryVerifiersNotAscending(address previous, address signer);
 
     /// @notice Governance approved `measurement` for `role`.
     event MeasurementApproved(Role indexed role, bytes32 indexed measurement);
@@ -106,6 +130,21 @@ interface IConsortiumRegistry {
         bytes signature,
         bytes possession
     );
+    /// @notice Governance changed the trust in an evidence verifier; `verifierCount` trusted now.
+    event EvidenceVerifierSet(address indexed verifier, bool trusted, uint256 verifierCount);
+    /// @notice Governance set how many distinct verifiers must sign a `VerifiedEvidence`.
+    event VerifierThresholdSet(uint8 threshold);
+    /// @notice An enclave registered with hardware evidence (emitted just before its
+    /// `MemberRegistered`, whose `signature` is empty): the claim, the verifiers that
+    /// signed it and the raw evidence bytes, so that every peer re-verifies them itself.
+    event EvidenceRecorded(
+        address indexed enclave,
+        uint8 indexed evidenceType,
+        bytes32 evidenceHash,
+        bytes32 policyHash,
+        address[] verifiers,
+        bytes evidence
+    );
     /// @notice A member left or was removed, and why.
     event MemberRevoked(address indexed enclave, address indexed by, uint64 epoch, RevokeReason reason);
     /// @notice A new membership epoch began; agents re-key for it and post their digest
@@ -128,6 +167,14 @@ interface IConsortiumRegistry {
 
     /// @notice Trust or distrust an attestation signer (governance).
     function setAttestationSigner(address signer, bool trusted) external;
+
+    /// @notice Trust or distrust an evidence verifier (governance). Removing one may not
+    /// leave fewer verifiers than the threshold, unless it leaves none.
+    function setEvidenceVerifier(address verifier, bool trusted) external;
+
+    /// @notice Set how many distinct trusted verifiers must sign a `VerifiedEvidence`
+    /// (governance): 1..verifier count (default 1).
+    function setVerifierThreshold(uint8 threshold) external;
 
     /// @notice Admit an organisation (governance): its operator may then register up to
     /// `maxEnclavesPerRole` enclaves of each role in the `roles` bitmap.
@@ -154,6 +201,21 @@ interface IConsortiumRegistry {
     /// (its gas money), so the enclave is revealed only once it is registered.
     function register(Quote calldata quote, bytes calldata signature, bytes calldata possession) external payable;
 
+    /// @notice Register an enclave from hardware evidence; called by the quote's operator.
+    /// `verifierSignatures` are EIP-712 signatures over `verifiedEvidenceDigest(quote,
+    /// claim)` by at least `verifierThreshold()` trusted verifiers, in strictly ascending
+    /// signer order; `evidence` must hash (keccak256) to `claim.evidenceHash`. The quote
+    /// is checked as in `register` (possession, binding, nonce, expiry, approved and
+    /// identical measurement, organisation limits). Records the claim (`evidenceOf`) and
+    /// emits `EvidenceRecorded` with the evidence bytes, then `MemberRegistered`.
+    function registerWithEvidence(
+        Quote calldata quote,
+        EvidenceClaim calldata claim,
+        bytes[] calldata verifierSignatures,
+        bytes calldata possession,
+        bytes calldata evidence
+    ) external payable;
+
     /// @notice Remove a member: governance, or the member's own operator or enclave.
     function revoke(address enclave) external;
 
@@ -178,6 +240,26 @@ interface IConsortiumRegistry {
 
     /// @notice The EIP-712 digest of `Possession(bytes32 quoteDigest)` the enclave signs.
     function possessionDigest(Quote calldata quote) external view returns (bytes32);
+
+    /// @notice The EIP-712 digest of `VerifiedEvidence(bytes32 quoteDigest, uint8
+    /// evidenceType, bytes32 evidenceHash, bytes32 policyHash)` an evidence verifier signs.
+    function verifiedEvidenceDigest(Quote calldata quote, EvidenceClaim calldata claim)
+        external
+        view
+        returns (bytes32);
+
+    /// @notice The evidence claim `enclave` was last registered with (zeroed if its last
+    /// registration was a simulated quote, or none).
+    function evidenceOf(address enclave) external view returns (EvidenceClaim memory);
+
+    /// @notice Whether `verifier` is a trusted evidence verifier.
+    function isEvidenceVerifier(address verifier) external view returns (bool);
+
+    /// @notice How many trusted evidence verifiers there are.
+    function verifierCount() external view returns (uint256);
+
+    /// @notice How many distinct verifiers must sign a `VerifiedEvidence`.
+    function verifierThreshold() external view returns (uint8);
 
     /// @notice The current membership epoch (starts at 0, first member makes it 1).
     function epoch() external view returns (uint64);

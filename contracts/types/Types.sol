@@ -91,6 +91,15 @@ struct Quote {
     uint64 expiry;
 }
 
+/// @dev What a registration with hardware evidence claims, and what the consortium's
+/// evidence verifiers sign (EIP-712 `VerifiedEvidence`, with the quote's digest).
+struct EvidenceClaim {
+    // EvidenceType code (enclave_agent.tee.evidence): 2 aws-nitro, 3 intel-sgx, 4 intel-tdx, 5 amd-sev-snp
+    uint8 evidenceType;
+    bytes32 evidenceHash; // keccak256 of the raw evidence bytes
+    bytes32 policyHash; // keccak256 of the policy file the verifiers judged the evidence under
+}
+
 /// @dev A registered enclave.
 struct Member {
     Role role;

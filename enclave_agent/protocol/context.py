@@ -34,16 +34,17 @@ log = logging.getLogger(__name__)
 
 
 def tee_backend(config: AgentConfig) -> TeeBackend:
-    """The backend ``[agent] tee`` names. A hardware backend makes evidence
-    (``enclave_agent.tee.hardware``), but onboarding with it waits for the registry's
-    verifier path (issue 14, item 4), so an agent refuses to start on one today."""
+    """The backend ``[agent] tee`` names: simulated, or a hardware device
+    (``enclave_agent.tee.hardware``), which registers through the consortium's
+    evidence verifiers (``enclave_agent.protocol.evidence``)."""
     if config.tee == "simulated":
         return SimulatedTee(config.state_dir)
-    raise ConfigError(
-        f"{config.path}: agent.tee: {config.tee!r} evidence can be produced and verified "
-        "(enclave_agent.tee.hardware, enclave-agent verify-evidence) but the registry cannot admit it yet; "
-        "use 'simulated'"
-    )
+    from enclave_agent.tee.hardware import TeeDeviceError, hardware_backend
+
+    try:
+        return hardware_backend(config.tee)
+    except (TeeDeviceError, OSError) as exc:
+        raise ConfigError(f"{config.path}: agent.tee: {config.tee!r}: {exc}") from exc
 
 
 class AgentContext:

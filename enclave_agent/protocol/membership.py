@@ -26,6 +26,10 @@ class MemberRecord:
     quote: Quote
     signature: bytes
     possession: bytes
+    # Hardware members (registerWithEvidence): the EvidenceRecorded event's type code
+    # and raw evidence, which every peer re-verifies; 0 and empty for simulated quotes.
+    evidence_type: int = 0
+    evidence: bytes = b""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +38,8 @@ class MemberRecord:
             "quote": self.quote.to_json(),
             "signature": self.signature.hex(),
             "possession": self.possession.hex(),
+            "evidence_type": self.evidence_type,
+            "evidence": self.evidence.hex(),
         }
 
     @classmethod
@@ -44,6 +50,8 @@ class MemberRecord:
             quote=Quote.from_json(data["quote"]),
             signature=bytes.fromhex(data["signature"]),
             possession=bytes.fromhex(data["possession"]),
+            evidence_type=int(data.get("evidence_type", 0)),
+            evidence=bytes.fromhex(data.get("evidence", "")),
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from eth_utils.address import to_checksum_address
 
@@ -21,9 +22,16 @@ from enclave_agent.errors import (
 )
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.evidence import (
+    EvidenceJudge,
+    EvidenceRegistration,
+    prepare_registration,
+    verify_member_evidence,
+)
 from enclave_agent.protocol.membership import MemberRecord, MembershipView
 from enclave_agent.tee.attestation_service import request_quote
 from enclave_agent.tee.quote import ROLE_NAMES, Quote, sign_possession, verify_quote
+from enclave_agent.tee.verifier_service import EvidenceRefusedByVerifier
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +75,18 @@ class Onboarding:
 
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
+        self._judge: EvidenceJudge | None = None
+
+    @property
+    def judge(self) -> EvidenceJudge:
+        """This agent's own verifiers and policy for its peers' hardware evidence."""
+        if self._judge is None:
+            self._judge = EvidenceJudge.from_config(self.agent.config.evidence)
+        return self._judge
 
     def handlers(self) -> dict[str, Callable[[ChainEvent], None]]:
         return {
+            "EvidenceRecorded": self._on_evidence_recorded,
             "MemberRegistered": self._on_member_registered,
             "MemberRevoked": self._on_member_revoked,
             "EpochStarted": self._on_epoch_started,
@@ -92,16 +109,30 @@ class Onboarding:
         if self.agent.stage == stages.VERIFIED:
             self._expire_laggards()
 
+    def _on_evidence_recorded(self, event: ChainEvent) -> None:
+        """Comes just before its ``MemberRegistered``: keep the evidence for that record."""
+        args = event.args
+        self.agent.store.put_json(
+            f"evidence/{to_checksum_address(args['enclave'])}",
+            {"type": int(args["evidenceType"]), "evidence": bytes(args["evidence"]).hex()},
+        )
+
     def _on_member_registered(self, event: ChainEvent) -> None:
         args = event.args
         view = self.agent.view
         quote = Quote.from_event(args["quote"])
+        enclave = to_checksum_address(args["enclave"])
+        evidence: dict[str, Any] = {}
+        if not bytes(args["signature"]):  # registered with hardware evidence
+            evidence = self.agent.store.get_json(f"evidence/{enclave}") or {}
         record = MemberRecord(
-            enclave=to_checksum_address(args["enclave"]),
+            enclave=enclave,
             role=int(args["role"]),
             quote=quote,
             signature=bytes(args["signature"]),
             possession=bytes(args["possession"]),
+            evidence_type=int(evidence.get("type", 0)),
+            evidence=bytes.fromhex(evidence.get("evidence", "")),
         )
         if record.enclave == self.agent.address:
             self._check_own_record(quote)
@@ -186,6 +217,9 @@ class Onboarding:
         if member[1]:  # active: the MemberRegistered event will move us on
             return
         self.agent.set_stage(stages.REGISTERING)
+        if not self.agent.tee.simulated:
+            self._register_with_evidence()
+            return
         quote, signature = request_quote(
             self.agent.config.attestation_url,
             role=self.agent.config.role_id,
@@ -227,6 +261,46 @@ class Onboarding:
             self.agent.address,
             quote.nonce.hex()[:16],
             funding,
+        )
+
+    def _register_with_evidence(self) -> None:
+        """Hardware TEE: evidence from the device, signed by the consortium's verifiers."""
+        try:
+            registration = self._prepare_evidence_registration()
+        except EvidenceRefusedByVerifier as exc:
+            raise AgentRefused(str(exc)) from exc  # exit 3, naming every rule and value
+        balance = self.agent.w3.eth.get_balance(self.agent.keys.account.address)
+        funding = FUNDING if balance < MIN_ENCLAVE_BALANCE else 0
+        try:
+            self.agent.operator_tx.send(
+                self.agent.contracts.registry.functions.registerWithEvidence(*registration.arguments()),
+                label="registerWithEvidence",
+                value=funding,
+            )
+        except ContractRevert as exc:
+            if exc.error_name in _MEASUREMENT_REFUSALS + _ADMISSION_REFUSALS:
+                raise AgentRefused(f"registration with evidence refused: {exc}") from exc
+            raise
+        log.info(
+            "registration with %s evidence submitted for enclave %s (measurement 0x%s, %d verifiers)",
+            self.agent.tee.name,
+            self.agent.address,
+            registration.quote.measurement.hex()[:16],
+            len(registration.signatures),
+        )
+
+    def _prepare_evidence_registration(self) -> EvidenceRegistration:
+        return prepare_registration(
+            tee=self.agent.tee,
+            judge=self.judge,
+            verifier_urls=self.agent.config.evidence.verifier_urls,
+            role=self.agent.config.role_id,
+            operator=self.agent.operator.address,
+            signing_key=self.agent.keys.signing_key,
+            x25519_key=self.agent.keys.x25519_public,
+            enclave=self.agent.address,
+            chain_id=self.agent.chain_id,
+            registry=self.agent.registry_address,
         )
 
     def _check_own_record(self, quote: Quote) -> None:
@@ -336,6 +410,16 @@ class Onboarding:
         for m in view.members:
             admitted = self.agent.store.get_json(f"admitted/{m.enclave}") or 0
             try:
+                if m.evidence_type:
+                    verify_member_evidence(
+                        m,
+                        self.judge,
+                        approved_measurements=view.approved.get(m.role, set()),
+                        chain_id=self.agent.chain_id,
+                        registry=self.agent.registry_address,
+                        now=int(admitted),
+                    )
+                    continue
                 verify_quote(
                     m.quote,
                     m.signature,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,9 +155,11 @@ def _is_ca(cert: Certificate) -> bool:
         return False
 
 
-def _check_chain(cabundle: list[bytes], leaf_der: bytes, root_sha256: bytes, at: datetime) -> Certificate:
+def _check_chain(
+    cabundle: list[bytes], leaf_der: bytes, roots_sha256: frozenset[bytes], at: datetime
+) -> Certificate:
     """Pin the root, walk root -> leaf, check validity at ``at``; return the leaf."""
-    if hashlib.sha256(cabundle[0]).digest() != root_sha256:
+    if hashlib.sha256(cabundle[0]).digest() not in roots_sha256:
         raise NitroDocumentError(
             "Nitro attestation document: cabundle[0] is not the pinned AWS Nitro root "
             f"(SHA-256 {hashlib.sha256(cabundle[0]).hexdigest()})"
@@ -207,14 +209,19 @@ class NitroVerifier:
 
     platform = PLATFORM
 
-    def __init__(self, *, root_sha256: bytes = AWS_NITRO_ROOT_G1_SHA256) -> None:
+    def __init__(
+        self, *, root_sha256: bytes = AWS_NITRO_ROOT_G1_SHA256, also_trust: Iterable[bytes] = ()
+    ) -> None:
+        """Pin ``root_sha256`` (default AWS's), and any ``also_trust`` roots (a test CA
+        alongside AWS's, in tests of a mixed consortium)."""
         self.root_sha256 = root_sha256
+        self.roots_sha256 = frozenset({bytes(root_sha256), *(bytes(r) for r in also_trust)})
 
     def verify(self, evidence: bytes, *, at: int | None = None) -> VerifiedEvidence:
         protected, payload, signature = _split_cose(bytes(evidence))
         doc = _check_payload(_decode(payload, "payload"))
         when = datetime.fromtimestamp(doc["timestamp"] / 1000 if at is None else at, UTC)
-        leaf = _check_chain(doc["cabundle"], doc["certificate"], self.root_sha256, when)
+        leaf = _check_chain(doc["cabundle"], doc["certificate"], self.roots_sha256, when)
         _check_signature(leaf, protected, payload, signature)
         pcrs: dict[int, bytes] = doc["pcrs"]
         # AWS zeroes PCR0..2 (the image measurements) for enclaves in debug mode.

@@ -286,6 +286,61 @@ def sign_possession(enclave_key: bytes, quote: Quote, chain_id: int, registry: s
     return sign_typed_data(enclave_key, possession_typed_data(quote_digest, chain_id, registry))
 
 
+EVIDENCE_TYPE = [
+    {"name": "quoteDigest", "type": "bytes32"},
+    {"name": "evidenceType", "type": "uint8"},
+    {"name": "evidenceHash", "type": "bytes32"},
+    {"name": "policyHash", "type": "bytes32"},
+]
+EVIDENCE_TYPE_STRING = "VerifiedEvidence(" + ",".join(f"{f['type']} {f['name']}" for f in EVIDENCE_TYPE) + ")"
+NITRO = 2  # EvidenceType.AWS_NITRO (enclave_agent.tee.evidence)
+POLICY_HASH = keccak(b"evidence policy v1")
+VERIFIER_KEYS = [keccak(text=f"evidence verifier {i}") for i in range(4)]
+
+
+@dataclass(frozen=True)
+class EvidenceClaim:
+    evidenceType: int
+    evidenceHash: bytes
+    policyHash: bytes
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.evidenceType, self.evidenceHash, self.policyHash)
+
+
+def verified_evidence_typed_data(
+    quote_digest: bytes, claim: EvidenceClaim, chain_id: int, registry: str
+) -> dict[str, Any]:
+    """The EIP-712 document an evidence verifier signs: `VerifiedEvidence` in the registry's domain."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, "VerifiedEvidence": EVIDENCE_TYPE},
+        "primaryType": "VerifiedEvidence",
+        "domain": {
+            "name": "EnclaveShareRegistry",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": registry,
+        },
+        "message": {
+            "quoteDigest": quote_digest,
+            "evidenceType": claim.evidenceType,
+            "evidenceHash": claim.evidenceHash,
+            "policyHash": claim.policyHash,
+        },
+    }
+
+
+def sign_verified_evidence(
+    keys: Sequence[bytes], quote: Quote, claim: EvidenceClaim, chain_id: int, registry: str
+) -> list[bytes]:
+    """Each key's signature over `VerifiedEvidence(quote, claim)`, in ascending signer order."""
+    document = verified_evidence_typed_data(
+        typed_data_digest(quote_typed_data(quote, chain_id, registry)), claim, chain_id, registry
+    )
+    ordered = sorted(keys, key=lambda k: int(Account.from_key(k).address, 16))
+    return [sign_typed_data(k, document)[0] for k in ordered]
+
+
 REQUEST_TYPE = [
     {"name": "client", "type": "address"},
     {"name": "modelId", "type": "uint256"},
@@ -651,6 +706,54 @@ class Consortium:
         self.members.append(member)
         return member, tx
 
+    def trust_verifiers(self, count: int, threshold: int = 1) -> list[bytes]:
+        """Trust the first `count` VERIFIER_KEYS as evidence verifiers, set the threshold; the keys."""
+        tx = {"from": self.governor}
+        for key in VERIFIER_KEYS[:count]:
+            self.registry.setEvidenceVerifier(Account.from_key(key).address, True, tx)
+        if threshold != 1:
+            self.registry.setVerifierThreshold(threshold, tx)
+        return VERIFIER_KEYS[:count]
+
+    def evidence_offer(
+        self,
+        role: int,
+        operator: Any,
+        evidence: bytes,
+        verifier_keys: Sequence[bytes],
+        evidence_type: int = NITRO,
+        enclave: Any = None,
+        **changes: Any,
+    ) -> tuple[Any, Quote, EvidenceClaim, list[bytes], bytes]:
+        """A fresh enclave account, its quote, the evidence claim, the verifiers' signatures
+        (ascending signers) and the possession signature: (enclave, quote, claim, signatures,
+        possession)."""
+        enclave = enclave or self.new_account(f"enclave-r{role}")
+        quote = self.quote(role, enclave.address, operator.address, **changes)
+        claim = EvidenceClaim(evidence_type, keccak(evidence), POLICY_HASH)
+        signatures = sign_verified_evidence(verifier_keys, quote, claim, chain.id, self.registry.address)
+        return enclave, quote, claim, signatures, self.possess(quote, enclave)
+
+    def register_with_evidence(
+        self,
+        role: int,
+        evidence: bytes,
+        verifier_keys: Sequence[bytes],
+        operator: Any = None,
+        **changes: Any,
+    ) -> tuple[Enclave, Any]:
+        """Register a new enclave of `role` through hardware evidence signed by `verifier_keys`."""
+        operator = operator or accounts[4]
+        enclave, quote, claim, signatures, possession = self.evidence_offer(
+            role, operator, evidence, verifier_keys, **changes
+        )
+        tx = self.registry.registerWithEvidence(
+            quote.as_tuple(), claim.as_tuple(), signatures, possession, evidence, {"from": operator}
+        )
+        member = Enclave(enclave, role, operator, quote.measurement, quote.x25519Key)
+        self.members.append(member)
+        return member, tx
+
     def forget(self, address: str) -> None:
         """Update the model after a successful revocation."""
         self.members = [m for m in self.members if m.address.lower() != str(address).lower()]
@@ -877,6 +980,9 @@ class Consortium:
                 (reg, "activeMembers", PROVIDER),
                 (reg, "activeMembers", GATEWAY),
                 (reg, "isTrustedSigner", self.signer),
+                (reg, "verifierCount"),
+                (reg, "verifierThreshold"),
+                *((reg, "isEvidenceVerifier", Account.from_key(k).address) for k in VERIFIER_KEYS),
                 (ex, "contributorFloor"),
                 *(
                     (reg, "isApproved", r, m)
@@ -884,6 +990,7 @@ class Consortium:
                     for m in (MEASUREMENT, OTHER_MEASUREMENT)
                 ),
                 *((reg, "member", a) for a in people),
+                *((reg, "evidenceOf", a) for a in people),
                 (reg, "syncDeadline"),
                 (reg, "syncPolicy"),
                 *((reg, "roleLimit", r) for r in (PROVIDER, GATEWAY)),

@@ -96,6 +96,21 @@ def _prep_register(s):
     return lambda caller: s.w.registry.register(quote.as_tuple(), signature, possession, {"from": caller})
 
 
+def _prep_register_with_evidence(s):
+    keys = s.w.trust_verifiers(1)
+    _, quote, claim, signatures, possession = s.w.evidence_offer(
+        PROVIDER, s.w.providers[0].operator, b"evidence", keys
+    )
+    return lambda caller: s.w.registry.registerWithEvidence(
+        quote.as_tuple(), claim.as_tuple(), signatures, possession, b"evidence", {"from": caller}
+    )
+
+
+def _prep_verifier_threshold(s):
+    s.w.trust_verifiers(2)
+    return lambda caller: s.w.registry.setVerifierThreshold(2, {"from": caller})
+
+
 def _prep_suspend_or_reinstate(fn):
     def prepare(s):
         operator, _ = s.w.admit(accounts[9], name="ninth")
@@ -255,6 +270,21 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _prep_register,
         lambda s, c: ("RegistryNotOperator", c, s.w.providers[0].operator),
     ),
+    "registry.registerWithEvidence": (
+        frozenset({"operator"}),
+        _prep_register_with_evidence,
+        lambda s, c: ("RegistryNotOperator", c, s.w.providers[0].operator),
+    ),
+    "registry.setEvidenceVerifier": (
+        frozenset({"governor"}),
+        _simple(
+            lambda s, c: s.w.registry.setEvidenceVerifier(
+                Account.from_key(keccak(b"verifier")).address, True, {"from": c}
+            )
+        ),
+        _governor_error,
+    ),
+    "registry.setVerifierThreshold": (frozenset({"governor"}), _prep_verifier_threshold, _governor_error),
     "registry.revoke": (
         frozenset({"governor", "operator", "provider"}),
         _simple(lambda s, c: s.w.registry.revoke(s.w.providers[0].address, {"from": c})),

@@ -22,6 +22,8 @@ from helpers import (
     GATEWAY,
     INTERMEDIATE,
     MEASUREMENT,
+    NITRO,
+    POLICY_HASH,
     PRIME_61,
     PROVIDER,
     RING_2_64,
@@ -30,11 +32,13 @@ from helpers import (
     SHARED_MODEL,
     STATISTIC,
     TAG,
+    VERIFIER_KEYS,
     ZERO32,
     Abort,
     Blame,
     ClientRequest,
     Consortium,
+    EvidenceClaim,
     Exclusion,
     OrgStatus,
     Reason,
@@ -51,6 +55,7 @@ from helpers import (
     request_typed_data,
     role_bits,
     share_commitment,
+    sign_verified_evidence,
     state_bit,
     travel_to,
     typed_data_digest,
@@ -1133,10 +1138,17 @@ class Membership(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- members
 
-    @rule(op=st_op, role=st_role, reuse=st.one_of(st.just(-1), st_pick), own_key=st.booleans())
-    def rule_register(self, op, role, reuse, own_key):
+    @rule(
+        op=st_op,
+        role=st_role,
+        reuse=st.one_of(st.just(-1), st_pick),
+        own_key=st.booleans(),
+        evidence=st.booleans(),
+    )
+    def rule_register(self, op, role, reuse, own_key, evidence=False):
         """An operator registers a fresh enclave (or one seen before); `own_key` False: the
-        possession is signed by the operator, not by the enclave."""
+        possession is signed by the operator, not by the enclave; `evidence`: through
+        `registerWithEvidence` (hardware evidence signed by the trusted verifier)."""
         operator = self.operators[op]
         org = self.orgs[op]
         if reuse >= 0 and self.enclaves:
@@ -1164,17 +1176,30 @@ class Membership(RuleBasedStateMachine):
             outcome = ("RegistryRoleFull", role, self.limits[role])
         else:
             outcome = ("ok",)
-        tx = self._expect(
-            outcome,
-            lambda: self.w.registry.register(quote.as_tuple(), signature, possession, {"from": operator}),
-        )
+        blob = keccak(text=f"evidence-{account.address}-{quote.nonce.hex()}") * 8
+        claim = EvidenceClaim(NITRO, keccak(blob), POLICY_HASH)
+        if evidence:
+            (verified,) = sign_verified_evidence(
+                VERIFIER_KEYS[:1], quote, claim, chain.id, self.w.registry.address
+            )
+            send = lambda: self.w.registry.registerWithEvidence(  # noqa: E731
+                quote.as_tuple(), claim.as_tuple(), [verified], possession, blob, {"from": operator}
+            )
+        else:
+            send = lambda: self.w.registry.register(  # noqa: E731
+                quote.as_tuple(), signature, possession, {"from": operator}
+            )
+        tx = self._expect(outcome, send)
         if tx is None:
             return
+        recorded = tuple(self.w.registry.evidenceOf(account.address))
+        assert norm(recorded) == norm(claim.as_tuple() if evidence else (0, ZERO32, ZERO32))
         member = MemberModel(account, role, op, quote.x25519Key, self.epoch + 1)
         self.enclaves = [m for m in self.enclaves if m.address != member.address] + [member]
         self.order.append(member)
         self._new_epoch(tx)
-        assert [n for n, _ in events_of(tx)] == ["MemberRegistered", "EpochStarted"]
+        names = [n for n, _ in events_of(tx)]
+        assert names == ["EvidenceRecorded"] * evidence + ["MemberRegistered", "EpochStarted"]
 
     @rule(pick=st_pick, by=st_by)
     def rule_revoke(self, pick, by):
@@ -1364,6 +1389,7 @@ def _membership(_bare):
     w = _bare
     tx = {"from": w.governor}
     w.registry.setSyncPolicy(WINDOW, COOL, tx)
+    w.trust_verifiers(1)
     for role, limit in LIMITS.items():
         w.registry.setRoleLimit(role, limit, tx)
     operators = [w.new_account("stateful-operator") for _ in range(OPERATORS)]

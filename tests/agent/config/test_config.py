@@ -3,6 +3,7 @@ naming the file and the key, and `enclave-agent` exits 2 without starting."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,48 @@ def test_key_files_the_tooling_writes_are_owner_only(tmp_path: Path) -> None:
     path.chmod(0o644)
     write_private_file(path, b"new")
     assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+EVIDENCE = """
+[evidence]
+verifier_urls = ["http://127.0.0.1:8700/"]
+policy = "policy.toml"
+nitro_root_sha256 = ["641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"]
+"""
+
+
+def test_evidence_table(folder: Path) -> None:
+    (folder / "policy.toml").write_text("version = 1\n")
+    text = VALID.replace('state_dir = "state"', 'state_dir = "state"\ntee = "aws-nitro"') + EVIDENCE
+    config = load_config(write(folder, text))
+    assert config.tee == "aws-nitro"
+    assert config.evidence.verifier_urls == ("http://127.0.0.1:8700",)
+    assert config.evidence.policy == folder / "policy.toml"
+    assert config.evidence.nitro_roots_sha256 == (
+        "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b",
+    )
+    assert load_config(write(folder, VALID)).evidence.verifier_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            VALID.replace('state_dir = "state"', 'state_dir = "state"\ntee = "aws-nitro"'),
+            "agent.tee: 'aws-nitro' needs [evidence] verifier_urls",
+        ),
+        (
+            VALID + "[evidence]\nverifier_urls = ['ftp://x']\n",
+            "evidence.verifier_urls: must be a list of http(s) URLs",
+        ),
+        (VALID + "[evidence]\npolicy = 'missing.toml'\n", "evidence.policy: file"),
+        (
+            VALID + "[evidence]\nnitro_root_sha256 = ['abc']\n",
+            "evidence.nitro_root_sha256: expected SHA-256 hex",
+        ),
+        (VALID + "[evidence]\nverifiers = []\n", "evidence.verifiers: unknown key"),
+    ],
+)
+def test_evidence_table_mistakes(folder: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write(folder, text))

@@ -8,16 +8,12 @@ import base64
 import hashlib
 import os
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cbor2
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from eth_utils import to_checksum_address
 
 from enclave_agent.errors import AttestationError
@@ -31,6 +27,7 @@ from enclave_agent.tee.nitro import (
     nitro_measurement,
 )
 from enclave_agent.tee.quote import ROLE_PROVIDER, verify_quote
+from tests.support.nitro_documents import DocumentSigner
 
 SAMPLES = Path(__file__).parent / "data" / "aws-nitro"
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -218,70 +215,6 @@ def test_malformed_fields_are_named(changes: dict[str, object], message: str) ->
 
 
 # ---------------------------------------------------------------------- evidence -> quote
-
-
-class DocumentSigner:
-    """A P-384 root -> intermediate -> leaf chain that signs Nitro-shaped documents."""
-
-    def __init__(self, *, leaf_ca: bool = False) -> None:
-        self.now = datetime.now(UTC)
-        self.root_key = ec.generate_private_key(ec.SECP384R1())
-        self.root = self._cert("test root", self.root_key, self.root_key, ca=True)
-        self.inter_key = ec.generate_private_key(ec.SECP384R1())
-        self.inter = self._cert(
-            "test intermediate", self.inter_key, self.root_key, ca=True, issuer="test root"
-        )
-        self.leaf_key = ec.generate_private_key(ec.SECP384R1())
-        self.leaf = self._cert(
-            "test enclave", self.leaf_key, self.inter_key, ca=leaf_ca, issuer="test intermediate"
-        )
-
-    @property
-    def sha256(self) -> bytes:
-        return hashlib.sha256(self.root.public_bytes(serialization.Encoding.DER)).digest()
-
-    def _cert(
-        self,
-        name: str,
-        key: ec.EllipticCurvePrivateKey,
-        signer: ec.EllipticCurvePrivateKey,
-        *,
-        ca: bool,
-        issuer: str | None = None,
-    ) -> x509.Certificate:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer or name)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self.now - timedelta(hours=1))
-            .not_valid_after(self.now + timedelta(hours=3))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(signer, hashes.SHA384())
-        )
-
-    def document(self, *, pcr0: bytes, user_data: bytes, nonce: bytes | None = None) -> bytes:
-        der = serialization.Encoding.DER
-        payload = cbor2.dumps(
-            {
-                "module_id": "i-test-enc0001",
-                "digest": "SHA384",
-                "timestamp": int(self.now.timestamp() * 1000),
-                "pcrs": {0: pcr0, 1: b"\x01" * 48, 2: b"\x02" * 48, 3: bytes(48)},
-                "certificate": self.leaf.public_bytes(der),
-                "cabundle": [self.root.public_bytes(der), self.inter.public_bytes(der)],
-                "public_key": None,
-                "user_data": user_data,
-                "nonce": nonce,
-            }
-        )
-        protected = cbor2.dumps({1: -35})
-        der_signature = self.leaf_key.sign(
-            cbor2.dumps(["Signature1", protected, b"", payload]), ec.ECDSA(hashes.SHA384())
-        )
-        r, s = decode_dss_signature(der_signature)
-        return cbor2.dumps([protected, {}, payload, r.to_bytes(48, "big") + s.to_bytes(48, "big")])
 
 
 @pytest.fixture(scope="module")
