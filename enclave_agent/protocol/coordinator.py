@@ -92,7 +92,9 @@ class RoundRequest:
 def open_round_call(w3: Web3, contracts: Contracts, request: RoundRequest) -> ContractFunction:
     """The openRound call over the active providers, validated before any transaction."""
     participants = len(contracts.registry.functions.activeMembers(1).call())
-    chain_time = int(w3.eth.get_block("latest")["timestamp"])
+    # The next block's time: "latest" lags on an idle chain and misses any offset the
+    # node applies to the next block (evm_increaseTime); "pending" has both.
+    chain_time = max(int(w3.eth.get_block(tag)["timestamp"]) for tag in ("latest", "pending"))
     args = round_arguments(
         tag=request.tag,
         length=request.length,

@@ -10,7 +10,7 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser, *, port: int = 0) -> None:
     parser.add_argument("--key", required=True, type=Path, help="signing key file (hex; created if absent)")
     parser.add_argument("--policy", required=True, type=Path, help="evidence policy file (TOML)")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
         "--port", type=int, default=port, help=f"0 picks a free port (printed); default {port}"
     )

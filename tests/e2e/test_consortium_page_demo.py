@@ -67,11 +67,18 @@ def test_requests_show_latency_and_gas_per_model_and_client(
         assert cells.nth(5).inner_text() == f"{end - start} s"
         assert cells.nth(6).inner_text() == str(len(partials)) == "3"
         assert cells.nth(7).inner_text() == f"{gas:,}"
-    usage = page.locator("#usage tbody tr", has_text="breast-cancer-fedavg")
-    made = int(gateway.functions.quotaOf(demo.client_address).call()[1])
-    expect(usage.locator("td").nth(2)).to_have_text(
-        str(made)
-    )  # every request this client made, not only ours
+    usage = page.locator("#usage tbody tr", has_text="breast-cancer-fedavg").filter(
+        has=page.locator(f"td[title='{demo.client_address}' i]")
+    )
+    model_id = gateway.events.RequestSubmitted().get_logs(
+        from_block=0, argument_filters={"requestId": ids[0]}
+    )[0]["args"]["modelId"]
+    made = gateway.events.RequestSubmitted().get_logs(
+        from_block=0, argument_filters={"modelId": model_id, "client": demo.client_address}
+    )
+    # every request this client made of this model, not only ours (other tests share the demo)
+    expect(usage.locator("td").nth(2)).to_have_text(str(len(made)))
+    expect(usage.locator("td").nth(3)).to_have_text(str(sum(int(e["args"]["rows"]) for e in made)))
     assert int(usage.locator("td").nth(2).inner_text()) >= REQUESTS
 
 

@@ -20,7 +20,7 @@ from enclave_agent.localnet import REPO_ROOT, dev_key
 from enclave_agent.model.data import BREAST_CANCER_CLASSES, breast_cancer_units
 from enclave_agent.tee._files import write_private_file
 
-GRANTED, PAYER = 12, 13  # dev accounts no other test uses
+GRANTED, PAYER = 7, 8  # dev accounts no other test uses (12 and 13 are test_gateway's)
 
 
 @pytest.fixture(scope="module")
@@ -183,9 +183,9 @@ def test_round_wait_exits_10_on_an_abort_naming_the_culprits(demo: Demo, keys: d
         "--length",
         "3",
         "--posting-window",
-        "3",
+        "5",
         "--window",
-        "6",
+        "10",
         "--key-file",
         str(keys["governor"]),
     )
