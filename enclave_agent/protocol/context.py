@@ -162,9 +162,11 @@ class AgentContext:
         return {addr: bytes.fromhex(k) for addr, k in json.loads(raw).items()}
 
     def chain_now(self) -> int:
-        """Chain time: the latest block, or the wall clock when the chain is idle."""
-        latest = int(self.w3.eth.get_block("latest")["timestamp"])
-        return max(latest, int(time.time()))
+        """Chain time: the time the next block will have ("pending": it includes any
+        offset the node applies, e.g. evm_increaseTime), never before the latest block
+        or, on an idle chain, the wall clock."""
+        blocks = (int(self.w3.eth.get_block(tag)["timestamp"]) for tag in ("latest", "pending"))
+        return max(*blocks, int(time.time()))
 
     def send_or_done(self, fn: ContractFunction, label: str, *benign: str) -> bool:
         """Send an enclave transaction; a revert named in `benign` means it is done already."""
