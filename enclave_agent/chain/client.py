@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -36,14 +35,6 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     path = "/".join("***" if _TOKEN_SEGMENT.fullmatch(seg) else seg for seg in parts.path.split("/"))
     return urlunsplit((parts.scheme, host, path, "", ""))
-
-
-def chain_now(w3: Web3) -> int:
-    """Chain time: the time the next block will have ("pending": it includes any
-    offset the node applies, e.g. evm_increaseTime), never before the latest block
-    or, on an idle chain, the wall clock."""
-    blocks = (int(w3.eth.get_block(tag)["timestamp"]) for tag in ("latest", "pending"))
-    return max(*blocks, int(time.time()))
 
 
 def connect(rpc_url: str, *, timeout: float = 30) -> Web3:

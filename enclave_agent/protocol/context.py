@@ -6,6 +6,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +16,6 @@ from eth_utils.address import to_checksum_address
 from web3.contract.contract import ContractFunction
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
-from enclave_agent.chain.client import chain_now
 from enclave_agent.chain.identity import ChainChanged, ChainIdentity, IdentityGuard
 from enclave_agent.chain.manifest import Manifest, load_manifest
 from enclave_agent.chain.names import NameBook
@@ -162,7 +162,11 @@ class AgentContext:
         return {addr: bytes.fromhex(k) for addr, k in json.loads(raw).items()}
 
     def chain_now(self) -> int:
-        return chain_now(self.w3)
+        """Chain time: the time the next block will have ("pending": it includes any
+        offset the node applies, e.g. evm_increaseTime), never before the latest block
+        or, on an idle chain, the wall clock."""
+        blocks = (int(self.w3.eth.get_block(tag)["timestamp"]) for tag in ("latest", "pending"))
+        return max(*blocks, int(time.time()))
 
     def send_or_done(self, fn: ContractFunction, label: str, *benign: str) -> bool:
         """Send an enclave transaction; a revert named in `benign` means it is done already."""

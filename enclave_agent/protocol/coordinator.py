@@ -4,6 +4,7 @@ epoch's providers."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
-from enclave_agent.chain.client import chain_now
 from enclave_agent.chain.manifest import load_manifest
 from enclave_agent.config import load_account
 from enclave_agent.crypto.field import PRIME61, RING64
@@ -92,6 +92,9 @@ class RoundRequest:
 def open_round_call(w3: Web3, contracts: Contracts, request: RoundRequest) -> ContractFunction:
     """The openRound call over the active providers, validated before any transaction."""
     participants = len(contracts.registry.functions.activeMembers(1).call())
+    # The next block's time: "latest" lags on an idle chain and misses any offset the
+    # node applies to the next block (evm_increaseTime); "pending" has both.
+    chain_time = max(int(w3.eth.get_block(tag)["timestamp"]) for tag in ("latest", "pending"))
     args = round_arguments(
         tag=request.tag,
         length=request.length,
@@ -100,7 +103,9 @@ def open_round_call(w3: Web3, contracts: Contracts, request: RoundRequest) -> Co
         threshold=request.threshold,
         participants=participants,
         frac_bits=request.frac_bits,
-        now=chain_now(w3),
+        # The chain clock moves only with blocks: an idle chain lags the wall clock,
+        # and deadlines computed from it could already have passed.
+        now=max(chain_time, int(time.time())),
         posting_window=request.posting_window,
         window=request.window,
         output=request.output,
