@@ -25,6 +25,9 @@ Example (provider)::
                                         # (enclave-agent evidence-verifier); every one is asked
     policy = "evidence-policy.toml"     # the policy peers' hardware evidence is re-verified under
     nitro_root_sha256 = ["641a03..."]   # pinned AWS Nitro roots (default: AWS's)
+    dcap_collateral = "collateral/intel"  # Intel TCB Info, QE Identity, CRLs: peers' SGX/TDX quotes
+    snp_collateral = "collateral/amd"   # VCEKs and AMD ASK/ARK chains: peers' SEV-SNP reports
+    amd_ark_sha256 = { Milan = "..." }  # pinned AMD ARKs per family (default: AMD's)
 
     [data]
     csv = "data/bank-a.csv"
@@ -121,6 +124,9 @@ class EvidenceConfig:
     verifier_urls: tuple[str, ...] = ()
     policy: Path | None = None
     nitro_roots_sha256: tuple[str, ...] = ()
+    dcap_collateral: Path | None = None
+    snp_collateral: Path | None = None
+    amd_ark_sha256: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -392,25 +398,41 @@ def load_config(path: Path | str) -> AgentConfig:
 def _evidence_config(table: _Reader | None, base: Path) -> EvidenceConfig:
     if table is None:
         return EvidenceConfig()
-    unknown = set(table.table) - {"verifier_urls", "policy", "nitro_root_sha256"}
-    if unknown:
-        raise table.fail(sorted(unknown)[0], "unknown key")
+    from enclave_agent.tee.verifier_service import parse_ark_pins, parse_roots
+
+    table.only(
+        "verifier_urls", "policy", "nitro_root_sha256", "dcap_collateral", "snp_collateral", "amd_ark_sha256"
+    )
     urls = table.get("verifier_urls", list, [])
     if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
         raise table.fail("verifier_urls", "must be a list of http(s) URLs")
     roots = table.get("nitro_root_sha256", list, [])
-    for root in roots:
-        if not isinstance(root, str) or len(root.removeprefix("0x")) != 64:
-            raise table.fail("nitro_root_sha256", f"expected SHA-256 hex strings, got {root!r}")
-        try:
-            bytes.fromhex(root.removeprefix("0x"))
-        except ValueError:
-            raise table.fail("nitro_root_sha256", f"not hex: {root!r}") from None
+    arks = table.get("amd_ark_sha256", dict, {})
+    try:
+        parse_roots(roots, "expected SHA-256 hex strings") if roots else None
+    except ConfigError as exc:
+        raise table.fail("nitro_root_sha256", str(exc)) from None
+    try:
+        parse_ark_pins(arks, "expected {family = SHA-256 hex}")
+    except ConfigError as exc:
+        raise table.fail("amd_ark_sha256", str(exc)) from None
     policy = table.path_of("policy", base, required=False)
     if policy is not None and not policy.is_file():
         raise table.fail("policy", f"file {policy} does not exist")
+    collateral: dict[str, Path | None] = {}
+    for key in ("dcap_collateral", "snp_collateral"):
+        directory = collateral[key] = table.path_of(key, base, required=False)
+        if directory is not None and not directory.is_dir():
+            raise table.fail(key, f"directory {directory} does not exist")
+    if arks and collateral["snp_collateral"] is None:
+        raise table.fail("amd_ark_sha256", "pins AMD ARKs, but snp_collateral is not set")
     return EvidenceConfig(
-        verifier_urls=tuple(u.rstrip("/") for u in urls), policy=policy, nitro_roots_sha256=tuple(roots)
+        verifier_urls=tuple(u.rstrip("/") for u in urls),
+        policy=policy,
+        nitro_roots_sha256=tuple(roots),
+        dcap_collateral=collateral["dcap_collateral"],
+        snp_collateral=collateral["snp_collateral"],
+        amd_ark_sha256=tuple(sorted(arks.items())),
     )
 
 

@@ -19,8 +19,15 @@ from eth_utils.address import to_checksum_address
 from enclave_agent.config import EvidenceConfig
 from enclave_agent.errors import AttestationError, ConfigError
 from enclave_agent.protocol.membership import MemberRecord
+from enclave_agent.tee.anchor import BlockTime, challenge_time
 from enclave_agent.tee.binding import BindingClaims
-from enclave_agent.tee.evidence import EvidenceType, EvidenceVerifier, evidence_hash
+from enclave_agent.tee.evidence import (
+    EvidenceType,
+    EvidenceTypeError,
+    EvidenceVerifier,
+    evidence_hash,
+    verify_presented,
+)
 from enclave_agent.tee.policy import Policy
 from enclave_agent.tee.quote import (
     ROLE_NAMES,
@@ -54,11 +61,17 @@ class EvidenceJudge:
     @classmethod
     def from_config(cls, config: EvidenceConfig) -> EvidenceJudge:
         from enclave_agent.tee.policy_file import load_policy
-        from enclave_agent.tee.verifier_service import parse_roots, verifiers_for
+        from enclave_agent.tee.verifier_service import parse_ark_pins, parse_roots, verifiers_for
 
         roots = parse_roots(config.nitro_roots_sha256 or None, "evidence.nitro_root_sha256")
         policy = load_policy(config.policy) if config.policy is not None else None
-        return cls(verifiers_for(roots), policy)
+        verifiers = verifiers_for(
+            roots,
+            dcap_collateral=config.dcap_collateral,
+            snp_collateral=config.snp_collateral,
+            amd_ark_sha256=parse_ark_pins(dict(config.amd_ark_sha256), "evidence.amd_ark_sha256"),
+        )
+        return cls(verifiers, policy)
 
 
 def verify_member_evidence(
@@ -69,12 +82,16 @@ def verify_member_evidence(
     chain_id: int,
     registry: str,
     now: int,
+    block_time: BlockTime | None = None,
 ) -> None:
     """Re-verify a hardware member as the registry admitted it, but from the evidence
     itself: the quote (possession, role, consortium, expiry at admission, approved
     measurement) and the evidence (platform verification, this agent's policy for the
     member's role, binding to the member's enclave address and X25519 key, and the
-    measurement it proves being the quote's). Raises ``AttestationError`` naming why."""
+    measurement it proves being the quote's). Evidence that signs no time is fresh when
+    its challenge is a block of this chain (``block_time``, ``enclave_agent.tee.anchor``)
+    no older than the policy's ``max_age`` at admission. Raises ``AttestationError``
+    naming why."""
     quote = member.quote
     who = f"hardware member {member.enclave}"
     verify_possession(quote, member.possession)
@@ -90,16 +107,26 @@ def verify_member_evidence(
         label = EvidenceType(member.evidence_type).label
     except ValueError:
         raise PeerEvidenceRefused(f"{who}: unknown evidence type {member.evidence_type}") from None
-    verifier = judge.verifiers.get(label)
-    if verifier is None:
+    if label not in judge.verifiers:
         raise PeerEvidenceRefused(f"{who}: this agent verifies no {label} evidence")
     if judge.policy is None:
         raise PeerEvidenceRefused(f"{who}: this agent has no evidence policy ([evidence] policy)")
-    verified = verifier.verify(member.evidence)
+    try:
+        verified = verify_presented(judge.verifiers, label, member.evidence, now=now)
+    except EvidenceTypeError as exc:
+        raise PeerEvidenceRefused(f"{who}: {exc}") from None
     claims = BindingClaims(
         enclave=member.enclave, x25519_key=quote.x25519_key, chain_id=chain_id, registry=registry
     )
-    verdict = judge.policy.evaluate(verified, role=ROLE_NAMES[member.role], claims=claims, now=now)
+    anchored = challenge_time(verified, block_time)
+    verdict = judge.policy.evaluate(
+        verified,
+        role=ROLE_NAMES[member.role],
+        claims=claims,
+        now=now,
+        challenge=None if anchored is None else verified.nonce,
+        challenge_time=anchored,
+    )
     reasons = [str(r) for r in verdict.refusals]
     if verified.measurement != quote.measurement:
         reasons.append(
@@ -142,21 +169,22 @@ def prepare_registration(
     enclave: str,
     chain_id: int,
     registry: str,
+    challenge: bytes,
 ) -> EvidenceRegistration:
     """Evidence from this enclave's device bound to its keys and the consortium, the
     measurement it proves (checked here with this agent's own verifier first), a quote
-    for it, and every configured verifier's signature over the claim."""
+    for it, and every configured verifier's signature over the claim. ``challenge`` is
+    the hash of a recent block (``enclave_agent.tee.anchor``): it dates the evidence."""
     from enclave_agent.tee.hardware import HardwareTee
     from enclave_agent.tee.verifier_service import request_verification
 
     if not isinstance(tee, HardwareTee):
         raise ConfigError("registration with evidence needs a hardware TEE backend")
     claims = BindingClaims(enclave=enclave, x25519_key=x25519_key, chain_id=chain_id, registry=registry)
-    evidence = tee.raw_evidence(claims.report_data())
-    verifier = judge.verifiers.get(tee.name)
-    if verifier is None:
-        raise ConfigError(f"no {tee.name} verifier to read this enclave's own evidence")
-    measurement = verifier.verify(evidence).measurement
+    evidence = tee.raw_evidence(claims.report_data(challenge))
+    if tee.name not in judge.verifiers:
+        raise ConfigError(f"no {tee.name} verifier to read this enclave's own evidence ([evidence])")
+    measurement = verify_presented(judge.verifiers, tee.name, evidence, now=int(time.time())).measurement
     quote = Quote(
         role=role,
         measurement=measurement,

@@ -29,6 +29,7 @@ from enclave_agent.protocol.evidence import (
     verify_member_evidence,
 )
 from enclave_agent.protocol.membership import MemberRecord, MembershipView
+from enclave_agent.tee.anchor import block_time_on, recent_block_hash
 from enclave_agent.tee.attestation_service import request_quote
 from enclave_agent.tee.quote import ROLE_NAMES, Quote, sign_possession, verify_quote
 from enclave_agent.tee.verifier_service import EvidenceRefusedByVerifier
@@ -301,6 +302,7 @@ class Onboarding:
             enclave=self.agent.address,
             chain_id=self.agent.chain_id,
             registry=self.agent.registry_address,
+            challenge=recent_block_hash(self.agent.w3, self.agent.config.confirmations),
         )
 
     def _check_own_record(self, quote: Quote) -> None:
@@ -418,6 +420,7 @@ class Onboarding:
                         chain_id=self.agent.chain_id,
                         registry=self.agent.registry_address,
                         now=int(admitted),
+                        block_time=block_time_on(self.agent.w3),
                     )
                     continue
                 verify_quote(

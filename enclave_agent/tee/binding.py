@@ -22,9 +22,10 @@ amd-sev-snp      ``REPORT_DATA`` (64 bytes) = binding || challenge
 simulated        no report data: the EIP-712 quote names every field itself
 ===============  ==========================================================
 
-The challenge half of a 64-byte report data is a verifier's 32-byte nonce, or 32 zero
-bytes when none was asked for. It is the only freshness a DCAP quote or an SNP report
-can prove: neither carries a signed time.
+The challenge half of a 64-byte report data is a verifier's 32-byte nonce, the hash
+of a recent block of the consortium's chain (registration: ``enclave_agent.tee.anchor``),
+or 32 zero bytes when none was asked for. It is the only freshness a DCAP quote or an
+SNP report can prove: neither carries a signed time.
 """
 
 from __future__ import annotations

@@ -131,6 +131,7 @@ class DcapVerifier:
     """``EvidenceVerifier`` for Intel SGX and TDX DCAP quotes against ``collateral``."""
 
     platform = PLATFORM
+    self_dated = False
 
     def __init__(self, collateral: Collateral, *, root_sha256: bytes = INTEL_SGX_ROOT_CA_SHA256) -> None:
         self.collateral = collateral

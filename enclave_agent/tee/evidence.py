@@ -22,15 +22,18 @@ from typing import Protocol, runtime_checkable
 
 from eth_utils.crypto import keccak
 
+from enclave_agent.errors import AttestationError
 from enclave_agent.tee.binding import evidence_binding, split_report_data
 
 __all__ = [
     "EvidenceRecord",
     "EvidenceType",
+    "EvidenceTypeError",
     "EvidenceVerifier",
     "VerifiedEvidence",
     "evidence_binding",
     "evidence_hash",
+    "verify_presented",
 ]
 
 
@@ -135,9 +138,36 @@ class EvidenceVerifier(Protocol):
     """Verifies one platform's attestation evidence."""
 
     platform: str
+    # True when the evidence signs its own production time (Nitro): it is checked as
+    # of that time. DCAP quotes and SNP reports carry none.
+    self_dated: bool
 
     def verify(self, evidence: bytes, *, at: int | None = None) -> VerifiedEvidence:
         """Check ``evidence`` as of Unix time ``at`` (None: the evidence's own
         timestamp where it has one, else now); raise ``AttestationError`` naming the
         failed step."""
         ...
+
+
+class EvidenceTypeError(AttestationError):
+    """Evidence presented as one type is of another, or of a type nobody here verifies."""
+
+
+def verify_presented(
+    verifiers: Mapping[str, EvidenceVerifier], label: str, evidence: bytes, *, now: int
+) -> VerifiedEvidence:
+    """Verify ``evidence`` presented as type ``label`` at Unix time ``now``, with the
+    verifier for that type: self-dated evidence (Nitro) as of its own time (its
+    certificates live for hours; the policy bounds its age against ``now``), other
+    evidence as of ``now``, when its collateral (Intel TCB Info and CRLs, AMD
+    certificates) must be valid. The evidence must prove that type: one DCAP verifier
+    reads both SGX and TDX quotes, and the chain records the type the claim names."""
+    verifier = verifiers.get(label)
+    if verifier is None:
+        raise EvidenceTypeError(
+            f"no {label} verifier here (verifies {', '.join(sorted(verifiers)) or 'none'})"
+        )
+    verified = verifier.verify(evidence, at=None if verifier.self_dated else now)
+    if verified.platform != label:
+        raise EvidenceTypeError(f"evidence presented as {label} is {verified.platform} evidence")
+    return verified

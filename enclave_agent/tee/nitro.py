@@ -208,6 +208,7 @@ class NitroVerifier:
     """``EvidenceVerifier`` for AWS Nitro Enclaves attestation documents."""
 
     platform = PLATFORM
+    self_dated = True
 
     def __init__(
         self, *, root_sha256: bytes = AWS_NITRO_ROOT_G1_SHA256, also_trust: Iterable[bytes] = ()

@@ -143,18 +143,20 @@ def _tcb_refusals(rule: TypeRule, verified: VerifiedEvidence) -> list[Refusal]:
 
 
 def _freshness_refusals(
-    rule: TypeRule, verified: VerifiedEvidence, challenge: bytes | None, now: int
+    rule: TypeRule, verified: VerifiedEvidence, challenge: bytes | None, challenge_time: int | None, now: int
 ) -> list[Refusal]:
     if verified.platform == "simulated":
         return []  # a simulated quote's freshness is its own signed expiry (verify_quote)
     refusals = []
-    if verified.timestamp is not None:
-        age = now - verified.timestamp
+    produced = verified.timestamp if verified.timestamp is not None else challenge_time
+    if produced is not None:
+        age = now - produced
         if not -CLOCK_SKEW <= age <= rule.max_age:
+            what = "produced at" if verified.timestamp is not None else "challenge block of"
             refusals.append(
                 Refusal(
                     "max_age",
-                    f"produced at {verified.timestamp}, {age}s before {now}",
+                    f"{what} {produced}, {age}s before {now}",
                     f"older than {rule.max_age}s or from the future",
                 )
             )
@@ -204,8 +206,12 @@ class Policy:
         claims: BindingClaims | None,
         now: int,
         challenge: bytes | None = None,
+        challenge_time: int | None = None,
     ) -> Verdict:
-        """Every rule's refusal for ``verified`` presented for ``role`` by ``claims``."""
+        """Every rule's refusal for ``verified`` presented for ``role`` by ``claims``.
+        ``challenge_time``: when the challenge came to be (a chain-anchored challenge is
+        a block hash: its block's timestamp), which bounds the age of evidence that
+        signs no time of its own."""
         rules = self.roles.get(role, {})
         rule = rules.get(verified.platform)
         if rule is None:
@@ -222,6 +228,6 @@ class Policy:
                 Refusal("debug", "debug=true", f"{verified.platform} evidence from a debug enclave")
             )
         refusals += _tcb_refusals(rule, verified)
-        refusals += _freshness_refusals(rule, verified, challenge, now)
+        refusals += _freshness_refusals(rule, verified, challenge, challenge_time, now)
         refusals += _binding_refusals(verified, claims)
         return Verdict(tuple(refusals))

@@ -257,6 +257,7 @@ class SnpVerifier:
     """``EvidenceVerifier`` for AMD SEV-SNP reports against VCEK/ASK/ARK certificates."""
 
     platform = PLATFORM
+    self_dated = False
 
     def __init__(
         self, certificates: list[x509.Certificate], *, ark_sha256: dict[str, bytes] | None = None
@@ -265,7 +266,7 @@ class SnpVerifier:
         self.ark_sha256 = dict(AMD_ARK_SHA256 if ark_sha256 is None else ark_sha256)
 
     @classmethod
-    def from_paths(cls, paths: list[Path]) -> SnpVerifier:
+    def from_paths(cls, paths: list[Path], *, ark_sha256: dict[str, bytes] | None = None) -> SnpVerifier:
         """Certificates from DER or PEM files (VCEKs, ``ask_ark_*.pem`` chains)."""
         certificates: list[x509.Certificate] = []
         for path in paths:
@@ -279,7 +280,7 @@ class SnpVerifier:
                 certificates.append(
                     load_der_certificate(data, f"SNP certificate {path}", SnpCertificateError)
                 )
-        return cls(certificates)
+        return cls(certificates, ark_sha256=ark_sha256)
 
     def verify(self, evidence: bytes, *, at: int | None = None) -> VerifiedEvidence:
         """Verify a report as of ``at`` (default now: a report carries no time of its own)."""

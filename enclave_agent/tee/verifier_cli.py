@@ -21,6 +21,40 @@ def add_arguments(parser: argparse.ArgumentParser, *, port: int = 0) -> None:
         help="SHA-256 (hex) of a pinned AWS Nitro root certificate; repeat to pin several "
         "(default: AWS Nitro Root-G1 only; tests pin a root they made)",
     )
+    parser.add_argument(
+        "--dcap-collateral",
+        type=Path,
+        metavar="DIR",
+        help="verify Intel SGX and TDX quotes with the collateral under DIR (TCB Info, QE Identity, "
+        "CRLs, TCB signing certificate; PCS or PCCS output, kept current by the operator)",
+    )
+    parser.add_argument(
+        "--snp-collateral",
+        type=Path,
+        metavar="DIR",
+        help="verify AMD SEV-SNP reports with the certificates under DIR (VCEKs, AMD's ASK/ARK chains)",
+    )
+    parser.add_argument(
+        "--rpc-url",
+        metavar="URL",
+        help="the consortium chain's JSON-RPC: DCAP and SNP evidence signs no time, so its challenge "
+        "must be the hash of a recent block of this chain (without it such evidence is refused)",
+    )
+    parser.add_argument(
+        "--amd-ark-sha256",
+        action="append",
+        type=_family_pin,
+        metavar="FAMILY=HEX",
+        help="pin the AMD ARK of a product family (Milan, Genoa, Turin) by SHA-256; repeat per family "
+        "(default: AMD's own ARKs; tests pin an ARK they made)",
+    )
+
+
+def _family_pin(value: str) -> tuple[str, str]:
+    family, sep, digest = value.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected FAMILY=HEX, got {value!r}")
+    return family, digest
 
 
 def _cmd_evidence_verifier(args: argparse.Namespace) -> int:
@@ -33,7 +67,8 @@ def add_evidence_verifier(sub: argparse._SubParsersAction) -> None:  # type: ign
     p = sub.add_parser(
         "evidence-verifier",
         help="run an evidence verifier: verify hardware evidence, sign VerifiedEvidence for the registry",
-        description="Verifies posted hardware evidence (AWS Nitro) for a quote with the platform verifier, "
+        description="Verifies posted hardware evidence (AWS Nitro; Intel SGX and TDX with "
+        "--dcap-collateral; AMD SEV-SNP with --snp-collateral) for a quote with the platform verifier, "
         "the policy file and the key binding, and only if accepted signs EIP-712 VerifiedEvidence; a "
         "refusal names every rule and offending value. Governance trusts its address with "
         "setEvidenceVerifier.",

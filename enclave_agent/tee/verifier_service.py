@@ -15,12 +15,15 @@ by SHA-256, default AWS's; Intel and AMD roots through their collateral), and th
 collateral's freshness. Peers do not rely on it: they re-verify the evidence bytes the
 registry emits (``enclave_agent.protocol.evidence``).
 
-HTTP: ``POST /v1/verify`` ``{"quote": Quote JSON, "evidenceType": "aws-nitro",
+HTTP: ``POST /v1/verify`` ``{"quote": Quote JSON, "evidenceType": "aws-nitro" (or
+"intel-sgx", "intel-tdx", "amd-sev-snp" where collateral is configured),
 "evidence": "<base64>"}`` -> 200 ``{"claim", "signature", "verifier"}``, 422
 ``{"verdict": "refused", "reasons": [{"rule", "value", "reason"}]}``, 400 for a
 malformed request; ``GET /v1/verifier`` and ``/healthz`` name the signer and policy.
 
-Run: ``enclave-agent evidence-verifier --key FILE --policy FILE [--nitro-root-sha256 HEX]``
+Run: ``enclave-agent evidence-verifier --key FILE --policy FILE [--nitro-root-sha256 HEX]
+[--dcap-collateral DIR] [--snp-collateral DIR [--amd-ark-sha256 FAMILY=HEX]] [--rpc-url URL]``
+(DCAP and SNP evidence is fresh only through a chain-anchored challenge: ``--rpc-url``)
 """
 
 from __future__ import annotations
@@ -45,10 +48,17 @@ from aiohttp import web
 from eth_account import Account
 
 from enclave_agent.errors import AttestationError, ConfigError
+from enclave_agent.tee.anchor import BlockTime, block_time_on, challenge_time
 from enclave_agent.tee.attestation_service import load_or_create_service_key
 from enclave_agent.tee.backend import is_secp256k1_key
 from enclave_agent.tee.binding import BindingClaims
-from enclave_agent.tee.evidence import EvidenceType, EvidenceVerifier, evidence_hash
+from enclave_agent.tee.evidence import (
+    EvidenceType,
+    EvidenceTypeError,
+    EvidenceVerifier,
+    evidence_hash,
+    verify_presented,
+)
 from enclave_agent.tee.nitro import AWS_NITRO_ROOT_G1_SHA256, NitroVerifier
 from enclave_agent.tee.policy import EvidenceRefused, Policy, Refusal, Verdict
 from enclave_agent.tee.quote import ROLE_NAMES, MalformedQuoteError, Quote
@@ -74,7 +84,11 @@ class EvidenceVerifierService:
         policy: Policy,
         policy_bytes: bytes,
         verifiers: Mapping[str, EvidenceVerifier],
+        chain: tuple[int, BlockTime] | None = None,
     ) -> None:
+        """``chain``: (chain id, block lookup) of the consortium's chain, to anchor the
+        challenge of evidence that signs no time (``enclave_agent.tee.anchor``); without
+        it, DCAP and SNP evidence is refused for want of freshness."""
         if not is_secp256k1_key(bytes(signing_key)):
             raise ConfigError("evidence verifier signing key must be a valid 32-byte secp256k1 key")
         self._key = bytes(signing_key)
@@ -82,19 +96,17 @@ class EvidenceVerifierService:
         self.policy = policy
         self.policy_hash = policy_hash(policy_bytes)
         self.verifiers = dict(verifiers)
+        self.chain = chain
 
     def __repr__(self) -> str:
         return f"EvidenceVerifierService(verifier={self.address})"
 
     def judge(self, quote: Quote, evidence_type: str, evidence: bytes, *, now: int) -> Verdict:
         """Every refusal of ``evidence`` presented for ``quote`` (none: accepted)."""
-        verifier = self.verifiers.get(evidence_type)
-        if verifier is None:
-            return Verdict(
-                (Refusal("type", evidence_type, f"this verifier checks {', '.join(sorted(self.verifiers))}"),)
-            )
         try:
-            verified = verifier.verify(evidence)
+            verified = verify_presented(self.verifiers, evidence_type, evidence, now=now)
+        except EvidenceTypeError as exc:
+            return Verdict((Refusal("type", evidence_type, str(exc)),))
         except AttestationError as exc:
             return Verdict((Refusal("verification", type(exc).__name__, str(exc)),))
         claims = BindingClaims(
@@ -104,7 +116,16 @@ class EvidenceVerifierService:
             registry=quote.registry,
         )
         role = ROLE_NAMES.get(quote.role, str(quote.role))
-        verdict = self.policy.evaluate(verified, role=role, claims=claims, now=now)
+        block_time = self.chain[1] if self.chain and self.chain[0] == quote.chain_id else None
+        anchored = challenge_time(verified, block_time)
+        verdict = self.policy.evaluate(
+            verified,
+            role=role,
+            claims=claims,
+            now=now,
+            challenge=None if anchored is None else verified.nonce,
+            challenge_time=anchored,
+        )
         refusals = list(verdict.refusals)
         if verified.measurement != quote.measurement:
             refusals.append(
@@ -149,26 +170,59 @@ class EvidenceVerifierService:
 
 def verifiers_for(
     nitro_roots_sha256: Sequence[bytes] = (AWS_NITRO_ROOT_G1_SHA256,),
+    *,
+    dcap_collateral: Path | None = None,
+    snp_collateral: Path | None = None,
+    amd_ark_sha256: Mapping[str, bytes] | None = None,
 ) -> dict[str, EvidenceVerifier]:
-    """The platform verifiers a service (or a peer) runs without collateral: AWS Nitro,
-    pinned to ``nitro_roots_sha256`` (default AWS's root). DCAP and SNP verifiers need
-    collateral: pass them in."""
+    """The platform verifiers a service (or a peer) runs: AWS Nitro always, pinned to
+    ``nitro_roots_sha256`` (default AWS's root); Intel SGX and TDX given a DCAP
+    collateral directory (TCB Info, QE Identity, CRLs, TCB signing certificate; the
+    Intel root is pinned); AMD SEV-SNP given a directory of VCEKs and ASK/ARK chains,
+    pinning ``amd_ark_sha256`` per product family (default AMD's ARKs)."""
+    from enclave_agent.tee.verify import dcap_verifier, snp_verifier
+
     first, *others = nitro_roots_sha256
-    return {"aws-nitro": NitroVerifier(root_sha256=first, also_trust=others)}
+    verifiers: dict[str, EvidenceVerifier] = {
+        "aws-nitro": NitroVerifier(root_sha256=first, also_trust=others)
+    }
+    if dcap_collateral is not None:
+        dcap = dcap_verifier(dcap_collateral, "DCAP collateral")
+        verifiers |= {"intel-sgx": dcap, "intel-tdx": dcap}
+    if snp_collateral is not None:
+        verifiers["amd-sev-snp"] = snp_verifier(snp_collateral, "SNP collateral", amd_ark_sha256)
+    elif amd_ark_sha256:
+        raise ConfigError("AMD ARK pins are given but no SNP collateral directory")
+    return verifiers
+
+
+def parse_ark_pins(values: Mapping[str, str] | None, what: str) -> dict[str, bytes] | None:
+    """Pinned AMD ARKs ``{family: SHA-256 hex}`` (None or empty: AMD's own)."""
+    from enclave_agent.tee.sevsnp import AMD_ARK_SHA256
+
+    if not values:
+        return None
+    pins = {}
+    for family, value in values.items():
+        if family not in AMD_ARK_SHA256:
+            raise ConfigError(f"{what}: unknown product family {family!r} ({', '.join(AMD_ARK_SHA256)})")
+        pins[family] = _sha256_hex(value, what)
+    return pins
+
+
+def _sha256_hex(value: object, what: str) -> bytes:
+    try:
+        digest = bytes.fromhex(str(value).removeprefix("0x"))
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise ConfigError(f"{what}: expected 32 bytes of hex, got {value!r}")
+    return digest
 
 
 def parse_roots(values: Sequence[str] | None, what: str) -> tuple[bytes, ...]:
     """Pinned root fingerprints from hex strings (none given: AWS's root)."""
-    roots = []
-    for value in values or [AWS_NITRO_ROOT_G1_SHA256.hex()]:
-        try:
-            root = bytes.fromhex(str(value).removeprefix("0x"))
-        except ValueError:
-            root = b""
-        if len(root) != 32:
-            raise ConfigError(f"{what}: expected 32 bytes of hex, got {value!r}")
-        roots.append(root)
-    return tuple(roots)
+    return tuple(_sha256_hex(value, what) for value in values or [AWS_NITRO_ROOT_G1_SHA256.hex()])
 
 
 # ---------------------------------------------------------------------- HTTP server
@@ -204,6 +258,8 @@ async def _post_verify(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
         claim, signature = await asyncio.to_thread(service.verify_and_sign, quote, evidence_type, evidence)
+    except ChainUnreachable as exc:
+        return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "5"})
     except EvidenceRefused as exc:
         return web.json_response(
             {"verdict": "refused", "reasons": [r.to_json() for r in exc.verdict.refusals]}, status=422
@@ -215,13 +271,15 @@ async def _post_verify(request: web.Request) -> web.Response:
 
 def _identity(service: EvidenceVerifierService) -> dict[str, Any]:
     nitro = service.verifiers.get("aws-nitro")
-    roots = sorted(getattr(nitro, "roots_sha256", ()))
+    snp = service.verifiers.get("amd-sev-snp")
     return {
         "verifier": service.address,
         "policyHash": "0x" + service.policy_hash.hex(),
         "policy": service.policy.source,
         "types": sorted(service.verifiers),
-        "nitroRootsSha256": [root.hex() for root in roots],
+        "nitroRootsSha256": [root.hex() for root in sorted(getattr(nitro, "roots_sha256", ()))],
+        "amdArksSha256": {k: v.hex() for k, v in sorted(getattr(snp, "ark_sha256", {}).items())},
+        "anchorChainId": None if service.chain is None else service.chain[0],
     }
 
 
@@ -322,6 +380,20 @@ async def _serve(service: EvidenceVerifierService, host: str, port: int) -> None
     logger.info("evidence verifier stopped")
 
 
+class ChainUnreachable(AttestationError):
+    """The chain that anchors challenges did not answer: try again (HTTP 503)."""
+
+
+def _reachable(block_time: BlockTime, url: str) -> BlockTime:
+    def lookup(block_hash: bytes) -> int | None:
+        try:
+            return block_time(block_hash)
+        except Exception as exc:
+            raise ChainUnreachable(f"chain at {url} unreachable ({type(exc).__name__})") from None
+
+    return lookup
+
+
 def run(args: argparse.Namespace) -> int:
     from enclave_agent.tee.policy_file import load_policy
 
@@ -331,11 +403,26 @@ def run(args: argparse.Namespace) -> int:
         policy_bytes = Path(args.policy).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{args.policy}: cannot read policy: {exc.strerror}") from None
+    chain = None
+    if args.rpc_url:
+        from web3 import HTTPProvider, Web3
+
+        w3 = Web3(HTTPProvider(args.rpc_url, request_kwargs={"timeout": 10}))
+        try:
+            chain = (int(w3.eth.chain_id), _reachable(block_time_on(w3), args.rpc_url))
+        except Exception as exc:
+            raise ConfigError(f"--rpc-url {args.rpc_url}: chain unreachable ({type(exc).__name__})") from None
     service = EvidenceVerifierService(
         load_or_create_service_key(args.key),
+        chain=chain,
         policy=load_policy(args.policy),
         policy_bytes=policy_bytes,
-        verifiers=verifiers_for(roots),
+        verifiers=verifiers_for(
+            roots,
+            dcap_collateral=args.dcap_collateral,
+            snp_collateral=args.snp_collateral,
+            amd_ark_sha256=parse_ark_pins(dict(args.amd_ark_sha256 or ()), "--amd-ark-sha256"),
+        ),
     )
     try:
         asyncio.run(_serve(service, args.host, args.port))

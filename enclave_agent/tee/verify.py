@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,17 +148,37 @@ def verifier_for(evidence_type: str, collateral: Path | None) -> EvidenceVerifie
         return NitroVerifier()
     if collateral is None:
         raise ConfigError(f"{evidence_type} evidence needs --collateral DIR")
-    if not Path(collateral).is_dir():
-        raise ConfigError(f"--collateral: {collateral} is not a directory")
     if evidence_type in ("intel-sgx", "intel-tdx"):
-        from enclave_agent.tee.dcap import DcapVerifier
-        from enclave_agent.tee.dcap_collateral import Collateral
+        return dcap_verifier(collateral, "--collateral")
+    return snp_verifier(collateral, "--collateral")
 
-        return DcapVerifier(Collateral.from_dir(collateral))
+
+def _collateral_dir(directory: Path, what: str) -> Path:
+    if not Path(directory).is_dir():
+        raise ConfigError(f"{what}: {directory} is not a directory")
+    return Path(directory)
+
+
+def dcap_verifier(directory: Path, what: str) -> EvidenceVerifier:
+    """A DCAP verifier (SGX and TDX quotes) over every collateral file under ``directory``."""
+    from enclave_agent.tee.dcap import DcapVerifier
+    from enclave_agent.tee.dcap_collateral import Collateral
+
+    return DcapVerifier(Collateral.from_dir(_collateral_dir(directory, what)))
+
+
+def snp_verifier(
+    directory: Path, what: str, ark_sha256: Mapping[str, bytes] | None = None
+) -> EvidenceVerifier:
+    """An SNP verifier over every certificate file under ``directory`` (VCEKs, AMD's
+    ASK/ARK chains), pinning ``ark_sha256`` per product family (default AMD's ARKs)."""
     from enclave_agent.tee.sevsnp import SnpVerifier
 
-    files = sorted(p for p in Path(collateral).rglob("*") if p.suffix in (".der", ".pem", ".crt", ".cer"))
-    return SnpVerifier.from_paths(files)
+    root = _collateral_dir(directory, what)
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".der", ".pem", ".crt", ".cer"))
+    if not files:
+        raise ConfigError(f"{what}: {directory} holds no certificate (.der, .pem, .crt, .cer)")
+    return SnpVerifier.from_paths(files, ark_sha256=None if ark_sha256 is None else dict(ark_sha256))
 
 
 def verified_json(verified: VerifiedEvidence, claims: BindingClaims | None) -> dict[str, object]:

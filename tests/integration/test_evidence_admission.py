@@ -8,7 +8,7 @@ What is real and what is made here:
 
 - The ACCEPTED gateway's evidence is a Nitro-format COSE_Sign1 document signed by a
   test CA chain (ES384) this test makes (``tests/support/nitro_documents.py``), produced
-  by a fake Nitro Secure Module inside the agent process (``tests/support/nitro_member.py``)
+  by a fake Nitro Secure Module inside the agent process (``tests/support/hardware_member.py``)
   with ``user_data`` = the binding of the agent's fresh keys. The recorded AWS samples
   cannot be bound to fresh keys (their ``user_data`` is fixed), so the verifier service
   and the peers pin this test root by SHA-256 alongside AWS's own root.
@@ -41,18 +41,21 @@ from web3.exceptions import ContractCustomError
 
 from enclave_agent.localnet import Consortium, start_consortium, wait_until
 from enclave_agent.localnet.processes import ChildProcess, python_child
-from enclave_agent.tee.binding import evidence_binding
+from enclave_agent.tee.binding import BindingClaims, evidence_binding
 from enclave_agent.tee.evidence import EvidenceType
 from enclave_agent.tee.nitro import AWS_NITRO_ROOT_G1_SHA256, nitro_measurement
 from enclave_agent.tee.quote import Quote, sign_possession
+from enclave_agent.tee.sevsnp import SnpReport, snp_measurement
 from enclave_agent.tee.verified_evidence import EvidenceClaim, sign_verified_evidence
 from enclave_agent.tee.verifier_service import EvidenceRefusedByVerifier, request_verification
 from tests.support.nitro_documents import TEST_PCRS, DocumentSigner
+from tests.support.snp_reports import ReportSigner
 from tests.support.tee_samples import nitro_sample
 
 PROVIDER, GATEWAY = 1, 2
 PCR0 = b"\x07" * 48
 OTHER_PCR0 = b"\x09" * 48
+SNP_MEASUREMENT = b"\x05" * 48
 COMPROMISED_KEY = keccak(b"a verifier key that leaked")
 REAL_SAMPLE = "anchorage_2022-11-09_eu-west-1.cose"
 _VERIFIER_LINE = re.compile(r"verifier=(0x[0-9a-fA-F]{40}) .*listening on (http://\S+)")
@@ -61,7 +64,10 @@ _VERIFIER_LINE = re.compile(r"verifier=(0x[0-9a-fA-F]{40}) .*listening on (http:
 def policy_text() -> str:
     pcrs = {"PCR0": PCR0, "PCR1": TEST_PCRS[1], "PCR2": TEST_PCRS[2]}
     entry = ", ".join(f'{k} = "{v.hex()}"' for k, v in pcrs.items())
-    return f"version = 1\n\n[roles.gateway.aws-nitro]\napproved = [{{ {entry} }}]\n"
+    return (
+        f"version = 1\n\n[roles.gateway.aws-nitro]\napproved = [{{ {entry} }}]\n\n"
+        f'[roles.gateway.amd-sev-snp]\napproved = [{{ MEASUREMENT = "{SNP_MEASUREMENT.hex()}" }}]\n'
+    )
 
 
 def transact(c: Consortium, call: Any, sender: str) -> Any:
@@ -72,15 +78,42 @@ def transact(c: Consortium, call: Any, sender: str) -> Any:
 
 class World:
     def __init__(
-        self, c: Consortium, ca: DocumentSigner, policy: Path, verifier_url: str, gateway: str
+        self,
+        c: Consortium,
+        ca: DocumentSigner,
+        chip: ReportSigner,
+        policy: Path,
+        verifier_url: str,
+        evidence_toml: str,
     ) -> None:
-        self.c, self.ca, self.policy, self.verifier_url, self.gateway_log = (
-            c,
-            ca,
-            policy,
-            verifier_url,
-            gateway,
+        self.c, self.ca, self.chip, self.policy = c, ca, chip, policy
+        self.verifier_url, self.evidence_toml = verifier_url, evidence_toml
+        self.hardware: dict[str, ChildProcess] = {}  # name -> hardware member process
+        self.root = c.root
+
+    def start_hardware_member(self, name: str, operator_index: int, *device: Any) -> str:
+        """A hardware gateway on a fake device (``tests/support/hardware_member.py``);
+        returns its log file."""
+        tee = "amd-sev-snp" if "--snp-chip" in device else "aws-nitro"
+        agent = self.c.add_agent(
+            name,
+            operator_index=operator_index,
+            role="gateway",
+            extra=self.evidence_toml + "[gateway]\nport = 0\n",
+            start=False,
         )
+        agent.config.write_text(agent.config.read_text().replace("[agent]\n", f'[agent]\ntee = "{tee}"\n', 1))
+        log = self.root / f"{name}.log"
+        process = python_child(
+            f"agent {name}", "tests.support.hardware_member", "--config", agent.config, *device, log=log
+        )
+        process.start()
+        self.hardware[name] = process
+        return str(log)
+
+    def stop_hardware_member(self, name: str) -> None:
+        self.hardware.pop(name).stop(timeout=10)
+        del self.c.agents[name]
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +122,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with start_consortium(root) as c:
         ca = DocumentSigner()
         ca.save(root / "test-ca")
+        chip = ReportSigner()
+        snp_collateral = chip.save(root / "snp-chip")
         policy = root / "evidence-policy.toml"
         policy.write_text(policy_text())
         roots = [ca.sha256.hex(), AWS_NITRO_ROOT_G1_SHA256.hex()]
+        ark = chip.ark_sha256.hex()
         verifier = python_child(
             "evidence verifier",
             "enclave_agent.cli",
@@ -103,10 +139,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--port",
             "0",
             *[arg for r in roots for arg in ("--nitro-root-sha256", r)],
+            "--snp-collateral",
+            snp_collateral,
+            "--amd-ark-sha256",
+            f"Milan={ark}",
+            "--rpc-url",
+            c.anvil.url,
             log=root / "verifier.log",
         )
         verifier.start()
-        nitro_gateway: ChildProcess | None = None
+        world: World | None = None
         try:
             address, url = wait_until(
                 lambda: m.groups() if (m := _VERIFIER_LINE.search(verifier.output())) else None,
@@ -128,35 +170,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 + "nitro_root_sha256 = ["
                 + ", ".join(f'"{r}"' for r in roots)
                 + "]\n"
+                + f'snp_collateral = "{snp_collateral}"\n'
+                + f'amd_ark_sha256 = {{ Milan = "{ark}" }}\n'
             )
             for i in range(3):
                 c.add_agent(f"provider-{i}", operator_index=i + 1, extra=evidence_toml)
-            gw = c.add_agent(
-                "nitro-gateway",
-                operator_index=4,
-                role="gateway",
-                extra=evidence_toml + "[gateway]\nport = 0\n",
-                start=False,
+            world = World(c, ca, chip, policy, url, evidence_toml)
+            world.start_hardware_member(
+                "nitro-gateway", 4, "--nitro-ca", root / "test-ca", "--pcr0", PCR0.hex()
             )
-            gw.config.write_text(
-                gw.config.read_text().replace("[agent]\n", '[agent]\ntee = "aws-nitro"\n', 1)
-            )
-            nitro_gateway = python_child(
-                "agent nitro-gateway",
-                "tests.support.nitro_member",
-                "--config",
-                gw.config,
-                "--ca",
-                root / "test-ca",
-                "--pcr0",
-                PCR0.hex(),
-                log=root / "nitro-gateway.log",
-            )
-            nitro_gateway.start()
-            yield World(c, ca, policy, url, str(root / "nitro-gateway.log"))
+            yield world
         finally:
-            if nitro_gateway is not None:
-                nitro_gateway.stop(timeout=10)
+            for process in world.hardware.values() if world else ():
+                process.stop(timeout=10)
             verifier.stop(timeout=5)
 
 
@@ -175,8 +201,11 @@ def synchronised(w: World, gateways: int = 1) -> None:
 
 
 def logs(w: World) -> dict[str, str]:
-    out = {name: agent.logs() for name, agent in w.c.agents.items() if name != "nitro-gateway"}
-    out["nitro-gateway"] = Path(w.gateway_log).read_text()
+    """The logs of every running agent (hardware members' from their own processes)."""
+    out = {name: agent.logs() for name, agent in w.c.agents.items() if name not in w.hardware}
+    for name, process in w.hardware.items():
+        if process.running:
+            out[name] = (w.root / f"{name}.log").read_text()
     return out
 
 
@@ -288,5 +317,84 @@ def test_real_evidence_bound_to_other_keys_is_refused_by_every_peer(world: World
     assert not any(registry.functions.digestMatched(epoch, m).call() for m in honest)
     assert not registry.functions.isSynchronised().call()
     # Governance removes it; the honest members synchronise the next epoch.
+    transact(w.c, registry.functions.revoke(enclave.address), w.c.governor)
+    synchronised(w)
+
+
+def snp_gateway_measurement(w: World) -> bytes:
+    return snp_measurement(SnpReport(w.chip.report(bytes(64), measurement=SNP_MEASUREMENT)))
+
+
+def test_the_gateway_moves_from_nitro_to_snp_hardware(world: World) -> None:
+    """Governance replaces the Nitro gateway by one on an SEV-SNP guest (test chip): its
+    report is signed by the verifier service after the service looked up the block its
+    challenge names, and every peer re-verifies the report, and that block, itself."""
+    w = world
+    synchronised(w)
+    registry = w.c.registry
+    (nitro,) = registry.functions.activeMembers(GATEWAY).call()
+    transact(w.c, registry.functions.approveMeasurement(GATEWAY, snp_gateway_measurement(w)), w.c.governor)
+    transact(w.c, registry.functions.revoke(nitro), w.c.governor)
+    w.stop_hardware_member("nitro-gateway")
+    chip = ("--snp-chip", w.root / "snp-chip", "--measurement", SNP_MEASUREMENT.hex())
+    w.start_hardware_member("snp-gateway", 7, *chip)
+    synchronised(w)
+    (gateway,) = registry.functions.activeMembers(GATEWAY).call()
+    assert gateway != nitro
+    assert registry.functions.evidenceOf(gateway).call()[0] == EvidenceType.AMD_SEV_SNP
+    recorded = [
+        e
+        for e in w.c.contracts.registry.events.EvidenceRecorded().get_logs(from_block=0)
+        if e["args"]["enclave"] == gateway
+    ]
+    (event,) = recorded
+    anchor = SnpReport(bytes(event["args"]["evidence"])).report_data[32:]
+    anchored_at = w.c.w3.eth.get_block(anchor)["timestamp"]  # a block of this chain...
+    admitted_at = w.c.w3.eth.get_block(event["blockNumber"])["timestamp"]
+    assert 0 <= admitted_at - anchored_at <= 600  # ...within the policy's max_age
+    for name, text in logs(w).items():
+        if name != "snp-gateway":
+            assert f"hardware member {gateway}: amd-sev-snp evidence re-verified" in text, name
+
+
+def test_an_snp_report_with_no_block_as_challenge_is_refused_by_verifier_and_peers(world: World) -> None:
+    """A genuine, bound report of an approved guest whose challenge names no block (it
+    could have been made at any time, e.g. before a TCB recovery): the honest verifier
+    refuses it for freshness; signed by a compromised verifier, the contract admits it,
+    and every peer refuses it for the same reason."""
+    w = world
+    synchronised(w)
+    registry = w.c.registry
+    operator = w.c.w3.eth.accounts[8]
+    w.c.admit_organisation(operator, "rogue-stale-report")
+    enclave = Account.create()
+    quote = rogue_quote(w, operator, enclave, snp_gateway_measurement(w))
+    claims = BindingClaims(
+        enclave=enclave.address, x25519_key=quote.x25519_key, chain_id=quote.chain_id, registry=quote.registry
+    )
+    report = w.chip.report(claims.report_data(os.urandom(32)), measurement=SNP_MEASUREMENT)
+    with pytest.raises(EvidenceRefusedByVerifier) as refused:
+        request_verification(w.verifier_url, quote, "amd-sev-snp", report)
+    assert {r["rule"] for r in refused.value.reasons} == {"freshness"}
+    claim = EvidenceClaim(EvidenceType.AMD_SEV_SNP, keccak(report), keccak(w.policy.read_bytes()))
+    call = registry.functions.registerWithEvidence(
+        quote.as_tuple(),
+        claim.as_tuple(),
+        [sign_verified_evidence(quote, claim, COMPROMISED_KEY)],
+        sign_possession(quote, bytes(enclave.key)),
+        report,
+    )
+    transact(w.c, call, operator)
+    assert registry.functions.isActiveMember(enclave.address, GATEWAY).call()
+
+    def all_refused() -> bool:
+        w.c.check_alive()
+        return all(
+            f"hardware member {enclave.address}: amd-sev-snp evidence refused: freshness" in text
+            for text in logs(w).values()
+        )
+
+    wait_until(all_refused, 60, "every honest agent refusing the stale report")
+    assert not registry.functions.isSynchronised().call()
     transact(w.c, registry.functions.revoke(enclave.address), w.c.governor)
     synchronised(w)

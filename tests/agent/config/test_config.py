@@ -290,3 +290,28 @@ def test_evidence_table(folder: Path) -> None:
 def test_evidence_table_mistakes(folder: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write(folder, text))
+
+
+def test_evidence_collateral_and_amd_pins(folder: Path) -> None:
+    from enclave_agent.protocol.evidence import EvidenceJudge
+    from enclave_agent.tee.sevsnp import AMD_ARK_SHA256
+    from tests.support.tee_samples import SNP
+
+    pin = AMD_ARK_SHA256["Milan"].hex()
+    text = VALID + f'[evidence]\nsnp_collateral = "{SNP}"\namd_ark_sha256 = {{ Milan = "{pin}" }}\n'
+    config = load_config(write(folder, text))
+    assert config.evidence.snp_collateral == SNP
+    assert config.evidence.amd_ark_sha256 == (("Milan", pin),)
+    judge = EvidenceJudge.from_config(config.evidence)
+    assert sorted(judge.verifiers) == ["amd-sev-snp", "aws-nitro"]
+    assert judge.verifiers["amd-sev-snp"].ark_sha256 == {"Milan": AMD_ARK_SHA256["Milan"]}  # type: ignore[attr-defined]
+    for extra, message in [
+        (f'amd_ark_sha256 = {{ Milan = "{pin}" }}\n', "snp_collateral is not set"),
+        ('snp_collateral = "nowhere"\n', "directory .*nowhere does not exist"),
+        (f'snp_collateral = "{SNP}"\namd_ark_sha256 = {{ Rome = "{pin}" }}\n', "unknown product family"),
+        (f'snp_collateral = "{SNP}"\namd_ark_sha256 = {{ Milan = "abc" }}\n', "32 bytes of hex"),
+        ('dcap_collateral = "nowhere"\n', "dcap_collateral: directory"),
+        ("snp_colateral = 1\n", "did you mean 'snp_collateral'"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(folder, VALID + "[evidence]\n" + extra))
