@@ -37,8 +37,10 @@ from locust import HttpUser, constant_throughput, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from web3 import Web3  # noqa: E402
 
+from enclave_agent.onchain import RequestState  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-COMPLETED, REFUNDED, EXPIRED = 2, 4, 3  # RequestState
+COMPLETED, REFUNDED, EXPIRED = RequestState.COMPLETED, RequestState.REFUNDED, RequestState.EXPIRED
 
 
 def start_consortium(workdir: Path, requests_total: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:

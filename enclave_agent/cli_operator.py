@@ -15,6 +15,7 @@ from enclave_agent.cli_common import Parser, add_chain_args, manifest_of, positi
 from enclave_agent.errors import EXIT_ROUND_ABORTED, EXIT_TIMEOUT, ConfigError
 from enclave_agent.operator.session import Session
 from enclave_agent.protocol import stages
+from enclave_agent.protocol.round_spec import ROUND_DEFAULTS
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 
@@ -227,7 +228,8 @@ def _add_client(sub: SubParsers) -> None:
 
 def _cmd_round_open(args: argparse.Namespace) -> int:
     from enclave_agent.operator.rounds import default_length, default_output
-    from enclave_agent.protocol.coordinator import RoundRequest, open_round
+    from enclave_agent.protocol.coordinator import open_round
+    from enclave_agent.protocol.round_spec import RoundRequest
 
     length = args.length
     if args.features_from is not None:
@@ -279,14 +281,14 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
     p.add_argument(
         "--scheme",
         choices=stages.SCHEMES,
-        default="additive",
+        default=ROUND_DEFAULTS.scheme,
         help="additive: n-of-n over Z/2^64, every provider must contribute; shamir: t-of-n over "
         "GF(2^61-1), survives n-t dropouts (needs 3 providers)",
     )
     p.add_argument(
         "--encoding",
         choices=stages.ENCODINGS,
-        default="seeded",
+        default=ROUND_DEFAULTS.encoding,
         help="dense: each encrypted share vector goes on chain; seeded: a 32-byte encrypted seed per "
         "recipient, the recipient expands it (on-chain bytes flat in d)",
     )
@@ -295,9 +297,21 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
         type=positive_int,
         help="t, the shares that rebuild the aggregate (default: n for additive, max(2, n-1) for shamir)",
     )
-    p.add_argument("--frac-bits", type=int, default=16, help="fixed-point fraction bits (0..40)")
-    p.add_argument("--posting-window", type=positive_int, default=120, help="seconds to post shares")
-    p.add_argument("--window", type=positive_int, default=300, help="seconds until the round deadline")
+    p.add_argument(
+        "--frac-bits", type=int, default=ROUND_DEFAULTS.frac_bits, help="fixed-point fraction bits (0..40)"
+    )
+    p.add_argument(
+        "--posting-window",
+        type=positive_int,
+        default=ROUND_DEFAULTS.posting_window,
+        help=f"seconds to post shares (default {ROUND_DEFAULTS.posting_window})",
+    )
+    p.add_argument(
+        "--window",
+        type=positive_int,
+        default=ROUND_DEFAULTS.window,
+        help=f"seconds until the round deadline (default {ROUND_DEFAULTS.window})",
+    )
     p.add_argument(
         "--output",
         choices=("auto", *stages.OUTPUT_KINDS),

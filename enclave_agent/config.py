@@ -75,9 +75,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.errors import ConfigError
+from enclave_agent.onchain import ROLES
 from enclave_agent.tee._files import check_owner_only
 
-ROLES = {"provider": 1, "gateway": 2}
 TEE_BACKENDS = ("simulated", "aws-nitro", "intel-tdx", "amd-sev-snp")
 
 

@@ -51,6 +51,7 @@ from enclave_agent.model.data import (
 from enclave_agent.model.federated import fedavg_plaintext
 from enclave_agent.model.logistic import contribution_length, predict_proba
 from enclave_agent.model.metrics import accuracy, auc, central_baseline
+from enclave_agent.onchain import Role
 from enclave_agent.operator import clients
 from enclave_agent.operator.models import register_model, register_statistic
 from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L1_BOUND, TRAIN_L2, TRAIN_LR
@@ -58,7 +59,7 @@ from enclave_agent.tee._files import ensure_private_dir, write_new_private_file,
 
 log = logging.getLogger(__name__)
 
-GATEWAY_ROLE = 2
+GATEWAY_ROLE = Role.GATEWAY
 CLIENT_INDEX = 9  # dev account of the outside client
 SPARE_CLIENTS = (10, 11)  # dev accounts with API keys but no access until granted (tests use them)
 FEE_WEI = 10**12

@@ -16,8 +16,8 @@ from typing import Any
 from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.chain import Contracts
-from enclave_agent.config import ROLES
 from enclave_agent.errors import ConfigError
+from enclave_agent.onchain import ROLES
 from enclave_agent.operator.session import Sender, Session
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,15 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from enclave_agent.protocol.disputes import BLAME_REASONS, EXCLUSION_REASONS
-from enclave_agent.protocol.onboarding import REVOKE_REASONS
-from enclave_agent.protocol.stages import ABORT_REASONS, ENCODINGS, OUTPUT_KINDS, SCHEMES
+from enclave_agent.protocol.stages import (
+    ABORT_REASONS,
+    BLAME_REASONS,
+    ENCODINGS,
+    EXCLUSION_REASONS,
+    OUTPUT_KINDS,
+    REVOKE_REASONS,
+    SCHEMES,
+)
 from enclave_agent.tee.evidence import EvidenceType
 from enclave_agent.tee.quote import ROLE_NAMES
 from enclave_console.records import (

@@ -13,8 +13,7 @@ from typing import Any
 from brownie import ConsortiumRegistry, InferenceGateway, ShareExchange, accounts, network
 
 from enclave_agent.chain.manifest import Manifest, load_manifest
-
-ROLES = {"provider": 1, "gateway": 2}
+from enclave_agent.onchain import ROLES
 
 
 def manifest() -> Manifest:

@@ -8,6 +8,7 @@ Environment (all optional):
                                 (default: `enclave-agent measure` of this checkout)
     ENCLAVE_ATTESTATION_SIGNER  address of the trusted attestation signer
     ENCLAVE_MANIFEST            where to write the manifest (default deployments/<network>.json)
+    ENCLAVE_ACCOUNT             Brownie account to deploy and govern with (default accounts[0])
 
 Nobody can register an enclave yet: governance then admits each organisation (its
 operator address, the roles it may hold, how many enclaves per role), e.g.
@@ -21,47 +22,38 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from brownie import ConsortiumRegistry, InferenceGateway, ShareExchange, accounts, chain, network
+from brownie import network
+from eth_account import Account
 
-from enclave_agent.chain.identity import ChainIdentity
+from enclave_agent.chain.deploy import deploy_contracts
 from enclave_agent.chain.manifest import Manifest, write_manifest
+from enclave_agent.onchain import ROLES
 from enclave_agent.tee.measure import measure_package
+from scripts.common import actor
 
-PROVIDER, GATEWAY = 1, 2
+ABI_DIR = Path("build/contracts")
 
 
-def deploy(governor, measurement: bytes, signer: str | None) -> Manifest:
-    tx = {"from": governor}
-    registry = ConsortiumRegistry.deploy(governor, tx)
-    exchange = ShareExchange.deploy(registry, governor, tx)
-    gateway = InferenceGateway.deploy(registry, exchange, governor, tx)
-    exchange.grantRole(exchange.COORDINATOR_ROLE(), governor, tx)
-    for role in (PROVIDER, GATEWAY):
-        registry.approveMeasurement(role, measurement, tx)
-    if signer:
-        registry.setAttestationSigner(signer, True, tx)
-    identity = ChainIdentity.read(network.web3, registry.tx.block_number)
-    return Manifest(
-        chain_id=chain.id,
+def deploy(governor: Any, measurement: bytes, signer: str | None) -> Manifest:
+    """The agent's own deployer (``enclave_agent.chain.deploy``: one wiring for both),
+    sending as ``governor``: a Brownie account the node signs for, or one with a key."""
+    key = getattr(governor, "private_key", None)
+    return deploy_contracts(
+        network.web3,
+        Account.from_key(key) if key else str(governor),
+        abi_dir=ABI_DIR,
+        measurements=dict.fromkeys(ROLES.values(), measurement),
+        signers=[signer] if signer else [],
         rpc_url=network.web3.provider.endpoint_uri,
-        deployed_block=registry.tx.block_number,
-        genesis_hash=identity.genesis_hash,
-        deployed_block_hash=identity.deployed_block_hash,
-        governor=str(governor),
-        contracts={
-            "ConsortiumRegistry": str(registry),
-            "ShareExchange": str(exchange),
-            "InferenceGateway": str(gateway),
-        },
-        abi_dir=str(Path("build/contracts").resolve()),
     )
 
 
 def main() -> None:
     measurement_hex = os.environ.get("ENCLAVE_MEASUREMENT")
     measurement = bytes.fromhex(measurement_hex.removeprefix("0x")) if measurement_hex else measure_package()
-    manifest = deploy(accounts[0], measurement, os.environ.get("ENCLAVE_ATTESTATION_SIGNER"))
+    manifest = deploy(actor(), measurement, os.environ.get("ENCLAVE_ATTESTATION_SIGNER"))
     path = Path(os.environ.get("ENCLAVE_MANIFEST", f"deployments/{network.show_active()}.json"))
     write_manifest(manifest, path)
     print(f"measurement approved for provider and gateway roles: 0x{measurement.hex()}")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from brownie import chain
 
+from enclave_agent.onchain import Role
 from enclave_agent.protocol import stages
-from enclave_agent.protocol.coordinator import round_arguments
+from enclave_agent.protocol.round_spec import RoundRequest, round_arguments
 from scripts.common import actor, contracts
 
 
@@ -18,20 +19,10 @@ def open_round(
     tag: str, length: int | str, scheme: str = "additive", encoding: str = "seeded", threshold: str = ""
 ) -> int:
     registry, exchange, _ = contracts()
-    args = round_arguments(
-        tag=tag,
-        length=int(length),
-        scheme=scheme,
-        encoding=encoding,
-        threshold=int(threshold) if threshold else None,
-        participants=len(registry.activeMembers(1)),
-        frac_bits=16,
-        now=chain.time(),
-        posting_window=120,
-        window=300,
-        output="shared-model",
-        min_contributors=None,  # statistic: every participant
+    request = RoundRequest(
+        tag, int(length), scheme=scheme, encoding=encoding, threshold=int(threshold) if threshold else None
     )
+    args = round_arguments(request, participants=len(registry.activeMembers(Role.PROVIDER)), now=chain.time())
     tx = exchange.openRound(*args, {"from": actor()})
     round_id = int(tx.events["RoundOpened"]["roundId"])
     print(f"opened round {round_id}")

@@ -24,10 +24,9 @@ from enclave_agent.chain.identity import ChainIdentity
 from enclave_agent.chain.manifest import CONTRACT_NAMES, Manifest
 from enclave_agent.chain.sender import TxSender, explain_failure
 from enclave_agent.errors import ChainError, ConfigError
+from enclave_agent.onchain import COORDINATOR_ROLE
 
 log = logging.getLogger(__name__)
-
-COORDINATOR_ROLE = Web3.keccak(text="COORDINATOR_ROLE")
 
 
 def load_artifact(abi_dir: Path, name: str) -> dict[str, Any]:

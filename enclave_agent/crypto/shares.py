@@ -46,6 +46,7 @@ from enclave_agent.crypto.field import (
 from enclave_agent.crypto.prg import SEED_BYTES, expand_seed, new_seed
 from enclave_agent.crypto.sharing import additive_split, check_threshold, interpolate_at, shamir_split
 from enclave_agent.errors import CryptoError, ProtocolError
+from enclave_agent.onchain import Encoding, Scheme
 
 __all__ = [
     "ENCODINGS",
@@ -61,8 +62,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("additive", "shamir")
-ENCODINGS = ("dense", "seeded")
+SCHEMES = tuple(m.label for m in Scheme)  # the contracts' Scheme and Encoding, by label
+ENCODINGS = tuple(m.label for m in Encoding)
 
 
 class ShareKind(enum.IntEnum):

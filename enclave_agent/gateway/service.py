@@ -28,14 +28,13 @@ from enclave_agent.errors import ConfigError, CryptoError, ProtocolError
 from enclave_agent.gateway import auth, scoring
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.model.ranges import InputRange
+from enclave_agent.onchain import CLIENT_ROLE
 from enclave_agent.protocol import queries, stages
 from enclave_agent.protocol.agent import Agent
 from enclave_agent.protocol.disputes import queue_blame
 from enclave_agent.protocol.rounds import RoundDoc
 
 log = logging.getLogger(__name__)
-
-CLIENT_ROLE = keccak(text="CLIENT_ROLE")
 
 
 @dataclass

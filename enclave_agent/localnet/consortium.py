@@ -32,8 +32,10 @@ from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess, chain_en
 from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round_transactions
 from enclave_agent.localnet.errors import AgentExitedError, LocalnetError
 from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
+from enclave_agent.onchain import OrgStatus, Role, RoundState
 from enclave_agent.operator.session import Session
-from enclave_agent.protocol.coordinator import RoundRequest, open_round_call, round_id_of
+from enclave_agent.protocol.coordinator import open_round_call, round_id_of
+from enclave_agent.protocol.round_spec import RoundRequest
 from enclave_agent.tee._files import ensure_private_dir, write_private_file
 from enclave_agent.tee.measure import measure_package
 
@@ -41,12 +43,15 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PROVIDER_ROLE = 1
-GATEWAY_ROLE = 2
+PROVIDER_ROLE, GATEWAY_ROLE = Role.PROVIDER, Role.GATEWAY
 BOTH_ROLES = (1 << PROVIDER_ROLE) | (1 << GATEWAY_ROLE)  # Organisation.roles bitmap
-ADMITTED = 1  # OrgStatus.Admitted
-# Round states of ShareExchange.state(roundId).
-POSTING, FUSING, COMPLETED, ABORTED = 1, 2, 3, 4
+ADMITTED = OrgStatus.ADMITTED
+POSTING, FUSING, COMPLETED, ABORTED = (
+    RoundState.POSTING,
+    RoundState.FUSING,
+    RoundState.COMPLETED,
+    RoundState.ABORTED,
+)
 # A block gas limit with room for several agents' share chunks in one automined
 # block; each transaction stays under the 2**24 cap (TX_GAS_CAP_ARGS).
 DEFAULT_ANVIL_ARGS = ("--gas-limit", "100000000", *TX_GAS_CAP_ARGS)
@@ -209,37 +214,16 @@ class Consortium:
 
     # -- rounds ------------------------------------------------------------------------
 
-    def open_round(
-        self,
-        tag: str,
-        length: int,
-        *,
-        scheme: str = "additive",
-        encoding: str = "seeded",
-        threshold: int | None = None,
-        frac_bits: int = 16,
-        posting_window: int = 60,
-        window: int = 120,
-        output: str = "shared-model",
-        min_contributors: int | None = None,
-    ) -> int:
-        """Open a round over the active providers (as coordinator); returns its id."""
-        request = RoundRequest(
-            tag,
-            length,
-            scheme,
-            encoding,
-            threshold,
-            frac_bits,
-            posting_window,
-            window,
-            output,
-            min_contributors,
-        )
+    def open_round(self, tag: str, length: int, **changes: Any) -> int:
+        """Open a round over the active providers (as coordinator); returns its id.
+        ``changes``: fields of ``RoundRequest`` to change from its defaults, except
+        the windows: a local consortium runs shorter ones (60 s posting, 120 s in all)
+        unless given, so that tests of a dropout reach the deadline sooner."""
+        request = RoundRequest(tag, length, **({"posting_window": 60, "window": 120} | changes))
         call = open_round_call(self.w3, self.contracts, request)
         receipt = self.w3.eth.wait_for_transaction_receipt(call.transact({"from": self.governor}))
         round_id = round_id_of(self.contracts, receipt)
-        log.info("opened round %d (%s/%s, d=%d)", round_id, scheme, encoding, length)
+        log.info("opened round %d (%s/%s, d=%d)", round_id, request.scheme, request.encoding, length)
         return round_id
 
     def round_state(self, round_id: int) -> int:

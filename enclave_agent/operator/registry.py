@@ -9,15 +9,15 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from enclave_agent.config import ROLES
 from enclave_agent.errors import ConfigError
+from enclave_agent.onchain import ROLES
 from enclave_agent.operator.session import Session
 
 
 def role_id(name: str) -> int:
     if name not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {name!r}")
-    return ROLES[name]
+    return int(ROLES[name])
 
 
 def measurement_bytes(text: str) -> bytes:
@@ -52,7 +52,7 @@ def measurements(session: Session) -> list[dict[str, Any]]:
     registry = session.contracts.registry
     logs = registry.events.MeasurementApproved().get_logs(from_block=session.deployed_block)
     seen = dict.fromkeys((int(e["args"]["role"]), bytes(e["args"]["measurement"])) for e in logs)
-    names = {value: name for name, value in ROLES.items()}
+    names: dict[int, str] = {int(value): name for name, value in ROLES.items()}
     return [
         {
             "role": names.get(role, str(role)),

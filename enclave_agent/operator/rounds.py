@@ -13,7 +13,6 @@ from enclave_agent.model.logistic import contribution_length
 from enclave_agent.operator.models import STATS_TAG, list_models, opened_round
 from enclave_agent.operator.session import Session
 from enclave_agent.protocol import stages
-from enclave_agent.protocol.disputes import BLAME_REASONS, EXCLUSION_REASONS
 
 # Which stage a transaction belongs to, by the first round event it emitted.
 _EVENT_STAGES = {
@@ -127,7 +126,8 @@ def show(session: Session, round_id: int) -> dict[str, Any]:
     }
     fused = {str(e["args"]["member"]) for e in logs["FusedCommitted"]}
     excluded = {
-        str(e["args"]["member"]): EXCLUSION_REASONS[int(e["args"]["reason"])] for e in logs["MemberExcluded"]
+        str(e["args"]["member"]): stages.EXCLUSION_REASONS[int(e["args"]["reason"])]
+        for e in logs["MemberExcluded"]
     }
     now = session.chain_time()
     members = []
@@ -153,7 +153,7 @@ def show(session: Session, round_id: int) -> dict[str, Any]:
         {
             "member": names.enclave(e["args"]["member"]),
             "reporter": names.enclave(e["args"]["reporter"]),
-            "reason": BLAME_REASONS[int(e["args"]["reason"])],
+            "reason": stages.BLAME_REASONS[int(e["args"]["reason"])],
         }
         for e in logs["MemberBlamed"]
     ]

@@ -24,14 +24,12 @@ from eth_utils.address import to_checksum_address
 
 from enclave_agent.chain import ChainEvent
 from enclave_agent.errors import ContractRevert, ProtocolError
+from enclave_agent.onchain import ShareExchangeError
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.rounds import RoundDoc, message_key, sender_at_fault
 
 log = logging.getLogger(__name__)
-
-EXCLUSION_REASONS = ("none", "invalid-share", "false-complaint", "key-mismatch")
-BLAME_REASONS = ("none", "reveal-mismatch", "reveal-unreadable", "share-off-polynomial", "wrong-partial")
 
 
 def queue_blame(agent: AgentContext, round_id: int, member: str, reason: str, evidence: bytes = b"") -> None:
@@ -101,7 +99,7 @@ class Disputes:
         if doc is None:
             return
         member = to_checksum_address(args["member"])
-        reason = EXCLUSION_REASONS[int(args["reason"])]
+        reason = stages.EXCLUSION_REASONS[int(args["reason"])]
         if member not in doc.excluded:
             doc.excluded.append(member)
         doc.exclusions.append({"member": member, "reason": reason})
@@ -118,7 +116,7 @@ class Disputes:
             return
         blame = {
             "member": to_checksum_address(args["member"]),
-            "reason": BLAME_REASONS[int(args["reason"])],
+            "reason": stages.BLAME_REASONS[int(args["reason"])],
             "by": to_checksum_address(args["reporter"]),
         }
         doc.blames.append(blame)
@@ -149,9 +147,13 @@ class Disputes:
         try:
             self.agent.enclave_tx.send(call, label=f"complain-{doc.round_id}")
         except ContractRevert as exc:
-            if exc.error_name == "RoundComplaintPending":
+            if exc.error_name == ShareExchangeError.RoundComplaintPending:
                 return  # another complaint is being judged: try again later
-            if exc.error_name not in ("RoundSenderExcluded", "RoundUnexpectedState", "RoundNothingPosted"):
+            if exc.error_name not in (
+                ShareExchangeError.RoundSenderExcluded,
+                ShareExchangeError.RoundUnexpectedState,
+                ShareExchangeError.RoundNothingPosted,
+            ):
                 raise
         doc.reported.append(sender)
         self.agent.save_round(doc)
@@ -171,9 +173,9 @@ class Disputes:
         self.agent.send_or_done(
             self.agent.contracts.exchange.functions.judgeComplaint(doc.round_id, at_fault),
             f"judge-{doc.round_id}",
-            "RoundAlreadyJudged",
-            "RoundNoComplaint",
-            "RoundUnexpectedState",
+            ShareExchangeError.RoundAlreadyJudged,
+            ShareExchangeError.RoundNoComplaint,
+            ShareExchangeError.RoundUnexpectedState,
         )
         doc.judged = True
         self.agent.save_round(doc)
@@ -191,13 +193,13 @@ class Disputes:
             blame = self.agent.store.get_json(key)
             if blame is None:
                 continue
-            reason = BLAME_REASONS.index(blame["reason"])
+            reason = stages.BLAME_REASONS.index(blame["reason"])
             self.agent.send_or_done(
                 self.agent.contracts.exchange.functions.reportMisbehaviour(
                     int(blame["round"]), blame["member"], reason, bytes.fromhex(blame["evidence"])
                 ),
                 f"blame-{blame['round']}",
-                "RoundAlreadyBlamed",
+                ShareExchangeError.RoundAlreadyBlamed,
             )
             with self.agent.store.transaction():
                 self.agent.store.delete_json(key)

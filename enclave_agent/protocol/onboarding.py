@@ -20,6 +20,7 @@ from enclave_agent.errors import (
     ContractRevert,
     EnclaveAgentError,
 )
+from enclave_agent.onchain import ConsortiumRegistryError, RevokeReason
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.evidence import (
@@ -38,24 +39,17 @@ log = logging.getLogger(__name__)
 
 MIN_ENCLAVE_BALANCE = 10**18 // 2  # below this the registration funds the enclave account
 FUNDING = 10**18
-# MemberRevoked reasons (RevokeReason in contracts/types/Types.sol).
-REVOKE_REASONS = (
-    "none",
-    "governance",
-    "operator",
-    "measurement-revoked",
-    "organisation-suspended",
-    "unsynchronised",
-)
-UNSYNCHRONISED = REVOKE_REASONS.index("unsynchronised")
 # Registry refusals that no retry can change: the agent stops (exit 3) naming them.
-_MEASUREMENT_REFUSALS = ("RegistryMeasurementNotApproved", "RegistryMeasurementMismatch")
+_MEASUREMENT_REFUSALS = (
+    ConsortiumRegistryError.RegistryMeasurementNotApproved,
+    ConsortiumRegistryError.RegistryMeasurementMismatch,
+)
 _ADMISSION_REFUSALS = (
-    "RegistryOrganisationNotAdmitted",
-    "RegistryRoleNotAllowed",
-    "RegistryEnclaveLimit",
-    "RegistryOrganisationCoolingDown",
-    "RegistryRoleFull",
+    ConsortiumRegistryError.RegistryOrganisationNotAdmitted,
+    ConsortiumRegistryError.RegistryRoleNotAllowed,
+    ConsortiumRegistryError.RegistryEnclaveLimit,
+    ConsortiumRegistryError.RegistryOrganisationCoolingDown,
+    ConsortiumRegistryError.RegistryRoleFull,
 )
 
 
@@ -152,10 +146,10 @@ class Onboarding:
         view = self.agent.view
         view.member_revoked(enclave)
         self.agent.save_view(view)
-        why = REVOKE_REASONS[reason] if reason < len(REVOKE_REASONS) else str(reason)
+        why = stages.REVOKE_REASONS[reason] if reason < len(stages.REVOKE_REASONS) else str(reason)
         if enclave != self.agent.address:
             log.info("member %s left (%s, by %s)", enclave, why, event.args["by"])
-        elif reason == UNSYNCHRONISED:
+        elif reason == RevokeReason.UNSYNCHRONISED:
             # Dropped for not posting our digest in time: register again (the registry
             # refuses until the organisation's cool-down ends or governance reinstates it).
             log.warning("dropped for not synchronising epoch %d in time; registering again", view.epoch)
@@ -367,8 +361,8 @@ class Onboarding:
         sent = self.agent.send_or_done(
             self.agent.contracts.registry.functions.postMembershipDigest(view.epoch, digest),
             f"digest-{view.epoch}",
-            "RegistryDigestAlreadyPosted",
-            "RegistryWrongEpoch",
+            ConsortiumRegistryError.RegistryDigestAlreadyPosted,
+            ConsortiumRegistryError.RegistryWrongEpoch,
         )
         if sent:
             log.info(
@@ -395,11 +389,11 @@ class Onboarding:
             sent = self.agent.send_or_done(
                 self.agent.contracts.registry.functions.expireUnsynchronised(),
                 f"expire-{view.epoch}",
-                "RegistryEpochSynchronised",
-                "RegistryNoMemberSynchronised",
+                ConsortiumRegistryError.RegistryEpochSynchronised,
+                ConsortiumRegistryError.RegistryNoMemberSynchronised,
             )
         except ContractRevert as exc:
-            if exc.error_name != "RegistrySyncStillOpen":
+            if exc.error_name != ConsortiumRegistryError.RegistrySyncStillOpen:
                 raise
             # The deadline moved (an unpause extends it): the event will tell us the new one.
             log.info("epoch %d: its synchronisation deadline was extended; waiting", view.epoch)

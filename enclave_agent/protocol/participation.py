@@ -16,6 +16,7 @@ from enclave_agent.errors import (
     CryptoError,
     ProtocolError,
 )
+from enclave_agent.onchain import ShareExchangeError
 from enclave_agent.protocol import reveal, stages
 from enclave_agent.protocol.context import AgentContext, elements
 from enclave_agent.protocol.inputs import InputNotReady, resolve_input
@@ -191,14 +192,14 @@ class RoundParticipation:
             self.agent.send_or_done(
                 exchange.closePosting(rid),
                 f"close-{rid}",
-                "RoundUnexpectedState",
-                "RoundPostingStillOpen",
+                ShareExchangeError.RoundUnexpectedState,
+                ShareExchangeError.RoundPostingStillOpen,
             )
         if now > doc.deadline:
             self.agent.send_or_done(
                 exchange.finalize(rid),
                 f"finalize-{rid}",
-                "RoundUnexpectedState",
+                ShareExchangeError.RoundUnexpectedState,
             )
 
     def _post_shares(self, doc: RoundDoc) -> None:
@@ -281,7 +282,7 @@ class RoundParticipation:
         self.agent.send_or_done(
             self.agent.contracts.exchange.functions.postFused(rid, commitment, doc.contributors),
             f"fused-{rid}",
-            "RoundAlreadyFused",
+            ShareExchangeError.RoundAlreadyFused,
         )
         doc.fused_over = doc.contributors
         self.agent.save_round(doc)

@@ -12,6 +12,7 @@ from eth_utils.address import to_checksum_address
 from enclave_agent.chain import ChainEvent
 from enclave_agent.crypto.reed_solomon import UncorrectableSharesError
 from enclave_agent.errors import CryptoError, ProtocolError
+from enclave_agent.onchain import ShareExchangeError
 from enclave_agent.protocol import reveal
 from enclave_agent.protocol.context import AgentContext, elements
 from enclave_agent.protocol.disputes import queue_blame
@@ -56,7 +57,7 @@ class Revealing:
             self.agent.send_or_done(
                 self.agent.contracts.exchange.functions.revealFused(rid, payload),
                 f"reveal-{rid}",
-                "RoundAlreadyRevealed",
+                ShareExchangeError.RoundAlreadyRevealed,
             )
             log.info("round %d: opened my fused commitment to the other holders", rid)
             doc.revealed = True

@@ -16,6 +16,17 @@ from __future__ import annotations
 
 from typing import Final
 
+from enclave_agent.onchain import (
+    AbortReason,
+    BlameReason,
+    Encoding,
+    ExclusionReason,
+    OutputKind,
+    RevokeReason,
+    RoundState,
+    Scheme,
+)
+
 UNREGISTERED: Final = "unregistered"
 REGISTERING: Final = "registering"
 ATTESTED: Final = "attested"
@@ -30,19 +41,13 @@ ROUND_COMPLETED: Final = "completed"
 ROUND_ABORTED: Final = "aborted"
 ROUND_FINAL: Final = frozenset({ROUND_COMPLETED, ROUND_ABORTED})
 
-# On-chain enum values (contracts/types/Types.sol).
-SCHEMES: Final = ("additive", "shamir")
-ENCODINGS: Final = ("dense", "seeded")
-OUTPUT_KINDS: Final = ("shared-model", "statistic", "intermediate")
-ABORT_REASONS: Final = (
-    "none",
-    "missing-shares",
-    "invalid-share",
-    "missing-fusion",
-    "too-few-contributors",
-    "false-complaint",
-    "key-mismatch",
-    "split-verdict",
-    "missing-verdict",
-)
-ROUND_STATES: Final = ("none", "posting", "fusing", "completed", "aborted", "expired")
+# On-chain enum values by their labels (index = the contracts' value), from the one
+# source of the contracts' names (enclave_agent.onchain, generated from Types.sol).
+SCHEMES: Final = tuple(m.label for m in Scheme)
+ENCODINGS: Final = tuple(m.label for m in Encoding)
+OUTPUT_KINDS: Final = tuple(m.label for m in OutputKind)
+ABORT_REASONS: Final = tuple(m.label for m in AbortReason)
+ROUND_STATES: Final = tuple(m.label for m in RoundState)
+EXCLUSION_REASONS: Final = tuple(m.label for m in ExclusionReason)
+BLAME_REASONS: Final = tuple(m.label for m in BlameReason)
+REVOKE_REASONS: Final = tuple(m.label for m in RevokeReason)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from enclave_agent.errors import ConfigError
+from enclave_agent.onchain import ROLES as ONCHAIN_ROLES
 from enclave_agent.tee.dcap_tcb import TCB_STATUSES
 from enclave_agent.tee.policy import (
     DEFAULT_MAX_AGE,
@@ -49,7 +50,7 @@ from enclave_agent.tee.policy import (
     TypeRule,
 )
 
-ROLES = ("provider", "gateway")
+ROLES = tuple(ONCHAIN_ROLES)
 _RULE_KEYS = {"approved", "allow_debug", "max_age", "min_tcb_status", "min_tcb"}
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
@@ -29,12 +29,13 @@ from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
 from enclave_agent.errors import AttestationError, MeasurementMismatchError
+from enclave_agent.onchain import ROLES, Role
 
 logger = logging.getLogger(__name__)
 
-ROLE_PROVIDER = 1
-ROLE_GATEWAY = 2
-ROLE_NAMES = {ROLE_PROVIDER: "provider", ROLE_GATEWAY: "gateway"}
+ROLE_PROVIDER: Final = int(Role.PROVIDER)
+ROLE_GATEWAY: Final = int(Role.GATEWAY)
+ROLE_NAMES: Final = {int(role): name for name, role in ROLES.items()}
 
 DOMAIN_NAME = "EnclaveShareRegistry"
 DOMAIN_VERSION = "1"

@@ -89,16 +89,35 @@ def test_every_option_of_every_command_is_described_and_shows_its_default() -> N
 
 
 def test_round_open_resolves_a_statistics_release_rule_to_every_participant() -> None:
-    from enclave_agent.protocol.coordinator import round_arguments
+    from enclave_agent.protocol.round_spec import RoundRequest, round_arguments
 
-    common = dict(tag="column-stats", length=7, scheme="additive", encoding="seeded", threshold=None)
-    timing = dict(participants=4, frac_bits=16, now=0, posting_window=10, window=20)
-    statistic = round_arguments(**common, **timing, output="statistic", min_contributors=None)
-    assert statistic[-1] == (1, 4)
-    model = round_arguments(**common, **timing, output="shared-model", min_contributors=None)
-    assert model[-1] == (0, 0)
+    def build(output: str, min_contributors: int | None) -> tuple[object, ...]:
+        request = RoundRequest(
+            "column-stats", 7, posting_window=10, window=20, output=output, min_contributors=min_contributors
+        )
+        return round_arguments(request, participants=4, now=0)
+
+    assert build("statistic", None)[-1] == (1, 4)
+    assert build("shared-model", None)[-1] == (0, 0)
     with pytest.raises(ValueError, match="min-contributors must be 0..4"):
-        round_arguments(**common, **timing, output="statistic", min_contributors=5)
+        build("statistic", 5)
+
+
+def test_every_way_of_opening_a_round_starts_from_one_set_of_defaults() -> None:
+    from enclave_agent.cli import build_parser
+    from enclave_agent.protocol.round_spec import ROUND_DEFAULTS
+
+    args = build_parser().parse_args(["round", "open", "--tag", "t", "--length", "3", "--key-file", "k"])
+    for field in (
+        "scheme",
+        "encoding",
+        "threshold",
+        "frac_bits",
+        "posting_window",
+        "window",
+        "min_contributors",
+    ):
+        assert getattr(args, field) == getattr(ROUND_DEFAULTS, field), field
 
 
 @pytest.fixture
