@@ -28,6 +28,7 @@ from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
 from enclave_agent.gateway import auth, cards, scoring, validation, vendor
 from enclave_agent.gateway.listener import listen
+from enclave_agent.gateway.metrics import prometheus_text
 from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
@@ -69,7 +70,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
 def _error(status: int, error: str, field: str = "", **extra: Any) -> web.Response:
@@ -475,72 +475,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    m = agent.metrics
-    lines = [
-        "# HELP enclave_gateway_requests_total Inference calls by outcome.",
-        "# TYPE enclave_gateway_requests_total counter",
-    ]
-    with m.lock:
-        for outcome, count in sorted(m.requests.items()):
-            lines.append(f'enclave_gateway_requests_total{{outcome="{outcome}"}} {count}')
-        latencies = list(m.latencies)
-        ignored = m.partials_ignored
-        wrong = dict(m.wrong_partials)
-    lines += [
-        "# HELP enclave_gateway_request_seconds Latency of answered inference calls.",
-        "# TYPE enclave_gateway_request_seconds histogram",
-    ]
-    for bound in LATENCY_BUCKETS:
-        count = sum(1 for x in latencies if x <= bound)
-        lines.append(f'enclave_gateway_request_seconds_bucket{{le="{bound}"}} {count}')
-    lines.append(f'enclave_gateway_request_seconds_bucket{{le="+Inf"}} {len(latencies)}')
-    lines.append(f"enclave_gateway_request_seconds_sum {sum(latencies):.6f}")
-    lines.append(f"enclave_gateway_request_seconds_count {len(latencies)}")
-    lines += [
-        "# HELP enclave_gateway_partials_ignored_total Partials ignored (unknown request or duplicate).",
-        "# TYPE enclave_gateway_partials_ignored_total counter",
-        f"enclave_gateway_partials_ignored_total {ignored}",
-        "# HELP enclave_gateway_wrong_partials_total Partial results found wrong, by provider and outcome.",
-        "# TYPE enclave_gateway_wrong_partials_total counter",
-        *(
-            f'enclave_gateway_wrong_partials_total{{provider="{p}",outcome="{why}"}} {n}'
-            for (p, why), n in sorted(wrong.items())
-        ),
-        *_blame_lines(agent),
-        "# HELP enclave_agent_synchronised Whether the gateway enclave is synchronised (1) or not (0).",
-        "# TYPE enclave_agent_synchronised gauge",
-        f"enclave_agent_synchronised {int(agent.is_ready())}",
-        "# HELP enclave_agent_epoch Current membership epoch.",
-        "# TYPE enclave_agent_epoch gauge",
-        f"enclave_agent_epoch {agent.view.epoch}",
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
-
-
-def _blame_lines(agent: GatewayAgent) -> list[str]:
-    """Exclusions and detections recorded on chain (ShareExchange's MemberExcluded and
-    MemberBlamed events), by member and reason, over every round this gateway saw."""
-    excluded: dict[tuple[str, str], int] = {}
-    blamed: dict[tuple[str, str], int] = {}
-    for doc in agent.rounds():
-        for e in doc.exclusions:
-            excluded[(e["member"], e["reason"])] = excluded.get((e["member"], e["reason"]), 0) + 1
-        for b in doc.blames:
-            blamed[(b["member"], b["reason"])] = blamed.get((b["member"], b["reason"]), 0) + 1
-    return [
-        "# HELP enclave_round_exclusions_total Members excluded from rounds on chain, by reason.",
-        "# TYPE enclave_round_exclusions_total counter",
-        *(
-            f'enclave_round_exclusions_total{{member="{m}",reason="{r}"}} {n}'
-            for (m, r), n in sorted(excluded.items())
-        ),
-        "# HELP enclave_round_blames_total Misbehaviour detected and recorded on chain, by member, reason.",
-        "# TYPE enclave_round_blames_total counter",
-        *(
-            f'enclave_round_blames_total{{member="{m}",reason="{r}"}} {n}'
-            for (m, r), n in sorted(blamed.items())
-        ),
-    ]
+    text = prometheus_text(agent.metrics, agent.rounds(), agent.is_ready(), agent.view.epoch)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -15,7 +15,6 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils.address import to_checksum_address
@@ -26,6 +25,7 @@ from enclave_agent.config import AgentConfig, GatewayConfig, load_account
 from enclave_agent.crypto.aead import decrypt, encrypt
 from enclave_agent.errors import ConfigError, CryptoError, ProtocolError
 from enclave_agent.gateway import auth, scoring
+from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.onchain import CLIENT_ROLE
@@ -35,34 +35,6 @@ from enclave_agent.protocol.disputes import queue_blame
 from enclave_agent.protocol.rounds import RoundDoc
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Metrics:
-    """Counters for /metrics (Prometheus text format)."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    requests: dict[str, int] = field(default_factory=dict)
-    in_flight: int = 0  # inference calls being answered (a shutdown waits for them)
-    latencies: list[float] = field(default_factory=list)
-    partials_ignored: int = 0
-    # (provider, why) -> partials found wrong: "corrected" (named and corrected) or
-    # "unreadable" (did not decrypt or decode); a wrong partial that can be detected
-    # but not corrected refuses the answer (requests outcome "inconsistent_partials")
-    wrong_partials: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def count_wrong(self, provider: str, why: str) -> None:
-        with self.lock:
-            key = (provider, why)
-            self.wrong_partials[key] = self.wrong_partials.get(key, 0) + 1
-
-    def count(self, outcome: str) -> None:
-        with self.lock:
-            self.requests[outcome] = self.requests.get(outcome, 0) + 1
-
-    def observe(self, seconds: float) -> None:
-        with self.lock:
-            self.latencies.append(seconds)
 
 
 class GatewayAgent(Agent):

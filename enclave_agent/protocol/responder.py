@@ -21,13 +21,13 @@ from enclave_agent.errors import (
     CryptoError,
     ProtocolError,
 )
-from enclave_agent.gateway.scoring import partial_score, partial_statistic, query_words
 from enclave_agent.model.federated import ModelSpec
 from enclave_agent.model.logistic import joint_scaling, standardise
 from enclave_agent.model.ranges import InputRange, score_range
 from enclave_agent.protocol import queries, stages
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
+from enclave_agent.protocol.partials import partial_score, partial_statistic, query_words
 from enclave_agent.protocol.rounds import (
     RoundDoc,
 )

@@ -317,7 +317,8 @@ def test_gateway_ignores_and_logs_partials_it_did_not_ask_for(tmp_path: Path, ca
     from types import SimpleNamespace
 
     from enclave_agent.chain import ChainEvent
-    from enclave_agent.gateway.service import GatewayAgent, Metrics
+    from enclave_agent.gateway.metrics import Metrics
+    from enclave_agent.gateway.service import GatewayAgent
     from enclave_agent.store import Store
 
     holder = "0x" + "11" * 20

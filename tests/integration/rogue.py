@@ -20,9 +20,9 @@ from eth_utils.address import to_checksum_address
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender
 from enclave_agent.crypto import aead, posting
 from enclave_agent.crypto.field import PRIME61, RING64
-from enclave_agent.gateway.scoring import partial_statistic
 from enclave_agent.localnet import Consortium
 from enclave_agent.protocol import queries, reveal
+from enclave_agent.protocol.partials import partial_statistic
 from enclave_agent.protocol.rounds import (
     RoundContext,
     RoundDoc,

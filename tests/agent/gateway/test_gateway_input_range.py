@@ -20,8 +20,9 @@ from enclave_agent.crypto.field import PRIME61
 from enclave_agent.errors import ProtocolError
 from enclave_agent.gateway.auth import hash_api_key
 from enclave_agent.gateway.http import build_app
+from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
-from enclave_agent.gateway.service import GatewayAgent, Metrics
+from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.model.federated import ModelSpec
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.store import Store

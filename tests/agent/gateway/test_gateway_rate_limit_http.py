@@ -14,8 +14,8 @@ from enclave_agent.chain.outage import Outage
 from enclave_agent.config import GatewayConfig
 from enclave_agent.gateway.auth import hash_api_key
 from enclave_agent.gateway.http import build_app
+from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
-from enclave_agent.gateway.service import Metrics
 from enclave_agent.protocol.queries import statistic_metadata
 
 CLIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

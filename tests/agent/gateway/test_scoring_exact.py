@@ -22,6 +22,7 @@ from enclave_agent.gateway import scoring, validation
 from enclave_agent.model.logistic import project_l1, standardise
 from enclave_agent.model.ranges import InputRange, score_range
 from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
+from enclave_agent.protocol.partials import partial_score, query_words
 
 RELATIVE = 1e-6
 
@@ -85,10 +86,10 @@ def secure_score(model: dict, row: np.ndarray) -> float:
     combined (Shamir: checked by Reed-Solomon), decoded at the published query fraction bits."""
     bounds: InputRange = model["bounds"]
     z = standardise(row[None, :], model["mean"], model["std"])[0]
-    words = scoring.query_words(z, bounds.query_bits, bounds.word_bound)
+    words = query_words(z, bounds.query_bits, bounds.word_bound)
     modulus = model["modulus"]
     partials = {
-        x: list(scoring.partial_score(share, words, bounds.query_bits, modulus))
+        x: list(partial_score(share, words, bounds.query_bits, modulus))
         for x, share in model["fused"].items()
     }
     additive = modulus == RING64
@@ -159,7 +160,7 @@ def test_without_the_range_check_a_hostile_row_comes_back_with_the_wrong_sign() 
     modulus, frac_bits, count = PRIME61, 20, 456
     aggregate = [count * 1 << frac_bits, 0, count << frac_bits]  # w = 1, b = 0, one feature
     words = [3000 << frac_bits]  # z = 3000
-    partial = scoring.partial_score(np.array(aggregate, dtype=np.uint64), words, frac_bits, modulus)
+    partial = partial_score(np.array(aggregate, dtype=np.uint64), words, frac_bits, modulus)
     assert scoring.score_value(*partial, frac_bits, frac_bits, modulus) < 0  # silently wrong
     word_bound = (2**60 - 1) // (count * 64 << frac_bits)  # |w|_1 + |b| <= 64 at 456 rows
     with pytest.raises(FixedPointRangeError):  # what each provider now does instead
