@@ -39,6 +39,8 @@ Subclasses that belong to one component live in its module (named in brackets).
     │                                       HTTP 502 [gateway.scoring]
     ├── AgentRefused, AgentRevoked,         exit codes 3, 4 and 5 [protocol.onboarding]
     │   AgentRecordMismatch
+    ├── IllegalStageTransition              a stage change the transition table forbids: a bug
+    │                                       [protocol.stages]
     ├── ChainChanged                        the node is on another chain than the state: exit 6
     ├── StateLost                           the state store lost what the chain says we hold: exit 7
     ├── AuthError                           gateway client authentication, HTTP 401 [gateway.auth]

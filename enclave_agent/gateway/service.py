@@ -29,10 +29,11 @@ from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.onchain import CLIENT_ROLE
-from enclave_agent.protocol import queries, stages
+from enclave_agent.protocol import queries
 from enclave_agent.protocol.agent import Agent
 from enclave_agent.protocol.disputes import queue_blame
 from enclave_agent.protocol.rounds import RoundDoc
+from enclave_agent.protocol.stages import MEMBER_STAGES
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class GatewayAgent(Agent):
         """Serving needs keys of a synchronised epoch, not the current one: while a new
         epoch synchronises (a member joins or is dropped), requests go out under the
         last synchronised epoch's keys, so clients see no gap."""
-        if self.stage not in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):
+        if self.stage not in MEMBER_STAGES:
             return False
         epoch = self.view.synchronised_epoch
         return epoch != 0 and self.store.get_blob(f"keys/{epoch}") is not None

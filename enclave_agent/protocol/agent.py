@@ -37,7 +37,6 @@ from enclave_agent.errors import (
     ChainError,
     ProtocolError,
 )
-from enclave_agent.protocol import stages
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.disputes import Disputes
 from enclave_agent.protocol.onboarding import AgentRecordMismatch, AgentRefused, AgentRevoked, Onboarding
@@ -45,6 +44,7 @@ from enclave_agent.protocol.participation import RoundParticipation
 from enclave_agent.protocol.responder import InferenceResponder
 from enclave_agent.protocol.revealing import Revealing
 from enclave_agent.protocol.rounds import RoundDoc
+from enclave_agent.protocol.stages import MEMBER_STAGES
 from enclave_agent.tee.backend import TeeBackend
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Agent(AgentContext):
         self.guard.check(self.follower.last_event_block)
         self.follower.process(self._handle)
         self.onboarding.step()
-        if self.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):
+        if self.stage in MEMBER_STAGES:
             self.participation.step()
             self.disputes.step()
             self.revealing.step()

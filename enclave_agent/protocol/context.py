@@ -22,10 +22,11 @@ from enclave_agent.chain.names import NameBook
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
 from enclave_agent.errors import ConfigError, ContractRevert, StateLost
-from enclave_agent.protocol import reveal, stages
+from enclave_agent.protocol import reveal
 from enclave_agent.protocol.membership import MembershipView
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc
-from enclave_agent.store import Store
+from enclave_agent.protocol.stages import Stage, check_transition
+from enclave_agent.store import Store, StoreError
 from enclave_agent.tee._files import ensure_private_dir
 from enclave_agent.tee.backend import TeeBackend
 from enclave_agent.tee.simulated import SimulatedTee
@@ -90,7 +91,7 @@ class AgentContext:
         self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
         self.operator_tx = TxSender(self.w3, self.operator, decoder, store=self.store)
         self.ctx = RoundContext(self.chain_id, self.exchange_address)
-        self.stage = self.store.get_json("stage") or stages.UNREGISTERED
+        self.stage = stored_stage(self.store)
         log.info(
             "agent %s role=%s enclave=%s tee=%s measurement=0x%s",
             config.name,
@@ -122,11 +123,13 @@ class AgentContext:
         guard.check(force=True)
         return guard
 
-    def set_stage(self, stage: str) -> None:
+    def set_stage(self, stage: Stage) -> None:
+        """Move to ``stage`` and persist it; the same stage again changes nothing."""
         if stage != self.stage:
+            check_transition(self.stage, stage)
             log.info("stage %s -> %s", self.stage, stage)
             self.stage = stage
-            self.store.put_json("stage", stage)
+            self.store.put_json("stage", stage.value)
 
     # ------------------------------------------------------------------ state helpers
 
@@ -194,6 +197,20 @@ class AgentContext:
     def models(self) -> list[dict[str, Any]]:
         docs = [self.store.get_json(k) for k in self.store.keys("model/")]
         return sorted((d for d in docs if d), key=lambda d: int(d["id"]))
+
+
+def stored_stage(store: Store) -> Stage:
+    """The stage ``store`` holds (UNREGISTERED before the first change); a value this
+    agent does not know (another version's state, a hand edit) stops it."""
+    value = store.get_json("stage")
+    if value is None:
+        return Stage.UNREGISTERED
+    try:
+        return Stage(value)
+    except ValueError:
+        raise StoreError(
+            f"{store.path}: stored stage {value!r} is none this agent knows ({', '.join(Stage)})"
+        ) from None
 
 
 def elements(blob: bytes) -> np.ndarray:

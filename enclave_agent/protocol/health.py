@@ -21,14 +21,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from enclave_agent.chain.outage import unreachable
-from enclave_agent.protocol import stages
+from enclave_agent.protocol.stages import MEMBER_STAGES
 
 if TYPE_CHECKING:
     from enclave_agent.protocol.context import AgentContext
 
 log = logging.getLogger(__name__)
-
-SERVING = (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED)
 
 
 def health_report(agent: AgentContext) -> tuple[bool, dict[str, Any]]:
@@ -47,7 +45,7 @@ def health_report(agent: AgentContext) -> tuple[bool, dict[str, Any]]:
                 raise
             agent.outage.failed(exc)  # so that everything the agent serves says so at once
             rpc = "unreachable"
-    member = agent.stage in SERVING
+    member = agent.stage in MEMBER_STAGES
     healthy = rpc == "reachable" and member and keys
     if rpc != "reachable":
         status = "chain unreachable"

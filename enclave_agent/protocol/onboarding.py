@@ -30,6 +30,7 @@ from enclave_agent.protocol.evidence import (
     verify_member_evidence,
 )
 from enclave_agent.protocol.membership import MemberRecord, MembershipView
+from enclave_agent.protocol.stages import MEMBER_STAGES, Stage
 from enclave_agent.tee.anchor import block_time_on, recent_block_hash
 from enclave_agent.tee.attestation_service import request_quote
 from enclave_agent.tee.quote import ROLE_NAMES, Quote, sign_possession, verify_quote
@@ -95,13 +96,19 @@ class Onboarding:
 
     def step(self) -> None:
         stage = self.agent.stage
-        if stage == stages.REVOKED:
+        if stage == Stage.REVOKED:
             raise AgentRevoked(f"membership of {self.agent.address} was revoked; stopping")
-        if stage in (stages.UNREGISTERED, stages.REGISTERING):
-            self._register()
-        if self.agent.stage in (stages.ATTESTED, stages.VERIFIED, stages.SYNCHRONISED):
+        if stage in (Stage.UNREGISTERED, Stage.REGISTERING, Stage.REFUSED):
+            try:
+                self._register()
+            except AgentRefused:
+                # Kept, so that the status the agent writes as it exits (3) says why; a
+                # restart (once governance or the cool-down allows) registers again.
+                self.agent.set_stage(Stage.REFUSED)
+                raise
+        if self.agent.stage in MEMBER_STAGES:
             self._synchronise()
-        if self.agent.stage == stages.VERIFIED:
+        if self.agent.stage == Stage.VERIFIED:
             self._expire_laggards()
 
     def _on_evidence_recorded(self, event: ChainEvent) -> None:
@@ -138,7 +145,7 @@ class Onboarding:
         self.agent.store.put_json(f"admitted/{record.enclave}", timestamp)
         if record.enclave == self.agent.address:
             log.info("registered as %s enclave %s", ROLE_NAMES.get(record.role, "?"), self.agent.address)
-            self.agent.set_stage(stages.ATTESTED)
+            self.agent.set_stage(Stage.ATTESTED)
 
     def _on_member_revoked(self, event: ChainEvent) -> None:
         enclave = to_checksum_address(event.args["enclave"])
@@ -153,18 +160,18 @@ class Onboarding:
             # Dropped for not posting our digest in time: register again (the registry
             # refuses until the organisation's cool-down ends or governance reinstates it).
             log.warning("dropped for not synchronising epoch %d in time; registering again", view.epoch)
-            self.agent.set_stage(stages.UNREGISTERED)
+            self.agent.set_stage(Stage.UNREGISTERED)
         else:
             log.warning("membership revoked by %s (%s)", event.args["by"], why)
-            self.agent.set_stage(stages.REVOKED)
+            self.agent.set_stage(Stage.REVOKED)
 
     def _on_epoch_started(self, event: ChainEvent) -> None:
         view = self.agent.view
         view.epoch = int(event.args["epoch"])
         view.sync_deadline = int(event.args["syncDeadline"])
         self.agent.save_view(view)
-        if self.agent.stage in (stages.VERIFIED, stages.SYNCHRONISED):
-            self.agent.set_stage(stages.ATTESTED)
+        if self.agent.stage in (Stage.VERIFIED, Stage.SYNCHRONISED):
+            self.agent.set_stage(Stage.ATTESTED)
 
     def _on_sync_deadline_extended(self, event: ChainEvent) -> None:
         """Governance unpaused the registry: digests had no chance meanwhile."""
@@ -177,9 +184,9 @@ class Onboarding:
         view = self.agent.view
         view.synchronised_epoch = int(event.args["epoch"])
         self.agent.save_view(view)
-        if view.synchronised_epoch == view.epoch and self.agent.stage == stages.VERIFIED:
+        if view.synchronised_epoch == view.epoch and self.agent.stage == Stage.VERIFIED:
             log.info("epoch %d synchronised: all members posted the same membership digest", view.epoch)
-            self.agent.set_stage(stages.SYNCHRONISED)
+            self.agent.set_stage(Stage.SYNCHRONISED)
 
     def _on_digest_posted(self, event: ChainEvent) -> None:
         member = to_checksum_address(event.args["member"])
@@ -211,7 +218,7 @@ class Onboarding:
         member = self.agent.contracts.registry.functions.member(self.agent.address).call()
         if member[1]:  # active: the MemberRegistered event will move us on
             return
-        self.agent.set_stage(stages.REGISTERING)
+        self.agent.set_stage(Stage.REGISTERING)
         if not self.agent.tee.simulated:
             self._register_with_evidence()
             return
@@ -335,10 +342,10 @@ class Onboarding:
             return
         sync = self.agent.store.get_json(f"sync/{view.epoch}") or {}
         if sync.get("posted"):
-            if self.agent.stage == stages.ATTESTED:
-                self.agent.set_stage(stages.VERIFIED)
-            if view.synchronised_epoch == view.epoch and self.agent.stage == stages.VERIFIED:
-                self.agent.set_stage(stages.SYNCHRONISED)
+            if self.agent.stage == Stage.ATTESTED:
+                self.agent.set_stage(Stage.VERIFIED)
+            if view.synchronised_epoch == view.epoch and self.agent.stage == Stage.VERIFIED:
+                self.agent.set_stage(Stage.SYNCHRONISED)
             return
         if sync.get("refused"):
             return
@@ -373,7 +380,7 @@ class Onboarding:
                 digest.hex()[:16],
             )
         self.agent.store.put_json(f"sync/{view.epoch}", {"posted": True})
-        self.agent.set_stage(stages.VERIFIED)
+        self.agent.set_stage(Stage.VERIFIED)
 
     def _expire_laggards(self) -> None:
         """After the epoch's deadline, drop the members that never posted a matching

@@ -239,6 +239,7 @@ def test_one_byte_code_change_is_refused_with_both_measurements(
     assert f"0x{modified.hex()}" in result.stderr and f"0x{approved.hex()}" in result.stderr
     assert "RegistryMeasurementNotApproved" in result.stderr
     assert c.registry.functions.activeMembers(1).call() == members_before
+    assert (c.agents["modified"].status() or {}).get("stage") == "refused"  # what status says after exit 3
 
 
 def test_a_modified_build_does_not_take_a_quote_for_the_approved_one(
@@ -254,6 +255,7 @@ def test_a_modified_build_does_not_take_a_quote_for_the_approved_one(
     assert f"vouches for measurement 0x{measure_package().hex()}" in result.stderr
     assert f"this enclave measured 0x{modified.hex()}" in result.stderr
     assert c.registry.functions.activeMembers(1).call() == members_before
+    assert (c.agents["modified-2"].status() or {}).get("stage") == "refused"
 
 
 def test_measurement_revocation_stops_agents_on_the_old_code(setup: tuple[Consortium, Rogue]) -> None:
