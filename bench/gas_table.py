@@ -186,6 +186,10 @@ def measure(world: Any, client: Any) -> list[Row]:
     add("postPartial", tx, len(partial))
     tx = world.gateway.completeRequest(request_id, keccak(b"result"), {"from": world.gateways[0].account})
     add("completeRequest", tx)
+    batch = [world.submit(model, client, query=query)[0] for _ in range(8)]
+    tx = world.gateway.postPartials(batch, [partial] * 8, {"from": world.providers[0].account})
+    add("postPartials (8 requests in one transaction: a provider's block under load)", tx, 8 * len(partial))
+    add("postPartials, per request of those 8", _Total(int(tx.gas_used) // 8), len(partial))
     return rows
 
 

@@ -187,16 +187,24 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard, 
 
     /// @inheritdoc IInferenceGateway
     function postPartial(uint256 requestId, bytes calldata ciphertext) external whenRegistryLive {
-        _validateState(requestId, _bit(RequestState.Pending));
-        Request storage request = _requests[requestId];
-        if (
-            !registry.isActiveMember(msg.sender, Role.Provider)
-                || !exchange.isHolder(_models[request.modelId].roundId, msg.sender)
-        ) revert InferenceNotShareholder(requestId, msg.sender);
-        if (_partialPosted[requestId][msg.sender]) revert InferencePartialAlreadyPosted(requestId, msg.sender);
-        _partialPosted[requestId][msg.sender] = true;
-        request.partials += 1;
-        emit PartialPosted(requestId, msg.sender, ciphertext);
+        _postPartial(requestId, ciphertext);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function postPartials(uint256[] calldata requestIds, bytes[] calldata ciphertexts)
+        external
+        whenRegistryLive
+        returns (uint256 posted)
+    {
+        if (requestIds.length == 0 || requestIds.length != ciphertexts.length) {
+            revert InferenceInvalidBatch(requestIds.length, ciphertexts.length);
+        }
+        for (uint256 i; i < requestIds.length; ++i) {
+            uint256 requestId = requestIds[i];
+            if (state(requestId) != RequestState.Pending || _partialPosted[requestId][msg.sender]) continue;
+            _postPartial(requestId, ciphertexts[i]);
+            ++posted;
+        }
     }
 
     /// @inheritdoc IInferenceGateway
@@ -355,6 +363,19 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard, 
     }
 
     /// @dev The one state guard: reverts unless the derived state is in `allowed`.
+    function _postPartial(uint256 requestId, bytes calldata ciphertext) private {
+        _validateState(requestId, _bit(RequestState.Pending));
+        Request storage request = _requests[requestId];
+        if (
+            !registry.isActiveMember(msg.sender, Role.Provider)
+                || !exchange.isHolder(_models[request.modelId].roundId, msg.sender)
+        ) revert InferenceNotShareholder(requestId, msg.sender);
+        if (_partialPosted[requestId][msg.sender]) revert InferencePartialAlreadyPosted(requestId, msg.sender);
+        _partialPosted[requestId][msg.sender] = true;
+        request.partials += 1;
+        emit PartialPosted(requestId, msg.sender, ciphertext);
+    }
+
     function _validateState(uint256 requestId, bytes32 allowed) private view {
         RequestState current = state(requestId);
         if (_bit(current) & allowed == 0) revert InferenceUnexpectedState(requestId, current, allowed);

@@ -219,6 +219,7 @@ class InferenceGatewayError(StrEnum):
     InferenceFeeAboveCap = "InferenceFeeAboveCap"
     InferenceFeeUnpaid = "InferenceFeeUnpaid"
     InferenceInsufficientBalance = "InferenceInsufficientBalance"
+    InferenceInvalidBatch = "InferenceInvalidBatch"
     InferenceInvalidClientSignature = "InferenceInvalidClientSignature"
     InferenceInvalidRows = "InferenceInvalidRows"
     InferenceInvalidTtl = "InferenceInvalidTtl"
@@ -256,6 +257,7 @@ ERROR_SIGNATURES: Final[dict[str, str]] = {
     "InferenceFeeAboveCap": "InferenceFeeAboveCap(uint256,uint256)",
     "InferenceFeeUnpaid": "InferenceFeeUnpaid(address,uint256,uint256)",
     "InferenceInsufficientBalance": "InferenceInsufficientBalance(address,uint256,uint256)",
+    "InferenceInvalidBatch": "InferenceInvalidBatch(uint256,uint256)",
     "InferenceInvalidClientSignature": "InferenceInvalidClientSignature(address,bytes32)",
     "InferenceInvalidRows": "InferenceInvalidRows(uint256,uint256,uint256)",
     "InferenceInvalidTtl": "InferenceInvalidTtl(uint64)",

@@ -56,6 +56,8 @@ interface IInferenceGateway {
     error InferenceRegistryPaused();
     /// @notice No provider posted a partial result yet.
     error InferenceNoPartials(uint256 requestId);
+    /// @notice A batch needs one ciphertext per request id, and at least one request.
+    error InferenceInvalidBatch(uint256 requestIds, uint256 ciphertexts);
     /// @notice The round's output stays inside the enclaves and cannot back a model.
     error InferenceRoundNotServable(uint256 roundId, OutputKind kind);
     /// @notice The caller is not an active provider enclave holding a share of the model.
@@ -137,6 +139,15 @@ interface IInferenceGateway {
 
     /// @notice Post an encrypted partial result (a shareholding provider enclave).
     function postPartial(uint256 requestId, bytes calldata ciphertext) external;
+
+    /// @notice Post the encrypted partial results of several requests in one transaction
+    /// (a shareholding provider enclave answering every request it saw in a block). A
+    /// request no longer pending, or already answered by the caller, is skipped: a batch
+    /// races expiry and retries. Any other refusal reverts the whole batch.
+    /// @return posted How many partial results were posted (one PartialPosted each).
+    function postPartials(uint256[] calldata requestIds, bytes[] calldata ciphertexts)
+        external
+        returns (uint256 posted);
 
     /// @notice Record the result commitment and collect the fee (the request's gateway,
     /// while it is still an active gateway enclave).

@@ -218,16 +218,19 @@ class InferenceResponder:
             self.agent.store.put_json(f"range/{model['id']}", {"range": bounds.to_json(), "published": True})
 
     def _post_answers(self) -> None:
-        for key in self.agent.store.keys("answer/"):
-            ciphertext = self.agent.store.get_json(key)
-            request_id = int(key.split("/")[1])
-            self.agent.send_or_done(
-                self.agent.contracts.gateway.functions.postPartial(
-                    request_id, bytes.fromhex(str(ciphertext))
-                ),
-                f"partial-{request_id}",
-                "InferencePartialAlreadyPosted",
-                "InferenceUnexpectedState",
-            )
+        """Every answer this enclave holds, in one transaction (``postPartials``): under
+        load a provider sends one transaction per block, not one per request. The
+        contract skips what is no longer pending or already posted, so a retry after a
+        lost receipt is harmless."""
+        keys = self.agent.store.keys("answer/")
+        if not keys:
+            return
+        ids = [int(key.split("/")[1]) for key in keys]
+        ciphertexts = [bytes.fromhex(str(self.agent.store.get_json(key))) for key in keys]
+        self.agent.send_or_done(
+            self.agent.contracts.gateway.functions.postPartials(ids, ciphertexts),
+            f"partials-{ids[0]}-{ids[-1]}" if len(ids) > 1 else f"partial-{ids[0]}",
+        )
+        for key in keys:
             self.agent.store.delete_json(key)
-            log.info("request %d: posted encrypted partial result", request_id)
+        log.info("posted encrypted partial results of %d request(s): %s", len(ids), ", ".join(map(str, ids)))

@@ -379,6 +379,11 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _simple(lambda s, c: s.w.gateway.postPartial(s.request_id, b"partial", {"from": c})),
         lambda s, c: ("InferenceNotShareholder", s.request_id, c),
     ),
+    "gateway.postPartials": (
+        frozenset({"provider"}),
+        _simple(lambda s, c: s.w.gateway.postPartials([s.request_id], [b"partial"], {"from": c})),
+        lambda s, c: ("InferenceNotShareholder", s.request_id, c),
+    ),
     "gateway.publishModelRange": (
         frozenset({"provider"}),
         _simple(lambda s, c: s.w.gateway.publishModelRange(s.model_id, '{"version":1}', {"from": c})),

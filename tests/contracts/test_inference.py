@@ -677,6 +677,75 @@ def test_partial_on_unknown_completed_and_expired_requests(served):
         s.gw.postPartial(late, b"p", {"from": p.account})
 
 
+# ------------------------------------------------------------------ postPartials (a batch)
+
+
+def test_a_batch_posts_every_pending_request_in_one_transaction(served):
+    s = served
+    p = s.w.providers[0]
+    ids = [s.submit()[0] for _ in range(3)]
+    ciphertexts = [keccak(bytes([i])) * 2 for i in range(3)]
+    tx = s.gw.postPartials(ids, ciphertexts, {"from": p.account})
+    assert tx.return_value == 3
+    assert_events(
+        tx,
+        *[
+            ("PartialPosted", {"requestId": rid, "provider": p.address, "ciphertext": c})
+            for rid, c in zip(ids, ciphertexts, strict=True)
+        ],
+    )
+    assert [s.gw.requestInfo(rid)[5] for rid in ids] == [1, 1, 1]
+
+
+def test_a_batch_skips_requests_answered_completed_or_expired(served):
+    """A batch races expiry and its own retries: what is no longer pending, or already
+    answered by this provider, is skipped; the rest is posted."""
+    s = served
+    p = s.w.providers[0]
+    s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
+    late, _ = s.submit()
+    travel_to(request_deadline(s, late) + 1)
+    answered, _ = s.submit()
+    s.gw.postPartial(answered, b"a", {"from": p.account})
+    done, _ = s.submit()
+    s.w.complete(done, provider=1)
+    fresh, _ = s.submit()
+    tx = s.gw.postPartials([answered, done, late, 99, fresh], [b"x"] * 5, {"from": p.account})
+    assert tx.return_value == 1
+    assert_events(tx, ("PartialPosted", {"requestId": fresh, "provider": p.address, "ciphertext": b"x"}))
+    assert s.gw.requestInfo(answered)[5] == 1 and s.gw.requestInfo(fresh)[5] == 1
+
+
+def test_a_batch_by_a_non_shareholder_or_while_paused_reverts_whole(served):
+    s = served
+    first, _ = s.submit()
+    second, _ = s.submit()
+    newcomer, _ = s.w.register(PROVIDER, operator=accounts[8])
+    with rejects("InferenceNotShareholder", first, newcomer.address, world=s.w):
+        s.gw.postPartials([first, second], [b"p", b"q"], {"from": newcomer.account})
+    assert s.gw.requestInfo(first)[5] == 0 and s.gw.requestInfo(second)[5] == 0
+    s.w.registry.pause({"from": s.w.governor})
+    with rejects("InferenceRegistryPaused", world=s.w):
+        s.gw.postPartials([first], [b"p"], {"from": s.w.providers[0].account})
+
+
+@pytest.mark.parametrize(("ids", "ciphertexts"), [(0, 0), (2, 1), (1, 2)])
+def test_a_batch_needs_one_ciphertext_per_request(served, ids, ciphertexts):
+    s = served
+    rid, _ = s.submit()
+    with rejects("InferenceInvalidBatch", ids, ciphertexts, world=s.w):
+        s.gw.postPartials([rid] * ids, [b"p"] * ciphertexts, {"from": s.w.providers[0].account})
+
+
+def test_a_batch_costs_less_per_request_than_single_posts(served):
+    s = served
+    p = s.w.providers[0]
+    s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
+    singles = [s.gw.postPartial(s.submit()[0], b"c" * 64, {"from": p.account}).gas_used for _ in range(4)]
+    batch = s.gw.postPartials([s.submit()[0] for _ in range(4)], [b"c" * 64] * 4, {"from": p.account})
+    assert batch.gas_used < sum(singles) - 3 * 20_000  # one transaction's base cost, not four
+
+
 # ------------------------------------------------------------------ completeRequest
 
 

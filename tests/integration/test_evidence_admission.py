@@ -223,6 +223,29 @@ def rogue_quote(w: World, operator: str, enclave: Any, measurement: bytes) -> Qu
     )
 
 
+def compromised_registration(
+    w: World, quote: Quote, enclave: Any, evidence_type: EvidenceType, evidence: bytes
+) -> Any:
+    """The registerWithEvidence call a compromised verifier the registry still trusts
+    signs for ``evidence``, whatever it is."""
+    claim = EvidenceClaim(evidence_type, keccak(evidence), keccak(w.policy.read_bytes()))
+    return w.c.registry.functions.registerWithEvidence(
+        quote.as_tuple(),
+        claim.as_tuple(),
+        [sign_verified_evidence(quote, claim, COMPROMISED_KEY)],
+        sign_possession(quote, bytes(enclave.key)),
+        evidence,
+    )
+
+
+def wait_every_peer_logs(w: World, needle: str, what: str) -> None:
+    def everyone() -> bool:
+        w.c.check_alive()
+        return all(needle in text for text in logs(w).values())
+
+    wait_until(everyone, 60, what)
+
+
 def test_nitro_gateway_joins_a_simulated_consortium(world: World) -> None:
     w = world
     synchronised(w)
@@ -254,14 +277,7 @@ def test_evidence_for_another_measurement_is_refused_by_verifier_and_contract(wo
     with pytest.raises(EvidenceRefusedByVerifier) as refused:
         request_verification(w.verifier_url, quote, "aws-nitro", document)
     assert {r["rule"] for r in refused.value.reasons} == {"measurement"}
-    claim = EvidenceClaim(EvidenceType.AWS_NITRO, keccak(document), keccak(w.policy.read_bytes()))
-    call = w.c.registry.functions.registerWithEvidence(
-        quote.as_tuple(),
-        claim.as_tuple(),
-        [sign_verified_evidence(quote, claim, COMPROMISED_KEY)],
-        sign_possession(quote, bytes(enclave.key)),
-        document,
-    )
+    call = compromised_registration(w, quote, enclave, EvidenceType.AWS_NITRO, document)
     with pytest.raises(ContractCustomError) as reverted:
         call.call({"from": operator})
     expected = keccak(text="RegistryMeasurementNotApproved(uint8,bytes32)")[:4] + abi_encode(
@@ -285,27 +301,17 @@ def test_real_evidence_bound_to_other_keys_is_refused_by_every_peer(world: World
         request_verification(w.verifier_url, quote, "aws-nitro", real)
     assert {"binding", "measurement", "max_age"} <= {r["rule"] for r in refused.value.reasons}
     # A compromised verifier the registry still trusts signs it: the contract admits it...
-    claim = EvidenceClaim(EvidenceType.AWS_NITRO, keccak(real), keccak(w.policy.read_bytes()))
-    call = registry.functions.registerWithEvidence(
-        quote.as_tuple(),
-        claim.as_tuple(),
-        [sign_verified_evidence(quote, claim, COMPROMISED_KEY)],
-        sign_possession(quote, bytes(enclave.key)),
-        real,
-    )
+    call = compromised_registration(w, quote, enclave, EvidenceType.AWS_NITRO, real)
     transact(w.c, call, operator)
     epoch = int(registry.functions.epoch().call())
     assert registry.functions.isActiveMember(enclave.address, GATEWAY).call()
 
     # ...and every honest peer re-verifies the real bytes itself and refuses to synchronise.
-    def all_refused() -> bool:
-        w.c.check_alive()
-        return all(
-            f"peer {enclave.address}: hardware member {enclave.address}: aws-nitro evidence refused" in text
-            for text in logs(w).values()
-        )
-
-    wait_until(all_refused, 60, "every honest agent refusing the rogue's evidence")
+    wait_every_peer_logs(
+        w,
+        f"peer {enclave.address}: hardware member {enclave.address}: aws-nitro evidence refused",
+        "every honest agent refusing the rogue's evidence",
+    )
     for text in logs(w).values():
         line = next(
             x for x in text.splitlines() if f"hardware member {enclave.address}" in x and "refused" in x
@@ -376,25 +382,15 @@ def test_an_snp_report_with_no_block_as_challenge_is_refused_by_verifier_and_pee
     with pytest.raises(EvidenceRefusedByVerifier) as refused:
         request_verification(w.verifier_url, quote, "amd-sev-snp", report)
     assert {r["rule"] for r in refused.value.reasons} == {"freshness"}
-    claim = EvidenceClaim(EvidenceType.AMD_SEV_SNP, keccak(report), keccak(w.policy.read_bytes()))
-    call = registry.functions.registerWithEvidence(
-        quote.as_tuple(),
-        claim.as_tuple(),
-        [sign_verified_evidence(quote, claim, COMPROMISED_KEY)],
-        sign_possession(quote, bytes(enclave.key)),
-        report,
-    )
+    call = compromised_registration(w, quote, enclave, EvidenceType.AMD_SEV_SNP, report)
     transact(w.c, call, operator)
     assert registry.functions.isActiveMember(enclave.address, GATEWAY).call()
 
-    def all_refused() -> bool:
-        w.c.check_alive()
-        return all(
-            f"hardware member {enclave.address}: amd-sev-snp evidence refused: freshness" in text
-            for text in logs(w).values()
-        )
-
-    wait_until(all_refused, 60, "every honest agent refusing the stale report")
+    wait_every_peer_logs(
+        w,
+        f"hardware member {enclave.address}: amd-sev-snp evidence refused: freshness",
+        "every honest agent refusing the stale report",
+    )
     assert not registry.functions.isSynchronised().call()
     transact(w.c, registry.functions.revoke(enclave.address), w.c.governor)
     synchronised(w)
