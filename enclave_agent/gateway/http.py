@@ -25,7 +25,7 @@ from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
-from enclave_agent.errors import ContractRevert, EnclaveAgentError, ProtocolError
+from enclave_agent.errors import EXIT_ERROR, ContractRevert, EnclaveAgentError, ProtocolError
 from enclave_agent.gateway import auth, cards, scoring, validation, vendor
 from enclave_agent.gateway.listener import listen
 from enclave_agent.gateway.metrics import prometheus_text
@@ -556,9 +556,17 @@ def serve(agent: GatewayAgent) -> int:
     assert agent.config.gateway is not None
     stop = threading.Event()
     outcome: dict[str, int] = {}
-    worker = threading.Thread(
-        target=lambda: outcome.update(code=agent.run(stop)), name="agent-loop", daemon=True
-    )
+
+    def run_agent() -> None:
+        try:
+            outcome["code"] = agent.run(stop)
+        except BaseException:
+            # The loop died of something it does not turn into an exit code: the process
+            # must not then exit 0 as if it had been asked to stop.
+            log.exception("agent loop failed")
+            outcome["code"] = EXIT_ERROR
+
+    worker = threading.Thread(target=run_agent, name="agent-loop", daemon=True)
     worker.start()
 
     async def main() -> None:
@@ -588,4 +596,7 @@ def serve(agent: GatewayAgent) -> int:
     asyncio.run(main())
     stop.set()
     worker.join(15)
-    return outcome.get("code", 0)
+    if worker.is_alive():
+        log.error("agent loop did not stop within 15 s")
+        return EXIT_ERROR
+    return outcome["code"]
