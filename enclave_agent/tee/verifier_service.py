@@ -68,6 +68,7 @@ from enclave_agent.tee.verified_evidence import (
     recover_verifier,
     sign_verified_evidence,
 )
+from enclave_agent.tee.verify import hex32
 
 logger = logging.getLogger(__name__)
 
@@ -206,23 +207,13 @@ def parse_ark_pins(values: Mapping[str, str] | None, what: str) -> dict[str, byt
     for family, value in values.items():
         if family not in AMD_ARK_SHA256:
             raise ConfigError(f"{what}: unknown product family {family!r} ({', '.join(AMD_ARK_SHA256)})")
-        pins[family] = _sha256_hex(value, what)
+        pins[family] = hex32(value, what)
     return pins
-
-
-def _sha256_hex(value: object, what: str) -> bytes:
-    try:
-        digest = bytes.fromhex(str(value).removeprefix("0x"))
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
-        raise ConfigError(f"{what}: expected 32 bytes of hex, got {value!r}")
-    return digest
 
 
 def parse_roots(values: Sequence[str] | None, what: str) -> tuple[bytes, ...]:
     """Pinned root fingerprints from hex strings (none given: AWS's root)."""
-    return tuple(_sha256_hex(value, what) for value in values or [AWS_NITRO_ROOT_G1_SHA256.hex()])
+    return tuple(hex32(value, what) for value in values or [AWS_NITRO_ROOT_G1_SHA256.hex()])
 
 
 # ---------------------------------------------------------------------- HTTP server

@@ -101,15 +101,19 @@ def _bundle(parsed: dict[str, Any], source: str) -> EvidenceFile:
 
 
 def parse_challenge(value: Any, what: str) -> bytes | None:
-    if value is None:
-        return None
+    return None if value is None else hex32(value, what)
+
+
+def hex32(value: object, what: str) -> bytes:
+    """32 bytes from hex text (optionally 0x-prefixed): a challenge or a pinned SHA-256;
+    ``ConfigError`` naming ``what`` and the value otherwise."""
     try:
-        challenge = bytes.fromhex(str(value).removeprefix("0x"))
+        raw = bytes.fromhex(str(value).removeprefix("0x"))
     except ValueError:
-        challenge = b""
-    if len(challenge) != 32:
-        raise ConfigError(f"{what}: expected 32 bytes of hex")
-    return challenge
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{what}: expected 32 bytes of hex, got {value!r}")
+    return raw
 
 
 def read_evidence_file(path: Path, evidence_type: str = "auto") -> EvidenceFile:
