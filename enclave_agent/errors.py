@@ -31,7 +31,8 @@ Subclasses that belong to one component live in its module (named in brackets).
     ├── TeeDeviceError                      a TEE device is missing or answered wrongly [tee.hardware]
     ├── StoreError                          SQLite state unusable [store.db]
     ├── ChainError                          JSON-RPC / transaction failures
-    │   └── ContractRevert                  a custom error decoded from a revert
+    │   ├── ContractRevert                  a custom error decoded from a revert
+    │   └── InsufficientFunds               the sending account cannot pay for gas [chain.sender]
     │       (one subclass per contract error: enclave_agent.chain.errors.error_class)
     ├── ProtocolError                       a peer or round breaks the protocol
     │   ├── InputNotReady                   an input waits for an aggregate [protocol.inputs]
@@ -102,6 +103,10 @@ class SealingError(EnclaveAgentError):
 
 class ChainError(EnclaveAgentError):
     """A JSON-RPC call or transaction failed."""
+
+
+class InsufficientFunds(ChainError):
+    """The node refused a transaction: its sender cannot pay for its gas (and value)."""
 
 
 class ContractRevert(ChainError):

@@ -32,7 +32,7 @@ from web3.exceptions import (
 from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from enclave_agent.chain.errors import ErrorDecoder
-from enclave_agent.errors import ChainError
+from enclave_agent.errors import ChainError, InsufficientFunds
 from enclave_agent.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -198,9 +198,16 @@ class TxSender:
             self.reverts += 1
             raise error from None
         except Web3RPCError as exc:
+            if "insufficient funds" in _message(exc):
+                raise self._unfunded(label, exc) from exc
             raise ChainError(f"{label}: gas estimate failed: {exc.message}") from exc
         gas = int(needed * self.gas_buffer) + GAS_MARGIN
         return gas if gas <= TX_GAS_CAP else max(needed, TX_GAS_CAP)
+
+    def _unfunded(self, label: str, exc: Web3RPCError) -> InsufficientFunds:
+        return InsufficientFunds(
+            f"{label}: {self.account.address} cannot pay for the transaction's gas ({exc.message})"
+        )
 
     def _fees(self) -> dict[str, Wei]:
         """EIP-1559 fees (2x base fee headroom plus the node's tip), legacy gas price without a base fee."""
@@ -246,6 +253,8 @@ class TxSender:
                 else:
                     self._record(label, tx_hash, "failed")
                     self._next_nonce = None
+                    if "insufficient funds" in text:
+                        raise self._unfunded(label, exc) from exc
                     raise ChainError(f"{label}: node refused the transaction: {exc.message}") from exc
             except BaseException:
                 # Unreachable node: the bytes may have arrived. The next send reads the

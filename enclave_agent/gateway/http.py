@@ -25,13 +25,20 @@ from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
-from enclave_agent.errors import EXIT_ERROR, ContractRevert, EnclaveAgentError, ProtocolError
+from enclave_agent.errors import (
+    EXIT_ERROR,
+    ContractRevert,
+    EnclaveAgentError,
+    InsufficientFunds,
+    ProtocolError,
+)
 from enclave_agent.gateway import auth, cards, scoring, validation, vendor
 from enclave_agent.gateway.listener import listen
 from enclave_agent.gateway.metrics import prometheus_text
 from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
+from enclave_agent.protocol.funding import CHECK_EVERY
 from enclave_agent.protocol.health import health_report
 
 log = logging.getLogger(__name__)
@@ -160,6 +167,17 @@ async def _answer(request: web.Request, agent: GatewayAgent) -> web.Response:
         return _error(
             status, "refused by the InferenceGateway contract", reason=exc.error_name, args=exc.error_args
         )
+    except InsufficientFunds as exc:
+        agent.metrics.count("unfunded")
+        log.error("inference not served: %s", exc)
+        response = _error(
+            503,
+            "the gateway's enclave account cannot pay for its transactions right now; its operator tops it "
+            "up: try again later (a request already recorded is completed once it can be, or refunded)",
+            reason="InsufficientFunds",
+        )
+        response.headers["Retry-After"] = str(math.ceil(CHECK_EVERY))
+        return response
     except EnclaveAgentError as exc:
         agent.metrics.count("error")
         log.error("inference failed: %s", exc)
@@ -475,7 +493,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    text = prometheus_text(agent.metrics, agent.rounds(), agent.is_ready(), agent.view.epoch)
+    text = prometheus_text(
+        agent.metrics,
+        agent.rounds(),
+        agent.is_ready(),
+        agent.view.epoch,
+        (agent.funding.balance, agent.funding.topups),
+    )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

@@ -88,9 +88,16 @@ class Metrics:
             self.latency.observe(seconds)
 
 
-def prometheus_text(metrics: Metrics, rounds: Iterable[RoundDoc], synchronised: bool, epoch: int) -> str:
+def prometheus_text(
+    metrics: Metrics,
+    rounds: Iterable[RoundDoc],
+    synchronised: bool,
+    epoch: int,
+    funding: tuple[int | None, int] = (None, 0),
+) -> str:
     """The gateway's ``/metrics`` page: its counters, the blame recorded on chain over
-    ``rounds`` (every round the gateway saw), and its synchronisation and epoch."""
+    ``rounds`` (every round the gateway saw), its synchronisation and epoch, and its
+    enclave account's ``funding`` (balance at the last check, top-ups so far)."""
     with metrics.lock:  # one consistent reading of the counters
         requests = sorted(metrics.requests.items())
         latency = metrics.latency.copy()
@@ -119,7 +126,16 @@ def prometheus_text(metrics: Metrics, rounds: Iterable[RoundDoc], synchronised: 
         "# HELP enclave_agent_epoch Current membership epoch.",
         "# TYPE enclave_agent_epoch gauge",
         f"enclave_agent_epoch {epoch}",
+        "# HELP enclave_agent_enclave_topups_total Times the operator topped the enclave account up.",
+        "# TYPE enclave_agent_enclave_topups_total counter",
+        f"enclave_agent_enclave_topups_total {funding[1]}",
     ]
+    if funding[0] is not None:
+        lines += [
+            "# HELP enclave_agent_enclave_balance_wei The enclave account's balance at the last check.",
+            "# TYPE enclave_agent_enclave_balance_wei gauge",
+            f"enclave_agent_enclave_balance_wei {funding[0]}",
+        ]
     return "\n".join(lines) + "\n"
 
 

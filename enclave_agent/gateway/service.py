@@ -23,12 +23,12 @@ from eth_utils.crypto import keccak
 from enclave_agent.chain import ChainEvent
 from enclave_agent.config import AgentConfig, GatewayConfig, load_account
 from enclave_agent.crypto.aead import decrypt, encrypt
-from enclave_agent.errors import ConfigError, CryptoError, ProtocolError
+from enclave_agent.errors import ConfigError, ContractRevert, CryptoError, ProtocolError
 from enclave_agent.gateway import auth, scoring
 from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.model.ranges import InputRange
-from enclave_agent.onchain import CLIENT_ROLE
+from enclave_agent.onchain import CLIENT_ROLE, InferenceGatewayError
 from enclave_agent.protocol import queries
 from enclave_agent.protocol.agent import Agent
 from enclave_agent.protocol.disputes import queue_blame
@@ -342,10 +342,18 @@ class GatewayAgent(Agent):
             commitment = keccak(
                 request_id.to_bytes(32, "big") + json.dumps(results, sort_keys=True).encode() + salt
             )
-            receipt = self.enclave_tx.send(
-                self.contracts.gateway.functions.completeRequest(request_id, commitment),
-                label=f"complete-{request_id}",
-            )
+            try:
+                receipt = self.enclave_tx.send(
+                    self.contracts.gateway.functions.completeRequest(request_id, commitment),
+                    label=f"complete-{request_id}",
+                )
+            except ContractRevert as exc:
+                if exc.error_name != InferenceGatewayError.InferenceUnexpectedState:
+                    raise
+                # It expired before it could be completed (e.g. while the account could not
+                # pay): not answered; the loop refunds it. Retrying would fail forever.
+                log.warning("request %d: not completed, no longer pending on chain", request_id)
+                return None
             shared = {
                 "partials": len(partials),
                 "checked": combined.checked,

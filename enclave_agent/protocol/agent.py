@@ -132,6 +132,8 @@ class Agent(AgentContext):
     def step(self) -> None:
         self.guard.check(self.follower.last_event_block)
         self.follower.process(self._handle)
+        if self.stage in MEMBER_STAGES:
+            self.funding.step()  # first: every step below may need the account to pay
         self.onboarding.step()
         if self.stage in MEMBER_STAGES:
             self.participation.step()

@@ -23,6 +23,7 @@ from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
 from enclave_agent.errors import ConfigError, ContractRevert, StateLost
 from enclave_agent.protocol import reveal
+from enclave_agent.protocol.funding import Funding
 from enclave_agent.protocol.membership import MembershipView
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc
 from enclave_agent.protocol.stages import Stage, check_transition
@@ -90,6 +91,7 @@ class AgentContext:
         decoder = ErrorDecoder.from_manifest(self.manifest)
         self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
         self.operator_tx = TxSender(self.w3, self.operator, decoder, store=self.store)
+        self.funding = Funding(self)  # keeps the enclave account able to pay for its transactions
         self.ctx = RoundContext(self.chain_id, self.exchange_address)
         self.stage = stored_stage(self.store)
         log.info(

@@ -46,13 +46,16 @@ def health_report(agent: AgentContext) -> tuple[bool, dict[str, Any]]:
             agent.outage.failed(exc)  # so that everything the agent serves says so at once
             rpc = "unreachable"
     member = agent.stage in MEMBER_STAGES
-    healthy = rpc == "reachable" and member and keys
+    funded = agent.funding.problem is None
+    healthy = rpc == "reachable" and member and keys and funded
     if rpc != "reachable":
         status = "chain unreachable"
     elif not member:
         status = agent.stage
     elif not keys:
         status = "no keys for a synchronised epoch yet"
+    elif not funded:
+        status = str(agent.funding.problem)
     else:
         status = "ok"
     return healthy, {
@@ -67,6 +70,8 @@ def health_report(agent: AgentContext) -> tuple[bool, dict[str, Any]]:
         "keys_for_synchronised_epoch": keys,
         "last_block": checkpoint,
         "last_block_age_s": age,
+        "enclave_balance_wei": agent.funding.balance,
+        "enclave_topups": agent.funding.topups,
     }
 
 
@@ -100,6 +105,17 @@ class AgentCollector(Collector):
             "enclave_agent_gas_spent",
             "Gas of the transactions mined.",
             value=sum(s.gas_spent for s in senders),
+        )
+        if agent.funding.balance is not None:
+            yield GaugeMetricFamily(
+                "enclave_agent_enclave_balance_wei",
+                "The enclave account's balance at the last check (it pays for the enclave's transactions).",
+                value=agent.funding.balance,
+            )
+        yield CounterMetricFamily(
+            "enclave_agent_enclave_topups",
+            "Times the operator topped the enclave account up.",
+            value=agent.funding.topups,
         )
         yield GaugeMetricFamily(
             "enclave_agent_pending_answers",

@@ -38,8 +38,6 @@ from enclave_agent.tee.verifier_service import EvidenceRefusedByVerifier
 
 log = logging.getLogger(__name__)
 
-MIN_ENCLAVE_BALANCE = 10**18 // 2  # below this the registration funds the enclave account
-FUNDING = 10**18
 # Registry refusals that no retry can change: the agent stops (exit 3) naming them.
 _MEASUREMENT_REFUSALS = (
     ConsortiumRegistryError.RegistryMeasurementNotApproved,
@@ -240,8 +238,7 @@ class Onboarding:
         possession = sign_possession(quote, self.agent.keys.signing_key)
         # The registration itself funds the enclave account: nothing reveals the
         # address before the registry has bound it to this operator and these keys.
-        balance = self.agent.w3.eth.get_balance(self.agent.keys.account.address)
-        funding = FUNDING if balance < MIN_ENCLAVE_BALANCE else 0
+        funding = self.agent.funding.registration_value()
         try:
             self.agent.operator_tx.send(
                 self.agent.contracts.registry.functions.register(quote.as_tuple(), signature, possession),
@@ -271,8 +268,7 @@ class Onboarding:
             registration = self._prepare_evidence_registration()
         except EvidenceRefusedByVerifier as exc:
             raise AgentRefused(str(exc)) from exc  # exit 3, naming every rule and value
-        balance = self.agent.w3.eth.get_balance(self.agent.keys.account.address)
-        funding = FUNDING if balance < MIN_ENCLAVE_BALANCE else 0
+        funding = self.agent.funding.registration_value()
         try:
             self.agent.operator_tx.send(
                 self.agent.contracts.registry.functions.registerWithEvidence(*registration.arguments()),

@@ -14,7 +14,7 @@ from web3 import Web3
 
 from enclave_agent.chain import TxSender, error_class, explain_failure
 from enclave_agent.chain.sender import GAS_MARGIN
-from enclave_agent.errors import ChainError, ContractRevert
+from enclave_agent.errors import ChainError, ContractRevert, InsufficientFunds
 from enclave_agent.store import Store
 from tests.agent.chain.chainkit import PROVIDER, Deployment, funded_account
 from tests.agent.chain.faultproxy import FaultProxy
@@ -205,6 +205,17 @@ def test_transfer_moves_value(deployment: Deployment, anvil_node: AnvilProcess) 
     receipt = sender.transfer(target, 12345, label="fund-enclave")
     assert receipt["status"] == 1
     assert deployment.w3.eth.get_balance(target) == 12345
+
+
+def test_an_account_that_cannot_pay_gets_insufficient_funds_and_sends_nothing(
+    deployment: Deployment, anvil_node: AnvilProcess
+) -> None:
+    broke = funded_account(anvil_node, ether=0)
+    sender = TxSender(deployment.w3, broke, deployment.decoder)
+    target = funded_account(anvil_node, ether=0).address
+    with pytest.raises(InsufficientFunds, match=f"fund-enclave: {broke.address} cannot pay"):
+        sender.transfer(target, 1, label="fund-enclave")
+    assert deployment.w3.eth.get_transaction_count(broke.address) == 0
 
 
 def test_concurrent_sends_share_one_nonce_sequence(deployment: Deployment, anvil_node: AnvilProcess) -> None:

@@ -111,6 +111,9 @@ def test_prometheus_text_for_a_known_set() -> None:
         "# HELP enclave_agent_epoch Current membership epoch.\n"
         "# TYPE enclave_agent_epoch gauge\n"
         "enclave_agent_epoch 3\n"
+        "# HELP enclave_agent_enclave_topups_total Times the operator topped the enclave account up.\n"
+        "# TYPE enclave_agent_enclave_topups_total counter\n"
+        "enclave_agent_enclave_topups_total 0\n"
     )
     types = {family.name: family.type for family in text_string_to_metric_families(text)}
     assert types["enclave_gateway_request_seconds"] == "histogram"  # Prometheus reads it as one

@@ -38,8 +38,11 @@ class Store:
         return 41
 
 
-def agent(*, fail: bool = False, keys: bool = True, stage: Stage = Stage.SYNCHRONISED) -> Any:
+def agent(
+    *, fail: bool = False, keys: bool = True, stage: Stage = Stage.SYNCHRONISED, unfunded: str | None = None
+) -> Any:
     return SimpleNamespace(
+        funding=SimpleNamespace(balance=7 * 10**17, topups=2, problem=unfunded),
         view=SimpleNamespace(synchronised_epoch=2, epoch=3),
         store=Store(keys),
         outage=Outage("http://node:8545", jitter=lambda: 0.0),
@@ -65,6 +68,14 @@ def test_no_keys_or_no_membership_is_not_ok() -> None:
     assert not healthy and report["status"] == "no keys for a synchronised epoch yet"
     healthy, report = health_report(agent(stage=Stage.REGISTERING))
     assert not healthy and json.dumps(report["status"]) == json.dumps(report["stage"]) == '"registering"'
+
+
+def test_an_enclave_account_its_operator_cannot_fund_is_not_ok() -> None:
+    healthy, report = health_report(agent())
+    assert healthy and report["enclave_balance_wei"] == 7 * 10**17 and report["enclave_topups"] == 2
+    problem = "enclave account low on funds (0 wei): the operator cannot top it up"
+    healthy, report = health_report(agent(unfunded=problem))
+    assert not healthy and report["status"] == problem
 
 
 def test_a_node_that_stops_answering_is_an_outage_for_everyone() -> None:
