@@ -7,6 +7,7 @@ refused by the gateway's check and by each provider's."""
 from __future__ import annotations
 
 from fractions import Fraction
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,12 +18,15 @@ from enclave_agent.crypto import fixed_point
 from enclave_agent.crypto.field import PRIME61, RING64, sum_arrays
 from enclave_agent.crypto.ranges import check_query_words
 from enclave_agent.crypto.sharing import additive_split, shamir_split
-from enclave_agent.errors import FixedPointRangeError
+from enclave_agent.errors import FixedPointRangeError, ProtocolError
 from enclave_agent.gateway import scoring, validation
+from enclave_agent.model.federated import ModelSpec
 from enclave_agent.model.logistic import project_l1, standardise
 from enclave_agent.model.ranges import InputRange, score_range
+from enclave_agent.protocol import queries
 from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
 from enclave_agent.protocol.partials import partial_score, query_words
+from enclave_agent.protocol.responder import InferenceResponder
 
 RELATIVE = 1e-6
 
@@ -152,6 +156,31 @@ def test_rows_beyond_a_bound_are_refused_by_gateway_and_provider(model: dict, da
         validation.check_range(body, score, bounds)
     assert refused.value.status == 422 and refused.value.field == f"features.f{k}"
     assert refused.value.extra == {"feature": f"f{k}", "bound": bounds.bounds[k]}
+    # Each provider, whoever sent the row (a gateway that skipped its check): the
+    # responder refuses it before computing anything on its share.
+    with pytest.raises(ProtocolError, match=f"row 0: feature 'f{k}' is outside the model's input range"):
+        provider_partial(model, [row])
+    zero = [0.0] * len(bounds.bounds)  # the same provider path answers a row inside the range
+    answer = provider_partial(model, [zero])
+    assert len(answer) == 2 and all(0 <= v < model["modulus"] for v in answer)
+
+
+def provider_partial(model: dict, rows: list[list[float]]) -> list[int]:
+    """A provider's answer through ``InferenceResponder._partial``: its fused share, the
+    model's public metadata, joint statistics and published range, as its store holds them."""
+    bounds: InputRange = model["bounds"]
+    features = [f"f{k}" for k in range(len(bounds.bounds))]
+    count = 100.0
+    mean, std = np.asarray(model["mean"]), np.asarray(model["std"])
+    stats = np.concatenate([mean * count, (std**2 + mean**2) * count, [count]])
+    spec = ModelSpec(features=features, stats_round=1, train_rounds=[2])
+    share = model["fused"][min(model["fused"])]
+    agent = SimpleNamespace(fused_share=lambda round_id: share, aggregate=lambda round_id: stats)
+    responder = InferenceResponder(agent)  # type: ignore[arg-type]
+    responder.input_range = lambda m: bounds  # type: ignore[method-assign]
+    doc = SimpleNamespace(round_id=2, modulus=model["modulus"])
+    query = queries.Query(kind=queries.KIND_SCORE, rows=tuple(tuple(r) for r in rows))
+    return responder._partial({"id": 1, "kind": "shared-model", "metadata": spec.to_metadata()}, doc, query)  # type: ignore[arg-type]
 
 
 def test_without_the_range_check_a_hostile_row_comes_back_with_the_wrong_sign() -> None:
