@@ -12,6 +12,12 @@ Gas: anvil 1.7 runs a post-Osaka hardfork by default but enforces the EIP-7825
 per-transaction cap of 2**24 gas only with ``--enable-tx-gas-limit``
 (``TX_GAS_CAP_ARGS``). The local consortium passes it, so a transaction that a
 public network would refuse fails here too; ``TxSender`` never asks for more.
+
+History: by default anvil writes the state of every past block to
+``~/.foundry/anvil/tmp/`` and never removes it (about 600 MB a minute under a load run;
+it filled a 72 GB disk). ``HISTORY_ARGS`` keeps the last 128 states in memory and none
+on disk, as a geth full node serves them, so the agents are also shown to need no
+archive node.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess
 log = logging.getLogger(__name__)
 
 TX_GAS_CAP_ARGS = ("--enable-tx-gas-limit",)
+HISTORY_ARGS = ("--prune-history", "128")
 ENGINES = ("anvil", "ganache", "hardhat")
 ENGINE_ENV = "ENCLAVE_CHAIN"
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -163,6 +170,7 @@ class AnvilProcess:
             port,
             "--accounts",
             str(self.accounts),
+            *HISTORY_ARGS,
             *self.args,
         ]
 
