@@ -54,7 +54,7 @@ $(STAMPS)/compiled: $(CONTRACTS) brownie-config.yaml .solc/solc-v$(SOLC_VERSION)
 	@touch $@
 
 demo: setup
-	@$(VENV)/enclave-agent demo --workdir var/demo
+	@$(VENV)/enclave-devnet demo --workdir var/demo
 
 deploy: setup
 	@brownie run scripts/deploy.py
@@ -71,15 +71,15 @@ $(STAMPS)/chromium: | $(STAMPS)/tools
 	@touch $@
 
 test-agent: setup $(STAMPS)/chromium
-	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/console tests/integration tests/e2e
+	$(VENV)/python -m pytest -p no:pytest-brownie -p no:cacheprovider tests/agent tests/devnet tests/console tests/integration tests/e2e
 
 format: setup
-	ruff format enclave_agent enclave_client enclave_console scripts tests bench
-	ruff check --fix enclave_agent enclave_client enclave_console scripts tests bench
+	ruff format enclave_agent enclave_client enclave_console enclave_devnet scripts tests bench
+	ruff check --fix enclave_agent enclave_client enclave_console enclave_devnet scripts tests bench
 
 lint: setup
-	ruff format --check enclave_agent enclave_client enclave_console scripts tests bench
-	ruff check enclave_agent enclave_client enclave_console scripts tests bench
+	ruff format --check enclave_agent enclave_client enclave_console enclave_devnet scripts tests bench
+	ruff check enclave_agent enclave_client enclave_console enclave_devnet scripts tests bench
 
 typecheck: setup
 	mypy
@@ -95,6 +95,7 @@ bench: setup $(STAMPS)/chromium
 lock:
 	python3 -m venv /tmp/enclave-share-lock && /tmp/enclave-share-lock/bin/pip install -r requirements.in
 	(head -n 2 requirements.lock; /tmp/enclave-share-lock/bin/pip freeze) > requirements.lock.new && mv requirements.lock.new requirements.lock
+	$(VENV)/pip install --disable-pip-version-check -r requirements.lock && $(VENV)/python tools/gen-runtime-lock
 
 clean:
 	rm -rf .venv node_modules .solc build .stamps $(WEB_VENDOR)

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from enclave_agent.demo import Demo, DemoConfig
-from enclave_agent.model.data import read_table
+from enclave_agent.model.table import read_table
+from enclave_devnet.demo import Demo, DemoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
-from enclave_agent.demo import CLIENT_INDEX, FEE_WEI, SPARE_CLIENTS, Demo, DemoConfig
-from enclave_agent.model.data import read_table
+from enclave_agent.model.table import read_table
+from enclave_devnet.demo import CLIENT_INDEX, FEE_WEI, SPARE_CLIENTS, Demo, DemoConfig
 
 
 def main(workdir: Path, ready: Path, requests: int) -> int:

@@ -4,7 +4,7 @@ transactions per participant.
     .venv/bin/python bench/rounds.py [--quick] [--repeats 3]
 
 For each number of providers n, one local consortium (anvil, the simulated
-attestation service, n agent processes; ``enclave_agent.localnet``) runs every
+attestation service, n agent processes; ``enclave_devnet``) runs every
 round of that n. Each round sums random vectors of length d; per round:
 
 - wall time: from sending openRound until the round is seen COMPLETED (median over
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enclave_agent.localnet import COMPLETED, Consortium, anvil_binary, start_consortium
+from enclave_devnet import COMPLETED, Consortium, anvil_binary, start_consortium
 
 log = logging.getLogger("bench.rounds")
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from enclave_agent.demo import CLIENT_INDEX, Demo, DemoConfig
-from enclave_agent.localnet.browser_wallet import CHROMIUM_ARGS, PROVIDER, InjectedWallet
-from enclave_agent.model.data import read_table
+from enclave_agent.model.table import read_table
+from enclave_devnet.browser_wallet import CHROMIUM_ARGS, PROVIDER, InjectedWallet
+from enclave_devnet.demo import CLIENT_INDEX, Demo, DemoConfig
 
 
 def _timed(n: int, fn: Callable[[], None]) -> list[float]:

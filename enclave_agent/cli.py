@@ -57,8 +57,13 @@ def _configure_logging(name: str, verbose: bool) -> None:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from enclave_agent.tee.measure import measure_package
+    import hashlib
 
+    from enclave_agent.tee.measure import manifest_entries, measure_package
+
+    if args.list:
+        for name, path in manifest_entries():
+            print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}")
     print("0x" + measure_package().hex())
     return 0
 
@@ -140,30 +145,10 @@ def _request_inputs(args: argparse.Namespace) -> dict[str, object]:
             return {"features": json.loads(args.features)}
         except ValueError as exc:
             raise ConfigError(f"--features is not JSON: {exc}") from exc
-    from enclave_agent.model.data import read_table
+    from enclave_agent.model.table import read_table
 
     names, x, _ = read_table(args.csv, args.label_column)
     return {"rows": [dict(zip(names, map(float, row), strict=True)) for row in x]}
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from enclave_agent import demo
-
-    return demo.main(args.workdir, args.rounds, args.serve)
-
-
-def _cmd_sample_data(args: argparse.Namespace) -> int:
-    from enclave_agent.model.data import split_breast_cancer, uneven_fractions
-
-    if not 3 <= args.providers <= 19:
-        raise ConfigError(f"--providers must be 3..19, got {args.providers}")
-    split = split_breast_cancer(
-        args.out, providers=args.providers, fractions=uneven_fractions(args.providers), seed=args.seed
-    )
-    for path, rows in zip(split.provider_paths, split.provider_rows, strict=True):
-        print(f"{path}: {rows} rows")
-    print(f"{split.holdout_path}: {split.holdout_rows} rows held out")
-    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -335,7 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("measure", help="print this agent's code measurement (SHA-256, hex)")
+    p = sub.add_parser(
+        "measure",
+        help="print this agent's code measurement (SHA-256, hex)",
+        description="SHA-256 over the agent package's measured files and its runtime.lock "
+        "(docs/measurement.md); the same from a checkout and from an installed wheel.",
+    )
+    p.add_argument("--list", action="store_true", help="first print each measured file's SHA-256 and name")
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("run", help="run a provider enclave agent until SIGTERM/SIGINT")
@@ -370,28 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the answer; past it: exit 11, the request may still be answered",
     )
     p.set_defaults(func=_cmd_request)
-
-    p = sub.add_parser("demo", help="run the whole system locally end to end and print the results table")
-    p.add_argument("--workdir", type=Path, default=Path("var/demo"), help="state, logs and data")
-    p.add_argument("--rounds", type=int, default=3, help="federated-averaging rounds")
-    p.add_argument(
-        "--serve",
-        action="store_true",
-        help="after the report, keep the consortium running for the wallet page (and curl) until Ctrl-C",
-    )
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser(
-        "sample-data",
-        help="write the demo's data (scikit-learn's breast-cancer set) split unevenly into provider CSVs",
-        description="Writes provider-0.csv ... (30 feature columns and a 'target' label column, "
-        "shuffled with --seed, the first provider largest) and holdout.csv (20%% of the rows, for "
-        "asking the model) into --out, for trying a consortium by hand.",
-    )
-    p.add_argument("--out", type=Path, required=True, help="folder to write the CSVs into")
-    p.add_argument("--providers", type=int, default=3, help="how many provider CSVs")
-    p.add_argument("--seed", type=int, default=7, help="shuffle seed (same seed, same files)")
-    p.set_defaults(func=_cmd_sample_data)
 
     p = sub.add_parser("status", help="print an agent's persisted status as JSON")
     p.add_argument("--config", type=Path, required=True, help="agent TOML config")

@@ -19,6 +19,7 @@ from enclave_agent.protocol.round_spec import ROUND_DEFAULTS
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 
+CHECKOUT_ABI_DIR = Path(__file__).resolve().parents[1] / "build" / "contracts"  # `make` compiles there
 GOVERNANCE_KEY = "file with the governance account's hex private key (mode 0600)"
 COORDINATOR_KEY = "file with the coordinator account's hex private key (mode 0600)"
 
@@ -461,7 +462,6 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     from enclave_agent.chain import connect, deploy_contracts
     from enclave_agent.chain.manifest import write_manifest
     from enclave_agent.config import load_account
-    from enclave_agent.localnet.processes import REPO_ROOT
     from enclave_agent.tee.measure import measure_package
 
     if args.out.exists():
@@ -487,7 +487,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     manifest = deploy_contracts(
         w3,
         governor,
-        abi_dir=args.abi_dir or REPO_ROOT / "build" / "contracts",
+        abi_dir=args.abi_dir or CHECKOUT_ABI_DIR,
         measurements={1: raw, 2: raw},
         signers=signers,
         rpc_url=args.rpc_url,

@@ -1,10 +1,8 @@
-"""Federated logistic regression: the data split of the demo, local training and
-federated averaging over secure-aggregation vectors, metrics and the public model
-description. Pure numpy in the agent path; scikit-learn only loads the bundled data
-set and computes ROC AUC.
+"""Federated logistic regression: input tables, local training, federated averaging
+over secure-aggregation vectors and the public model description. Pure numpy; the
+demo's data set and its evaluation (scikit-learn) live in ``enclave_devnet``.
 """
 
-from enclave_agent.model.data import SplitResult, csv_safe_name, read_table, split_breast_cancer
 from enclave_agent.model.federated import LINK_LOGISTIC, ModelSpec, fedavg_plaintext
 from enclave_agent.model.logistic import (
     column_stats,
@@ -20,20 +18,14 @@ from enclave_agent.model.logistic import (
     standardise,
     train_local,
 )
-from enclave_agent.model.metrics import accuracy, auc, central_baseline, evaluate
+from enclave_agent.model.table import read_table
 
 __all__ = [
     "LINK_LOGISTIC",
     "ModelSpec",
-    "SplitResult",
-    "accuracy",
-    "auc",
-    "central_baseline",
     "column_stats",
     "contribution",
     "contribution_length",
-    "csv_safe_name",
-    "evaluate",
     "fedavg_plaintext",
     "global_model",
     "joint_scaling",
@@ -43,7 +35,6 @@ __all__ = [
     "project_l1",
     "read_table",
     "sigmoid",
-    "split_breast_cancer",
     "standardise",
     "train_local",
 ]

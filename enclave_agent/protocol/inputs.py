@@ -20,7 +20,6 @@ import numpy as np
 
 from enclave_agent.config import AgentConfig, DataConfig
 from enclave_agent.errors import ConfigError, ProtocolError
-from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import (
     column_stats,
     contribution,
@@ -29,6 +28,7 @@ from enclave_agent.model.logistic import (
     standardise,
     train_local,
 )
+from enclave_agent.model.table import read_table
 
 BUILTIN_TAGS = ("column-stats", "train:S:P")
 # Local training of one federated-averaging step (the plaintext reference uses the same).

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from enclave_agent.errors import SealingError
 from enclave_agent.tee._files import ensure_private_dir, write_new_private_file
 from enclave_agent.tee.backend import EnclaveKeys
-from enclave_agent.tee.measure import DEFAULT_LOCK, PACKAGE_DIR, measure_package
+from enclave_agent.tee.measure import PACKAGE_DIR, measure_package
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class SimulatedTee:
         self.state_dir = Path(state_dir)
         self.keys_path = self.state_dir / KEYS_FILE
         self.platform_secret_path = Path(platform_secret_path or self.state_dir / PLATFORM_SECRET_FILE)
-        self._measurement = measure_package(package_dir or PACKAGE_DIR, lock_file or DEFAULT_LOCK)
+        self._measurement = measure_package(package_dir or PACKAGE_DIR, lock_file)
         ensure_private_dir(self.state_dir)
         secret = _load_or_create_platform_secret(self.platform_secret_path)
         self._aead = AESGCM(derive_sealing_key(secret, self._measurement))

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from enclave_agent.demo import Demo, DemoConfig
-from enclave_agent.model.data import read_table
+from enclave_agent.model.table import read_table
+from enclave_devnet.demo import Demo, DemoConfig
 
 
 @pytest.fixture(scope="session")

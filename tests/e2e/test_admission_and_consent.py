@@ -31,11 +31,11 @@ from web3.exceptions import ContractCustomError
 
 from enclave_agent.chain import error_class
 from enclave_agent.crypto.aead import encrypt
-from enclave_agent.demo import CLIENT_INDEX, FEE_WEI, Demo
 from enclave_agent.gateway import auth
 from enclave_agent.gateway.client import GatewayClient
-from enclave_agent.localnet import COMPLETED, dev_key, wait_until
 from enclave_agent.protocol import queries
+from enclave_devnet import COMPLETED, dev_key, wait_until
+from enclave_devnet.demo import CLIENT_INDEX, FEE_WEI, Demo
 from tests.integration.rogue import Rogue
 from tests.support.http import http_json
 

@@ -20,9 +20,9 @@ import pytest
 from playwright.sync_api import Page, expect
 from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
 
-from enclave_agent.demo import Demo
 from enclave_agent.gateway import vendor
-from enclave_agent.model.data import read_table
+from enclave_agent.model.table import read_table
+from enclave_devnet.demo import Demo
 from tests.e2e.test_wallet_page import Session, _choose_csv, _connect, _holdout_csv, browser, session
 from tests.support.http import http_json
 

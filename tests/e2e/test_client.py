@@ -13,12 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from enclave_agent.demo import CLIENT_INDEX, FEE_WEI, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.errors import DecryptionError
-from enclave_agent.localnet import dev_key
-from enclave_agent.model.data import BREAST_CANCER_CLASSES, breast_cancer_units, read_table
 from enclave_agent.model.federated import fedavg_plaintext
 from enclave_agent.model.logistic import predict_proba
+from enclave_agent.model.table import read_table
 from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L1_BOUND, TRAIN_L2, TRAIN_LR
 from enclave_client import (
     AccessDenied,
@@ -30,6 +28,9 @@ from enclave_client import (
     QuotaExhausted,
     UnknownModel,
 )
+from enclave_devnet import dev_key
+from enclave_devnet.data import BREAST_CANCER_CLASSES, breast_cancer_units
+from enclave_devnet.demo import CLIENT_INDEX, FEE_WEI, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from tests.support.http import http_json
 
 # Wallet clients of these tests' own (dev accounts; 12 and 13 are test_gateway's).

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from enclave_agent.localnet import ABORTED, COMPLETED, ChildProcess, Consortium, wait_until
-from enclave_agent.localnet.processes import python_child
+from enclave_devnet import ABORTED, COMPLETED, ChildProcess, Consortium, wait_until
+from enclave_devnet.processes import python_child
 from tests.e2e.test_wallet_page import browser
 from tests.integration.conftest import distinctive_inputs, make_consortium
 from tests.integration.rogue import Rogue

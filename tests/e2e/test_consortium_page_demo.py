@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from enclave_agent.demo import Demo
+from enclave_devnet.demo import Demo
 from tests.e2e.test_consortium_page import CANVAS_INK, REPO, shot, start_console
 from tests.e2e.test_wallet_page import browser
 

@@ -1,4 +1,4 @@
-"""`enclave-agent demo` stops every process it started when interrupted (Ctrl-C)."""
+"""`enclave-devnet demo` stops every process it started when interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 def test_ctrl_c_during_the_demo_leaves_nothing_running(tmp_path: Path) -> None:
     demo = subprocess.Popen(
-        [sys.executable, "-m", "enclave_agent.cli", "demo", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "enclave_devnet.cli", "demo", "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -13,9 +13,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from enclave_agent.demo import CLIENT_INDEX, Demo
-from enclave_agent.localnet import wait_until
 from enclave_agent.protocol.funding import FUNDING, MIN_ENCLAVE_BALANCE
+from enclave_devnet import wait_until
+from enclave_devnet.demo import CLIENT_INDEX, Demo
 from tests.support.http import http_json
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enclave_agent.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
-from enclave_agent.localnet import COMPLETED, dev_key, distinctive, found_on_chain, wait_until
-from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import contribution_length
+from enclave_agent.model.table import read_table
 from enclave_agent.protocol.queries import rows_per_request
 from enclave_agent.tee._files import write_private_file
+from enclave_devnet import COMPLETED, dev_key, distinctive, found_on_chain, wait_until
+from enclave_devnet.demo import CLIENT_INDEX, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from tests.support.http import http_json
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,12 +17,12 @@ import pytest
 
 from enclave_agent.chain import ErrorDecoder, TxSender
 from enclave_agent.crypto.aead import encrypt
-from enclave_agent.demo import CLIENT_INDEX, FEE_WEI, Demo
 from enclave_agent.gateway import auth
-from enclave_agent.localnet import dev_key, wait_until
 from enclave_agent.model.logistic import joint_scaling, standardise
 from enclave_agent.protocol import queries
 from enclave_agent.tee.simulated import SimulatedTee
+from enclave_devnet import dev_key, wait_until
+from enclave_devnet.demo import CLIENT_INDEX, FEE_WEI, Demo
 from tests.support.http import http_json
 
 RELATIVE = 1e-6
@@ -74,7 +74,7 @@ def test_models_publish_the_input_range_of_the_score_model(demo: Demo) -> None:
 
 
 def _holdout(demo: Demo) -> np.ndarray:
-    from enclave_agent.model.data import read_table
+    from enclave_agent.model.table import read_table
 
     return read_table(demo._result.split.holdout_path, demo._result.split.label_column)[1]
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from eth_account import Account
 
-from enclave_agent.demo import Demo
 from enclave_agent.errors import EXIT_CONFIG, EXIT_ROUND_ABORTED, EXIT_TIMEOUT
-from enclave_agent.localnet import REPO_ROOT, dev_key
-from enclave_agent.model.data import BREAST_CANCER_CLASSES, breast_cancer_units
 from enclave_agent.tee._files import write_private_file
+from enclave_devnet import REPO_ROOT, dev_key
+from enclave_devnet.data import BREAST_CANCER_CLASSES, breast_cancer_units
+from enclave_devnet.demo import Demo
 
 GRANTED, PAYER = 7, 8  # dev accounts no other test uses (12 and 13 are test_gateway's)
 
@@ -276,7 +276,7 @@ def test_demo_serve_prints_the_wallet_key_to_import(demo: Demo) -> None:
 
 
 def test_round_show_gives_the_released_statistic_through_the_gateway(demo: Demo, tmp_path: Path) -> None:
-    from enclave_agent.model.data import read_table
+    from enclave_agent.model.table import read_table
 
     round_id = str(demo._result.rounds["statistic"])
     refused(

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import REPO_ROOT, free_port
-from enclave_agent.model.data import read_table
+from enclave_agent.model.table import read_table
+from enclave_devnet import REPO_ROOT, free_port
 
 README = REPO_ROOT / "README.md"
 START, END = "<!-- walkthrough:start -->", "<!-- walkthrough:end -->"

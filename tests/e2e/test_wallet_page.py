@@ -22,12 +22,12 @@ from eth_utils.crypto import keccak
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from enclave_agent.crypto.sealed_box import seal
-from enclave_agent.demo import CLIENT_INDEX, FEE_WEI, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from enclave_agent.gateway import auth
-from enclave_agent.localnet.browser_wallet import CHROMIUM_ARGS, PROVIDER, InjectedWallet
-from enclave_agent.model.data import read_table
+from enclave_agent.model.table import read_table
 from enclave_agent.protocol import queries
 from enclave_agent.protocol.queries import result_ad
+from enclave_devnet.browser_wallet import CHROMIUM_ARGS, PROVIDER, InjectedWallet
+from enclave_devnet.demo import CLIENT_INDEX, FEE_WEI, SCORE_TOLERANCE, SPARE_CLIENTS, Demo
 from tests.support.http import http_json
 
 

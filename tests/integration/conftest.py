@@ -9,7 +9,7 @@ import pytest
 
 from enclave_agent.crypto.field import PRIME61, RING64
 from enclave_agent.crypto.fixed_point import encode
-from enclave_agent.localnet import COMPLETED, Consortium, distinctive, found_on_chain, start_consortium
+from enclave_devnet import COMPLETED, Consortium, distinctive, found_on_chain, start_consortium
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,10 +1,10 @@
-"""The integration tests' consortium. The implementation is ``enclave_agent.localnet``
-(shared with the benchmark and ``enclave-agent demo``); new code imports it from
+"""The integration tests' consortium. The implementation is ``enclave_devnet``
+(shared with the benchmark and ``enclave-devnet demo``); new code imports it from
 there, this module keeps the names older tests import."""
 
 from __future__ import annotations
 
-from enclave_agent.localnet import (
+from enclave_devnet import (
     DEV_MNEMONIC,
     REPO_ROOT,
     AgentProcess,

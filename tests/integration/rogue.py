@@ -20,7 +20,6 @@ from eth_utils.address import to_checksum_address
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender
 from enclave_agent.crypto import aead, posting
 from enclave_agent.crypto.field import PRIME61, RING64
-from enclave_agent.localnet import Consortium
 from enclave_agent.protocol import queries, reveal
 from enclave_agent.protocol.partials import partial_statistic
 from enclave_agent.protocol.rounds import (
@@ -33,6 +32,7 @@ from enclave_agent.protocol.rounds import (
 )
 from enclave_agent.tee.attestation_service import request_quote
 from enclave_agent.tee.quote import sign_possession
+from enclave_devnet import Consortium
 
 
 class Rogue:

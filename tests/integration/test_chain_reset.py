@@ -17,8 +17,8 @@ import pytest
 
 from enclave_agent.chain import connect, deploy_contracts
 from enclave_agent.chain.manifest import load_manifest, write_manifest
-from enclave_agent.localnet import REPO_ROOT, AnvilProcess, Consortium, wait_until
 from enclave_agent.tee.measure import measure_package
+from enclave_devnet import REPO_ROOT, AnvilProcess, Consortium, wait_until
 from tests.agent.chain.faultproxy import FaultProxy
 from tests.integration.conftest import make_consortium
 from tests.support.http import http_json

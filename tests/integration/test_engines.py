@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from enclave_agent.demo import SCORE_TOLERANCE, Demo, DemoConfig
-from enclave_agent.model.data import read_table
 from enclave_agent.model.federated import fedavg_plaintext
 from enclave_agent.model.logistic import predict_proba
+from enclave_agent.model.table import read_table
 from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L2, TRAIN_LR
+from enclave_devnet.demo import SCORE_TOLERANCE, Demo, DemoConfig
 
 CHAIN_IDS = {"ganache": 1337, "hardhat": 31337}
 

@@ -39,8 +39,6 @@ from eth_account import Account
 from eth_utils import keccak
 from web3.exceptions import ContractCustomError
 
-from enclave_agent.localnet import Consortium, start_consortium, wait_until
-from enclave_agent.localnet.processes import ChildProcess, python_child
 from enclave_agent.tee.binding import BindingClaims, evidence_binding
 from enclave_agent.tee.evidence import EvidenceType
 from enclave_agent.tee.nitro import AWS_NITRO_ROOT_G1_SHA256, nitro_measurement
@@ -48,6 +46,8 @@ from enclave_agent.tee.quote import Quote, sign_possession
 from enclave_agent.tee.sevsnp import SnpReport, snp_measurement
 from enclave_agent.tee.verified_evidence import EvidenceClaim, sign_verified_evidence
 from enclave_agent.tee.verifier_service import EvidenceRefusedByVerifier, request_verification
+from enclave_devnet import Consortium, start_consortium, wait_until
+from enclave_devnet.processes import ChildProcess, python_child
 from tests.support.nitro_documents import TEST_PCRS, DocumentSigner
 from tests.support.snp_reports import ReportSigner
 from tests.support.tee_samples import nitro_sample

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from web3.logs import DISCARD
 
-from enclave_agent.localnet import REPO_ROOT as REPO
-from enclave_agent.localnet import Consortium, wait_until
 from enclave_agent.tee.measure import measure_package
+from enclave_devnet import REPO_ROOT as REPO
+from enclave_devnet import Consortium, wait_until
 from tests.integration.conftest import aggregate, distinctive_inputs, make_consortium
 from tests.integration.rogue import Rogue
 
@@ -186,10 +186,9 @@ def _modified_build(tmp_path: Path) -> tuple[Path, bytes]:
     shutil.copytree(
         REPO / "enclave_agent", copy / "enclave_agent", ignore=shutil.ignore_patterns("__pycache__")
     )
-    shutil.copy(REPO / "requirements.lock", copy / "requirements.lock")
     init = copy / "enclave_agent" / "__init__.py"
     init.write_bytes(init.read_bytes() + b" ")
-    modified = measure_package(copy / "enclave_agent", copy / "requirements.lock")
+    modified = measure_package(copy / "enclave_agent")
     assert modified != measure_package()
     return copy, modified
 

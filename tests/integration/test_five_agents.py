@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import Consortium, wait_until
+from enclave_devnet import Consortium, wait_until
 from tests.integration.conftest import (
     COMBOS,
     aggregate,

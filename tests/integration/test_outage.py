@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import COMPLETED, Consortium, free_port, wait_until
+from enclave_devnet import COMPLETED, Consortium, free_port, wait_until
 from tests.agent.chain.faultproxy import FaultProxy
 from tests.integration.conftest import aggregate, distinctive_inputs, make_consortium
 from tests.support.http import http_json

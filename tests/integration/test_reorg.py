@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from enclave_agent.localnet import Consortium, wait_until
+from enclave_devnet import Consortium, wait_until
 from tests.integration.conftest import make_consortium
 
 EXIT_CHAIN_CHANGED = 6

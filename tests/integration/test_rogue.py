@@ -28,9 +28,9 @@ from enclave_agent.crypto.fixed_point import decode
 from enclave_agent.errors import ContractRevert
 from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient, GatewayHTTPError
-from enclave_agent.localnet import ABORTED, COMPLETED, FUSING, Consortium, dev_key, free_port, wait_until
 from enclave_agent.protocol import reveal
 from enclave_agent.protocol.queries import statistic_metadata
+from enclave_devnet import ABORTED, COMPLETED, FUSING, Consortium, dev_key, free_port, wait_until
 from tests.integration.conftest import distinctive_inputs, make_consortium
 from tests.integration.rogue import Rogue
 

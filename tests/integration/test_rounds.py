@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import Consortium, dev_key, wait_until
 from enclave_agent.tee._files import write_private_file
+from enclave_devnet import Consortium, dev_key, wait_until
 from tests.integration.conftest import (
     COMBOS,
     aggregate,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enclave_agent.localnet import COMPLETED, REPO_ROOT, Consortium, wait_until
+from enclave_devnet import COMPLETED, REPO_ROOT, Consortium, wait_until
 from tests.integration.conftest import aggregate, distinctive_inputs, synchronised_consortium
 
 N, D, FRAC = 3, 8, 16

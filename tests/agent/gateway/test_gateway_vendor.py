@@ -60,13 +60,13 @@ def test_the_measurement_leaves_the_vendor_folder_out_but_not_its_pins(tmp_path:
     assert measure_package(package, lock) == before  # copied or not: the same measurement
     pins.write_text('{"files": {"x.js": {}}}\n')
     assert measure_package(package, lock) != before  # another pin is another code identity
-    assert measure.UNMEASURED_DIRS == ("gateway/web/vendor",)
+    assert measure.MEASURED_DIRS == ("gateway/web",)  # its files, not the folders below
 
 
 def test_the_real_tree_measures_the_same_with_and_without_the_copy(tmp_path: Path) -> None:
     copy = tmp_path / "enclave_agent"
     shutil.copytree(REPO / "enclave_agent", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    lock = REPO / "requirements.lock"
+    lock = REPO / "enclave_agent" / "runtime.lock"
     with_copy = measure_package(copy, lock)
     shutil.rmtree(copy / "gateway" / "web" / "vendor", ignore_errors=True)
     assert measure_package(copy, lock) == with_copy

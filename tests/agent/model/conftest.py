@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enclave_agent.model import SplitResult, read_table, split_breast_cancer
+from enclave_agent.model import read_table
+from enclave_devnet.data import SplitResult, split_breast_cancer
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,9 @@ from sklearn.datasets import load_breast_cancer
 
 from enclave_agent.config import DataConfig
 from enclave_agent.errors import ConfigError
-from enclave_agent.model import SplitResult, csv_safe_name, read_table, split_breast_cancer
+from enclave_agent.model import read_table
 from enclave_agent.protocol.inputs import load_table
+from enclave_devnet.data import SplitResult, csv_safe_name, split_breast_cancer
 
 
 def file_bytes(result: SplitResult) -> list[bytes]:

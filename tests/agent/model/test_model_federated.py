@@ -11,11 +11,7 @@ import pytest
 from enclave_agent.errors import ConfigError, ProtocolError
 from enclave_agent.model import (
     ModelSpec,
-    accuracy,
-    auc,
-    central_baseline,
     column_stats,
-    evaluate,
     fedavg_plaintext,
     joint_scaling,
     log_loss,
@@ -24,6 +20,7 @@ from enclave_agent.model import (
     standardise,
     train_local,
 )
+from enclave_devnet.evaluation import accuracy, auc, central_baseline, evaluate
 
 ROUNDS = 3  # what the demo runs; the secure tests compare against the same reference
 

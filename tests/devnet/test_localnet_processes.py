@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from enclave_agent.config import load_config
-from enclave_agent.localnet import ChildProcess, exit_on_termination, wait_until, write_agent_config
-from enclave_agent.localnet.processes import REPO_ROOT
+from enclave_devnet import ChildProcess, exit_on_termination, wait_until, write_agent_config
+from enclave_devnet.processes import REPO_ROOT
 
 # A child that starts a grandchild, prints both pids and sleeps.
 FAMILY = textwrap.dedent(
@@ -72,7 +72,7 @@ def run_parent(tmp_path: Path, body: str) -> subprocess.Popen[str]:
         f"""
         import json, sys, time
         from pathlib import Path
-        from enclave_agent.localnet import ChildProcess, exit_on_termination, wait_until
+        from enclave_devnet import ChildProcess, exit_on_termination, wait_until
         child = ChildProcess("family", [sys.executable, "-c", {FAMILY!r}])
         child.start()
         pids = wait_until(lambda: child.output().split(), 20, "pids", interval=0.05)

@@ -1,4 +1,4 @@
-"""`enclave-agent demo`: the whole system on one machine, end to end.
+"""`enclave-devnet demo`: the whole system on one machine, end to end.
 
 Anvil, the simulated attestation service, three provider agents (each holding
 its own uneven, shuffled part of scikit-learn's bundled breast-cancer data) and
@@ -38,24 +38,24 @@ from eth_typing import ChecksumAddress
 from enclave_agent.errors import EnclaveAgentError
 from enclave_agent.gateway.auth import hash_api_key, new_api_key
 from enclave_agent.gateway.client import GatewayClient
-from enclave_agent.localnet import COMPLETED, Consortium, chain_engine, dev_key, start_consortium, wait_until
-from enclave_agent.localnet.anvil import free_port
-from enclave_agent.model.data import (
-    BREAST_CANCER_CLASSES,
-    SplitResult,
-    breast_cancer_units,
-    read_table,
-    split_breast_cancer,
-    uneven_fractions,
-)
 from enclave_agent.model.federated import fedavg_plaintext
 from enclave_agent.model.logistic import contribution_length, predict_proba
-from enclave_agent.model.metrics import accuracy, auc, central_baseline
+from enclave_agent.model.table import read_table
 from enclave_agent.onchain import Role
 from enclave_agent.operator import clients
 from enclave_agent.operator.models import register_model, register_statistic
 from enclave_agent.protocol.inputs import TRAIN_EPOCHS, TRAIN_L1_BOUND, TRAIN_L2, TRAIN_LR
 from enclave_agent.tee._files import ensure_private_dir, write_new_private_file, write_private_file
+from enclave_devnet import COMPLETED, Consortium, chain_engine, dev_key, start_consortium, wait_until
+from enclave_devnet.anvil import free_port
+from enclave_devnet.data import (
+    BREAST_CANCER_CLASSES,
+    SplitResult,
+    breast_cancer_units,
+    split_breast_cancer,
+    uneven_fractions,
+)
+from enclave_devnet.evaluation import accuracy, auc, central_baseline
 
 log = logging.getLogger(__name__)
 
@@ -437,14 +437,14 @@ def run(config: DemoConfig) -> DemoResult:
         if config.serve:
             demo.serve()
         else:
-            demo.say("(`enclave-agent demo --serve` keeps all of it running for the wallet page)")
+            demo.say("(`enclave-devnet demo --serve` keeps all of it running for the wallet page)")
         return result
     finally:
         demo.stop()
 
 
 def main(workdir: Path, rounds: int, serve: bool) -> int:
-    """`enclave-agent demo` (the CLI parses the arguments)."""
+    """`enclave-devnet demo` (the CLI parses the arguments)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run(DemoConfig(workdir=workdir.resolve(), fedavg_rounds=rounds, serve=serve))
@@ -456,6 +456,6 @@ def main(workdir: Path, rounds: int, serve: bool) -> int:
 
 
 if __name__ == "__main__":
-    from enclave_agent.cli import main as cli_main
+    from enclave_devnet.cli import main as cli_main
 
     sys.exit(cli_main(["demo", *sys.argv[1:]]))

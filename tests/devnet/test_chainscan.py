@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from enclave_agent.localnet import distinctive, found_on_chain
+from enclave_devnet import distinctive, found_on_chain
 
 
 def _abi_words(*values: int) -> bytes:

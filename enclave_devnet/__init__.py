@@ -1,8 +1,8 @@
 """A local consortium on one machine, for the integration tests, the benchmark and
-``enclave-agent demo``: Anvil, the simulated attestation service and provider
+``enclave-devnet demo``: Anvil, the simulated attestation service and provider
 agents, each a separate OS process meeting the others only through the chain.
 
-    from enclave_agent.localnet import start_consortium
+    from enclave_devnet import start_consortium
 
     with start_consortium(Path("var/local")) as c:   # anvil, service, contracts, manifest
         for i in range(3):
@@ -21,8 +21,8 @@ assumption is that operators cannot do this; real hardware enforces it, this
 tooling deliberately does not.
 """
 
-from enclave_agent.localnet.agents import AgentProcess, dev_key, write_agent_config
-from enclave_agent.localnet.anvil import (
+from enclave_devnet.agents import AgentProcess, dev_key, write_agent_config
+from enclave_devnet.anvil import (
     DEV_MNEMONIC,
     ENGINE_ENV,
     ENGINES,
@@ -32,14 +32,14 @@ from enclave_agent.localnet.anvil import (
     chain_engine,
     free_port,
 )
-from enclave_agent.localnet.chainscan import (
+from enclave_devnet.chainscan import (
     SentTransaction,
     chain_bytes,
     distinctive,
     found_on_chain,
     round_transactions,
 )
-from enclave_agent.localnet.consortium import (
+from enclave_devnet.consortium import (
     ABORTED,
     COMPLETED,
     DEFAULT_ANVIL_ARGS,
@@ -49,8 +49,8 @@ from enclave_agent.localnet.consortium import (
     start_consortium,
     wait_until,
 )
-from enclave_agent.localnet.errors import AgentExitedError, AnvilError, LocalnetError
-from enclave_agent.localnet.processes import (
+from enclave_devnet.errors import AgentExitedError, AnvilError, LocalnetError
+from enclave_devnet.processes import (
     REPO_ROOT,
     ChildProcess,
     exit_on_termination,

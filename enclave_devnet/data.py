@@ -35,7 +35,6 @@ __all__ = [
     "SplitResult",
     "breast_cancer_units",
     "csv_safe_name",
-    "read_table",
     "split_breast_cancer",
     "uneven_fractions",
 ]
@@ -153,24 +152,6 @@ def split_breast_cancer(
         features=features,
         label_column=label_column,
     )
-
-
-def read_table(path: Path, label_column: str = "target") -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Read a CSV written by ``split_breast_cancer``: (feature names, X, y).
-
-    The agents read their CSVs through ``enclave_agent.protocol.inputs.load_table``,
-    which adds a finiteness check.
-    """
-    try:
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle))
-        matrix = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-    except (OSError, StopIteration, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read a numeric CSV") from exc
-    if label_column not in header or matrix.shape[1] != len(header):
-        raise ConfigError(f"{path}: needs the label column '{label_column}' and one cell per header")
-    at = header.index(label_column)
-    return [h for i, h in enumerate(header) if i != at], np.delete(matrix, at, axis=1), matrix[:, at]
 
 
 def _block_sizes(total: int, fractions: Sequence[float]) -> list[int]:

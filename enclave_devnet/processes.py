@@ -34,11 +34,11 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from enclave_agent.localnet.errors import LocalnetError
+from enclave_devnet.errors import LocalnetError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # holds enclave_agent/ and node_modules/
+REPO_ROOT = Path(__file__).resolve().parents[1]  # holds enclave_devnet/ and node_modules/
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _LIVE: set[ChildProcess] = set()
 

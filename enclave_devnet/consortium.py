@@ -27,17 +27,17 @@ from enclave_agent.chain.manifest import Manifest, write_manifest
 from enclave_agent.crypto.field import RING64
 from enclave_agent.crypto.fixed_point import decode
 from enclave_agent.crypto.reed_solomon import robust_reconstruct
-from enclave_agent.localnet.agents import AgentProcess, InputValue, dev_key, write_agent_config
-from enclave_agent.localnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess, chain_engine
-from enclave_agent.localnet.chainscan import SentTransaction, chain_bytes, round_transactions
-from enclave_agent.localnet.errors import AgentExitedError, LocalnetError
-from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
 from enclave_agent.onchain import OrgStatus, Role, RoundState
 from enclave_agent.operator.session import Session
 from enclave_agent.protocol.coordinator import open_round_call, round_id_of
 from enclave_agent.protocol.round_spec import RoundRequest
 from enclave_agent.tee._files import ensure_private_dir, write_private_file
 from enclave_agent.tee.measure import measure_package
+from enclave_devnet.agents import AgentProcess, InputValue, dev_key, write_agent_config
+from enclave_devnet.anvil import TX_GAS_CAP_ARGS, AnvilProcess, chain_engine
+from enclave_devnet.chainscan import SentTransaction, chain_bytes, round_transactions
+from enclave_devnet.errors import AgentExitedError, LocalnetError
+from enclave_devnet.processes import REPO_ROOT, ChildProcess, exit_on_termination, python_child
 
 log = logging.getLogger(__name__)
 

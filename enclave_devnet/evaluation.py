@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from enclave_agent.errors import ConfigError
-from enclave_agent.model.data import read_table
 from enclave_agent.model.logistic import column_stats, joint_scaling, predict_proba, standardise, train_local
+from enclave_agent.model.table import read_table
 
 __all__ = ["accuracy", "auc", "central_baseline", "evaluate"]
 

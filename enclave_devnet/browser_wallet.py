@@ -11,7 +11,7 @@ from typing import Any
 from eth_account import Account
 from web3 import Web3
 
-from enclave_agent.localnet.agents import dev_key
+from enclave_devnet.agents import dev_key
 
 CHROMIUM_ARGS = [
     "--headless",

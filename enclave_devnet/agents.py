@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 
-from enclave_agent.localnet.anvil import DEV_MNEMONIC
-from enclave_agent.localnet.processes import ChildProcess, python_child
 from enclave_agent.store import Store
 from enclave_agent.tee.simulated import SimulatedTee
+from enclave_devnet.anvil import DEV_MNEMONIC
+from enclave_devnet.processes import ChildProcess, python_child
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from enclave_agent.localnet.anvil import HISTORY_ARGS, AnvilProcess
-from enclave_agent.localnet.errors import AnvilError
+from enclave_devnet.anvil import HISTORY_ARGS, AnvilProcess
+from enclave_devnet.errors import AnvilError
 
 KEPT = int(HISTORY_ARGS[1])
 

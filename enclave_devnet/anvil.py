@@ -34,8 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from enclave_agent.localnet.errors import AnvilError
-from enclave_agent.localnet.processes import REPO_ROOT, ChildProcess
+from enclave_devnet.errors import AnvilError
+from enclave_devnet.processes import REPO_ROOT, ChildProcess
 
 log = logging.getLogger(__name__)
 
