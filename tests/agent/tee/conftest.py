@@ -4,10 +4,6 @@ tiny agent-code trees to measure."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,45 +11,17 @@ from typing import Any
 import pytest
 from web3 import Web3
 
+from enclave_devnet.anvil import AnvilProcess
+
 REPO = Path(__file__).resolve().parents[3]
-ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 REGISTRY_ARTIFACT = REPO / "build" / "contracts" / "ConsortiumRegistry.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[Web3]:
-    """A fresh anvil on a free port; killed at teardown."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [str(ANVIL), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 10}))
-            deadline = time.monotonic() + 20
-            while not w3.is_connected():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    output = log.read().decode(errors="replace")[-2000:]
-                    pytest.fail(f"anvil did not start on port {port}: {output}")
-                time.sleep(0.05)
-            yield w3
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+    """A fresh anvil on a free port (the devnet's launcher); stopped at teardown."""
+    with AnvilProcess() as node:
+        yield Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 10}))
 
 
 @pytest.fixture
