@@ -13,7 +13,9 @@ Both are independent deployments, so a module may use either or both in any orde
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import brownie.network.account
 import pytest
@@ -40,6 +42,34 @@ class _NoUndoRpc:
 
 
 brownie.network.account.rpc = _NoUndoRpc(brownie.network.account.rpc)
+
+
+ANVIL_STATES = Path.home() / ".foundry" / "anvil" / "tmp"
+
+
+def anvil_state_dirs(started: float) -> list[Path]:
+    """The state directories of the Anvil started at ``started`` (a process create
+    time): Anvil names them by its start minute."""
+    if not ANVIL_STATES.is_dir():
+        return []
+    minutes = {time.strftime("%d-%m-%Y-%H-%M", time.localtime(started + d)) for d in (-1, 0, 1)}
+    return [
+        d
+        for d in ANVIL_STATES.glob("anvil-state-*")
+        if d.name[len("anvil-state-") :][:16] in minutes and d.stat().st_ctime >= started - 1
+    ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def anvil_states_removed():
+    """Brownie starts Anvil without a history limit (its settings have no such flag), and
+    Anvil never removes the past states it writes under ~/.foundry/anvil/tmp: about
+    1.2 GB per run of this suite. Remove this run's when the suite ends."""
+    process = getattr(brownie.network.account.rpc, "process", None)  # the Rpc singleton
+    started = process.create_time() if process is not None else None
+    yield
+    for directory in anvil_state_dirs(started) if started is not None else []:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
