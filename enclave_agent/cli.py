@@ -237,14 +237,6 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_attestation_service(args: argparse.Namespace) -> int:
-    from enclave_agent.tee import attestation_service
-
-    argv = ["--key", str(args.key), "--host", args.host, "--port", str(args.port)]
-    attestation_service.main(argv)
-    return 0
-
-
 def _parse_time(text: str | None) -> int | None:
     if text is None:
         return None
@@ -420,11 +412,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="really do it (without: say what would happen)")
     p.set_defaults(func=_cmd_restore)
 
-    p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
-    p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8600, help="port to listen on")
-    p.set_defaults(func=_cmd_attestation_service)
     _add_verify_evidence(sub)
     add_operator_commands(sub)
     from enclave_agent.tee.verifier_cli import add_evidence_verifier

@@ -4,7 +4,7 @@ Subclasses that belong to one component live in its module (named in brackets).
 
     EnclaveAgentError
     ├── ConfigError (ValueError)            invalid config, manifest or CLI input
-    │   ├── RequestFieldError               bad field in a quote request [tee.attestation_service]
+    │   ├── RequestFieldError               bad field in a quote request [tee.attestation_client]
     │   └── PolicyFileError                 invalid evidence policy file [tee.policy_file]
     ├── CryptoError                         encoding, sharing, AEAD failures
     │   ├── FixedPointRangeError (ValueError)  value would overflow the modulus

@@ -3,7 +3,9 @@
 ``demo`` runs the whole system on this machine (a local chain, the simulated
 attestation service, three providers and a gateway) and prints the results table;
 ``sample-data`` writes the demo's data split into provider CSVs for trying a
-consortium by hand. Exit codes: 0 ok, 1 error, 2 invalid arguments.
+consortium by hand; ``attestation-service`` runs the SIMULATED attestation service (a
+trusted stand-in for TEE hardware that signs quotes for the agent build it is
+installed with). Exit codes: 0 ok, 1 error, 2 invalid arguments.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_attestation_service(args: argparse.Namespace) -> int:
+    from enclave_devnet import attestation_service
+
+    argv = ["--key", str(args.key), "--host", args.host, "--port", str(args.port)]
+    return attestation_service.main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="enclave-devnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--providers", type=int, default=3, help="how many provider CSVs")
     p.add_argument("--seed", type=int, default=7, help="shuffle seed (same seed, same files)")
     p.set_defaults(func=_cmd_sample_data)
+
+    p = sub.add_parser("attestation-service", help="run the SIMULATED attestation service")
+    p.add_argument("--key", type=Path, required=True, help="signing key file (created if missing)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8600, help="port to listen on")
+    p.set_defaults(func=_cmd_attestation_service)
     return parser
 
 

@@ -346,7 +346,7 @@ def start_consortium(
         key_file = root / "attestation-service.key"
         service = python_child(
             "attestation service",
-            "enclave_agent.tee.attestation_service",
+            "enclave_devnet.attestation_service",
             "--key",
             key_file,
             "--port",

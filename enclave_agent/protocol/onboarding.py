@@ -32,7 +32,7 @@ from enclave_agent.protocol.evidence import (
 from enclave_agent.protocol.membership import MemberRecord, MembershipView
 from enclave_agent.protocol.stages import MEMBER_STAGES, Stage
 from enclave_agent.tee.anchor import block_time_on, recent_block_hash
-from enclave_agent.tee.attestation_service import request_quote
+from enclave_agent.tee.attestation_client import request_quote
 from enclave_agent.tee.quote import ROLE_NAMES, Quote, sign_possession, verify_quote
 from enclave_agent.tee.verifier_service import EvidenceRefusedByVerifier
 

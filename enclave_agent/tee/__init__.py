@@ -1,9 +1,9 @@
 """The trusted execution environment layer: code measurement, backends (keys and
 sealing), and EIP-712 attestation quotes.
 
-The simulated attestation service (``enclave_agent.tee.attestation_service``, its
-own process) and the AWS Nitro verifier (``enclave_agent.tee.nitro``, needs cbor2)
-are not imported here.
+The simulated attestation service is development tooling (``enclave_devnet``, its own
+process; the agent's side is ``attestation_client``). The AWS Nitro verifier
+(``enclave_agent.tee.nitro``, needs cbor2) is not imported here.
 """
 
 from enclave_agent.tee.backend import EnclaveKeys, TeeBackend

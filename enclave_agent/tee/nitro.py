@@ -5,7 +5,8 @@ AWS Nitro Root-G1 by its SHA-256, check the certificate chain (each certificate
 issued by the previous one and valid at the verification time), then the COSE
 signature with the leaf key. The verification time defaults to the document's own
 timestamp: leaf certificates live about three hours, so freshness is a separate
-policy check (``AttestationService.issue_from_evidence``), not a chain check.
+policy check (``issue_from_evidence`` of the simulated attestation service in
+``enclave_devnet``, or the evidence verifier service), not a chain check.
 CRLs are not checked (AWS's own flow does not either).
 
 The registry's 32-byte measurement for a Nitro enclave is ``nitro_measurement``:

@@ -49,7 +49,6 @@ from eth_account import Account
 
 from enclave_agent.errors import AttestationError, ConfigError
 from enclave_agent.tee.anchor import BlockTime, block_time_on, challenge_time
-from enclave_agent.tee.attestation_service import load_or_create_service_key
 from enclave_agent.tee.backend import is_secp256k1_key
 from enclave_agent.tee.binding import BindingClaims
 from enclave_agent.tee.evidence import (
@@ -62,6 +61,7 @@ from enclave_agent.tee.evidence import (
 from enclave_agent.tee.nitro import AWS_NITRO_ROOT_G1_SHA256, NitroVerifier
 from enclave_agent.tee.policy import EvidenceRefused, Policy, Refusal, Verdict
 from enclave_agent.tee.quote import ROLE_NAMES, MalformedQuoteError, Quote
+from enclave_agent.tee.service_key import load_or_create_service_key
 from enclave_agent.tee.verified_evidence import (
     EvidenceClaim,
     policy_hash,

@@ -30,7 +30,7 @@ from enclave_agent.protocol.rounds import (
     message_key,
     open_posting,
 )
-from enclave_agent.tee.attestation_service import request_quote
+from enclave_agent.tee.attestation_client import request_quote
 from enclave_agent.tee.quote import sign_possession
 from enclave_devnet import Consortium
 

@@ -217,7 +217,7 @@ def test_one_byte_code_change_is_refused_with_both_measurements(
     copy, modified = _modified_build(tmp_path)
     approved = measure_package()
     service = subprocess.Popen(
-        [sys.executable, "-m", "enclave_agent.tee.attestation_service", "--key", str(c.service_key_file)],
+        [sys.executable, "-m", "enclave_devnet.attestation_service", "--key", str(c.service_key_file)],
         cwd=copy,
         env=dict(os.environ, PYTHONPATH=str(copy), PYTHONUNBUFFERED="1"),
         stdout=subprocess.PIPE,

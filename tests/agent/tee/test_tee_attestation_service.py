@@ -28,17 +28,12 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from enclave_agent.errors import AttestationError, ConfigError
-from enclave_agent.tee.attestation_service import (
-    SIMULATED_NOTE,
-    AttestationService,
-    RequestFieldError,
-    build_app,
-    load_or_create_service_key,
-    request_quote,
-)
+from enclave_agent.tee.attestation_client import RequestFieldError, request_quote
 from enclave_agent.tee.backend import new_secp256k1_key
 from enclave_agent.tee.measure import measure_package
 from enclave_agent.tee.quote import ROLE_GATEWAY, ROLE_PROVIDER, Quote, recover_signer, verify_quote
+from enclave_agent.tee.service_key import load_or_create_service_key
+from enclave_devnet.attestation_service import SIMULATED_NOTE, AttestationService, build_app
 
 REPO = Path(__file__).resolve().parents[3]
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -316,7 +311,7 @@ def test_main_serves_until_sigterm(tmp_path: Path, tiny_package: tuple[Path, Pat
         [
             sys.executable,
             "-m",
-            "enclave_agent.tee.attestation_service",
+            "enclave_devnet.attestation_service",
             "--key",
             str(key_file),
             "--port",

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import serialization
 from eth_utils import to_checksum_address
 
 from enclave_agent.errors import AttestationError
-from enclave_agent.tee.attestation_service import AttestationService
 from enclave_agent.tee.backend import new_secp256k1_key
 from enclave_agent.tee.evidence import EvidenceVerifier, evidence_binding
 from enclave_agent.tee.nitro import (
@@ -27,6 +26,7 @@ from enclave_agent.tee.nitro import (
     nitro_measurement,
 )
 from enclave_agent.tee.quote import ROLE_PROVIDER, verify_quote
+from enclave_devnet.attestation_service import AttestationService
 from tests.support.nitro_documents import DocumentSigner
 
 SAMPLES = Path(__file__).parent / "data" / "aws-nitro"

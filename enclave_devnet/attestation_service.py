@@ -13,22 +13,20 @@ service it runs itself from the approved build. ``issue_from_evidence`` is the
 hardware path: the measurement comes from evidence an ``EvidenceVerifier`` checked
 (e.g. ``enclave_agent.tee.nitro.NitroVerifier``).
 
-Run: ``python -m enclave_agent.tee.attestation_service --key FILE --host 127.0.0.1 --port N``
+Run: ``enclave-devnet attestation-service --key FILE --port N`` (or
+``python -m enclave_devnet.attestation_service``). It is development tooling, outside
+the agent's measurement; the agent's side is ``enclave_agent.tee.attestation_client``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +37,13 @@ from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 
 from enclave_agent.errors import AttestationError, ConfigError
-from enclave_agent.tee._files import check_owner_only, write_new_private_file
-from enclave_agent.tee.backend import is_secp256k1_key, new_secp256k1_key
+from enclave_agent.tee.attestation_client import RequestFieldError, check_role
+from enclave_agent.tee.backend import is_secp256k1_key
 from enclave_agent.tee.binding import BindingClaims, BindingError, check_binding
 from enclave_agent.tee.evidence import EvidenceVerifier
 from enclave_agent.tee.measure import measure_package
-from enclave_agent.tee.quote import ROLE_NAMES, MalformedQuoteError, Quote, recover_signer, sign_quote
+from enclave_agent.tee.quote import Quote, sign_quote
+from enclave_agent.tee.service_key import load_or_create_service_key
 
 logger = logging.getLogger(__name__)
 
@@ -59,25 +58,6 @@ _REQUEST_FIELDS = {
     "chainId": "chain_id",
     "registry": "registry",
 }
-
-
-class RequestFieldError(ConfigError):
-    """A quote request field is missing or invalid; ``field`` names it (JSON name)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {problem}")
-
-
-def _check_role(value: Any) -> int:
-    if isinstance(value, str):
-        by_name = {name: role for role, name in ROLE_NAMES.items()}
-        if value in by_name:
-            return by_name[value]
-    if isinstance(value, int) and not isinstance(value, bool) and value in ROLE_NAMES:
-        return value
-    choices = ", ".join(f"{role} ({name})" for role, name in ROLE_NAMES.items())
-    raise RequestFieldError("role", f"must be one of {choices}, got {value!r}")
 
 
 def _check_address(value: Any, field: str, *, nonzero: bool = False) -> str:
@@ -123,7 +103,7 @@ class _Target:
         cls, *, role: Any, operator: Any, enclave: Any, x25519_key: Any, chain_id: Any, registry: Any
     ) -> _Target:
         return cls(
-            role=_check_role(role),
+            role=check_role(role),
             operator=_check_address(operator, "operator", nonzero=True),
             enclave=_check_address(enclave, "enclave", nonzero=True),
             x25519_key=_check_key(x25519_key),
@@ -287,27 +267,6 @@ class AttestationService:
         return quote, sign_quote(quote, self._key)
 
 
-def load_or_create_service_key(path: Path) -> bytes:
-    """The service's secp256k1 key, stored as hex text in ``path`` (mode 0600)."""
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if write_new_private_file(path, ("0x" + new_secp256k1_key().hex() + "\n").encode()):
-            logger.info("attestation service key created at %s", path)
-    check_owner_only(path, "attestation service key")
-    try:
-        text = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"attestation service key file {path} cannot be read: {exc}") from None
-    try:
-        key = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        key = b""
-    if not is_secp256k1_key(key):
-        raise ConfigError(f"attestation service key file {path} does not hold a 32-byte hex secp256k1 key")
-    return key
-
-
 # ---------------------------------------------------------------------- HTTP server
 
 SERVICE = web.AppKey("attestation_service", AttestationService)
@@ -379,72 +338,6 @@ def build_app(service: AttestationService) -> web.Application:
     return app
 
 
-# ---------------------------------------------------------------------- client
-
-
-def request_quote(
-    url: str,
-    *,
-    role: int,
-    operator: str,
-    enclave: str,
-    x25519_key: bytes,
-    chain_id: int,
-    registry: str,
-    timeout: float = 30.0,
-) -> tuple[Quote, bytes]:
-    """Ask the service at ``url`` (base URL) for a quote; checks that the quote is
-    for what was asked. Whether its signer is trusted is ``verify_quote``'s job."""
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"attestation service URL must be http(s): {url!r}")
-    body = {
-        "role": role,
-        "operator": operator,
-        "enclave": enclave,
-        "x25519Key": "0x" + bytes(x25519_key).hex(),
-        "chainId": chain_id,
-        "registry": registry,
-    }
-    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url.rstrip("/") + "/v1/quote",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-            reply = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            detail = json.loads(detail)["error"]
-        if exc.code == 400:
-            raise ConfigError(f"attestation service refused the quote request: {detail}") from None
-        raise AttestationError(f"attestation service at {url} failed: HTTP {exc.code} {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise AttestationError(
-            f"attestation service at {url} unreachable or answered garbage: {exc}"
-        ) from None
-    try:
-        quote = Quote.from_json(reply["quote"])
-        signature = bytes.fromhex(str(reply["signature"]).removeprefix("0x"))
-        recover_signer(quote, signature)  # well-formed signature, or raise
-    except MalformedQuoteError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AttestationError(f"attestation service at {url} returned a malformed answer: {exc}") from None
-    asked = (
-        _check_role(role),
-        to_checksum_address(operator),
-        to_checksum_address(enclave),
-        bytes(x25519_key),
-    )
-    got = (quote.role, quote.operator, quote.enclave, quote.x25519_key)
-    if asked != got or quote.chain_id != chain_id or quote.registry != to_checksum_address(registry):
-        raise AttestationError(f"attestation service at {url} returned a quote for something else than asked")
-    return quote, signature
-
-
 # ---------------------------------------------------------------------- process entry
 
 
@@ -474,7 +367,7 @@ async def _serve(service: AttestationService, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m enclave_agent.tee.attestation_service",
+        prog="python -m enclave_devnet.attestation_service",
         description="Simulated attestation service (a trusted stand-in for TEE hardware): measures the "
         "agent build it is installed with, once, and signs EIP-712 quotes for that measurement.",
     )
