@@ -1,5 +1,5 @@
-"""Run every benchmark (``make bench``): bench/rounds.py, bench/robustness.py, bench/wallet_page.py and
-bench/load.py;
+"""Run every benchmark (``make bench``): bench/rounds.py, bench/robustness.py, bench/wallet_page.py,
+bench/load.py and bench/posting.py;
 arguments are passed on (e.g. ``--quick``). Exits non-zero if any benchmark failed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["rounds.py", "robustness.py", "wallet_page.py", "load.py"]
+BENCHMARKS = ["rounds.py", "robustness.py", "wallet_page.py", "load.py", "posting.py"]
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,7 @@ __all__ = [
     "chain_commitment",
     "decode_entries",
     "encode_entries",
+    "find_entry",
     "key_commitment",
     "key_table_hash",
     "split_chunks",
@@ -72,9 +73,9 @@ def encode_entries(entries: Sequence[tuple[str, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def decode_entries(payload: bytes) -> list[tuple[str, bytes]]:
-    """Parse a posting payload into ``(checksummed recipient, ciphertext)`` pairs."""
-    data = memoryview(bytes(payload))
+def _entry_spans(data: memoryview) -> list[tuple[bytes, int, int]]:
+    """Check a whole posting payload and give each entry's (raw recipient, start, end)
+    without copying any ciphertext."""
     if len(data) < _HEADER_BYTES:
         raise ProtocolError(f"posting truncated: {len(data)} bytes, header needs {_HEADER_BYTES}")
     if bytes(data[: len(MAGIC)]) != MAGIC:
@@ -84,7 +85,7 @@ def decode_entries(payload: bytes) -> list[tuple[str, bytes]]:
         raise ProtocolError(f"unsupported posting version {version} (expected {VERSION})")
     count = int.from_bytes(data[len(MAGIC) + 1 : _HEADER_BYTES], "big")
     offset = _HEADER_BYTES
-    entries: list[tuple[str, bytes]] = []
+    spans: list[tuple[bytes, int, int]] = []
     seen: set[bytes] = set()
     for index in range(count):
         if len(data) - offset < ADDRESS_BYTES + _LENGTH_BYTES:
@@ -101,11 +102,34 @@ def decode_entries(payload: bytes) -> list[tuple[str, bytes]]:
         if raw in seen:
             raise ProtocolError(f"posting names recipient {checksum_address(raw)} twice")
         seen.add(raw)
-        entries.append((checksum_address(raw), bytes(data[offset : offset + length])))
+        spans.append((raw, offset, offset + length))
         offset += length
     if offset != len(data):
         raise ProtocolError(f"posting has {len(data) - offset} trailing bytes after {count} entries")
-    return entries
+    return spans
+
+
+def decode_entries(payload: bytes | memoryview) -> list[tuple[str, bytes]]:
+    """Parse a posting payload into ``(checksummed recipient, ciphertext)`` pairs."""
+    data = memoryview(payload)
+    return [(checksum_address(raw), bytes(data[start:end])) for raw, start, end in _entry_spans(data)]
+
+
+def find_entry(payload: bytes | memoryview, recipient: str) -> bytes | None:
+    """The ciphertext for ``recipient`` in a posting payload, or None if it has none.
+
+    The payload is checked whole, exactly as ``decode_entries`` checks it, but only this
+    recipient's ciphertext is copied and no address is checksummed: every recipient
+    reads every posting, so that work would be quadratic in the consortium's size."""
+    try:
+        wanted = address_bytes(recipient)
+    except CryptoError as exc:
+        raise ProtocolError(f"posting recipient: {exc}") from None
+    data = memoryview(payload)
+    for raw, start, end in _entry_spans(data):
+        if raw == wanted:
+            return bytes(data[start:end])
+    return None
 
 
 def split_chunks(payload: bytes, max_chunk: int = DEFAULT_MAX_CHUNK) -> list[bytes]:

@@ -99,6 +99,14 @@ def encode_query_payload(epoch: int, entries: Sequence[tuple[str, bytes]]) -> by
     return _EPOCH.pack(epoch) + posting.encode_entries(entries)
 
 
+def query_entry(payload: bytes, recipient: str) -> tuple[int, bytes | None]:
+    """(epoch, the query ciphertext for ``recipient`` or None) of a query payload."""
+    if len(payload) < _EPOCH.size:
+        raise ProtocolError("query payload too short")
+    (epoch,) = _EPOCH.unpack_from(payload)
+    return epoch, posting.find_entry(memoryview(payload)[_EPOCH.size :], recipient)
+
+
 def decode_query_payload(payload: bytes) -> tuple[int, dict[str, bytes]]:
     if len(payload) < _EPOCH.size:
         raise ProtocolError("query payload too short")

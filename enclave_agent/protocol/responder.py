@@ -86,9 +86,9 @@ class InferenceResponder:
             return
         gateway = to_checksum_address(args["gateway"])
         try:
-            epoch, entries = queries.decode_query_payload(bytes(args["encryptedQuery"]))
+            epoch, ciphertext = queries.query_entry(bytes(args["encryptedQuery"]), self.agent.address)
             key = self.agent.epoch_keys(epoch).get(gateway)
-            if key is None or self.agent.address not in entries:
+            if key is None or ciphertext is None:
                 raise ProtocolError(f"no query for {self.agent.address} under a key of epoch {epoch}")
             ad = queries.query_ad(
                 self.agent.chain_id,
@@ -97,7 +97,7 @@ class InferenceResponder:
                 gateway,
                 self.agent.address,
             )
-            plaintext = decrypt(key, entries[self.agent.address], ad)
+            plaintext = decrypt(key, ciphertext, ad)
             # The client signed the hash of exactly these bytes: a gateway cannot swap in
             # its own query and charge it to the client.
             if keccak(plaintext) != bytes(args["inputHash"]):

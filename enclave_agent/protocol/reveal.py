@@ -81,10 +81,10 @@ def open_reveal(
 ) -> OpenedReveal:
     """Open ``holder``'s reveal for ``recipient`` with its message key; ProtocolError or
     DecryptionError when it is missing, unauthentic or malformed."""
-    entries = dict(posting.decode_entries(payload))
-    if recipient not in entries:
+    ciphertext = posting.find_entry(payload, recipient)
+    if ciphertext is None:
         raise ProtocolError(f"round {doc.round_id}: reveal of {holder} has nothing for {recipient}")
-    raw = aead.decrypt(key, entries[recipient], reveal_ad(ctx, doc.round_id, holder, recipient))
+    raw = aead.decrypt(key, ciphertext, reveal_ad(ctx, doc.round_id, holder, recipient))
     if len(raw) != SALT_BYTES + 8 * doc.length:
         raise ProtocolError(f"round {doc.round_id}: reveal of {holder} has the wrong length")
     share = np.frombuffer(raw, dtype="<u8", offset=SALT_BYTES).astype(np.uint64)

@@ -218,10 +218,10 @@ def open_entry(
     doc: RoundDoc, sender: str, payload: bytes, recipient: str, key: bytes, ctx: RoundContext
 ) -> np.ndarray:
     """The share in `sender`'s posting for `recipient`, opened with its message key."""
-    entries = dict(posting.decode_entries(payload))
-    if recipient not in entries:
+    ciphertext = posting.find_entry(payload, recipient)
+    if ciphertext is None:
         raise ProtocolError(f"round {doc.round_id}: posting of {sender} has no share for {recipient}")
-    plaintext = aead.decrypt(key, entries[recipient], share_ad(ctx, doc.round_id, sender, recipient))
+    plaintext = aead.decrypt(key, ciphertext, share_ad(ctx, doc.round_id, sender, recipient))
     return shares.open_message(
         plaintext,
         length=doc.length,

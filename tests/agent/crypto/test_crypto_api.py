@@ -26,6 +26,7 @@ EXPECTED = {
     "combine_additive",
     "decode",
     "decode_entries",
+    "find_entry",
     "decrypt",
     "derive_message_key",
     "derive_pairwise_key",

@@ -204,3 +204,40 @@ def test_key_table_hash_is_abi_encode_packed() -> None:
 def test_key_commitment_refuses_bad_input(call, message) -> None:
     with pytest.raises(CryptoError, match=message):
         call()
+
+
+def test_find_entry_gives_one_recipients_ciphertext() -> None:
+    payload = posting.encode_entries(ENTRIES)
+    for recipient, ciphertext in ENTRIES:
+        assert posting.find_entry(payload, recipient) == ciphertext
+        assert posting.find_entry(payload, recipient.lower()) == ciphertext
+    assert posting.find_entry(payload, "0x" + "33" * 20) is None
+    with pytest.raises(ProtocolError, match="recipient"):
+        posting.find_entry(payload, "0x1234")
+
+
+def malformed_variants(payload: bytes) -> list[bytes]:
+    """Every truncation, a trailing byte, bad version and magic, wrong counts, and a
+    recipient named twice (after its first entry)."""
+    twice = payload[:4] + (4).to_bytes(4, "big") + payload[8:] + bytes.fromhex(ALICE[2:]) + bytes(4)
+    return [
+        *(payload[:length] for length in range(len(payload))),
+        payload + b"\x00",
+        payload[:3] + b"\x02" + payload[4:],
+        b"XSP" + payload[3:],
+        payload[:4] + (4).to_bytes(4, "big") + payload[8:],
+        payload[:4] + (2).to_bytes(4, "big") + payload[8:],
+        twice,
+    ]
+
+
+def test_find_entry_refuses_whatever_decode_entries_refuses() -> None:
+    # The first recipient's entry comes first: a reader that stopped at it would miss a
+    # malformed remainder. Same checks, same messages, whichever entry is wanted.
+    for bad in malformed_variants(posting.encode_entries(ENTRIES)):
+        with pytest.raises(ProtocolError) as expected:
+            posting.decode_entries(bad)
+        for recipient, _ in ENTRIES:
+            with pytest.raises(ProtocolError) as found:
+                posting.find_entry(bad, recipient)
+            assert str(found.value) == str(expected.value)
