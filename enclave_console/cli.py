@@ -18,7 +18,7 @@ from pathlib import Path
 
 from enclave_agent.chain import load_manifest
 from enclave_agent.errors import ConfigError
-from enclave_agent.gateway.listener import listen
+from enclave_agent.listener import listen
 from enclave_console.http import STOPPING, STREAM_TICK, build_app
 from enclave_console.watcher import Watcher
 

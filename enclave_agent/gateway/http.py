@@ -1,7 +1,9 @@
 """The gateway's HTTP API (OpenAPI document: ``GET /openapi.json``).
 
-Every request is validated and authenticated before anything touches the chain;
-the contract then enforces role, fee, quota and replay once more.
+Every request is validated and authenticated here, before anything touches the chain;
+the decisions on an inference call are ``agent.answering``'s (``gateway.answering``),
+whose outcomes this module maps to status codes. The contract then enforces role,
+fee, quota and replay once more.
 """
 
 from __future__ import annotations
@@ -9,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import secrets
 import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import partial
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from eth_utils.address import is_address, to_checksum_address
@@ -27,18 +26,14 @@ from enclave_agent.chain.outage import unreachable
 from enclave_agent.crypto.sealed_box import seal
 from enclave_agent.errors import (
     EXIT_ERROR,
-    ContractRevert,
-    EnclaveAgentError,
-    InsufficientFunds,
     ProtocolError,
 )
-from enclave_agent.gateway import auth, cards, scoring, validation, vendor
-from enclave_agent.gateway.listener import listen
+from enclave_agent.gateway import auth, cards, validation, vendor
+from enclave_agent.gateway.answering import Ask, Refused, Unanswered, blocking
 from enclave_agent.gateway.metrics import prometheus_text
 from enclave_agent.gateway.service import GatewayAgent
-from enclave_agent.model.ranges import InputRange
+from enclave_agent.listener import listen
 from enclave_agent.protocol import queries
-from enclave_agent.protocol.funding import CHECK_EVERY
 from enclave_agent.protocol.health import health_report
 
 log = logging.getLogger(__name__)
@@ -46,9 +41,19 @@ log = logging.getLogger(__name__)
 AGENT: web.AppKey[GatewayAgent] = web.AppKey("agent", GatewayAgent)
 MAX_BODY = 1 << 20
 BODY_TIMEOUT = 10.0  # seconds a client has to send its body
-T = TypeVar("T")
 
-# Contract refusals as HTTP answers.
+# The gateway's own refusals (answering.REASONS) and the contract's as HTTP answers.
+REFUSAL_STATUS = {
+    "too_many_rows": 413,
+    "rate_limited": 429,
+    "forbidden": 403,
+    "quota": 429,
+    "fee": 402,
+    "InsufficientFunds": 503,
+    "InconsistentPartials": 502,
+    "error": 502,
+}
+NAMED_REASONS = ("InsufficientFunds", "InconsistentPartials")
 REVERT_STATUS = {
     "InferenceClientNotAuthorised": 403,
     "InferenceTooFewContributors": 403,
@@ -86,10 +91,6 @@ def _error(status: int, error: str, field: str = "", **extra: Any) -> web.Respon
     return web.json_response(body, status=status)
 
 
-async def _blocking(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
-
-
 def _model_ref(agent: GatewayAgent, ref: Any) -> dict[str, Any]:
     models = [m for m in agent.models() if m.get("active")]
     for model in models:
@@ -107,7 +108,7 @@ def _api_key(request: web.Request) -> str:
     return header.strip()
 
 
-def _caller(api_key: str, body: dict[str, Any], agent: GatewayAgent, ask: _Ask) -> auth.Caller:
+def _caller(api_key: str, body: dict[str, Any], agent: GatewayAgent, ask: Ask) -> auth.Caller:
     """An API-key client (a custody account) or the client's own EIP-712 signature
     over exactly this request (blocking: a contract wallet's code is looked up)."""
     if api_key:
@@ -143,7 +144,8 @@ async def inference(request: web.Request) -> web.Response:
 
 
 async def _answer(request: web.Request, agent: GatewayAgent) -> web.Response:
-    """One inference call, every refusal mapped to its status."""
+    """One inference call: parse and authenticate here, decide in ``agent.answering``,
+    map the outcome to a status."""
     started = time.monotonic()
     try:
         response = await _inference(request, agent, started)
@@ -153,47 +155,9 @@ async def _answer(request: web.Request, agent: GatewayAgent) -> web.Response:
     except auth.AuthError as exc:
         agent.metrics.count("unauthenticated")
         return _error(401, str(exc))
-    except scoring.InconsistentPartials as exc:
-        log.error("inference refused: %s", exc)
-        return _error(
-            502,
-            "the providers' partial results disagree and too few agree to correct them: no answer is "
-            "given, and the request's fee is refunded when it expires",
-            reason="InconsistentPartials",
-        )
-    except ContractRevert as exc:
-        status = REVERT_STATUS.get(exc.error_name, 502)
-        agent.metrics.count(f"refused_{exc.error_name}")
-        return _error(
-            status, "refused by the InferenceGateway contract", reason=exc.error_name, args=exc.error_args
-        )
-    except InsufficientFunds as exc:
-        agent.metrics.count("unfunded")
-        log.error("inference not served: %s", exc)
-        response = _error(
-            503,
-            "the gateway's enclave account cannot pay for its transactions right now; its operator tops it "
-            "up: try again later (a request already recorded is completed once it can be, or refunded)",
-            reason="InsufficientFunds",
-        )
-        response.headers["Retry-After"] = str(math.ceil(CHECK_EVERY))
-        return response
-    except EnclaveAgentError as exc:
-        agent.metrics.count("error")
-        log.error("inference failed: %s", exc)
-        return _error(502, "the gateway could not complete the request", detail=type(exc).__name__)
-    agent.metrics.observe(time.monotonic() - started)
+    if response.status == 200:
+        agent.metrics.observe(time.monotonic() - started)
     return response
-
-
-@dataclass(frozen=True)
-class _Ask:
-    """A validated inference body: the model and the query (what a signature covers)."""
-
-    model: dict[str, Any]
-    query: queries.Query
-    batch: bool
-    bounds: InputRange | None = None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -210,31 +174,20 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _ask(agent: GatewayAgent, body: dict[str, Any]) -> _Ask:
+def _ask(agent: GatewayAgent, body: dict[str, Any]) -> Ask:
     model = _model_ref(agent, body.get("model"))
     features = list(queries.parse_metadata(model["metadata"])["features"])
     if model["kind"] == "statistic":
         stat = validation.parse_statistic_request(body, features)
         query = queries.Query(queries.KIND_STATISTIC, column=stat.column)
-        return _Ask(model, query, batch=False)
+        return Ask(model, query, batch=False, encrypt_to=validation.parse_x25519_key(body.get("encrypt_to")))
     max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
     score = validation.parse_score_request(body, features, max_batch)
     bounds = agent.input_range(model)
     validation.check_range(body, score, bounds)
     query = queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
-    return _Ask(model, query, score.batch, bounds)
-
-
-def _one_signed_request(agent: GatewayAgent, ask: _Ask) -> None:
-    """A signature covers one on-chain request: at most ``rows_per_request`` rows."""
-    size = agent.rows_per_request(ask.model)
-    if ask.query.row_count > size:
-        raise validation.InvalidRequest(
-            413,
-            "rows",
-            f"a signed request carries at most {size} rows of model {ask.model['id']} "
-            f"(rows_per_request), got {ask.query.row_count}: sign several requests",
-        )
+    encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
+    return Ask(model, query, score.batch, bounds, encrypt_to)
 
 
 async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
@@ -244,95 +197,39 @@ async def _inference(request: web.Request, agent: GatewayAgent, started: float) 
             503, "the gateway enclave is not synchronised with the consortium yet", stage=agent.stage
         )
     ask = _ask(agent, body)
-    model, rows = ask.model, ask.query.row_count
-    encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
-    caller = await _blocking(_caller, _api_key(request), body, agent, ask)
-    if caller.signed is not None:
-        await _blocking(_one_signed_request, agent, ask)
-
-    # Refusals we can see before writing anything on chain.
-    wait = agent.limiter.take(caller.client, rows)
-    if wait:
-        agent.metrics.count("rate_limited")
-        response = _error(
-            429,
-            f"rate limit: {agent.limiter.per_minute} requests a minute per client",
-            retry_after=math.ceil(wait),
-        )
-        response.headers["Retry-After"] = str(math.ceil(wait))
-        return response
-    if not await _blocking(agent.client_has_access, caller.client):
-        agent.metrics.count("forbidden")
-        return _error(403, "client has no access (CLIENT_ROLE) on chain", client=caller.client)
-    # One on-chain request is left to the contract, which refuses it during gas
-    # estimation (nothing is sent); a batch that needs several is checked as a whole
-    # first so that it is all or nothing.
-    if rows > 1:
-        quota, used, balance = await _blocking(agent.quota_and_balance, caller.client)
-        if quota - used < rows:
-            agent.metrics.count("quota")
-            return _error(429, "quota exhausted", quota=quota, used=used, requested=rows)
-        if balance < int(model["fee"]) * rows:
-            agent.metrics.count("fee")
-            return _error(
-                402,
-                "fee unpaid: deposit to the InferenceGateway",
-                balance=balance,
-                fee=int(model["fee"]) * rows,
-            )
-
-    # Replays and the client's signature are the contract's to refuse (409, 401).
-    request_ids = []
-    if caller.signed is not None:
-        request_ids.append(
-            await _blocking(agent.submit, model, caller.signed, ask.query, ask.bounds, encrypt_to)
-        )
-    else:
-        size = await _blocking(agent.rows_per_request, model)
-        for query in ask.query.split(size):
-            signed = await _blocking(agent.custody_request, caller.client, model, query)
-            request_ids.append(await _blocking(agent.submit, model, signed, query, ask.bounds, encrypt_to))
-    # Wait as long as the chain gives the providers (a request answered after the HTTP
-    # call gave up is charged, so the call never gives up first) unless the operator
-    # chose a shorter wait; then the 504 says the request is still open.
-    expires = max(int((agent.request(i) or {}).get("deadline", 0)) for i in request_ids)
-    configured = agent.config.gateway.request_timeout if agent.config.gateway else None
-    on_chain = expires - await _blocking(agent.chain_now) + 2
-    results = await _collect(agent, request_ids, started + (configured or on_chain))
-    if any(r is None for r in results):
-        agent.metrics.count("timeout")
-        still_open = configured is not None and configured < on_chain
+    caller = await blocking(_caller, _api_key(request), body, agent, ask)
+    outcome = await agent.answering.answer(ask, caller, started)
+    if isinstance(outcome, Refused):
+        return _refusal(outcome)
+    if isinstance(outcome, Unanswered):
         return _error(
             504,
             "providers have not answered yet; the request stays open until it expires on chain "
             "(chain time expires_at): answered by then, it is charged and its answer is at "
             "GET /v1/requests/{id}; otherwise its fee is refunded"
-            if still_open
+            if outcome.still_open
             else "providers did not answer before the request expired on chain; its fee goes back to the "
             "client's deposit (refundExpired)",
-            outcome="pending" if still_open else "expired",
-            request_ids=request_ids,
-            expires_at=expires,
+            outcome="pending" if outcome.still_open else "expired",
+            request_ids=outcome.request_ids,
+            expires_at=outcome.expires_at,
         )
-    agent.metrics.count("ok")
-    answers = [_deliver(row, encrypt_to) for request_rows in results if request_rows for row in request_rows]
-    body_out: dict[str, Any] = {"results": answers} if ask.batch else answers[0]
-    return web.json_response(body_out)
+    answers = [_deliver(row, ask.encrypt_to) for row in outcome.results]
+    return web.json_response({"results": answers} if outcome.batch else answers[0])
 
 
-async def _collect(
-    agent: GatewayAgent, request_ids: list[int], deadline: float
-) -> list[list[dict[str, Any]] | None]:
-    results: dict[int, list[dict[str, Any]]] = {}
-    while True:
-        for request_id in request_ids:
-            if request_id not in results:
-                result = await _blocking(agent.try_complete, request_id)
-                if result is not None:
-                    results[request_id] = result
-        if len(results) == len(request_ids) or time.monotonic() > deadline:
-            return [results.get(i) for i in request_ids]
-        await asyncio.sleep(0.1)
+def _refusal(refused: Refused) -> web.Response:
+    status = REFUSAL_STATUS.get(refused.reason) or REVERT_STATUS.get(refused.reason, 502)
+    # The contract's refusals and the two a client may act on name their reason.
+    named = refused.reason not in REFUSAL_STATUS or refused.reason in (
+        "InsufficientFunds",
+        "InconsistentPartials",
+    )
+    extra = ({"reason": refused.reason} if named else {}) | refused.details
+    response = _error(status, refused.message, refused.field, **extra)
+    if refused.retry_after is not None:
+        response.headers["Retry-After"] = str(refused.retry_after)
+    return response
 
 
 def _deliver(result: dict[str, Any], encrypt_to: bytes | None) -> dict[str, Any]:
@@ -352,7 +249,7 @@ async def get_request(request: web.Request) -> web.Response:
         request_id = int(request.match_info["request_id"])
     except ValueError:
         return _error(422, "must be an integer", "request_id")
-    record = await _blocking(agent.request, request_id)
+    record = await blocking(agent.request, request_id)
     if record is None:
         return _error(404, f"no request {request_id} at this gateway")
     body: dict[str, Any] = {k: record[k] for k in ("id", "model_id", "status", "deadline", "submit_tx")}
@@ -369,7 +266,7 @@ async def get_request(request: web.Request) -> web.Response:
     elif sealed_to is None:
         return web.json_response(body)  # an unsealed answer goes to its API-key client only
     # A sealed answer is sealed again, to the key it was asked for: only that client opens it.
-    results = await _blocking(agent.result, request_id)
+    results = await blocking(agent.result, request_id)
     if results is not None:  # one row: "result"; several: "results", in row order
         delivered = [_deliver(row, sealed_to) for row in results]
         body.update({"result": delivered[0]} if len(delivered) == 1 else {"results": delivered})
@@ -386,11 +283,13 @@ async def typed_data(request: web.Request) -> web.Response:
         client = body.get("client")
         if not isinstance(client, str) or not is_address(client):
             raise validation.InvalidRequest(422, "client", "must be an address")
-        await _blocking(_one_signed_request, agent, ask)
+        too_many = await blocking(agent.answering.signable, ask)
     except validation.InvalidRequest as exc:
         return _error(exc.status, exc.problem, exc.field, **exc.extra)
+    if too_many is not None:
+        return _refusal(too_many)
     nonce = secrets.randbits(256)
-    deadline = await _blocking(agent.chain_now) + auth.SIGNATURE_TTL  # the contract checks chain time
+    deadline = await blocking(agent.chain_now) + auth.SIGNATURE_TTL  # the contract checks chain time
     max_fee = int(ask.model["fee"]) * ask.query.row_count
     typed = auth.typed_request(
         chain_id=agent.chain_id,
@@ -420,8 +319,8 @@ async def client_status(request: web.Request) -> web.Response:
     if not is_address(address):
         return _error(422, "must be an address", "address")
     client = to_checksum_address(address)
-    access = await _blocking(agent.client_has_access, client)
-    quota, used, balance = await _blocking(agent.quota_and_balance, client)
+    access = await blocking(agent.client_has_access, client)
+    quota, used, balance = await blocking(agent.quota_and_balance, client)
     return web.json_response(
         {"client": client, "access": access, "quota": quota, "used": used, "balance_wei": balance}
     )
@@ -459,7 +358,7 @@ async def list_models(request: web.Request) -> web.Response:
             metadata = queries.parse_metadata(model["metadata"])
         except ProtocolError:
             continue
-        bounds = await _blocking(agent.input_range, model) if model["kind"] == "shared-model" else None
+        bounds = await blocking(agent.input_range, model) if model["kind"] == "shared-model" else None
         out.append(
             {
                 "id": model["id"],
@@ -469,11 +368,11 @@ async def list_models(request: web.Request) -> web.Response:
                 "fee_wei": model["fee"],
                 "features": metadata["features"],
                 "link": metadata.get("link"),
-                "rows_per_request": await _blocking(agent.rows_per_request, model),
+                "rows_per_request": await blocking(agent.rows_per_request, model),
                 # Statistics take no numbers; a score model's range appears once its
                 # holders published it (until then queries get 503).
                 "input_range": None if bounds is None else bounds.public(),
-                "card": await _blocking(
+                "card": await blocking(
                     cards.model_card, model, metadata, agent.round_doc, agent.organisation_name
                 ),
             }
@@ -521,7 +420,7 @@ async def wallet_page(request: web.Request) -> web.Response:
 async def vendor_file(request: web.Request) -> web.Response:
     """The page's third-party code (a charting library and its licence), only as pinned."""
     name = request.match_info["name"]
-    data = await _blocking(vendor.read, name)
+    data = await blocking(vendor.read, name)
     content_type = vendor.content_type(name)
     if data is None or content_type is None:
         return _error(404, f"no vendored file {name!r}")

@@ -4,8 +4,8 @@ collects their encrypted partial results from the chain, combines them and
 records a result commitment. It never holds a share of any model.
 
 Threads: the agent loop (events, key sync, completing and refunding requests) runs
-in one thread; HTTP handlers call ``submit``/``try_complete`` from executor threads.
-Chain sends are serialised by the TxSender; completion by ``_complete_lock``.
+in one thread and alone completes requests; calls (``answering``) submit from executor
+threads and wait on futures the loop resolves. Chain sends are serialised by the TxSender.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
 import time
 from typing import Any
 
@@ -25,12 +24,13 @@ from enclave_agent.config import AgentConfig, GatewayConfig, load_account
 from enclave_agent.crypto.aead import decrypt, encrypt
 from enclave_agent.errors import ConfigError, ContractRevert, CryptoError, ProtocolError
 from enclave_agent.gateway import auth, scoring
+from enclave_agent.gateway.answering import Answering, Completions, Results
 from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.onchain import CLIENT_ROLE, InferenceGatewayError
 from enclave_agent.protocol import queries
-from enclave_agent.protocol.agent import Agent
+from enclave_agent.protocol.agent import MemberAgent
 from enclave_agent.protocol.disputes import queue_blame
 from enclave_agent.protocol.rounds import RoundDoc
 from enclave_agent.protocol.stages import MEMBER_STAGES
@@ -38,7 +38,11 @@ from enclave_agent.protocol.stages import MEMBER_STAGES
 log = logging.getLogger(__name__)
 
 
-class GatewayAgent(Agent):
+class GatewayAgent(MemberAgent):
+    """A member enclave of the gateway role: the common member parts plus requests
+    (recorded, completed by this loop, refunded) and the decisions on calls
+    (``answering``). It runs no provider code."""
+
     def __init__(self, config: AgentConfig) -> None:
         gateway = config.gateway or GatewayConfig()
         # Every key file is checked before the enclave's keys or state are created.
@@ -54,7 +58,8 @@ class GatewayAgent(Agent):
         self.metrics = Metrics()
         self.draining = False  # SIGTERM: no new inference calls, the ones in flight finish
         self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
-        self._complete_lock = threading.Lock()
+        self.completions = Completions()  # calls waiting for the loop to settle a request
+        self.answering = Answering(self)
         self.handlers.update(
             {
                 "PartialPosted": self._on_partial_posted,
@@ -97,6 +102,7 @@ class GatewayAgent(Agent):
         request = self.request(int(event.args["requestId"]))
         if request is not None and request["status"] == "pending":
             self._close(request, "completed" if event.name == "RequestCompleted" else "refunded")
+            self.completions.resolve(int(request["id"]), self.result(int(request["id"])))
 
     def _close(self, request: dict[str, Any], status: str) -> None:
         request["status"] = status
@@ -123,9 +129,13 @@ class GatewayAgent(Agent):
                 self.store.delete_json(key)
                 continue
             try:
-                answered = self.try_complete(int(request["id"])) is not None
-            except scoring.InconsistentPartials:
-                answered = False  # refused: it expires unanswered and its fee is refunded
+                results = self.try_complete(int(request["id"]))
+            except scoring.InconsistentPartials as exc:
+                self.completions.fail(int(request["id"]), exc)
+                results = None  # refused: it expires unanswered and its fee is refunded
+            answered = results is not None
+            if answered:
+                self.completions.resolve(int(request["id"]), results)
             if not answered and now > int(request["deadline"]):
                 self.send_or_done(
                     self.contracts.gateway.functions.refundExpired(int(request["id"])),
@@ -133,6 +143,7 @@ class GatewayAgent(Agent):
                     "InferenceUnexpectedState",
                 )
                 self._close(request, "refunded")
+                self.completions.resolve(int(request["id"]), None)
                 log.info(
                     "request %s expired unanswered; fee refunded to %s", request["id"], request["client"]
                 )
@@ -292,79 +303,91 @@ class GatewayAgent(Agent):
         raw = self.unseal_get(f"request/{request_id}/result")
         return None if raw is None else [dict(r) for r in json.loads(raw)]
 
+    def settled(self, request_id: int) -> tuple[bool, Results | None]:
+        """(closed, its results): closed once answered (results), or refunded or not ours
+        (None); raises InconsistentPartials for a request whose answer was refused."""
+        results = self.result(request_id)
+        if results is not None:
+            return True, results
+        request = self.request(request_id)
+        if request is None or request["status"] != "pending":
+            return True, None
+        if request.get("inconsistent"):
+            raise scoring.InconsistentPartials(str(request["inconsistent"]))
+        return False, None
+
     def try_complete(self, request_id: int) -> list[dict[str, Any]] | None:
         """Combine the partials if enough arrived; record the commitment; return the
-        results, one per row."""
-        with self._complete_lock:
-            done = self.result(request_id)
-            if done is not None:
-                return done
-            request = self.request(request_id)
-            if request is None or request["status"] != "pending":
-                return None
-            if request.get("inconsistent"):
-                raise scoring.InconsistentPartials(str(request["inconsistent"]))
-            model = self.store.get_json(f"model/{request['model_id']}")
-            assert model is not None
-            doc = self.model_round(model)
-            partials = self._open_partials(request, doc)
-            additive = scoring.is_additive(doc.modulus)
-            everyone = len(request["holders"])
-            # A Shamir request waits up to partial_grace for every holder's partial once t
-            # arrived: the more partials, the more it checks (t + 1) and corrects (t + 2e).
-            grace = self.config.gateway.partial_grace if self.config.gateway else 3.0
-            waited = time.time() - float(request.get("submitted_at", 0)) > grace
-            if len(partials) < (everyone if additive or not waited else doc.threshold):
-                return None
-            try:
-                combined = scoring.combine(partials, doc.modulus, additive, doc.threshold)
-            except scoring.InconsistentPartials as exc:
-                request["inconsistent"] = str(exc)
+        results, one per row. The agent loop alone calls it (``_settle_requests``)."""
+        done = self.result(request_id)
+        if done is not None:
+            return done
+        request = self.request(request_id)
+        if request is None or request["status"] != "pending":
+            return None
+        if request.get("inconsistent"):
+            raise scoring.InconsistentPartials(str(request["inconsistent"]))
+        model = self.store.get_json(f"model/{request['model_id']}")
+        assert model is not None
+        doc = self.model_round(model)
+        partials = self._open_partials(request, doc)
+        additive = scoring.is_additive(doc.modulus)
+        everyone = len(request["holders"])
+        # A Shamir request waits up to partial_grace for every holder's partial once t
+        # arrived: the more partials, the more it checks (t + 1) and corrects (t + 2e).
+        grace = self.config.gateway.partial_grace if self.config.gateway else 3.0
+        waited = time.time() - float(request.get("submitted_at", 0)) > grace
+        if len(partials) < (everyone if additive or not waited else doc.threshold):
+            return None
+        try:
+            combined = scoring.combine(partials, doc.modulus, additive, doc.threshold)
+        except scoring.InconsistentPartials as exc:
+            request["inconsistent"] = str(exc)
+            self.store.put_json(f"request/{request_id}", request)
+            self.metrics.count("inconsistent_partials")
+            log.error("request %d: answer refused: %s", request_id, exc)
+            raise
+        for x in combined.wrong:
+            provider = doc.participants[x - 1]
+            self.metrics.count_wrong(provider, "corrected")
+            queue_blame(self, doc.round_id, provider, "wrong-partial", request_id.to_bytes(32, "big"))
+        total = combined.total
+        try:
+            results = self._interpret(request, model, doc, total)
+        except ProtocolError as exc:
+            # Never answer what may be wrong: the request expires and is refunded.
+            if not request.get("withheld"):
+                log.error("request %s: answer withheld: %s", request_id, exc)
+                request["withheld"] = str(exc)
                 self.store.put_json(f"request/{request_id}", request)
-                self.metrics.count("inconsistent_partials")
-                log.error("request %d: answer refused: %s", request_id, exc)
-                raise
-            for x in combined.wrong:
-                provider = doc.participants[x - 1]
-                self.metrics.count_wrong(provider, "corrected")
-                queue_blame(self, doc.round_id, provider, "wrong-partial", request_id.to_bytes(32, "big"))
-            total = combined.total
-            try:
-                results = self._interpret(request, model, doc, total)
-            except ProtocolError as exc:
-                # Never answer what may be wrong: the request expires and is refunded.
-                if not request.get("withheld"):
-                    log.error("request %s: answer withheld: %s", request_id, exc)
-                    request["withheld"] = str(exc)
-                    self.store.put_json(f"request/{request_id}", request)
-                return None
-            salt = secrets.token_bytes(32)
-            commitment = keccak(
-                request_id.to_bytes(32, "big") + json.dumps(results, sort_keys=True).encode() + salt
+            return None
+        salt = secrets.token_bytes(32)
+        commitment = keccak(
+            request_id.to_bytes(32, "big") + json.dumps(results, sort_keys=True).encode() + salt
+        )
+        try:
+            receipt = self.enclave_tx.send(
+                self.contracts.gateway.functions.completeRequest(request_id, commitment),
+                label=f"complete-{request_id}",
             )
-            try:
-                receipt = self.enclave_tx.send(
-                    self.contracts.gateway.functions.completeRequest(request_id, commitment),
-                    label=f"complete-{request_id}",
-                )
-            except ContractRevert as exc:
-                if exc.error_name != InferenceGatewayError.InferenceUnexpectedState:
-                    raise
-                # It expired before it could be completed (e.g. while the account could not
-                # pay): not answered; the loop refunds it. Retrying would fail forever.
-                log.warning("request %d: not completed, no longer pending on chain", request_id)
-                return None
-            shared = {
-                "partials": len(partials),
-                "checked": combined.checked,
-                "commitment": "0x" + commitment.hex(),
-                "tx": {"submit": request["submit_tx"], "complete": receipt["transactionHash"].to_0x_hex()},
-                "gas": {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])},
-            }
-            results = [result | shared for result in results]
-            self.seal_put(f"request/{request_id}/result", json.dumps(results).encode())
-            self._close(request, "completed")
-            return results
+        except ContractRevert as exc:
+            if exc.error_name != InferenceGatewayError.InferenceUnexpectedState:
+                raise
+            # It expired before it could be completed (e.g. while the account could not
+            # pay): not answered; the loop refunds it. Retrying would fail forever.
+            log.warning("request %d: not completed, no longer pending on chain", request_id)
+            return None
+        shared = {
+            "partials": len(partials),
+            "checked": combined.checked,
+            "commitment": "0x" + commitment.hex(),
+            "tx": {"submit": request["submit_tx"], "complete": receipt["transactionHash"].to_0x_hex()},
+            "gas": {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])},
+        }
+        results = [result | shared for result in results]
+        self.seal_put(f"request/{request_id}/result", json.dumps(results).encode())
+        self._close(request, "completed")
+        return results
 
     def _open_partials(self, request: dict[str, Any], doc: RoundDoc) -> dict[int, list[int]]:
         keys = self.epoch_keys(int(request["epoch"]))

@@ -10,7 +10,14 @@ missing, checking the chain first so that a restart repeats nothing.
     RoundParticipation   post shares, open, fuse, commit, deadlines
     Disputes             complain with evidence, judge complaints, report blame
     Revealing            open fused commitments to the holders, reconstruct robustly
+    ModelCatalog         the registered models, as the chain says
+
+``MemberAgent`` is any member enclave (those parts, the loop, status); ``Agent`` is a
+provider: a member plus
+
     InferenceResponder   answer recorded requests with encrypted partial results
+
+and the gateway (``enclave_agent.gateway.service``) is a member plus its own requests.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -37,6 +44,7 @@ from enclave_agent.errors import (
     ChainError,
     ProtocolError,
 )
+from enclave_agent.protocol.catalog import ModelCatalog
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.disputes import Disputes
 from enclave_agent.protocol.onboarding import AgentRecordMismatch, AgentRefused, AgentRevoked, Onboarding
@@ -60,11 +68,21 @@ __all__ = [
     "AgentRecordMismatch",
     "AgentRefused",
     "AgentRevoked",
+    "MemberAgent",
 ]
 
 
-class Agent(AgentContext):
-    """A provider or gateway enclave agent."""
+class Part(Protocol):
+    """One responsibility of an agent: the chain events it applies and what it
+    reconciles each step while the enclave is a member."""
+
+    def handlers(self) -> dict[str, Callable[[ChainEvent], None]]: ...
+
+    def step(self) -> None: ...
+
+
+class MemberAgent(AgentContext):
+    """What every member enclave runs, provider or gateway."""
 
     def __init__(self, config: AgentConfig, *, tee: TeeBackend | None = None) -> None:
         super().__init__(config, tee=tee)
@@ -79,14 +97,22 @@ class Agent(AgentContext):
         self.participation = RoundParticipation(self)
         self.disputes = Disputes(self)
         self.revealing = Revealing(self)
-        self.responder = InferenceResponder(self)
-        self.handlers: dict[str, Callable[[ChainEvent], None]] = (
-            self.onboarding.handlers()
-            | self.participation.handlers()
-            | self.disputes.handlers()
-            | self.revealing.handlers()
-            | self.responder.handlers()
-        )
+        self.catalog = ModelCatalog(self)
+        # Stepped in this order while a member (onboarding steps always, first).
+        self.member_parts: list[Part] = [
+            self.participation,
+            self.disputes,
+            self.revealing,
+            self.catalog,
+            *self.role_parts(),
+        ]
+        self.handlers: dict[str, Callable[[ChainEvent], None]] = dict(self.onboarding.handlers())
+        for part in self.member_parts:
+            self.handlers.update(part.handlers())
+
+    def role_parts(self) -> list[Part]:
+        """The parts only this kind of member has."""
+        return []
 
     # ------------------------------------------------------------------ main loop
 
@@ -136,10 +162,8 @@ class Agent(AgentContext):
             self.funding.step()  # first: every step below may need the account to pay
         self.onboarding.step()
         if self.stage in MEMBER_STAGES:
-            self.participation.step()
-            self.disputes.step()
-            self.revealing.step()
-            self.responder.step()
+            for part in self.member_parts:
+                part.step()
         self._write_status()
 
     def _handle(self, event: ChainEvent) -> None:
@@ -168,6 +192,14 @@ class Agent(AgentContext):
 
     def _write_status(self) -> None:
         self.store.put_json("status", self.status())
+
+
+class Agent(MemberAgent):
+    """A provider enclave agent: a member that answers inference requests."""
+
+    def role_parts(self) -> list[Part]:
+        self.responder = InferenceResponder(self)
+        return [self.responder]
 
 
 def _round_status(doc: RoundDoc) -> dict[str, Any]:

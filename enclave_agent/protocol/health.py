@@ -170,7 +170,7 @@ def health_app(agent: AgentContext) -> web.Application:
 def serve_health(agent: AgentContext, host: str, port: int) -> threading.Event:
     """Serve ``/healthz`` and ``/metrics`` from a daemon thread; set the returned event
     to stop. Blocks until the port is bound (an error there is raised here)."""
-    from enclave_agent.gateway.listener import listen
+    from enclave_agent.listener import listen
 
     stop, bound = threading.Event(), threading.Event()
     failure: list[BaseException] = []

@@ -24,7 +24,7 @@ from enclave_agent.errors import (
 from enclave_agent.model.federated import ModelSpec
 from enclave_agent.model.logistic import joint_scaling, standardise
 from enclave_agent.model.ranges import InputRange, score_range
-from enclave_agent.protocol import queries, stages
+from enclave_agent.protocol import queries
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
 from enclave_agent.protocol.partials import partial_score, partial_statistic, query_words
@@ -36,43 +36,20 @@ log = logging.getLogger(__name__)
 
 
 class InferenceResponder:
-    """Models and requests, driven by InferenceGateway events."""
+    """Input ranges and requests, driven by InferenceGateway events (the models
+    themselves: ``catalog.ModelCatalog``)."""
 
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
 
     def handlers(self) -> dict[str, Callable[[ChainEvent], None]]:
         return {
-            "ModelRegistered": self._on_model_registered,
-            "ModelRetired": self._on_model_retired,
             "RequestSubmitted": self._on_request_submitted,
         }
 
     def step(self) -> None:
         self._publish_ranges()
         self._post_answers()
-
-    def _on_model_registered(self, event: ChainEvent) -> None:
-        args = event.args
-        self.agent.store.put_json(
-            f"model/{int(args['modelId'])}",
-            {
-                "id": int(args["modelId"]),
-                "round_id": int(args["roundId"]),
-                "kind": stages.OUTPUT_KINDS[int(args["kind"])],
-                "fee": int(args["fee"]),
-                "name": str(args["name"]),
-                "metadata": str(args["metadata"]),
-                "active": True,
-            },
-        )
-
-    def _on_model_retired(self, event: ChainEvent) -> None:
-        key = f"model/{int(event.args['modelId'])}"
-        model = self.agent.store.get_json(key)
-        if model is not None:
-            model["active"] = False
-            self.agent.store.put_json(key, model)
 
     def _on_request_submitted(self, event: ChainEvent) -> None:
         """A provider answers only requests the chain recorded: this event is the only way in."""

@@ -36,3 +36,16 @@ def test_the_scan_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from enclave_devnet.processes import REPO_ROOT\n")
     assert "enclave_devnet.processes" in imported_modules(module)
+
+
+def test_provider_code_does_not_import_the_gateway() -> None:
+    """The layers below the gateway (protocol: what every provider runs; chain, crypto,
+    store, model, tee) never import it."""
+    offenders = {
+        f"{path.relative_to(AGENT_DIR.parent)}: {name}"
+        for layer in ("protocol", "chain", "crypto", "store", "model", "tee")
+        for path in (AGENT_DIR / layer).rglob("*.py")
+        for name in imported_modules(path)
+        if name.startswith("enclave_agent.gateway")
+    }
+    assert not offenders, sorted(offenders)

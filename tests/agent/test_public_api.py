@@ -75,6 +75,7 @@ PUBLIC = {
         "AgentRecordMismatch",
         "AgentRefused",
         "AgentRevoked",
+        "MemberAgent",
     ],
 }
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from enclave_agent.gateway.listener import HEADER_TIMEOUT
+from enclave_agent.listener import HEADER_TIMEOUT
 from enclave_devnet.demo import Demo
 from tests.support.http import http_json
 

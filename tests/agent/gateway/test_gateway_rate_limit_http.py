@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import GatewayConfig
+from enclave_agent.gateway.answering import Answering
 from enclave_agent.gateway.auth import hash_api_key
 from enclave_agent.gateway.http import build_app
 from enclave_agent.gateway.metrics import Metrics
@@ -47,6 +48,7 @@ class StubAgent:
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(per_minute=30, burst=2, clock=self.clock)
+        self.answering = Answering(cast(Any, self))  # the real decisions, around this stub
 
     def is_ready(self) -> bool:
         return True

@@ -1,4 +1,5 @@
-"""Serving the gateway's aiohttp app with the limits aiohttp itself lacks.
+"""Serving an aiohttp app (the gateway's API, a provider's health endpoint, the
+consortium page) with the limits aiohttp itself lacks.
 
 - A client must send a complete request head within ``HEADER_TIMEOUT`` seconds of
   connecting; slow-header connections are closed (aiohttp waits forever).

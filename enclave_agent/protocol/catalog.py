@@ -1,0 +1,44 @@
+"""The models and statistics the consortium registered for inference, as the chain says
+(``ModelRegistered``, ``ModelRetired``): what a provider answers for and what a gateway
+offers. Every member keeps the same list; nothing else writes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from enclave_agent.chain import ChainEvent
+from enclave_agent.protocol import stages
+from enclave_agent.protocol.context import AgentContext
+
+
+class ModelCatalog:
+    def __init__(self, agent: AgentContext) -> None:
+        self.agent = agent
+
+    def handlers(self) -> dict[str, Callable[[ChainEvent], None]]:
+        return {"ModelRegistered": self._on_model_registered, "ModelRetired": self._on_model_retired}
+
+    def step(self) -> None:
+        """Nothing to reconcile: the list follows the events."""
+
+    def _on_model_registered(self, event: ChainEvent) -> None:
+        args = event.args
+        self.agent.store.put_json(
+            f"model/{int(args['modelId'])}",
+            {
+                "id": int(args["modelId"]),
+                "round_id": int(args["roundId"]),
+                "kind": stages.OUTPUT_KINDS[int(args["kind"])],
+                "fee": int(args["fee"]),
+                "name": str(args["name"]),
+                "metadata": str(args["metadata"]),
+                "active": True,
+            },
+        )
+
+    def _on_model_retired(self, event: ChainEvent) -> None:
+        key = f"model/{int(event.args['modelId'])}"
+        model = self.agent.store.get_json(key)
+        if model is not None:
+            model["active"] = False
+            self.agent.store.put_json(key, model)
