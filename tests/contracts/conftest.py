@@ -47,28 +47,33 @@ brownie.network.account.rpc = _NoUndoRpc(brownie.network.account.rpc)
 ANVIL_STATES = Path.home() / ".foundry" / "anvil" / "tmp"
 
 
-def anvil_state_dirs(started: float) -> list[Path]:
-    """The state directories of the Anvil started at ``started`` (a process create
-    time): Anvil names them by its start minute."""
-    if not ANVIL_STATES.is_dir():
-        return []
-    minutes = {time.strftime("%d-%m-%Y-%H-%M", time.localtime(started + d)) for d in (-1, 0, 1)}
-    return [
-        d
-        for d in ANVIL_STATES.glob("anvil-state-*")
-        if d.name[len("anvil-state-") :][:16] in minutes and d.stat().st_ctime >= started - 1
-    ]
+def anvil_state_dirs() -> set[Path]:
+    return set(ANVIL_STATES.glob("anvil-state-*")) if ANVIL_STATES.is_dir() else set()
+
+
+def made_since(started: float, before: set[Path]) -> list[Path]:
+    """The state directories made since ``started`` that were not there before. Anvil
+    makes its directory when it first writes a state to disk, which under load can be
+    minutes after it started, and names it by that minute."""
+    floor = time.strftime("%Y%m%d%H%M", time.localtime(started))
+    made = []
+    for directory in anvil_state_dirs() - before:
+        stamp = directory.name[len("anvil-state-") :][:16]  # dd-mm-YYYY-HH-MM
+        day, month, year, hour, minute = stamp.split("-") if stamp.count("-") == 4 else ("",) * 5
+        if f"{year}{month}{day}{hour}{minute}" >= floor:
+            made.append(directory)
+    return made
 
 
 @pytest.fixture(scope="session", autouse=True)
 def anvil_states_removed():
     """Brownie starts Anvil without a history limit (its settings have no such flag), and
     Anvil never removes the past states it writes under ~/.foundry/anvil/tmp: about
-    1.2 GB per run of this suite. Remove this run's when the suite ends."""
-    process = getattr(brownie.network.account.rpc, "process", None)  # the Rpc singleton
-    started = process.create_time() if process is not None else None
+    1.2 GB per run of this suite. Remove this run's when the suite ends (the local
+    consortium's nodes write none: they run with --prune-history)."""
+    before, started = anvil_state_dirs(), time.time()
     yield
-    for directory in anvil_state_dirs(started) if started is not None else []:
+    for directory in made_since(started - 60, before):
         shutil.rmtree(directory, ignore_errors=True)
 
 
