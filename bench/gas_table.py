@@ -190,6 +190,8 @@ def measure(world: Any, client: Any) -> list[Row]:
     tx = world.gateway.postPartials(batch, [partial] * 8, {"from": world.providers[0].account})
     add("postPartials (8 requests in one transaction: a provider's block under load)", tx, 8 * len(partial))
     add("postPartials, per request of those 8", _Total(int(tx.gas_used) // 8), len(partial))
+    tx = world.gateway.completeRequests(batch, [keccak(b"result")] * 8, {"from": world.gateways[0].account})
+    add("completeRequests (8 requests in one transaction: the gateway's step under load)", tx)
     return rows
 
 

@@ -210,10 +210,38 @@ contract InferenceGateway is IInferenceGateway, AccessControl, ReentrancyGuard, 
     /// @inheritdoc IInferenceGateway
     function completeRequest(uint256 requestId, bytes32 resultCommitment) external {
         _validateState(requestId, _bit(RequestState.Pending));
-        Request storage request = _requests[requestId];
-        if (msg.sender != request.gateway) revert InferenceWrongGateway(requestId, msg.sender, request.gateway);
+        _checkGateway(requestId);
         // A revoked gateway leaves its pending requests to expire and be refunded.
         if (!registry.isActiveMember(msg.sender, Role.Gateway)) revert InferenceNotGateway(msg.sender);
+        _complete(requestId, resultCommitment);
+    }
+
+    /// @inheritdoc IInferenceGateway
+    function completeRequests(uint256[] calldata requestIds, bytes32[] calldata resultCommitments)
+        external
+        returns (uint256 completed)
+    {
+        if (requestIds.length == 0 || requestIds.length != resultCommitments.length) {
+            revert InferenceInvalidBatch(requestIds.length, resultCommitments.length);
+        }
+        if (!registry.isActiveMember(msg.sender, Role.Gateway)) revert InferenceNotGateway(msg.sender);
+        for (uint256 i; i < requestIds.length; ++i) {
+            if (state(requestIds[i]) != RequestState.Pending) continue;
+            _checkGateway(requestIds[i]);
+            _complete(requestIds[i], resultCommitments[i]);
+            ++completed;
+        }
+    }
+
+    /// @dev Only the gateway that recorded a request completes it.
+    function _checkGateway(uint256 requestId) private view {
+        address gateway = _requests[requestId].gateway;
+        if (msg.sender != gateway) revert InferenceWrongGateway(requestId, msg.sender, gateway);
+    }
+
+    /// @dev Complete a pending request of the caller's (an active gateway enclave).
+    function _complete(uint256 requestId, bytes32 resultCommitment) private {
+        Request storage request = _requests[requestId];
         if (request.partials == 0) revert InferenceNoPartials(requestId);
         request.status = RequestState.Completed;
         collectedFees += request.fee;

@@ -56,7 +56,8 @@ interface IInferenceGateway {
     error InferenceRegistryPaused();
     /// @notice No provider posted a partial result yet.
     error InferenceNoPartials(uint256 requestId);
-    /// @notice A batch needs one ciphertext per request id, and at least one request.
+    /// @notice A batch needs one ciphertext (postPartials) or commitment (completeRequests)
+    /// per request id, and at least one request.
     error InferenceInvalidBatch(uint256 requestIds, uint256 ciphertexts);
     /// @notice The round's output stays inside the enclaves and cannot back a model.
     error InferenceRoundNotServable(uint256 roundId, OutputKind kind);
@@ -152,6 +153,15 @@ interface IInferenceGateway {
     /// @notice Record the result commitment and collect the fee (the request's gateway,
     /// while it is still an active gateway enclave).
     function completeRequest(uint256 requestId, bytes32 resultCommitment) external;
+
+    /// @notice Complete several of the caller's requests in one transaction (the gateway
+    /// enclave completing every request answered by a block). A request no longer
+    /// pending (completed already, expired or refunded) is skipped: a batch races
+    /// expiry and retries. Any other refusal reverts the whole batch.
+    /// @return completed How many requests were completed (one RequestCompleted each).
+    function completeRequests(uint256[] calldata requestIds, bytes32[] calldata resultCommitments)
+        external
+        returns (uint256 completed);
 
     /// @notice Refund an expired request's fee to its client (anyone).
     function refundExpired(uint256 requestId) external;

@@ -4,7 +4,8 @@ collects their encrypted partial results from the chain, combines them and
 records a result commitment. It never holds a share of any model.
 
 Threads: the agent loop (events, key sync, completing and refunding requests) runs
-in one thread and alone completes requests; calls (``answering``) submit from executor
+in one thread and alone completes requests, every request answered by a step in one
+``completeRequests`` transaction; calls (``answering``) submit from executor
 threads and wait on futures the loop resolves. Chain sends are serialised by the TxSender.
 """
 
@@ -14,6 +15,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from eth_utils.address import to_checksum_address
@@ -22,13 +24,13 @@ from eth_utils.crypto import keccak
 from enclave_agent.chain import ChainEvent
 from enclave_agent.config import AgentConfig, GatewayConfig, load_account
 from enclave_agent.crypto.aead import decrypt, encrypt
-from enclave_agent.errors import ConfigError, ContractRevert, CryptoError, ProtocolError
+from enclave_agent.errors import ConfigError, CryptoError, ProtocolError
 from enclave_agent.gateway import auth, scoring
 from enclave_agent.gateway.answering import Answering, Completions, Results
 from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.model.ranges import InputRange
-from enclave_agent.onchain import CLIENT_ROLE, InferenceGatewayError
+from enclave_agent.onchain import CLIENT_ROLE
 from enclave_agent.protocol import queries
 from enclave_agent.protocol.agent import MemberAgent
 from enclave_agent.protocol.disputes import queue_blame
@@ -36,6 +38,17 @@ from enclave_agent.protocol.rounds import RoundDoc
 from enclave_agent.protocol.stages import MEMBER_STAGES
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request whose answer is computed and committed to, ready to complete."""
+
+    request: dict[str, Any]
+    results: Results
+    commitment: bytes
+    partials: int
+    checked: bool
 
 
 class GatewayAgent(MemberAgent):
@@ -75,18 +88,27 @@ class GatewayAgent(MemberAgent):
         request_id = int(event.args["requestId"])
         provider = to_checksum_address(event.args["provider"])
         request = self.store.get_json(f"request/{request_id}")
-        if request is None:
+        # A provider may answer in the very next block, before submit() has stored the
+        # request it just recorded: keep the partial when the chain says this gateway
+        # recorded the request (the contract checked the provider holds a share).
+        if request is None and not self._recorded_here(request_id):
             self.metrics.partials_ignored += 1
             log.warning("ignored partial from %s for request %d: not one of ours", provider, request_id)
             return
         key = f"request/{request_id}/partial/{provider}"
-        if provider not in request["holders"] or self.store.get_blob(key) is not None:
+        if (request is not None and provider not in request["holders"]) or self.store.get_blob(
+            key
+        ) is not None:
             self.metrics.partials_ignored += 1
             log.warning(
                 "ignored partial from %s for request %d: not a holder or a duplicate", provider, request_id
             )
             return
         self.store.put_blob(key, bytes(event.args["ciphertext"]))
+
+    def _recorded_here(self, request_id: int) -> bool:
+        gateway = self.contracts.gateway.functions.requestInfo(request_id).call()[2]
+        return bool(to_checksum_address(gateway) == self.address)
 
     def _on_range_published(self, event: ChainEvent) -> None:
         """A holder's input range for a model (the contract checked it is a holder)."""
@@ -118,35 +140,37 @@ class GatewayAgent(MemberAgent):
             self._settle_requests()
 
     def _settle_requests(self) -> None:
-        """Complete what can be completed; refund what expired unanswered."""
+        """Complete every request that can be, in one transaction; refund what expired
+        unanswered."""
         pending = self.store.keys("pending/")
         if not pending:
             return
         now = self.chain_now()
+        ready: list[Prepared] = []
         for key in pending:
             request = self.request(int(key.split("/")[1]))
             if request is None or request["status"] != "pending":
                 self.store.delete_json(key)
                 continue
+            request_id = int(request["id"])
             try:
-                results = self.try_complete(int(request["id"]))
+                prepared = self._prepare(request)
             except scoring.InconsistentPartials as exc:
-                self.completions.fail(int(request["id"]), exc)
-                results = None  # refused: it expires unanswered and its fee is refunded
-            answered = results is not None
-            if answered:
-                self.completions.resolve(int(request["id"]), results)
-            if not answered and now > int(request["deadline"]):
+                self.completions.fail(request_id, exc)
+                prepared = None  # refused: it expires unanswered and its fee is refunded
+            if prepared is not None and now <= int(request["deadline"]):
+                ready.append(prepared)
+            elif now > int(request["deadline"]):
                 self.send_or_done(
-                    self.contracts.gateway.functions.refundExpired(int(request["id"])),
-                    f"refund-{request['id']}",
+                    self.contracts.gateway.functions.refundExpired(request_id),
+                    f"refund-{request_id}",
                     "InferenceUnexpectedState",
                 )
                 self._close(request, "refunded")
-                self.completions.resolve(int(request["id"]), None)
-                log.info(
-                    "request %s expired unanswered; fee refunded to %s", request["id"], request["client"]
-                )
+                self.completions.resolve(request_id, None)
+                log.info("request %s expired unanswered; fee refunded to %s", request_id, request["client"])
+        if ready:
+            self._complete(ready)
 
     # ------------------------------------------------------------------ requests
 
@@ -316,15 +340,11 @@ class GatewayAgent(MemberAgent):
             raise scoring.InconsistentPartials(str(request["inconsistent"]))
         return False, None
 
-    def try_complete(self, request_id: int) -> list[dict[str, Any]] | None:
-        """Combine the partials if enough arrived; record the commitment; return the
-        results, one per row. The agent loop alone calls it (``_settle_requests``)."""
-        done = self.result(request_id)
-        if done is not None:
-            return done
-        request = self.request(request_id)
-        if request is None or request["status"] != "pending":
-            return None
+    def _prepare(self, request: dict[str, Any]) -> Prepared | None:
+        """Combine the partials of a pending request if enough arrived: its results (one
+        per row) and their commitment, ready to complete; None while it waits, or if the
+        answer must be withheld. Raises InconsistentPartials if it must be refused."""
+        request_id = int(request["id"])
         if request.get("inconsistent"):
             raise scoring.InconsistentPartials(str(request["inconsistent"]))
         model = self.store.get_json(f"model/{request['model_id']}")
@@ -351,9 +371,8 @@ class GatewayAgent(MemberAgent):
             provider = doc.participants[x - 1]
             self.metrics.count_wrong(provider, "corrected")
             queue_blame(self, doc.round_id, provider, "wrong-partial", request_id.to_bytes(32, "big"))
-        total = combined.total
         try:
-            results = self._interpret(request, model, doc, total)
+            results = self._interpret(request, model, doc, combined.total)
         except ProtocolError as exc:
             # Never answer what may be wrong: the request expires and is refunded.
             if not request.get("withheld"):
@@ -365,29 +384,37 @@ class GatewayAgent(MemberAgent):
         commitment = keccak(
             request_id.to_bytes(32, "big") + json.dumps(results, sort_keys=True).encode() + salt
         )
-        try:
-            receipt = self.enclave_tx.send(
-                self.contracts.gateway.functions.completeRequest(request_id, commitment),
-                label=f"complete-{request_id}",
-            )
-        except ContractRevert as exc:
-            if exc.error_name != InferenceGatewayError.InferenceUnexpectedState:
-                raise
-            # It expired before it could be completed (e.g. while the account could not
-            # pay): not answered; the loop refunds it. Retrying would fail forever.
-            log.warning("request %d: not completed, no longer pending on chain", request_id)
-            return None
-        shared = {
-            "partials": len(partials),
-            "checked": combined.checked,
-            "commitment": "0x" + commitment.hex(),
-            "tx": {"submit": request["submit_tx"], "complete": receipt["transactionHash"].to_0x_hex()},
-            "gas": {"submit": request["gas"]["submit"], "complete": int(receipt["gasUsed"])},
-        }
-        results = [result | shared for result in results]
-        self.seal_put(f"request/{request_id}/result", json.dumps(results).encode())
-        self._close(request, "completed")
-        return results
+        return Prepared(request, results, commitment, len(partials), combined.checked)
+
+    def _complete(self, ready: list[Prepared]) -> None:
+        """Record every prepared request's commitment in one completeRequests transaction;
+        the contract skips any that expired meanwhile (the next step refunds them)."""
+        ids = [int(p.request["id"]) for p in ready]
+        receipt = self.enclave_tx.send(
+            self.contracts.gateway.functions.completeRequests(ids, [p.commitment for p in ready]),
+            label=f"complete-{ids[0]}" + (f"+{len(ids) - 1}" if len(ids) > 1 else ""),
+        )
+        events = self.contracts.gateway.events.RequestCompleted().process_receipt(receipt)
+        completed = {int(e["args"]["requestId"]) for e in events}
+        tx = receipt["transactionHash"].to_0x_hex()
+        gas_each = int(receipt["gasUsed"]) // max(1, len(completed))
+        for prepared in ready:
+            request = prepared.request
+            request_id = int(request["id"])
+            if request_id not in completed:
+                log.warning("request %d: not completed, no longer pending on chain", request_id)
+                continue
+            shared = {
+                "partials": prepared.partials,
+                "checked": prepared.checked,
+                "commitment": "0x" + prepared.commitment.hex(),
+                "tx": {"submit": request["submit_tx"], "complete": tx},
+                "gas": {"submit": request["gas"]["submit"], "complete": gas_each},
+            }
+            results = [result | shared for result in prepared.results]
+            self.seal_put(f"request/{request_id}/result", json.dumps(results).encode())
+            self._close(request, "completed")
+            self.completions.resolve(request_id, results)
 
     def _open_partials(self, request: dict[str, Any], doc: RoundDoc) -> dict[int, list[int]]:
         keys = self.epoch_keys(int(request["epoch"]))

@@ -394,6 +394,11 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         _simple(lambda s, c: s.w.gateway.completeRequest(s.request_id, keccak(b"r"), {"from": c})),
         lambda s, c: ("InferenceWrongGateway", s.request_id, c, s.w.gateways[0].address),
     ),
+    "gateway.completeRequests": (
+        frozenset({"gateway"}),
+        _simple(lambda s, c: s.w.gateway.completeRequests([s.request_id], [keccak(b"r")], {"from": c})),
+        lambda s, c: ("InferenceNotGateway", c),
+    ),
     "gateway.refundExpired": (ANYONE, _prep_refund, lambda s, c: ()),
     "gateway.deposit": (
         ANYONE,

@@ -773,6 +773,85 @@ def test_complete_without_partials(served):
         s.gw.completeRequest(rid, keccak(b"r"), {"from": accounts[3]})
 
 
+# ------------------------------------------------------------------ completeRequests (a batch)
+
+
+def test_a_completion_batch_completes_every_answered_request(served):
+    s = served
+    s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
+    ids = [s.submit()[0] for _ in range(3)]
+    for rid in ids:
+        s.gw.postPartial(rid, b"p", {"from": s.w.providers[0].account})
+    commitments = [keccak(bytes([i])) for i in range(3)]
+    tx = s.gw.completeRequests(ids, commitments, {"from": s.gateway_enclave.account})
+    assert tx.return_value == 3
+    assert_events(
+        tx,
+        *[
+            ("RequestCompleted", {"requestId": rid, "resultCommitment": c, "partials": 1})
+            for rid, c in zip(ids, commitments, strict=True)
+        ],
+    )
+    assert [s.gw.state(rid) for rid in ids] == [RequestState.COMPLETED] * 3
+    assert s.gw.collectedFees() == 3 * FEE
+
+
+def test_a_completion_batch_skips_completed_and_expired_requests(served):
+    """A batch races expiry and its own retries: what is no longer pending is skipped,
+    and its fee stays where it was (refundable, or collected once)."""
+    s = served
+    s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
+    late, _ = s.submit()
+    s.gw.postPartial(late, b"p", {"from": s.w.providers[0].account})
+    travel_to(request_deadline(s, late) + 1)
+    done, _ = s.submit()
+    s.w.complete(done)
+    fresh, _ = s.submit()
+    s.gw.postPartial(fresh, b"p", {"from": s.w.providers[0].account})
+    tx = s.gw.completeRequests(
+        [done, late, 99, fresh], [keccak(b"r")] * 4, {"from": s.gateway_enclave.account}
+    )
+    assert tx.return_value == 1
+    assert_events(
+        tx, ("RequestCompleted", {"requestId": fresh, "resultCommitment": keccak(b"r"), "partials": 1})
+    )
+    assert s.gw.state(late) == RequestState.EXPIRED and s.gw.collectedFees() == 2 * FEE
+
+
+def test_a_completion_batch_with_an_unanswered_request_reverts_whole(served):
+    s = served
+    s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
+    answered, _ = s.submit()
+    s.gw.postPartial(answered, b"p", {"from": s.w.providers[0].account})
+    unanswered, _ = s.submit()
+    with rejects("InferenceNoPartials", unanswered, world=s.w):
+        s.gw.completeRequests([answered, unanswered], [keccak(b"r")] * 2, {"from": s.gateway_enclave.account})
+    assert s.gw.state(answered) == RequestState.PENDING and s.gw.collectedFees() == 0
+
+
+@pytest.mark.parametrize(("ids", "commitments"), [(0, 0), (2, 1), (1, 2)])
+def test_a_completion_batch_needs_one_commitment_per_request(served, ids, commitments):
+    s = served
+    rid, _ = s.submit()
+    with rejects("InferenceInvalidBatch", ids, commitments, world=s.w):
+        s.gw.completeRequests([rid] * ids, [keccak(b"r")] * commitments, {"from": s.gateway_enclave.account})
+
+
+def test_a_completion_batch_costs_less_per_request_than_single_completions(served):
+    s = served
+    s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
+    ids = [s.submit()[0] for _ in range(8)]
+    for rid in ids:
+        s.gw.postPartial(rid, b"p", {"from": s.w.providers[0].account})
+    singles = [
+        s.gw.completeRequest(rid, keccak(b"r"), {"from": s.gateway_enclave.account}).gas_used
+        for rid in ids[:4]
+    ]
+    batch = s.gw.completeRequests(ids[4:], [keccak(b"r")] * 4, {"from": s.gateway_enclave.account})
+    assert batch.gas_used < sum(singles) - 3 * 20_000  # one transaction's base cost, not four
+    print(f"completeRequest {singles[0]:,} gas; completeRequests of 4: {batch.gas_used:,}")
+
+
 def test_complete_and_refund_work_while_paused(served):
     """Pausing stops new requests and partials, never the settlement of fees."""
     s = served

@@ -141,10 +141,10 @@ def test_a_signed_request_from_the_page_is_answered_and_recorded_on_chain(
     assert abs(shown - reference) <= max(SCORE_TOLERANCE, 1e-4)
     expect(page.locator("#quota")).to_contain_text(f"{used_before + 1} of")
     # One receipt: a link to the request's record, and the gateway's submitRequest and
-    # completeRequest transactions (shortened on screen, whole in the attributes), mined.
+    # completeRequests transactions (shortened on screen, whole in the attributes), mined.
     receipt = answer_row.locator(".receipt")
     assert receipt.locator("a").get_attribute("href") == f"/v1/requests/{request_id}"
-    for step, function in (("submit", "submitRequest"), ("complete", "completeRequest")):
+    for step, function in (("submit", "submitRequest"), ("complete", "completeRequests")):
         tx_hash = receipt.get_attribute(f"data-{step}") or ""
         assert f"{step} {tx_hash[:6]}…{tx_hash[-4:]}" in receipt.inner_text()
         tx = demo.c.w3.eth.get_transaction(tx_hash)

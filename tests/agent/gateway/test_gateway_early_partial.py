@@ -1,0 +1,67 @@
+"""A provider can answer in the block right after the request, before the gateway's
+submit() has stored the request it recorded: that partial is kept, not dropped (a
+dropped partial left a Shamir answer unchecked and an additive one unanswerable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from enclave_agent.chain import ChainEvent
+from enclave_agent.gateway.metrics import Metrics
+from enclave_agent.gateway.service import GatewayAgent
+from enclave_agent.store import Store
+
+ME = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+OTHER_GATEWAY = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+PROVIDER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+
+
+class FakeGatewayContract:
+    def __init__(self, recorded_by: dict[int, str]) -> None:
+        self.functions = SimpleNamespace(
+            requestInfo=lambda rid: SimpleNamespace(
+                call=lambda: (1, PROVIDER, recorded_by.get(rid, "0x" + "00" * 20), 0, 0, 0)
+            )
+        )
+
+
+def gateway(tmp_path: Path, recorded_by: dict[int, str]) -> Any:
+    agent = SimpleNamespace(
+        store=Store(tmp_path / "agent.sqlite3"),
+        metrics=Metrics(),
+        address=ME,
+        contracts=SimpleNamespace(gateway=FakeGatewayContract(recorded_by)),
+    )
+    agent._recorded_here = lambda rid: GatewayAgent._recorded_here(agent, rid)  # type: ignore[arg-type]
+    return agent
+
+
+def partial(request_id: int, provider: str = PROVIDER) -> ChainEvent:
+    args = {"requestId": request_id, "provider": provider, "ciphertext": b"ct"}
+    return ChainEvent("gateway", "PartialPosted", args, 10, "0x" + "ab" * 32, 0)
+
+
+def test_a_partial_for_our_request_not_yet_stored_is_kept(tmp_path: Path) -> None:
+    agent = gateway(tmp_path, {7: ME})
+    GatewayAgent._on_partial_posted(agent, partial(7))
+    assert agent.store.get_blob(f"request/7/partial/{PROVIDER}") == b"ct"
+    assert agent.metrics.partials_ignored == 0
+
+
+def test_a_partial_for_another_gateways_request_is_ignored(tmp_path: Path) -> None:
+    agent = gateway(tmp_path, {7: OTHER_GATEWAY})
+    GatewayAgent._on_partial_posted(agent, partial(7))
+    assert agent.store.get_blob(f"request/7/partial/{PROVIDER}") is None
+    assert agent.metrics.partials_ignored == 1
+
+
+def test_a_stored_request_still_refuses_non_holders_and_duplicates(tmp_path: Path) -> None:
+    agent = gateway(tmp_path, {7: ME})
+    agent.store.put_json("request/7", {"id": 7, "holders": [PROVIDER]})
+    GatewayAgent._on_partial_posted(agent, partial(7, OTHER_GATEWAY))
+    GatewayAgent._on_partial_posted(agent, partial(7))
+    GatewayAgent._on_partial_posted(agent, partial(7))
+    assert agent.store.get_blob(f"request/7/partial/{OTHER_GATEWAY}") is None
+    assert agent.metrics.partials_ignored == 2
