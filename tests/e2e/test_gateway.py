@@ -324,7 +324,8 @@ def test_gateway_ignores_and_logs_partials_it_did_not_ask_for(tmp_path: Path, ca
     holder = "0x" + "11" * 20
     store = Store(tmp_path / "gw.sqlite3")
     store.put_json("request/5", {"id": 5, "holders": [holder], "status": "pending"})
-    agent = SimpleNamespace(store=store, metrics=Metrics())
+    # Request 7 was recorded by another gateway (the chain says so).
+    agent = SimpleNamespace(store=store, metrics=Metrics(), _recorded_here=lambda request_id: False)
 
     def event(request_id: int, provider: str) -> ChainEvent:
         args = {"requestId": request_id, "provider": provider, "ciphertext": b"ct"}
