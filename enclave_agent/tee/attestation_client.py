@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from eth_utils.address import to_checksum_address
 
 from enclave_agent.errors import AttestationError, ConfigError
+from enclave_agent.tee._service_http import ServiceRefused, post_json
 from enclave_agent.tee.quote import ROLE_NAMES, MalformedQuoteError, Quote, recover_signer
 
 __all__ = ["RequestFieldError", "check_role", "request_quote"]
@@ -50,8 +49,6 @@ def request_quote(
 ) -> tuple[Quote, bytes]:
     """Ask the service at ``url`` (base URL) for a quote; checks that the quote is
     for what was asked. Whether its signer is trusted is ``verify_quote``'s job."""
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"attestation service URL must be http(s): {url!r}")
     body = {
         "role": role,
         "operator": operator,
@@ -60,26 +57,15 @@ def request_quote(
         "chainId": chain_id,
         "registry": registry,
     }
-    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url.rstrip("/") + "/v1/quote",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-            reply = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
+        reply = post_json("attestation service", url, "/v1/quote", body, timeout)
+    except ServiceRefused as exc:
+        detail = exc.detail
         with contextlib.suppress(ValueError, KeyError, TypeError):
             detail = json.loads(detail)["error"]
-        if exc.code == 400:
+        if exc.status == 400:
             raise ConfigError(f"attestation service refused the quote request: {detail}") from None
-        raise AttestationError(f"attestation service at {url} failed: HTTP {exc.code} {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise AttestationError(
-            f"attestation service at {url} unreachable or answered garbage: {exc}"
-        ) from None
+        raise AttestationError(f"attestation service at {url} failed: HTTP {exc.status} {detail}") from None
     try:
         quote = Quote.from_json(reply["quote"])
         signature = bytes.fromhex(str(reply["signature"]).removeprefix("0x"))

@@ -38,8 +38,6 @@ import logging
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ from aiohttp import web
 from eth_account import Account
 
 from enclave_agent.errors import AttestationError, ConfigError
+from enclave_agent.tee._service_http import ServiceRefused, post_json
 from enclave_agent.tee.anchor import BlockTime, block_time_on, challenge_time
 from enclave_agent.tee.backend import is_secp256k1_key
 from enclave_agent.tee.binding import BindingClaims
@@ -309,30 +308,18 @@ def request_verification(
     """Ask the verifier at ``url`` to sign ``evidence`` for ``quote``: (claim, signature,
     verifier address), the signature checked to come from that address for this quote
     and this evidence. Whether the verifier is trusted is the registry's business."""
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"evidence verifier URL must be http(s): {url!r}")
     body = {
         "quote": quote.to_json(),
         "evidenceType": evidence_type,
         "evidence": base64.b64encode(evidence).decode(),
     }
-    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url.rstrip("/") + "/v1/verify",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-            reply = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        if exc.code == 422:
+        reply = post_json("evidence verifier", url, "/v1/verify", body, timeout)
+    except ServiceRefused as exc:
+        if exc.status == 422:
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                raise EvidenceRefusedByVerifier(url, list(json.loads(detail)["reasons"])) from None
-        raise AttestationError(f"evidence verifier at {url} failed: HTTP {exc.code} {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise AttestationError(f"evidence verifier at {url} unreachable or answered garbage: {exc}") from None
+                raise EvidenceRefusedByVerifier(url, list(json.loads(exc.detail)["reasons"])) from None
+        raise
     try:
         claim = EvidenceClaim.from_json(reply["claim"])
         signature = bytes.fromhex(str(reply["signature"]).removeprefix("0x"))
