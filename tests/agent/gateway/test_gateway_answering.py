@@ -213,3 +213,10 @@ def test_completions_resolve_every_waiter_once_and_forget_abandoned_ones() -> No
     completions.resolve(5, None)  # a second settlement changes nothing
     completions.resolve(6, ROW)
     assert first.result(0) == ROW and second.result(0) == ROW and not abandoned.done()
+
+
+def test_every_refusal_the_gateway_decides_has_an_http_status() -> None:
+    from enclave_agent.gateway.answering import REASONS
+    from enclave_agent.gateway.http import NAMED_REASONS, REFUSAL_STATUS
+
+    assert set(REFUSAL_STATUS) == set(REASONS) and set(NAMED_REASONS) <= set(REASONS)
