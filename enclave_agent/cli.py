@@ -91,7 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     _configure_logging(config.name, args.verbose)
     stop = _stop_on_signals()
-    agent = Agent(config)
+    agent = Agent.open(config)
     if config.health is not None:
         from enclave_agent.protocol.health import serve_health
 
@@ -120,7 +120,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             f"{args.config}: agent.role is {config.role!r}; use `enclave-agent run` for providers"
         )
     _configure_logging(config.name, args.verbose)
-    return serve(GatewayAgent(config))
+    return serve(GatewayAgent.open(config))
 
 
 def _cmd_request(args: argparse.Namespace) -> int:

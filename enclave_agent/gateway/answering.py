@@ -8,7 +8,7 @@ replays, bad signatures, unpaid fees), and waiting for the answer. It returns an
 codes, a message, the culprit values) or ``Unanswered`` (still open on chain, or
 expired and refunded). The HTTP layer only parses, authenticates and maps.
 
-Requests are completed by the agent loop alone (``GatewayAgent._settle_requests``):
+Requests are completed by the agent loop alone (``gateway.requests.GatewayRequests``):
 a call waits on a ``Completions`` future that the loop resolves when it completes,
 refuses or refunds the request.
 """
@@ -31,6 +31,7 @@ from enclave_agent.gateway import auth, scoring
 from enclave_agent.model.ranges import InputRange
 from enclave_agent.protocol import queries
 from enclave_agent.protocol.funding import CHECK_EVERY
+from enclave_agent.protocol.records import ModelRecord
 
 if TYPE_CHECKING:
     from enclave_agent.gateway.service import GatewayAgent
@@ -44,7 +45,7 @@ Results = list[dict[str, Any]]
 class Ask:
     """A validated inference call: the model and the query (what a signature covers)."""
 
-    model: dict[str, Any]
+    model: ModelRecord
     query: queries.Query
     batch: bool
     bounds: InputRange | None = None
@@ -209,18 +210,18 @@ class Answering:
             if quota - used < rows:
                 agent.metrics.count("quota")
                 return Refused("quota", "quota exhausted", {"quota": quota, "used": used, "requested": rows})
-            if balance < int(model["fee"]) * rows:
+            if balance < int(model.fee) * rows:
                 agent.metrics.count("fee")
                 return Refused(
                     "fee",
                     "fee unpaid: deposit to the InferenceGateway",
-                    {"balance": balance, "fee": int(model["fee"]) * rows},
+                    {"balance": balance, "fee": int(model.fee) * rows},
                 )
         request_ids = await self._submit(ask, caller)
         # Wait as long as the chain gives the providers (a request answered after the
         # call gave up is charged, so the call never gives up first) unless the operator
         # chose a shorter wait; then the outcome says the request is still open.
-        expires = max(int((agent.request(i) or {}).get("deadline", 0)) for i in request_ids)
+        expires = max(r.deadline if (r := agent.requests.request(i)) else 0 for i in request_ids)
         configured = agent.config.gateway.request_timeout if agent.config.gateway else None
         on_chain = expires - await blocking(agent.chain_now) + 2
         deadline = started + (configured or on_chain)
@@ -233,12 +234,12 @@ class Answering:
     def signable(self, ask: Ask) -> Refused | None:
         """A client's signature covers one on-chain request: at most ``rows_per_request``
         rows (checked before a wallet is asked to sign, and again when it has)."""
-        size = self.agent.rows_per_request(ask.model)
+        size = self.agent.requests.rows_per_request(ask.model)
         if ask.query.row_count <= size:
             return None
         return Refused(
             "too_many_rows",
-            f"a signed request carries at most {size} rows of model {ask.model['id']} "
+            f"a signed request carries at most {size} rows of model {ask.model.id} "
             f"(rows_per_request), got {ask.query.row_count}: sign several requests",
             field="rows",
         )
@@ -250,14 +251,16 @@ class Answering:
         agent = self.agent
         if caller.signed is not None:
             return [
-                await blocking(agent.submit, ask.model, caller.signed, ask.query, ask.bounds, ask.encrypt_to)
+                await blocking(
+                    agent.requests.submit, ask.model, caller.signed, ask.query, ask.bounds, ask.encrypt_to
+                )
             ]
-        size = await blocking(agent.rows_per_request, ask.model)
+        size = await blocking(agent.requests.rows_per_request, ask.model)
         request_ids = []
         for query in ask.query.split(size):
             signed = await blocking(agent.custody_request, caller.client, ask.model, query)
             request_ids.append(
-                await blocking(agent.submit, ask.model, signed, query, ask.bounds, ask.encrypt_to)
+                await blocking(agent.requests.submit, ask.model, signed, query, ask.bounds, ask.encrypt_to)
             )
         return request_ids
 
@@ -267,7 +270,7 @@ class Answering:
         completions = self.agent.completions
         future = completions.watch(request_id)
         try:
-            closed, results = await blocking(self.agent.settled, request_id)  # before we watched
+            closed, results = await blocking(self.agent.requests.settled, request_id)  # before we watched
             if closed:
                 return results
             remaining = deadline - time.monotonic()

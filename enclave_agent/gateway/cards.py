@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from enclave_agent.gateway import scoring
+from enclave_agent.protocol.records import ModelRecord
 from enclave_agent.protocol.rounds import RoundDoc
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,10 @@ SCORE_MEANING = "the probability of class 1 under the model (logistic link of w.
 STD_MEANING = "population standard deviation (divides by the count, not count - 1)"
 
 
-def _rounds(metadata: Mapping[str, Any], model: Mapping[str, Any]) -> list[tuple[int, str]]:
+def _rounds(metadata: Mapping[str, Any], model: ModelRecord) -> list[tuple[int, str]]:
     """(round id, purpose) of every round behind the model, oldest first."""
-    if model["kind"] != "shared-model":
-        return [(int(model["round_id"]), "statistic")]
+    if model.kind != "shared-model":
+        return [(int(model.round_id), "statistic")]
     out: list[tuple[int, str]] = []
     scaling = metadata.get("scaling")
     if isinstance(scaling, Mapping) and isinstance(scaling.get("stats_round"), int):
@@ -37,7 +38,7 @@ def _rounds(metadata: Mapping[str, Any], model: Mapping[str, Any]) -> list[tuple
     for k, round_id in enumerate(train, 1):
         out.append((round_id, f"training {k}/{len(train)}"))
     if not train:
-        out.append((int(model["round_id"]), "training"))
+        out.append((int(model.round_id), "training"))
     return out
 
 
@@ -61,7 +62,7 @@ def round_summary(
 
 
 def model_card(
-    model: Mapping[str, Any],
+    model: ModelRecord,
     metadata: Mapping[str, Any],
     round_doc: Callable[[int], RoundDoc | None],
     name_of: Callable[[str], str],
@@ -77,7 +78,7 @@ def model_card(
         "units": {f: (str(units[f]) if f in units else None) for f in features},
         "rounds": [round_summary(r, why, round_doc(r), name_of) for r, why in _rounds(metadata, model)],
     }
-    if model["kind"] == "shared-model":
+    if model.kind == "shared-model":
         raw_classes = metadata.get("classes")
         classes = raw_classes if isinstance(raw_classes, Mapping) else {}
         card |= {
@@ -87,7 +88,7 @@ def model_card(
             "classes": {label: str(classes.get(label, f"class {label}")) for label in ("0", "1")},
         }
     else:
-        doc = round_doc(int(model["round_id"]))
+        doc = round_doc(int(model.round_id))
         card |= {
             "min_contributors": None if doc is None else max(doc.min_contributors, doc.floor),
             "values": {"sum": "sum over every contributor's rows", "mean": "sum / count", "std": STD_MEANING},

@@ -35,6 +35,7 @@ from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.listener import listen
 from enclave_agent.protocol import queries
 from enclave_agent.protocol.health import health_report
+from enclave_agent.protocol.records import ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,10 @@ def _error(status: int, error: str, field: str = "", **extra: Any) -> web.Respon
     return web.json_response(body, status=status)
 
 
-def _model_ref(agent: GatewayAgent, ref: Any) -> dict[str, Any]:
-    models = [m for m in agent.models() if m.get("active")]
+def _model_ref(agent: GatewayAgent, ref: Any) -> ModelRecord:
+    models = [m for m in agent.models() if m.active]
     for model in models:
-        if (isinstance(ref, int) and not isinstance(ref, bool) and model["id"] == ref) or model[
-            "name"
-        ] == ref:
+        if (isinstance(ref, int) and not isinstance(ref, bool) and model.id == ref) or model.name == ref:
             return model
     raise validation.InvalidRequest(404, "model", f"no active model {ref!r}")
 
@@ -120,7 +119,7 @@ def _caller(api_key: str, body: dict[str, Any], agent: GatewayAgent, ask: Ask) -
             body,
             chain_id=agent.chain_id,
             gateway_contract=agent.gateway_address,
-            model_id=int(ask.model["id"]),
+            model_id=int(ask.model.id),
             query=ask.query,
             now=int(time.time()),
             has_code=agent.has_code,
@@ -176,14 +175,14 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 def _ask(agent: GatewayAgent, body: dict[str, Any]) -> Ask:
     model = _model_ref(agent, body.get("model"))
-    features = list(queries.parse_metadata(model["metadata"])["features"])
-    if model["kind"] == "statistic":
+    features = list(queries.parse_metadata(model.metadata)["features"])
+    if model.kind == "statistic":
         stat = validation.parse_statistic_request(body, features)
         query = queries.Query(queries.KIND_STATISTIC, column=stat.column)
         return Ask(model, query, batch=False, encrypt_to=validation.parse_x25519_key(body.get("encrypt_to")))
     max_batch = agent.config.gateway.max_batch if agent.config.gateway else 256
     score = validation.parse_score_request(body, features, max_batch)
-    bounds = agent.input_range(model)
+    bounds = agent.requests.input_range(model)
     validation.check_range(body, score, bounds)
     query = queries.Query(queries.KIND_SCORE, rows=tuple(tuple(row) for row in score.rows))
     encrypt_to = validation.parse_x25519_key(body.get("encrypt_to"))
@@ -192,7 +191,7 @@ def _ask(agent: GatewayAgent, body: dict[str, Any]) -> Ask:
 
 async def _inference(request: web.Request, agent: GatewayAgent, started: float) -> web.Response:
     body = await _json_body(request)
-    if not agent.is_ready():
+    if not agent.requests.is_ready():
         return _error(
             503, "the gateway enclave is not synchronised with the consortium yet", stage=agent.stage
         )
@@ -249,24 +248,30 @@ async def get_request(request: web.Request) -> web.Response:
         request_id = int(request.match_info["request_id"])
     except ValueError:
         return _error(422, "must be an integer", "request_id")
-    record = await blocking(agent.request, request_id)
+    record = await blocking(agent.requests.request, request_id)
     if record is None:
         return _error(404, f"no request {request_id} at this gateway")
-    body: dict[str, Any] = {k: record[k] for k in ("id", "model_id", "status", "deadline", "submit_tx")}
-    body["rows"] = int(record.get("rows", 1))
-    sealed_to = bytes.fromhex(record["encrypt_to"]) if record.get("encrypt_to") else None
+    body: dict[str, Any] = {
+        "id": record.id,
+        "model_id": record.model_id,
+        "status": record.status,
+        "deadline": record.deadline,
+        "submit_tx": record.submit_tx,
+        "rows": record.rows,
+    }
+    sealed_to = bytes.fromhex(record.encrypt_to) if record.encrypt_to else None
     api_key = _api_key(request)
     if api_key and agent.config.gateway:
         try:
             caller = auth.authenticate_api_key(api_key, agent.config.gateway.api_keys)
         except auth.AuthError as exc:
             return _error(401, str(exc))
-        if caller.client != record["client"]:
+        if caller.client != record.client:
             return _error(403, "this request belongs to another client")
     elif sealed_to is None:
         return web.json_response(body)  # an unsealed answer goes to its API-key client only
     # A sealed answer is sealed again, to the key it was asked for: only that client opens it.
-    results = await blocking(agent.result, request_id)
+    results = await blocking(agent.requests.result, request_id)
     if results is not None:  # one row: "result"; several: "results", in row order
         delivered = [_deliver(row, sealed_to) for row in results]
         body.update({"result": delivered[0]} if len(delivered) == 1 else {"results": delivered})
@@ -290,12 +295,12 @@ async def typed_data(request: web.Request) -> web.Response:
         return _refusal(too_many)
     nonce = secrets.randbits(256)
     deadline = await blocking(agent.chain_now) + auth.SIGNATURE_TTL  # the contract checks chain time
-    max_fee = int(ask.model["fee"]) * ask.query.row_count
+    max_fee = int(ask.model.fee) * ask.query.row_count
     typed = auth.typed_request(
         chain_id=agent.chain_id,
         gateway_contract=agent.gateway_address,
         client=to_checksum_address(client),
-        model_id=int(ask.model["id"]),
+        model_id=int(ask.model.id),
         rows=ask.query.row_count,
         inputs_hash=auth.input_hash(ask.query),
         nonce=nonce,
@@ -352,23 +357,23 @@ async def list_models(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
     out = []
     for model in agent.models():
-        if not model.get("active"):
+        if not model.active:
             continue
         try:
-            metadata = queries.parse_metadata(model["metadata"])
+            metadata = queries.parse_metadata(model.metadata)
         except ProtocolError:
             continue
-        bounds = await blocking(agent.input_range, model) if model["kind"] == "shared-model" else None
+        bounds = await blocking(agent.requests.input_range, model) if model.kind == "shared-model" else None
         out.append(
             {
-                "id": model["id"],
-                "name": model["name"],
-                "kind": model["kind"],
-                "round_id": model["round_id"],
-                "fee_wei": model["fee"],
+                "id": model.id,
+                "name": model.name,
+                "kind": model.kind,
+                "round_id": model.round_id,
+                "fee_wei": model.fee,
                 "features": metadata["features"],
                 "link": metadata.get("link"),
-                "rows_per_request": await blocking(agent.rows_per_request, model),
+                "rows_per_request": await blocking(agent.requests.rows_per_request, model),
                 # Statistics take no numbers; a score model's range appears once its
                 # holders published it (until then queries get 503).
                 "input_range": None if bounds is None else bounds.public(),
@@ -395,7 +400,7 @@ async def metrics(request: web.Request) -> web.Response:
     text = prometheus_text(
         agent.metrics,
         agent.rounds(),
-        agent.is_ready(),
+        agent.requests.is_ready(),
         agent.view.epoch,
         (agent.funding.balance, agent.funding.topups),
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import requests
 
@@ -45,7 +45,7 @@ from enclave_agent.errors import (
     ProtocolError,
 )
 from enclave_agent.protocol.catalog import ModelCatalog
-from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.context import AgentContext, Wiring, wire
 from enclave_agent.protocol.disputes import Disputes
 from enclave_agent.protocol.onboarding import AgentRecordMismatch, AgentRefused, AgentRevoked, Onboarding
 from enclave_agent.protocol.participation import RoundParticipation
@@ -84,8 +84,8 @@ class Part(Protocol):
 class MemberAgent(AgentContext):
     """What every member enclave runs, provider or gateway."""
 
-    def __init__(self, config: AgentConfig, *, tee: TeeBackend | None = None) -> None:
-        super().__init__(config, tee=tee)
+    def __init__(self, config: AgentConfig, wiring: Wiring) -> None:
+        super().__init__(config, wiring)
         self.follower = EventFollower(
             self.w3,
             self.contracts,
@@ -109,6 +109,11 @@ class MemberAgent(AgentContext):
         self.handlers: dict[str, Callable[[ChainEvent], None]] = dict(self.onboarding.handlers())
         for part in self.member_parts:
             self.handlers.update(part.handlers())
+
+    @classmethod
+    def open(cls, config: AgentConfig, *, tee: TeeBackend | None = None) -> Self:
+        """The agent ``config`` describes, on the parts ``wire`` builds from it."""
+        return cls(config, wire(config, tee=tee))
 
     def role_parts(self) -> list[Part]:
         """The parts only this kind of member has."""

@@ -5,10 +5,12 @@ offers. Every member keeps the same list; nothing else writes it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from enclave_agent.chain import ChainEvent
-from enclave_agent.protocol import stages
+from enclave_agent.protocol import records, stages
 from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.records import ModelRecord
 
 
 class ModelCatalog:
@@ -23,22 +25,17 @@ class ModelCatalog:
 
     def _on_model_registered(self, event: ChainEvent) -> None:
         args = event.args
-        self.agent.store.put_json(
-            f"model/{int(args['modelId'])}",
-            {
-                "id": int(args["modelId"]),
-                "round_id": int(args["roundId"]),
-                "kind": stages.OUTPUT_KINDS[int(args["kind"])],
-                "fee": int(args["fee"]),
-                "name": str(args["name"]),
-                "metadata": str(args["metadata"]),
-                "active": True,
-            },
+        model = ModelRecord(
+            id=int(args["modelId"]),
+            round_id=int(args["roundId"]),
+            kind=stages.OUTPUT_KINDS[int(args["kind"])],
+            fee=int(args["fee"]),
+            name=str(args["name"]),
+            metadata=str(args["metadata"]),
         )
+        records.save_model(self.agent.store, model)
 
     def _on_model_retired(self, event: ChainEvent) -> None:
-        key = f"model/{int(event.args['modelId'])}"
-        model = self.agent.store.get_json(key)
+        model = records.load_model(self.agent.store, int(event.args["modelId"]))
         if model is not None:
-            model["active"] = False
-            self.agent.store.put_json(key, model)
+            records.save_model(self.agent.store, replace(model, active=False))

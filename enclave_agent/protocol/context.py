@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from web3 import Web3
 from web3.contract.contract import ContractFunction
 
 from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
@@ -22,9 +24,10 @@ from enclave_agent.chain.names import NameBook
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
 from enclave_agent.errors import ConfigError, ContractRevert, StateLost
-from enclave_agent.protocol import reveal
+from enclave_agent.protocol import records, reveal
 from enclave_agent.protocol.funding import Funding
 from enclave_agent.protocol.membership import MembershipView
+from enclave_agent.protocol.records import ModelRecord
 from enclave_agent.protocol.rounds import RoundContext, RoundDoc
 from enclave_agent.protocol.stages import Stage, check_transition
 from enclave_agent.store import Store, StoreError
@@ -49,29 +52,77 @@ def tee_backend(config: AgentConfig) -> TeeBackend:
         raise ConfigError(f"{config.path}: agent.tee: {config.tee!r}: {exc}") from exc
 
 
+@dataclass
+class Wiring:
+    """What an agent is wired to: its operator key, deployment, enclave, state store,
+    node and transaction senders. ``wire`` builds them from a config for a real agent;
+    a test passes its own (a shared node, a recording sender, a store of its choosing)."""
+
+    operator: LocalAccount
+    manifest: Manifest
+    tee: TeeBackend
+    store: Store
+    w3: Web3
+    rpc_url: str
+    contracts: Contracts
+    enclave_tx: TxSender
+    operator_tx: TxSender
+    state_lock: IO[str] | None = None  # held as long as the agent (see lock_state_dir)
+
+
+def wire(config: AgentConfig, *, tee: TeeBackend | None = None) -> Wiring:
+    """The parts a real agent runs on, from its config. Every input is checked before
+    anything is created: a bad key file or manifest leaves no state behind."""
+    operator = load_account(config.operator_key_file, "operator key")
+    manifest = load_manifest(config.manifest)
+    ensure_private_dir(config.state_dir)
+    state_lock = lock_state_dir(config.state_dir)
+    tee = tee or tee_backend(config)
+    keys = tee.load_or_create_keys()
+    store = Store(config.state_dir / "agent.sqlite3")
+    rpc_url = config.rpc_url or manifest.rpc_url
+    w3 = connect(rpc_url)
+    decoder = ErrorDecoder.from_manifest(manifest)
+    return Wiring(
+        operator=operator,
+        manifest=manifest,
+        tee=tee,
+        store=store,
+        w3=w3,
+        rpc_url=rpc_url,
+        contracts=Contracts(w3, manifest),
+        enclave_tx=TxSender(w3, keys.account, decoder, store=store),
+        operator_tx=TxSender(w3, operator, decoder, store=store),
+        state_lock=state_lock,
+    )
+
+
 class AgentContext:
     """What every part of an agent shares: its enclave (TEE, keys, sealed store), the
-    chain (contracts, senders) and the persisted views of membership and rounds."""
+    chain (contracts, senders) and the persisted views of membership and rounds.
+    It builds none of them (see ``Wiring``); it checks they belong together."""
 
-    def __init__(self, config: AgentConfig, *, tee: TeeBackend | None = None) -> None:
+    def __init__(self, config: AgentConfig, wiring: Wiring) -> None:
         self.config = config
-        # Every input is checked before anything is created: a bad key file leaves no state.
-        self.operator: LocalAccount = load_account(config.operator_key_file, "operator key")
-        self.manifest: Manifest = load_manifest(config.manifest)
-        ensure_private_dir(config.state_dir)
-        self._state_lock = lock_state_dir(config.state_dir)
-        self.tee = tee or tee_backend(config)
+        self.wiring = wiring
+        self.operator: LocalAccount = wiring.operator
+        self.manifest: Manifest = wiring.manifest
+        self.tee = wiring.tee
         self.keys = self.tee.load_or_create_keys()
         self.address: str = self.keys.address
         self.measurement = self.tee.measurement()
-        self.store = Store(config.state_dir / "agent.sqlite3")
+        self.enclave_tx = wiring.enclave_tx
+        self.operator_tx = wiring.operator_tx
+        for sender, signer in ((self.enclave_tx, self.address), (self.operator_tx, self.operator.address)):
+            if sender.account.address != signer:
+                raise ConfigError(f"a sender signs as {sender.account.address}, not as {signer}")
+        self.store = wiring.store
         self.store.check_integrity()
         fresh = self.store.is_empty()
-        rpc_url = config.rpc_url or self.manifest.rpc_url
-        self.rpc_url = rpc_url
-        self.w3 = connect(rpc_url)
-        self.outage = Outage(rpc_url)
-        self.contracts = Contracts(self.w3, self.manifest)
+        self.rpc_url = wiring.rpc_url
+        self.w3 = wiring.w3
+        self.outage = Outage(self.rpc_url)
+        self.contracts = wiring.contracts
         self.names = NameBook(self.contracts)  # organisation names for log lines
         self.guard = self._chain_guard()  # the chain this manifest and this state belong to
         self.contracts.check_deployment()  # with code at every address
@@ -88,9 +139,6 @@ class AgentContext:
         self.registry_address = to_checksum_address(self.contracts.registry.address)
         self.exchange_address = to_checksum_address(self.contracts.exchange.address)
         self.gateway_address = to_checksum_address(self.contracts.gateway.address)
-        decoder = ErrorDecoder.from_manifest(self.manifest)
-        self.enclave_tx = TxSender(self.w3, self.keys.account, decoder, store=self.store)
-        self.operator_tx = TxSender(self.w3, self.operator, decoder, store=self.store)
         self.funding = Funding(self)  # keeps the enclave account able to pay for its transactions
         self.ctx = RoundContext(self.chain_id, self.exchange_address)
         self.stage = stored_stage(self.store)
@@ -143,8 +191,9 @@ class AgentContext:
         self.store.put_json("membership", view.to_json())
 
     def round_doc(self, round_id: int) -> RoundDoc | None:
-        data = self.store.get_json(f"round/{round_id}")
-        return RoundDoc.from_json(data) if data else None
+        key = f"round/{round_id}"
+        data = self.store.get_json(key)
+        return RoundDoc.from_json(data, key) if data else None
 
     def save_round(self, doc: RoundDoc) -> None:
         self.store.put_json(f"round/{doc.round_id}", doc.to_json())
@@ -196,9 +245,9 @@ class AgentContext:
             return None
         return reveal.aggregate_values(doc, elements(raw))
 
-    def models(self) -> list[dict[str, Any]]:
-        docs = [self.store.get_json(k) for k in self.store.keys("model/")]
-        return sorted((d for d in docs if d), key=lambda d: int(d["id"]))
+    def models(self) -> list[ModelRecord]:
+        """Every model registered for inference, retired ones too, by id."""
+        return records.load_models(self.store)
 
 
 def stored_stage(store: Store) -> Stage:

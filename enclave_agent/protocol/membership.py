@@ -16,7 +16,10 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from enclave_agent.protocol.records import unversioned
 from enclave_agent.tee.quote import Quote
+
+VIEW_VERSION = 1
 
 
 @dataclass
@@ -111,6 +114,7 @@ class MembershipView:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "v": VIEW_VERSION,
             "epoch": self.epoch,
             "synchronised_epoch": self.synchronised_epoch,
             "sync_deadline": self.sync_deadline,
@@ -123,6 +127,7 @@ class MembershipView:
     def from_json(cls, data: dict[str, Any] | None) -> MembershipView:
         if not data:
             return cls()
+        data = unversioned(data, "membership", "membership view", VIEW_VERSION)
         return cls(
             epoch=int(data["epoch"]),
             synchronised_epoch=int(data.get("synchronised_epoch", 0)),

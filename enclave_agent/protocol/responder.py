@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from eth_utils.address import to_checksum_address
@@ -24,10 +23,11 @@ from enclave_agent.errors import (
 from enclave_agent.model.federated import ModelSpec
 from enclave_agent.model.logistic import joint_scaling, standardise
 from enclave_agent.model.ranges import InputRange, score_range
-from enclave_agent.protocol import queries
+from enclave_agent.protocol import queries, records
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
 from enclave_agent.protocol.partials import partial_score, partial_statistic, query_words
+from enclave_agent.protocol.records import ModelRecord
 from enclave_agent.protocol.rounds import (
     RoundDoc,
 )
@@ -57,8 +57,8 @@ class InferenceResponder:
             return
         args = event.args
         request_id = int(args["requestId"])
-        model = self.agent.store.get_json(f"model/{int(args['modelId'])}")
-        doc = self.agent.round_doc(int(model["round_id"])) if model else None
+        model = records.load_model(self.agent.store, int(args["modelId"]))
+        doc = self.agent.round_doc(int(model.round_id)) if model else None
         if model is None or doc is None or not doc.is_holder(self.agent.address):
             return
         gateway = to_checksum_address(args["gateway"])
@@ -92,26 +92,26 @@ class InferenceResponder:
         ciphertext = encrypt(key, queries.encode_partial(values), answer_ad)
         self.agent.store.put_json(f"answer/{request_id}", ciphertext.hex())
 
-    def _partial(self, model: dict[str, Any], doc: RoundDoc, query: queries.Query) -> list[int]:
+    def _partial(self, model: ModelRecord, doc: RoundDoc, query: queries.Query) -> list[int]:
         share = self.agent.fused_share(doc.round_id)
         if share is None:
             raise ProtocolError(f"no fused share of round {doc.round_id}")
-        metadata = queries.parse_metadata(model["metadata"])
+        metadata = queries.parse_metadata(model.metadata)
         features = len(metadata["features"])
-        if model["kind"] == "statistic":
+        if model.kind == "statistic":
             if query.kind != queries.KIND_STATISTIC:
                 raise ProtocolError("a statistic answers statistic queries only")
             return list(partial_statistic(share, query.column, features, doc.modulus))
         if query.kind != queries.KIND_SCORE or any(len(row) != features for row in query.rows):
             raise ProtocolError(f"a score query needs {features} features per row")
-        spec = ModelSpec.from_metadata(model["metadata"])
+        spec = ModelSpec.from_metadata(model.metadata)
         stats = self.agent.aggregate(spec.stats_round)
         if stats is None:
             raise ProtocolError(f"joint scaling of round {spec.stats_round} is not in this enclave")
         mean, std = joint_scaling(stats, features)
         bounds = self.input_range(model)
         if bounds is None:
-            raise ProtocolError(f"model {model['id']} has no input range this enclave can vouch for")
+            raise ProtocolError(f"model {model.id} has no input range this enclave can vouch for")
         for r, row in enumerate(query.rows):  # whoever sent it: the gateway checked, we check again
             k = bounds.violation(row)
             if k is not None:
@@ -127,23 +127,23 @@ class InferenceResponder:
 
     # ------------------------------------------------------------------ input ranges
 
-    def input_range(self, model: dict[str, Any]) -> InputRange | None:
+    def input_range(self, model: ModelRecord) -> InputRange | None:
         """The input range this enclave computed for a score model it holds (stored once
         computed), or None if it cannot vouch for one: not a holder, a statistic, a
         round whose inputs were not produced by bounded training, or no joint scaling."""
-        stored = self.agent.store.get_json(f"range/{model['id']}")
+        stored = self.agent.store.get_json(f"range/{model.id}")
         if stored is not None:
             return InputRange.from_json(str(stored["range"]))
-        doc = self.agent.round_doc(int(model["round_id"]))
+        doc = self.agent.round_doc(int(model.round_id))
         if (
-            model["kind"] != "shared-model"
+            model.kind != "shared-model"
             or doc is None
             or not doc.is_holder(self.agent.address)
             or not doc.tag.startswith("train:")  # only trained models obey the L1 bound
         ):
             return None
         try:
-            spec = ModelSpec.from_metadata(model["metadata"])
+            spec = ModelSpec.from_metadata(model.metadata)
         except ProtocolError:
             return None
         stats = self.agent.aggregate(spec.stats_round)
@@ -162,9 +162,9 @@ class InferenceResponder:
                 weight_bound=TRAIN_L1_BOUND,
             )
         except CryptoError as exc:
-            log.error("model %s: no input range: %s", model["id"], exc)
+            log.error("model %s: no input range: %s", model.id, exc)
             return None
-        self.agent.store.put_json(f"range/{model['id']}", {"range": bounds.to_json(), "published": False})
+        self.agent.store.put_json(f"range/{model.id}", {"range": bounds.to_json(), "published": False})
         return bounds
 
     def _publish_ranges(self) -> None:
@@ -172,9 +172,9 @@ class InferenceResponder:
         if self.agent.config.role != "provider":
             return
         for model in self.agent.models():
-            if not model.get("active") or model["kind"] != "shared-model":
+            if not model.active or model.kind != "shared-model":
                 continue
-            stored = self.agent.store.get_json(f"range/{model['id']}")
+            stored = self.agent.store.get_json(f"range/{model.id}")
             if stored is not None and stored.get("published"):
                 continue
             bounds = self.input_range(model)
@@ -182,17 +182,17 @@ class InferenceResponder:
                 continue
             publish = self.agent.contracts.gateway.functions.publishModelRange
             try:
-                self.agent.send_or_done(publish(int(model["id"]), bounds.to_json()), f"range-{model['id']}")
+                self.agent.send_or_done(publish(int(model.id), bounds.to_json()), f"range-{model.id}")
             except ContractRevert as exc:  # retired meanwhile, or no longer a holder: nothing to publish
-                log.warning("model %s: input range not published: %s", model["id"], exc.error_name)
+                log.warning("model %s: input range not published: %s", model.id, exc.error_name)
             else:
                 log.info(
                     "model %s: published its input range (%d query fraction bits, +-%g standard deviations)",
-                    model["id"],
+                    model.id,
                     bounds.query_bits,
                     bounds.standardised_bound,
                 )
-            self.agent.store.put_json(f"range/{model['id']}", {"range": bounds.to_json(), "published": True})
+            self.agent.store.put_json(f"range/{model.id}", {"range": bounds.to_json(), "published": True})
 
     def _post_answers(self) -> None:
         """Every answer this enclave holds, in one transaction (``postPartials``): under

@@ -5,7 +5,7 @@ fuse). Chain I/O and sealing live in the agent; this module only computes."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import numpy as np
 from enclave_agent.crypto import aead, fixed_point, posting, shares
 from enclave_agent.errors import CryptoError, FixedPointRangeError, ProtocolError
 from enclave_agent.protocol import stages
+from enclave_agent.protocol.records import Record
 
 
 def _get(obj: Any, name: str, index: int) -> Any:
@@ -23,7 +24,7 @@ def _get(obj: Any, name: str, index: int) -> Any:
 
 
 @dataclass
-class RoundDoc:
+class RoundDoc(Record):
     round_id: int
     epoch: int
     tag: str
@@ -90,13 +91,6 @@ class RoundDoc:
             min_contributors=int(_get(policy, "minContributors", 1)),
             floor=int(args["floor"]),
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RoundDoc:
-        return cls(**data)
 
     @property
     def n(self) -> int:

@@ -312,34 +312,6 @@ def test_partials_for_requests_not_on_chain_or_closed_are_refused(demo: Demo, ro
         sender.send(gateway.postPartial(answered["request_id"], b"again"), label="late")
 
 
-def test_gateway_ignores_and_logs_partials_it_did_not_ask_for(tmp_path: Path, caplog) -> None:
-    """Unit-level: the handler itself (the contract already refuses such partials)."""
-    from types import SimpleNamespace
-
-    from enclave_agent.chain import ChainEvent
-    from enclave_agent.gateway.metrics import Metrics
-    from enclave_agent.gateway.service import GatewayAgent
-    from enclave_agent.store import Store
-
-    holder = "0x" + "11" * 20
-    store = Store(tmp_path / "gw.sqlite3")
-    store.put_json("request/5", {"id": 5, "holders": [holder], "status": "pending"})
-    # Request 7 was recorded by another gateway (the chain says so).
-    agent = SimpleNamespace(store=store, metrics=Metrics(), _recorded_here=lambda request_id: False)
-
-    def event(request_id: int, provider: str) -> ChainEvent:
-        args = {"requestId": request_id, "provider": provider, "ciphertext": b"ct"}
-        return ChainEvent("InferenceGateway", "PartialPosted", args, 1, "0x" + "00" * 32, 0)
-
-    GatewayAgent._on_partial_posted(agent, event(7, holder))  # unknown request
-    GatewayAgent._on_partial_posted(agent, event(5, "0x" + "22" * 20))  # not a holder
-    GatewayAgent._on_partial_posted(agent, event(5, holder))
-    GatewayAgent._on_partial_posted(agent, event(5, holder))  # duplicate
-    assert agent.metrics.partials_ignored == 3
-    assert store.blob_keys("request/5/partial/") == [f"request/5/partial/{holder}"]
-    assert "not one of ours" in caplog.text and "duplicate" in caplog.text
-
-
 def test_brownie_request_script_signs_with_a_wallet(demo: Demo, row: dict[str, float], monkeypatch) -> None:
     from scripts.request_inference import main as request_script
 

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         device = FakeSevGuest(ReportSigner.load(args.snp_chip), bytes.fromhex(args.measurement))
     else:
         device = FakeNsm(DocumentSigner.load(args.nitro_ca), bytes.fromhex(args.pcr0))
-    agent = Agent(config, tee=HardwareTee(device))
+    agent = Agent.open(config, tee=HardwareTee(device))
     return agent.run(_stop_on_signals())
 
 

@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -20,9 +21,10 @@ from enclave_agent.gateway.auth import Caller
 from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.protocol import queries
+from enclave_agent.protocol.records import ModelRecord
 
 CLIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-MODEL = {"id": 7, "fee": 5, "name": "m"}
+MODEL = ModelRecord(id=7, round_id=1, kind="shared-model", fee=5, name="m", metadata="{}")
 ROW = [{"request_id": 1, "row": 0, "score": 0.9}]
 
 
@@ -50,7 +52,12 @@ class FakeGateway:
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(per_minute=600, burst=100)
 
-    def rows_per_request(self, model: dict[str, Any]) -> int:
+    @property
+    def requests(self) -> FakeGateway:
+        """The gateway's requests part is played by the fake too."""
+        return self
+
+    def rows_per_request(self, model: ModelRecord) -> int:
         return self.rows_per
 
     def client_has_access(self, client: str) -> bool:
@@ -59,17 +66,17 @@ class FakeGateway:
     def quota_and_balance(self, client: str) -> tuple[int, int, int]:
         return self.quota
 
-    def custody_request(self, client: str, model: dict[str, Any], query: queries.Query) -> str:
+    def custody_request(self, client: str, model: ModelRecord, query: queries.Query) -> str:
         return f"signed-{query.row_count}"
 
-    def submit(self, model: dict[str, Any], signed: Any, query: Any, bounds: Any, encrypt_to: Any) -> int:
+    def submit(self, model: ModelRecord, signed: Any, query: Any, bounds: Any, encrypt_to: Any) -> int:
         if self.submit_error is not None:
             raise self.submit_error
         self.submitted.append(len(self.submitted) + 1)
         return self.submitted[-1]
 
-    def request(self, request_id: int) -> dict[str, Any]:
-        return {"id": request_id, "deadline": self.deadline}
+    def request(self, request_id: int) -> SimpleNamespace:
+        return SimpleNamespace(id=request_id, deadline=self.deadline)
 
     def chain_now(self) -> int:
         return self.chain_time

@@ -8,10 +8,15 @@ import json
 from enclave_agent.gateway.cards import model_card
 from enclave_agent.model.federated import ModelSpec
 from enclave_agent.protocol.queries import statistic_metadata
+from enclave_agent.protocol.records import ModelRecord
 from enclave_agent.protocol.rounds import RoundDoc
 
 MEMBERS = ["0x" + "a" * 40, "0x" + "b" * 40, "0x" + "c" * 40]
 NAMES = {MEMBERS[0]: "Bank A", MEMBERS[1]: "Bank B", MEMBERS[2]: "Insurer C"}
+
+
+def _model(model_id: int, kind: str, round_id: int) -> ModelRecord:
+    return ModelRecord(id=model_id, round_id=round_id, kind=kind, fee=0, name="m", metadata="{}")
 
 
 def _doc(round_id: int, contributors: int, kind: str = "shared-model", floor: int = 2) -> RoundDoc:
@@ -50,7 +55,7 @@ def test_a_score_model_card_names_rounds_contributors_units_and_classes() -> Non
         classes={"1": "defaults"},
         description="Credit risk",
     )
-    model = {"id": 7, "kind": "shared-model", "round_id": 3}
+    model = _model(7, "shared-model", 3)
     card = model_card(model, json.loads(spec.to_metadata()), DOCS.get, NAMES.__getitem__)
     assert card["description"] == "Credit risk"
     assert card["units"] == {"age": "years", "income": None}
@@ -68,7 +73,7 @@ def test_a_score_model_card_names_rounds_contributors_units_and_classes() -> Non
 
 def test_a_statistic_card_says_its_floor_and_that_std_is_the_population_std() -> None:
     metadata = json.loads(statistic_metadata(["age"], {"age": "years"}, "Ages"))
-    card = model_card({"id": 8, "kind": "statistic", "round_id": 4}, metadata, DOCS.get, NAMES.__getitem__)
+    card = model_card(_model(8, "statistic", 4), metadata, DOCS.get, NAMES.__getitem__)
     assert card["min_contributors"] == 3 and "population" in card["values"]["std"]
     assert card["units"] == {"age": "years"} and card["description"] == "Ages"
     assert [c["organisation"] for c in card["rounds"][0]["contributors"]] == ["Bank A", "Insurer C"]
@@ -77,6 +82,6 @@ def test_a_statistic_card_says_its_floor_and_that_std_is_the_population_std() ->
 
 def test_a_round_the_gateway_did_not_follow_is_unknown_not_an_error() -> None:
     metadata = {"features": ["x"], "train_rounds": [9], "scaling": {"stats_round": 8}}
-    card = model_card({"id": 1, "kind": "shared-model", "round_id": 9}, metadata, DOCS.get, NAMES.__getitem__)
+    card = model_card(_model(1, "shared-model", 9), metadata, DOCS.get, NAMES.__getitem__)
     assert [r["status"] for r in card["rounds"]] == ["unknown", "unknown"]
     assert card["classes"] == {"0": "class 0", "1": "class 1"} and card["units"] == {"x": None}

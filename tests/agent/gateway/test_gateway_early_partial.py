@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from enclave_agent.chain import ChainEvent
+from enclave_agent.gateway.answering import Completions
 from enclave_agent.gateway.metrics import Metrics
-from enclave_agent.gateway.service import GatewayAgent
+from enclave_agent.gateway.requests import GatewayRequests
+from enclave_agent.protocol.records import RequestRecord, save_request
 from enclave_agent.store import Store
 
 ME = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -27,15 +29,13 @@ class FakeGatewayContract:
         )
 
 
-def gateway(tmp_path: Path, recorded_by: dict[int, str]) -> Any:
+def gateway(tmp_path: Path, recorded_by: dict[int, str]) -> GatewayRequests:
     agent = SimpleNamespace(
         store=Store(tmp_path / "agent.sqlite3"),
-        metrics=Metrics(),
         address=ME,
         contracts=SimpleNamespace(gateway=FakeGatewayContract(recorded_by)),
     )
-    agent._recorded_here = lambda rid: GatewayAgent._recorded_here(agent, rid)  # type: ignore[arg-type]
-    return agent
+    return GatewayRequests(cast(Any, agent), Metrics(), Completions())
 
 
 def partial(request_id: int, provider: str = PROVIDER) -> ChainEvent:
@@ -45,23 +45,29 @@ def partial(request_id: int, provider: str = PROVIDER) -> ChainEvent:
 
 def test_a_partial_for_our_request_not_yet_stored_is_kept(tmp_path: Path) -> None:
     agent = gateway(tmp_path, {7: ME})
-    GatewayAgent._on_partial_posted(agent, partial(7))
+    agent.handlers()["PartialPosted"](partial(7))
     assert agent.store.get_blob(f"request/7/partial/{PROVIDER}") == b"ct"
     assert agent.metrics.partials_ignored == 0
 
 
-def test_a_partial_for_another_gateways_request_is_ignored(tmp_path: Path) -> None:
+def test_a_partial_for_another_gateways_request_is_ignored(tmp_path: Path, caplog: Any) -> None:
     agent = gateway(tmp_path, {7: OTHER_GATEWAY})
-    GatewayAgent._on_partial_posted(agent, partial(7))
+    agent.handlers()["PartialPosted"](partial(7))
     assert agent.store.get_blob(f"request/7/partial/{PROVIDER}") is None
     assert agent.metrics.partials_ignored == 1
+    assert "not one of ours" in caplog.text
 
 
-def test_a_stored_request_still_refuses_non_holders_and_duplicates(tmp_path: Path) -> None:
+def test_a_stored_request_still_refuses_non_holders_and_duplicates(tmp_path: Path, caplog: Any) -> None:
     agent = gateway(tmp_path, {7: ME})
-    agent.store.put_json("request/7", {"id": 7, "holders": [PROVIDER]})
-    GatewayAgent._on_partial_posted(agent, partial(7, OTHER_GATEWAY))
-    GatewayAgent._on_partial_posted(agent, partial(7))
-    GatewayAgent._on_partial_posted(agent, partial(7))
+    request = RequestRecord(
+        id=7, model_id=1, kind="score", client=ME, holders=[PROVIDER], epoch=1, deadline=0, submit_tx="0x"
+    )
+    save_request(agent.store, request)
+    agent.handlers()["PartialPosted"](partial(7, OTHER_GATEWAY))
+    agent.handlers()["PartialPosted"](partial(7))
+    agent.handlers()["PartialPosted"](partial(7))
     assert agent.store.get_blob(f"request/7/partial/{OTHER_GATEWAY}") is None
+    assert agent.store.blob_keys("request/7/partial/") == [f"request/7/partial/{PROVIDER}"]
     assert agent.metrics.partials_ignored == 2
+    assert "not a holder or a duplicate" in caplog.text

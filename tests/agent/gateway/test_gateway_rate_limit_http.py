@@ -18,6 +18,7 @@ from enclave_agent.gateway.http import build_app
 from enclave_agent.gateway.metrics import Metrics
 from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.protocol.queries import statistic_metadata
+from enclave_agent.protocol.records import ModelRecord
 
 CLIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 KEY = "test-key"
@@ -50,18 +51,19 @@ class StubAgent:
         self.limiter = RateLimiter(per_minute=30, burst=2, clock=self.clock)
         self.answering = Answering(cast(Any, self))  # the real decisions, around this stub
 
+    @property
+    def requests(self) -> StubAgent:
+        """The requests part is stubbed here too."""
+        return self
+
     def is_ready(self) -> bool:
         return True
 
-    def models(self) -> list[dict[str, Any]]:
+    def models(self) -> list[ModelRecord]:
         return [
-            {
-                "id": 1,
-                "name": "stats",
-                "kind": "statistic",
-                "active": True,
-                "metadata": statistic_metadata(["a"]),
-            }
+            ModelRecord(
+                id=1, round_id=1, kind="statistic", fee=0, name="stats", metadata=statistic_metadata(["a"])
+            )
         ]
 
     def client_has_access(self, client: str) -> bool:

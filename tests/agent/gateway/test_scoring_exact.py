@@ -26,6 +26,7 @@ from enclave_agent.model.ranges import InputRange, score_range
 from enclave_agent.protocol import queries
 from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
 from enclave_agent.protocol.partials import partial_score, query_words
+from enclave_agent.protocol.records import ModelRecord
 from enclave_agent.protocol.responder import InferenceResponder
 
 RELATIVE = 1e-6
@@ -180,7 +181,8 @@ def provider_partial(model: dict, rows: list[list[float]]) -> list[int]:
     responder.input_range = lambda m: bounds  # type: ignore[method-assign]
     doc = SimpleNamespace(round_id=2, modulus=model["modulus"])
     query = queries.Query(kind=queries.KIND_SCORE, rows=tuple(tuple(r) for r in rows))
-    return responder._partial({"id": 1, "kind": "shared-model", "metadata": spec.to_metadata()}, doc, query)  # type: ignore[arg-type]
+    record = ModelRecord(id=1, round_id=2, kind="shared-model", fee=0, name="m", metadata=spec.to_metadata())
+    return responder._partial(record, doc, query)  # type: ignore[arg-type]
 
 
 def test_without_the_range_check_a_hostile_row_comes_back_with_the_wrong_sign() -> None:
