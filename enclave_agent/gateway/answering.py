@@ -221,7 +221,8 @@ class Answering:
         # Wait as long as the chain gives the providers (a request answered after the
         # call gave up is charged, so the call never gives up first) unless the operator
         # chose a shorter wait; then the outcome says the request is still open.
-        expires = max(r.deadline if (r := agent.requests.request(i)) else 0 for i in request_ids)
+        recorded = [await blocking(agent.requests.request, i) for i in request_ids]  # the store, off the loop
+        expires = max(r.deadline if r else 0 for r in recorded)
         configured = agent.config.gateway.request_timeout if agent.config.gateway else None
         on_chain = expires - await blocking(agent.chain_now) + 2
         deadline = started + (configured or on_chain)

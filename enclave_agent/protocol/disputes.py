@@ -25,8 +25,9 @@ from eth_utils.address import to_checksum_address
 from enclave_agent.chain import ChainEvent
 from enclave_agent.errors import ContractRevert, ProtocolError
 from enclave_agent.onchain import ShareExchangeError
-from enclave_agent.protocol import stages
+from enclave_agent.protocol import records, stages
 from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.records import Blame
 from enclave_agent.protocol.rounds import RoundDoc, message_key, sender_at_fault
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,7 @@ def queue_blame(agent: AgentContext, round_id: int, member: str, reason: str, ev
     """Record a detection to be reported on chain (idempotent per round, member, reason, evidence)."""
     key = f"blame/{round_id}/{member}/{reason}/{evidence.hex()}"
     if agent.store.get_json(key) is None and agent.store.get_json(key + "/sent") is None:
-        agent.store.put_json(
-            key, {"round": round_id, "member": member, "reason": reason, "evidence": evidence.hex()}
-        )
+        records.save(agent.store, key, Blame(round_id, member, reason, evidence.hex()))
         log.warning("round %d: %s caught: %s", round_id, agent.names.describe(member), reason)
 
 
@@ -190,18 +189,18 @@ class Disputes:
         for key in self.agent.store.keys("blame/"):
             if key.endswith("/sent"):
                 continue
-            blame = self.agent.store.get_json(key)
+            blame = records.load(self.agent.store, Blame, key)
             if blame is None:
                 continue
-            reason = stages.BLAME_REASONS.index(blame["reason"])
+            reason = stages.BLAME_REASONS.index(blame.reason)
             self.agent.send_or_done(
                 self.agent.contracts.exchange.functions.reportMisbehaviour(
-                    int(blame["round"]), blame["member"], reason, bytes.fromhex(blame["evidence"])
+                    blame.round, blame.member, reason, bytes.fromhex(blame.evidence)
                 ),
-                f"blame-{blame['round']}",
+                f"blame-{blame.round}",
                 ShareExchangeError.RoundAlreadyBlamed,
             )
             with self.agent.store.transaction():
                 self.agent.store.delete_json(key)
                 self.agent.store.put_json(key + "/sent", True)
-            log.warning("round %s: blamed %s on chain: %s", blame["round"], blame["member"], blame["reason"])
+            log.warning("round %s: blamed %s on chain: %s", blame.round, blame.member, blame.reason)

@@ -17,9 +17,10 @@ from enclave_agent.errors import (
     ProtocolError,
 )
 from enclave_agent.onchain import ShareExchangeError
-from enclave_agent.protocol import reveal, stages
+from enclave_agent.protocol import records, reveal, stages
 from enclave_agent.protocol.context import AgentContext, elements
 from enclave_agent.protocol.inputs import InputNotReady, resolve_input
+from enclave_agent.protocol.records import Posting
 from enclave_agent.protocol.rounds import (
     RoundDoc,
     build_posting,
@@ -204,7 +205,8 @@ class RoundParticipation:
 
     def _post_shares(self, doc: RoundDoc) -> None:
         rid = doc.round_id
-        stored = self.agent.store.get_json(f"round/{rid}/posting")
+        key = f"round/{rid}/posting"
+        stored = records.load(self.agent.store, Posting, key)
         if stored is None:
             keys = self.agent.epoch_keys(doc.epoch)
             try:
@@ -221,21 +223,17 @@ class RoundParticipation:
                 return
             # Sealed and stored before anything is posted: a restart re-posts these
             # exact ciphertexts and never a second, different share set.
+            stored = Posting(
+                commitment=built.commitment.hex(),
+                chunks=[c.hex() for c in built.chunks],
+                key_table=[k.hex() for k in built.key_table],
+            )
             with self.agent.store.transaction():
                 self.agent.seal_put(f"round/{rid}/kept", built.kept.astype("<u8").tobytes())
-                self.agent.store.put_json(
-                    f"round/{rid}/posting",
-                    {
-                        "commitment": built.commitment.hex(),
-                        "chunks": [c.hex() for c in built.chunks],
-                        "key_table": [k.hex() for k in built.key_table],
-                    },
-                )
-            stored = self.agent.store.get_json(f"round/{rid}/posting")
-        assert stored is not None
-        chunks = [bytes.fromhex(c) for c in stored["chunks"]]
-        commitment = bytes.fromhex(stored["commitment"])
-        table = [bytes.fromhex(k) for k in stored["key_table"]]
+                records.save(self.agent.store, key, stored)
+        chunks = [bytes.fromhex(c) for c in stored.chunks]
+        commitment = bytes.fromhex(stored.commitment)
+        table = [bytes.fromhex(k) for k in stored.key_table]
         done = int(self.agent.contracts.exchange.functions.chunksPosted(rid, self.agent.address).call())
         for i in range(done, len(chunks)):
             self.agent.enclave_tx.send(

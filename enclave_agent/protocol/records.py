@@ -1,5 +1,6 @@
 """The documents an agent keeps in its store, typed: the models the consortium
-registered and the requests a gateway recorded here; rounds (``rounds.RoundDoc``) and
+registered, the requests a gateway recorded, a provider's own input ranges, the share
+set a participant posts and the misbehaviour it reports here; rounds (``rounds.RoundDoc``) and
 the membership view (``membership.MembershipView``) in their own modules, versioned
 the same way. Each record is a dataclass written with its
 schema version (``v``); reading checks the version and the fields, so a document of a
@@ -10,7 +11,7 @@ of failing later on a missing field.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from enclave_agent.store import Store, StoreError
 
@@ -56,6 +57,9 @@ class Record:
             return cls(**values)
         except TypeError as exc:
             raise StoreError(f"stored {key!r} is not a whole {cls.__name__}: {exc}") from None
+
+
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,46 @@ class RequestRecord(Record):
         return replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class OwnRange(Record):
+    """The input range this provider computed for a model it holds (``InputRange`` JSON)."""
+
+    range: str
+    published: bool = False
+
+
+@dataclass(frozen=True)
+class Posting(Record):
+    """The share set a participant posts for a round, stored (its kept share sealed
+    beside it) before the first chunk goes out: a restart re-posts these exact
+    ciphertexts, never a second, different set."""
+
+    commitment: str  # hex
+    chunks: list[str]  # hex, one postShares call each
+    key_table: list[str]  # hex
+
+
+@dataclass(frozen=True)
+class Blame(Record):
+    """Misbehaviour this agent caught, queued until it is reported on chain."""
+
+    round: int
+    member: str
+    reason: str  # one of stages.BLAME_REASONS
+    evidence: str  # hex
+
+
 # ---------------------------------------------------------------------------- accessors
+
+
+def load(store: Store, cls: type[R], key: str) -> R | None:
+    """The ``cls`` record stored under ``key``, or None."""
+    data = store.get_json(key)
+    return None if data is None else cls.from_json(data, key)
+
+
+def save(store: Store, key: str, record: Record) -> None:
+    store.put_json(key, record.to_json())
 
 
 def model_key(model_id: int) -> str:
@@ -125,13 +168,11 @@ def model_key(model_id: int) -> str:
 
 
 def load_model(store: Store, model_id: int) -> ModelRecord | None:
-    key = model_key(model_id)
-    data = store.get_json(key)
-    return None if data is None else ModelRecord.from_json(data, key)
+    return load(store, ModelRecord, model_key(model_id))
 
 
 def save_model(store: Store, model: ModelRecord) -> None:
-    store.put_json(model_key(model.id), model.to_json())
+    save(store, model_key(model.id), model)
 
 
 def load_models(store: Store) -> list[ModelRecord]:
@@ -145,9 +186,7 @@ def request_key(request_id: int) -> str:
 
 
 def load_request(store: Store, request_id: int) -> RequestRecord | None:
-    key = request_key(request_id)
-    data = store.get_json(key)
-    return None if data is None else RequestRecord.from_json(data, key)
+    return load(store, RequestRecord, request_key(request_id))
 
 
 def save_request(store: Store, request: RequestRecord) -> None:

@@ -27,7 +27,7 @@ from enclave_agent.protocol import queries, records
 from enclave_agent.protocol.context import AgentContext
 from enclave_agent.protocol.inputs import TRAIN_L1_BOUND
 from enclave_agent.protocol.partials import partial_score, partial_statistic, query_words
-from enclave_agent.protocol.records import ModelRecord
+from enclave_agent.protocol.records import ModelRecord, OwnRange
 from enclave_agent.protocol.rounds import (
     RoundDoc,
 )
@@ -131,9 +131,9 @@ class InferenceResponder:
         """The input range this enclave computed for a score model it holds (stored once
         computed), or None if it cannot vouch for one: not a holder, a statistic, a
         round whose inputs were not produced by bounded training, or no joint scaling."""
-        stored = self.agent.store.get_json(f"range/{model.id}")
+        stored = records.load(self.agent.store, OwnRange, f"range/{model.id}")
         if stored is not None:
-            return InputRange.from_json(str(stored["range"]))
+            return InputRange.from_json(stored.range)
         doc = self.agent.round_doc(int(model.round_id))
         if (
             model.kind != "shared-model"
@@ -164,7 +164,7 @@ class InferenceResponder:
         except CryptoError as exc:
             log.error("model %s: no input range: %s", model.id, exc)
             return None
-        self.agent.store.put_json(f"range/{model.id}", {"range": bounds.to_json(), "published": False})
+        records.save(self.agent.store, f"range/{model.id}", OwnRange(bounds.to_json()))
         return bounds
 
     def _publish_ranges(self) -> None:
@@ -174,8 +174,8 @@ class InferenceResponder:
         for model in self.agent.models():
             if not model.active or model.kind != "shared-model":
                 continue
-            stored = self.agent.store.get_json(f"range/{model.id}")
-            if stored is not None and stored.get("published"):
+            stored = records.load(self.agent.store, OwnRange, f"range/{model.id}")
+            if stored is not None and stored.published:
                 continue
             bounds = self.input_range(model)
             if bounds is None:
@@ -192,7 +192,7 @@ class InferenceResponder:
                     bounds.query_bits,
                     bounds.standardised_bound,
                 )
-            self.agent.store.put_json(f"range/{model.id}", {"range": bounds.to_json(), "published": True})
+            records.save(self.agent.store, f"range/{model.id}", OwnRange(bounds.to_json(), published=True))
 
     def _post_answers(self) -> None:
         """Every answer this enclave holds, in one transaction (``postPartials``): under

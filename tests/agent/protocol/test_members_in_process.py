@@ -29,9 +29,10 @@ from enclave_agent.gateway import auth
 from enclave_agent.gateway.service import GatewayAgent
 from enclave_agent.operator import clients
 from enclave_agent.operator.models import STATS_TAG, register_statistic
-from enclave_agent.protocol import queries
+from enclave_agent.protocol import queries, records
 from enclave_agent.protocol.agent import Agent, MemberAgent
 from enclave_agent.protocol.context import Wiring
+from enclave_agent.protocol.records import Posting
 from enclave_agent.protocol.stages import Stage
 from enclave_agent.store import Store
 from enclave_agent.tee.simulated import SimulatedTee
@@ -152,6 +153,16 @@ def test_a_round_fuses_shares_that_add_up_to_the_inputs(
     doc = providers[0].round_doc(round_id)
     assert doc is not None
     assert np.allclose(decode(total, FRAC, doc.modulus), np.sum(STATS, axis=0), atol=3 * 2.0**-FRAC)
+    # Each posted exactly the share set it had stored before posting (what a restart re-posts).
+    for provider in providers:
+        posting = records.load(provider.store, Posting, f"round/{round_id}/posting")
+        assert posting is not None
+        posted = [
+            e
+            for e in consortium.round_events(round_id, "SharesPosted")
+            if e["args"]["sender"] == provider.address
+        ]
+        assert len(posted) == len(posting.chunks)
     for share in shares:  # no single share is the sum (or any input) in the clear
         assert not np.allclose(decode(share, FRAC, doc.modulus), np.sum(STATS, axis=0), atol=1)  # type: ignore[arg-type]
 

@@ -12,7 +12,7 @@ import pytest
 
 from enclave_agent.protocol import records
 from enclave_agent.protocol.membership import MembershipView
-from enclave_agent.protocol.records import ModelRecord, RequestRecord
+from enclave_agent.protocol.records import Blame, ModelRecord, OwnRange, Posting, Record, RequestRecord
 from enclave_agent.protocol.rounds import RoundDoc
 from enclave_agent.store import Store, StoreError
 
@@ -137,3 +137,19 @@ def test_rounds_and_the_membership_view_are_versioned_the_same_way() -> None:
     assert view.to_json()["v"] == 1 and MembershipView.from_json(view.to_json()) == view
     with pytest.raises(StoreError, match="'membership' is a membership view of version 2"):
         MembershipView.from_json(view.to_json() | {"v": 2})
+
+
+@pytest.mark.parametrize(
+    ("key", "record"),
+    [
+        ("range/3", OwnRange('{"features": ["a"]}', published=True)),
+        ("round/4/posting", Posting(commitment="ab" * 32, chunks=["00", "01"], key_table=["cd" * 32])),
+        ("blame/4/0x22/wrong-partial/", Blame(4, "0x" + "22" * 20, "wrong-partial", "")),
+    ],
+)
+def test_every_other_structured_document_is_a_record_too(store: Store, key: str, record: Record) -> None:
+    records.save(store, key, record)
+    assert records.load(store, type(record), key) == record
+    store.put_json(key, record.to_json() | {"extra": 1})
+    with pytest.raises(StoreError, match=f"'{key}': field 'extra'"):
+        records.load(store, type(record), key)
