@@ -30,7 +30,7 @@ from enclave_agent.gateway.ratelimit import RateLimiter
 from enclave_agent.gateway.requests import GatewayRequests
 from enclave_agent.onchain import CLIENT_ROLE
 from enclave_agent.protocol import queries, records
-from enclave_agent.protocol.agent import MemberAgent, Part
+from enclave_agent.protocol.agent import MemberAgent
 from enclave_agent.protocol.context import Wiring, wire
 from enclave_agent.protocol.records import ModelRecord
 from enclave_agent.tee.backend import TeeBackend
@@ -62,6 +62,7 @@ class GatewayAgent(MemberAgent):
         self.draining = False  # SIGTERM: no new inference calls, the ones in flight finish
         self.limiter = RateLimiter(gateway.rate_per_minute, gateway.rate_burst)
         super().__init__(config, wiring)
+        self.requests = self.add_part(GatewayRequests(self, self.metrics, self.completions))
         self.answering = Answering(self)
 
     @classmethod
@@ -69,10 +70,6 @@ class GatewayAgent(MemberAgent):
         # Every key file is checked before the enclave's keys or state are created.
         custody = custody_accounts(config)
         return cls(config, wire(config, tee=tee), custody)
-
-    def role_parts(self) -> list[Part]:
-        self.requests = GatewayRequests(self, self.metrics, self.completions)
-        return [self.requests]
 
     # ------------------------------------------------------------------ what calls ask
 

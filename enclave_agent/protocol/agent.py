@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 import requests
 
@@ -81,6 +81,9 @@ class Part(Protocol):
     def step(self) -> None: ...
 
 
+P = TypeVar("P", bound=Part)
+
+
 class MemberAgent(AgentContext):
     """What every member enclave runs, provider or gateway."""
 
@@ -98,26 +101,23 @@ class MemberAgent(AgentContext):
         self.disputes = Disputes(self)
         self.revealing = Revealing(self)
         self.catalog = ModelCatalog(self)
-        # Stepped in this order while a member (onboarding steps always, first).
-        self.member_parts: list[Part] = [
-            self.participation,
-            self.disputes,
-            self.revealing,
-            self.catalog,
-            *self.role_parts(),
-        ]
         self.handlers: dict[str, Callable[[ChainEvent], None]] = dict(self.onboarding.handlers())
-        for part in self.member_parts:
-            self.handlers.update(part.handlers())
+        # Stepped in this order while a member (onboarding steps always, first); a kind
+        # of member adds its own parts after these (``add_part``).
+        self.member_parts: list[Part] = []
+        for part in (self.participation, self.disputes, self.revealing, self.catalog):
+            self.add_part(part)
 
     @classmethod
     def open(cls, config: AgentConfig, *, tee: TeeBackend | None = None) -> Self:
         """The agent ``config`` describes, on the parts ``wire`` builds from it."""
         return cls(config, wire(config, tee=tee))
 
-    def role_parts(self) -> list[Part]:
-        """The parts only this kind of member has."""
-        return []
+    def add_part(self, part: P) -> P:
+        """Step ``part`` after the others while a member and give it its chain events."""
+        self.member_parts.append(part)
+        self.handlers.update(part.handlers())
+        return part
 
     # ------------------------------------------------------------------ main loop
 
@@ -202,9 +202,9 @@ class MemberAgent(AgentContext):
 class Agent(MemberAgent):
     """A provider enclave agent: a member that answers inference requests."""
 
-    def role_parts(self) -> list[Part]:
-        self.responder = InferenceResponder(self)
-        return [self.responder]
+    def __init__(self, config: AgentConfig, wiring: Wiring) -> None:
+        super().__init__(config, wiring)
+        self.responder = self.add_part(InferenceResponder(self))
 
 
 def _round_status(doc: RoundDoc) -> dict[str, Any]:
