@@ -1,5 +1,6 @@
-"""Run every benchmark (``make bench``): bench/rounds.py, bench/robustness.py, bench/wallet_page.py,
-bench/load.py and bench/posting.py;
+"""Run every benchmark (``make bench``): bench/core.py (with Flower, SPU and MPyC),
+bench/rounds.py, bench/inference.py, bench/robustness.py, bench/wallet_page.py, bench/load.py
+and bench/posting.py;
 arguments are passed on (e.g. ``--quick``). Exits non-zero if any benchmark failed."""
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["rounds.py", "robustness.py", "wallet_page.py", "load.py", "posting.py"]
+BENCHMARKS = [
+    "core.py",
+    "rounds.py",
+    "inference.py",
+    "robustness.py",
+    "wallet_page.py",
+    "load.py",
+    "posting.py",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -83,6 +83,7 @@ class DemoConfig:
     concurrency: int = 8
     seed: int = 7
     gateway_timeout: float | None = None  # None: each HTTP call waits for its on-chain deadline
+    gateway_rate_per_minute: int | None = None  # rows a minute per client (None: the gateway's default)
     serve: bool = False  # keep everything running for the wallet page until Ctrl-C
     out: Callable[[str], None] = print
     engine: str | None = None  # anvil, ganache or hardhat (default: $ENCLAVE_CHAIN, else anvil)
@@ -186,6 +187,9 @@ class Demo:
                 f'"{accounts[i]}" = "{custody / f"client-{i}.key"}"\n' for i in (CLIENT_INDEX, *SPARE_CLIENTS)
             )
             wait = f"request_timeout = {cfg.gateway_timeout}\n" if cfg.gateway_timeout else ""
+            if cfg.gateway_rate_per_minute:
+                rate = cfg.gateway_rate_per_minute
+                wait += f"rate_per_minute = {rate}\nrate_burst = {max(256, rate // 10)}\n"
             gateway = (
                 f'[gateway]\nhost = "127.0.0.1"\nport = {port}\n{wait}'
                 f"[gateway.api_keys]\n{keys}[gateway.custody_keys]\n{key_files}"
