@@ -45,6 +45,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import plots  # bench/plots.py (a script's folder is on its path)
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "bench-core.md"
 PLOT = ROOT / "docs" / "bench" / "core.png"
@@ -275,11 +277,7 @@ def tables(results: Sequence[Result], sizes: Sequence[int], lengths: Sequence[in
 
 
 def plot(results: Sequence[Result], lengths: Sequence[int], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4), sharey=False)
     for ax, d in zip(axes if len(lengths) > 1 else [axes], lengths, strict=True):
         for system in dict.fromkeys(r.system for r in results):
@@ -294,9 +292,7 @@ def plot(results: Sequence[Result], lengths: Sequence[int], path: Path) -> None:
         ax.set_ylabel("all-party compute, s")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7) if len(lengths) > 1 else axes.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    plots.save(fig, path)
 
 
 def main(argv: Sequence[str]) -> int:

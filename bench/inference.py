@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import plots  # bench/plots.py (a script's folder is on its path)
+
 from enclave_agent.errors import EnclaveAgentError
 from enclave_agent.model.table import read_table
 from enclave_devnet.demo import Demo, DemoConfig
@@ -145,11 +147,7 @@ def markdown(cases: list[Case]) -> str:
 
 
 def plot(cases: list[Case], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     fig, (tput, p50) = plt.subplots(1, 2, figsize=(10, 4))
     for rows in sorted({c.rows for c in cases}):
         own = sorted((c for c in cases if c.rows == rows), key=lambda c: c.concurrency)
@@ -163,9 +161,7 @@ def plot(cases: list[Case], path: Path) -> None:
     for ax in (tput, p50):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    plots.save(fig, path)
 
 
 def main(argv: list[str]) -> int:

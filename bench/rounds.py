@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import plots  # bench/plots.py (a script's folder is on its path)
 
 from enclave_devnet import COMPLETED, Consortium, anvil_binary, start_consortium
 
@@ -251,11 +252,7 @@ def markdown(rows: Sequence[Row], repeats: int, poll_interval: float, onboarding
 
 def plot(rows: Sequence[Row], path: Path) -> None:
     """Wall time and gas per participant against n, one line per (d, scheme, encoding)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     fig, (wall_ax, gas_ax) = plt.subplots(1, 2, figsize=(11, 4))
     series: dict[str, list[tuple[int, float, float]]] = {}
     for row in rows:
@@ -275,9 +272,7 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     for ax in (wall_ax, gas_ax):
         ax.grid(True, alpha=0.3)
     wall_ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    plots.save(fig, path)
 
 
 def _anvil_version() -> str:
