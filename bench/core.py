@@ -34,9 +34,11 @@ reports/bench-core.md; the plot goes to docs/bench/core.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -188,13 +190,26 @@ def peer_python(name: str) -> Path:
 
 
 def run_case(command: list[str], timeout: float) -> dict[str, object] | None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    """The case's JSON line; None if it did not finish in ``timeout`` seconds. The case
+    runs in its own process group, all of which goes when it ends or times out (MPyC
+    starts a process per party: left running, they would load the next benchmarks)."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as child:
+        timed_out = False
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out, stdout, stderr = True, "", ""
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+    if timed_out:
         return None
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:3])}... failed:\n{done.stderr[-3000:]}")
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])}... failed:\n{stderr[-3000:]}")
+    result: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
     return result
 
 
@@ -267,7 +282,8 @@ def tables(results: Sequence[Result], sizes: Sequence[int], lengths: Sequence[in
                 cells.append(f"{other.seconds / ours.seconds:,.1f}x")
         ratio.append(f"| {s} | " + " | ".join(cells) + " |")
     return (
-        "### All-party compute of one secure sum, ms (median; one thread)\n\n"
+        "### All-party compute of one secure sum, ms (median; ours and Flower on one thread, "
+        "SPU's simulated parties and MPyC's party processes as they run)\n\n"
         + "\n".join(ms)
         + f"\n\n### Each system's time over ours (`{base}`), same run\n\n"
         + "\n".join(ratio)
@@ -316,13 +332,13 @@ def main(argv: Sequence[str]) -> int:
             for scheme, encoding in SCHEMES:
                 results.append(our_result(scheme, encoding, n, d, repeats, args.budget))
                 print(
-                    f"ours {scheme}/{encoding} n={n} d={d}: {cell(results[-1])} ms",
+                    f"ours {scheme}/{encoding} n={n} d={d}: {cell(results[-1])}",
                     file=sys.stderr,
                     flush=True,
                 )
             for name in [] if args.no_peers else args.peers:
                 results.append(peer_result(name, n, d, repeats, args.timeout))
-                print(f"{name} n={n} d={d}: {cell(results[-1])} ms", file=sys.stderr, flush=True)
+                print(f"{name} n={n} d={d}: {cell(results[-1])}", file=sys.stderr, flush=True)
     text = (
         "# Aggregation core\n\n"
         f"Python {sys.version.split()[0]}, {os.cpu_count()} cores (one used), repeats {repeats}. "

@@ -55,13 +55,24 @@ def _check_length(length: int) -> int:
     return int(length)
 
 
+_zeros = bytes(1 << 20)  # the plaintext of the keystream, shared by every call (grown on demand)
+
+
+def _zero_plaintext(nbytes: int) -> memoryview:
+    global _zeros
+    if len(_zeros) < nbytes:
+        _zeros = bytes(max(nbytes, 2 * len(_zeros)))
+    return memoryview(_zeros)[:nbytes]
+
+
 def _keystream_words(key: bytes, length: int) -> Elements:
     """``length`` little-endian uint64 words of the AES-256-CTR keystream under ``key``."""
     nbytes = 8 * length
     encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(_AES_BLOCK))).encryptor()
-    # update_into writes straight into a writable buffer numpy can adopt without a copy.
+    # update_into writes straight into a writable buffer numpy can adopt without a copy;
+    # the all-zero plaintext is not allocated again for every call.
     out = bytearray(nbytes + _AES_BLOCK - 1)
-    encryptor.update_into(bytes(nbytes), out)
+    encryptor.update_into(_zero_plaintext(nbytes), out)
     words = np.frombuffer(out, dtype="<u8", count=length)
     return words.astype(np.uint64, copy=False)
 

@@ -96,6 +96,7 @@ class MemberAgent(AgentContext):
             start_block=self.manifest.deployed_block,
             confirmations=config.confirmations,
         )
+        self._written_status: dict[str, Any] | None = None
         self.onboarding = Onboarding(self)
         self.participation = RoundParticipation(self)
         self.disputes = Disputes(self)
@@ -196,7 +197,12 @@ class MemberAgent(AgentContext):
         }
 
     def _write_status(self) -> None:
-        self.store.put_json("status", self.status())
+        """Persist the status for ``enclave-agent status``, when it changed: most steps
+        change nothing, and each write is a synchronous disk flush."""
+        status = self.status()
+        if status != self._written_status:
+            self.store.put_json("status", status)
+            self._written_status = status
 
 
 class Agent(MemberAgent):

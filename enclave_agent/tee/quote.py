@@ -15,6 +15,7 @@ for an enclave that holds the account it names, with the X25519 key it names.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
@@ -124,9 +125,17 @@ def _bytes32(value: Any, field: str) -> bytes:
 
 
 def _address(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not is_address(value):
+    checksummed = _checksummed(value) if isinstance(value, str) else None
+    if checksummed is None:
         raise MalformedQuoteError(f"quote field {field} is not an address: {value!r}")
-    return str(to_checksum_address(value))
+    return checksummed
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksummed(value: str) -> str | None:
+    """``value`` checksummed, None if it is no address. Cached: every member's record is
+    read again at each step (two keccaks per address, 50 members, every block)."""
+    return str(to_checksum_address(value)) if is_address(value) else None
 
 
 def _uint(value: Any, field: str, maximum: int) -> int:
