@@ -37,9 +37,10 @@ from typing import Any
 
 import plots  # bench/plots.py (a script's folder is on its path)
 
-from enclave_agent.errors import EnclaveAgentError
+from enclave_agent.gateway.client import GatewayHTTPError, GatewayUnreachable
 from enclave_agent.model.table import read_table
-from enclave_devnet.demo import Demo, DemoConfig
+from enclave_agent.operator import clients
+from enclave_devnet.demo import CLIENT_INDEX, FEE_WEI, Demo, DemoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "bench-inference.md"
@@ -104,10 +105,10 @@ def run_case(demo: Demo, model_id: int, rows: list[dict[str, float]], case: Case
         started = time.perf_counter()
         try:
             answer = client.infer(model_id, body)
-        except EnclaveAgentError as exc:  # the gateway answered with an error: a refusal
-            return f"refused: {type(exc).__name__}", time.perf_counter() - started
-        except OSError:
+        except GatewayUnreachable:  # no HTTP answer at all
             return "lost", time.perf_counter() - started
+        except GatewayHTTPError as exc:  # the gateway answered with an error: a refusal, with its reason
+            return f"refused: {exc.body.get('reason') or exc.status}", time.perf_counter() - started
         ok = "result" in answer or "results" in answer or "score" in answer
         return ("answered" if ok else "unanswered"), time.perf_counter() - started
 
@@ -185,6 +186,9 @@ def main(argv: list[str]) -> int:
             demo.train()
             names, x, _ = read_table(result.split.holdout_path, result.split.label_column)
             rows = [dict(zip(names, map(float, x[i]), strict=True)) for i in range(len(x))]
+            # Enough quota and deposit for every case: a refusal here would be the bench's own.
+            clients.set_access(demo.c.session(), demo.client_address, 1_000_000)
+            clients.deposit(demo.c.session(CLIENT_INDEX), FEE_WEI * 100_000)
             demo.client().infer(result.model_id, {"features": rows[0]})  # warm-up
             for batch in (1, args.batch):
                 for concurrency in levels:
