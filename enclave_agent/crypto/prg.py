@@ -69,12 +69,11 @@ def _keystream_words(key: bytes, length: int) -> Elements:
     """``length`` little-endian uint64 words of the AES-256-CTR keystream under ``key``."""
     nbytes = 8 * length
     encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(_AES_BLOCK))).encryptor()
-    # update_into writes straight into a writable buffer numpy can adopt without a copy;
-    # the all-zero plaintext is not allocated again for every call.
-    out = bytearray(nbytes + _AES_BLOCK - 1)
-    encryptor.update_into(_zero_plaintext(nbytes), out)
-    words = np.frombuffer(out, dtype="<u8", count=length)
-    return words.astype(np.uint64, copy=False)
+    # update_into writes straight into the (uninitialised) words it returns, with the
+    # block - 1 bytes of slack it asks for; the all-zero plaintext is shared by every call.
+    out = np.empty(length + 2, dtype="<u8")
+    encryptor.update_into(_zero_plaintext(nbytes), memoryview(out).cast("B"))
+    return out[:length].astype(np.uint64, copy=False)
 
 
 def _to_modulus(words: Elements, m: int) -> Elements:
