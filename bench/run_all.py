@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-# (script, its own arguments): the load run is the 600-request one here (10,000 take an
-# hour at this machine's 2.7 requests a second: `python bench/load.py` runs them).
+# (script, its own arguments), sized so that the whole run takes about 35 minutes here:
+# a peer case gets a minute, rounds run once per case (n = 50 alone is 6 minutes), and
+# the load run is the 600-request one (10,000 take an hour at 2.7 requests a second:
+# `python bench/load.py` runs them).
 BENCHMARKS = [
-    ("core.py", []),
-    ("rounds.py", []),
+    ("core.py", ["--timeout", "60"]),
+    ("rounds.py", ["--repeats", "1"]),
     ("inference.py", []),
     ("robustness.py", []),
     ("wallet_page.py", []),
