@@ -72,7 +72,7 @@ def _keystream_words(key: bytes, length: int) -> Elements:
     # update_into writes straight into the (uninitialised) words it returns, with the
     # block - 1 bytes of slack it asks for; the all-zero plaintext is shared by every call.
     out = np.empty(length + 2, dtype="<u8")
-    encryptor.update_into(_zero_plaintext(nbytes), memoryview(out).cast("B"))
+    encryptor.update_into(_zero_plaintext(nbytes), out.data.cast("B"))
     return out[:length].astype(np.uint64, copy=False)
 
 
