@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_utils.address import to_checksum_address
@@ -236,7 +236,8 @@ class GatewayRequests:
         request = self.request(int(event.args["requestId"]))
         if request is not None and request.pending:
             records.save_request(
-                self.store, request.but(status=COMPLETED if event.name == "RequestCompleted" else REFUNDED)
+                self.store,
+                replace(request, status=COMPLETED if event.name == "RequestCompleted" else REFUNDED),
             )
             self.completions.resolve(request.id, self.result(request.id))
 
@@ -268,7 +269,7 @@ class GatewayRequests:
                     f"refund-{request_id}",
                     "InferenceUnexpectedState",
                 )
-                records.save_request(self.store, self._latest(request).but(status=REFUNDED))
+                records.save_request(self.store, replace(self._latest(request), status=REFUNDED))
                 self.completions.resolve(request_id, None)
                 log.info("request %s expired unanswered; fee refunded to %s", request_id, request.client)
         if ready:
@@ -301,7 +302,7 @@ class GatewayRequests:
         try:
             combined = scoring.combine(partials, doc.modulus, additive, doc.threshold)
         except scoring.InconsistentPartials as exc:
-            records.save_request(self.store, request.but(inconsistent=str(exc)))
+            records.save_request(self.store, replace(request, inconsistent=str(exc)))
             self.metrics.count("inconsistent_partials")
             log.error("request %d: answer refused: %s", request.id, exc)
             raise
@@ -315,7 +316,7 @@ class GatewayRequests:
             # Never answer what may be wrong: the request expires and is refunded.
             if not request.withheld:
                 log.error("request %s: answer withheld: %s", request.id, exc)
-                records.save_request(self.store, request.but(withheld=str(exc)))
+                records.save_request(self.store, replace(request, withheld=str(exc)))
             return None
         salt = secrets.token_bytes(32)
         commitment = keccak(
@@ -351,7 +352,7 @@ class GatewayRequests:
             results = [result | shared for result in prepared.results]
             with self.store.transaction():
                 self.agent.seal_put(f"request/{request.id}/result", json.dumps(results).encode())
-                records.save_request(self.store, request.but(status=COMPLETED))
+                records.save_request(self.store, replace(request, status=COMPLETED))
             self.completions.resolve(request.id, results)
 
     def _open_partials(self, request: RequestRecord, doc: RoundDoc) -> dict[int, list[int]]:

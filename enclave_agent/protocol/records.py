@@ -10,7 +10,7 @@ of failing later on a missing field.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar
 
 from enclave_agent.store import Store, StoreError
@@ -116,9 +116,6 @@ class RequestRecord(Record):
     @property
     def pending(self) -> bool:
         return self.status == PENDING
-
-    def but(self, **changes: Any) -> RequestRecord:
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -776,12 +776,18 @@ def test_complete_without_partials(served):
 # ------------------------------------------------------------------ completeRequests (a batch)
 
 
-def test_a_completion_batch_completes_every_answered_request(served):
-    s = served
+def answered_requests(s, count: int) -> list[int]:
+    """``count`` requests of the client, each with one provider's partial."""
     s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
-    ids = [s.submit()[0] for _ in range(3)]
+    ids = [s.submit()[0] for _ in range(count)]
     for rid in ids:
         s.gw.postPartial(rid, b"p", {"from": s.w.providers[0].account})
+    return ids
+
+
+def test_a_completion_batch_completes_every_answered_request(served):
+    s = served
+    ids = answered_requests(s, 3)
     commitments = [keccak(bytes([i])) for i in range(3)]
     tx = s.gw.completeRequests(ids, commitments, {"from": s.gateway_enclave.account})
     assert tx.return_value == 3
@@ -839,10 +845,7 @@ def test_a_completion_batch_needs_one_commitment_per_request(served, ids, commit
 
 def test_a_completion_batch_costs_less_per_request_than_single_completions(served):
     s = served
-    s.gw.setClientAccess(s.client, 10, {"from": s.w.governor})
-    ids = [s.submit()[0] for _ in range(8)]
-    for rid in ids:
-        s.gw.postPartial(rid, b"p", {"from": s.w.providers[0].account})
+    ids = answered_requests(s, 8)
     singles = [
         s.gw.completeRequest(rid, keccak(b"r"), {"from": s.gateway_enclave.account}).gas_used
         for rid in ids[:4]

@@ -6,6 +6,7 @@ field; documents written before versions existed still read."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,9 @@ def test_records_round_trip_with_their_version(store: Store) -> None:
 
 def test_a_request_is_listed_as_pending_exactly_while_it_is(store: Store) -> None:
     records.save_request(store, REQUEST)
-    records.save_request(store, REQUEST.but(id=10))
+    records.save_request(store, replace(REQUEST, id=10))
     assert records.pending_requests(store) == [10, 12]
-    records.save_request(store, REQUEST.but(status=records.COMPLETED))
+    records.save_request(store, replace(REQUEST, status=records.COMPLETED))
     assert records.pending_requests(store) == [10]
     assert records.load_request(store, 12).status == "completed"  # type: ignore[union-attr]
 
