@@ -119,6 +119,9 @@ contract ShareExchange is IShareExchange, AccessControl {
         if (spec.length == 0 || spec.length > MAX_LENGTH || spec.fracBits > MAX_FRAC_BITS || spec.modulus < 3) {
             revert RoundInvalidSpec(spec.length, spec.fracBits, spec.modulus);
         }
+        if (spec.maskDegree != 0 && (spec.scheme != Scheme.Additive || spec.maskDegree % 2 != 0)) {
+            revert RoundInvalidMaskDegree(spec.maskDegree, spec.scheme);
+        }
         if (postingDeadline <= block.timestamp || deadline < postingDeadline) {
             revert RoundInvalidDeadlines(postingDeadline, deadline, block.timestamp);
         }
@@ -223,6 +226,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         bytes32 given = keccak256(abi.encodePacked(keyTable));
         if (given != posted) revert RoundKeyTableMismatch(roundId, sender, posted, given);
 
+        if (!_neighbours(r, accuserIndex, senderIndex)) revert RoundNotNeighbour(roundId, msg.sender, sender);
         uint256 parties = (1 << accuserIndex) | (1 << senderIndex);
         if (keyTable[accuserIndex] != _keyCommitment(roundId, sender, msg.sender, postingKey)) {
             // The revealed key is not the one the sender committed to: either the sender
@@ -472,6 +476,17 @@ contract ShareExchange is IShareExchange, AccessControl {
             );
         }
         accuserIndex = _indexPlusOne[roundId][msg.sender] - 1;
+    }
+
+    /// @dev Whether participants `a` and `b` exchange shares: always with a full mask; with
+    /// a sparse mask of degree k, when they are within k/2 of each other around the circle.
+    function _neighbours(Round storage r, uint256 a, uint256 b) private view returns (bool) {
+        uint256 k = r.spec.maskDegree;
+        if (k == 0) return true;
+        uint256 n = r.participants.length;
+        uint256 gap = a > b ? a - b : b - a;
+        if (n - gap < gap) gap = n - gap;
+        return gap <= k / 2;
     }
 
     /// @dev The commitment a sender posts for the key of its ciphertext to `recipient`.

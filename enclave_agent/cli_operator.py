@@ -256,6 +256,7 @@ def _cmd_round_open(args: argparse.Namespace) -> int:
         window=args.window,
         output=output,
         min_contributors=args.min_contributors,
+        mask_degree=args.mask_degree,
     )
     print(open_round(manifest_of(args), args.key_file, request, rpc_url=args.rpc_url))
     return 0
@@ -292,6 +293,14 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
         default=ROUND_DEFAULTS.encoding,
         help="dense: each encrypted share vector goes on chain; seeded: a 32-byte encrypted seed per "
         "recipient, the recipient expands it (on-chain bytes flat in d)",
+    )
+    p.add_argument(
+        "--mask-degree",
+        type=int,
+        default=ROUND_DEFAULTS.mask_degree,
+        help="additive only: 0 (default) shares with every other provider; an even k >= 2 shares with the "
+        "k nearest around the circle of providers only (cheaper for many providers; private against fewer "
+        "than k colluders instead of n - 1)",
     )
     p.add_argument(
         "--threshold",

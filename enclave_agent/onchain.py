@@ -188,6 +188,7 @@ class ShareExchangeError(StrEnum):
     RoundInvalidBlame = "RoundInvalidBlame"
     RoundInvalidDeadlines = "RoundInvalidDeadlines"
     RoundInvalidFloor = "RoundInvalidFloor"
+    RoundInvalidMaskDegree = "RoundInvalidMaskDegree"
     RoundInvalidParticipants = "RoundInvalidParticipants"
     RoundInvalidPolicy = "RoundInvalidPolicy"
     RoundInvalidSpec = "RoundInvalidSpec"
@@ -199,6 +200,7 @@ class ShareExchangeError(StrEnum):
     RoundNotHolder = "RoundNotHolder"
     RoundNotIntermediate = "RoundNotIntermediate"
     RoundNotJudge = "RoundNotJudge"
+    RoundNotNeighbour = "RoundNotNeighbour"
     RoundNotParticipant = "RoundNotParticipant"
     RoundNothingPosted = "RoundNothingPosted"
     RoundPostingDeadlinePassed = "RoundPostingDeadlinePassed"
@@ -331,6 +333,7 @@ ERROR_SIGNATURES: Final[dict[str, str]] = {
     "RoundInvalidBlame": "RoundInvalidBlame(uint256,uint8)",
     "RoundInvalidDeadlines": "RoundInvalidDeadlines(uint64,uint64,uint256)",
     "RoundInvalidFloor": "RoundInvalidFloor(uint16)",
+    "RoundInvalidMaskDegree": "RoundInvalidMaskDegree(uint16,uint8)",
     "RoundInvalidParticipants": "RoundInvalidParticipants(uint256)",
     "RoundInvalidPolicy": "RoundInvalidPolicy(uint16,uint256)",
     "RoundInvalidSpec": "RoundInvalidSpec(uint32,uint8,uint256)",
@@ -342,6 +345,7 @@ ERROR_SIGNATURES: Final[dict[str, str]] = {
     "RoundNotHolder": "RoundNotHolder(uint256,address)",
     "RoundNotIntermediate": "RoundNotIntermediate(uint256)",
     "RoundNotJudge": "RoundNotJudge(uint256,address)",
+    "RoundNotNeighbour": "RoundNotNeighbour(uint256,address,address)",
     "RoundNotParticipant": "RoundNotParticipant(uint256,address)",
     "RoundNothingPosted": "RoundNothingPosted(uint256,address)",
     "RoundPostingDeadlinePassed": "RoundPostingDeadlinePassed(uint256,uint64)",

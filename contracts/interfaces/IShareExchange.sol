@@ -21,6 +21,11 @@ import {
 /// with its shares, and the other contributors (the judges) check the ciphertext under
 /// it. A valid complaint excludes the sender, a false one the accuser; a key the sender
 /// did not commit to excludes both (the contract cannot tell which of the two lies).
+///
+/// An additive round may use a sparse mask (`spec.maskDegree` k > 0, even): participants
+/// i and j are neighbours when their indices are within k/2 of each other around the
+/// circle of n participants, and a participant sends shares to its neighbours only. A
+/// complaint needs a neighbour: nobody else was owed a share by the sender.
 interface IShareExchange {
     /// @notice Transition attempted from the wrong state; `expected` is a bitmap of RoundState.
     error RoundUnexpectedState(uint256 roundId, RoundState current, bytes32 expected);
@@ -32,6 +37,10 @@ interface IShareExchange {
     error RoundInvalidThreshold(uint16 threshold, uint256 participants, Scheme scheme);
     /// @notice Data spec out of range.
     error RoundInvalidSpec(uint32 length, uint8 fracBits, uint256 modulus);
+    /// @notice A mask degree is 0 (every pair) or even and at least 2, and additive only.
+    error RoundInvalidMaskDegree(uint16 maskDegree, Scheme scheme);
+    /// @notice With a sparse mask the accuser was never owed a share by the sender.
+    error RoundNotNeighbour(uint256 roundId, address accuser, address sender);
     /// @notice Deadlines must be in the future with posting before the end.
     error RoundInvalidDeadlines(uint64 postingDeadline, uint64 deadline, uint256 nowTimestamp);
     /// @notice The output policy asks for more contributors than participants.
@@ -181,7 +190,7 @@ interface IShareExchange {
     function closePosting(uint256 roundId) external;
 
     /// @notice While fusing, a participant complains that `sender`'s ciphertext for it does
-    /// not open, revealing the per-posting key (it opens that one ciphertext only).
+    /// not open (with a sparse mask, only a neighbour of the sender may), revealing the per-posting key (it opens that one ciphertext only).
     /// @param keyTable The sender's posted key table (checked against its hash).
     function complain(uint256 roundId, address sender, bytes32 postingKey, bytes32[] calldata keyTable) external;
 

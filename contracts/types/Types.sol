@@ -117,6 +117,10 @@ struct DataSpec {
     Scheme scheme;
     Encoding encoding;
     uint256 modulus; // ring 2^64 (additive) or a prime (Shamir)
+    // Additive only: 0 shares with every other participant; an even k >= 2 places the
+    // participants on a circle and shares only with the k/2 nearest on each side (a
+    // k-connected circulant graph: fewer than k colluders learn nothing beyond the sum).
+    uint16 maskDegree;
 }
 
 /// @dev What may be released from a round's aggregate.

@@ -21,6 +21,9 @@ Encodings:
   Lagrange interpolation and sent dense. This saves t - 1 of the n - 1 dense
   messages; with t = n every message is a seed.
 
+Additive rounds may use a sparse mask (``crypto.mask_graph``): the owner then splits
+into its neighbours' messages and its own share only.
+
 ``context`` must bind the round (chain, contract, round id): it keys the seed
 expansion, so a seed replayed into another round expands to unrelated shares.
 """
@@ -117,10 +120,13 @@ def split_vector(
     own_index: int,
     modulus: int,
     context: bytes,
+    recipients: Sequence[int] | None = None,
 ) -> SplitResult:
     """Split a 1-D element vector into the owner's share and one message per other participant.
 
-    For ``scheme="additive"`` the threshold ``t`` is only range-checked (n-of-n).
+    For ``scheme="additive"`` the threshold ``t`` is only range-checked (n-of-n), and
+    ``recipients`` may name the participants to share with (a sparse mask, see
+    ``crypto.mask_graph``); every other participant when None. Shamir shares reach all.
     """
     m = _check_split_args(scheme, encoding, n, t, own_index, modulus)
     if not isinstance(context, bytes | bytearray):
@@ -128,10 +134,12 @@ def split_vector(
     x = check_elements(secret, m)
     if x.ndim != 1:
         raise CryptoError(f"the secret must be a 1-D vector, got shape {x.shape}")
-    others = [j for j in range(n) if j != own_index]
+    others = _recipients(scheme, n, own_index, recipients)
     if scheme == "additive" and encoding == "dense":
-        shares = additive_split(x, n, m)
-        result = SplitResult(shares[own_index], {j: dense_message(shares[j]) for j in others})
+        split = additive_split(x, len(others) + 1, m)
+        result = SplitResult(
+            split[-1], {j: dense_message(share) for j, share in zip(others, split[:-1], strict=True)}
+        )
     elif scheme == "additive":
         seeds = {j: new_seed() for j in others}
         expanded = [expand_seed(seeds[j], x.size, m, bytes(context)) for j in others]
@@ -144,6 +152,20 @@ def split_vector(
         result = _shamir_seeded(x, n, t, own_index, m, bytes(context), others)
     logger.debug("split a %d-element vector into %d %s/%s shares", x.size, n, scheme, encoding)
     return result
+
+
+def _recipients(scheme: str, n: int, own_index: int, recipients: Sequence[int] | None) -> list[int]:
+    others = [j for j in range(n) if j != own_index]
+    if recipients is None:
+        return others
+    chosen = sorted(set(recipients))
+    if len(chosen) != len(recipients) or not set(chosen) <= set(others):
+        raise CryptoError(
+            f"recipients must be distinct other participants in [0, {n}), got {list(recipients)}"
+        )
+    if scheme == "shamir" and chosen != others:
+        raise CryptoError("a Shamir share must reach every other participant")
+    return chosen
 
 
 def _shamir_seeded(

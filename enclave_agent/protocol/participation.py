@@ -89,6 +89,14 @@ class RoundParticipation:
             return
         payload = b"".join(self.agent.store.get_blob(f"{prefix}/{i}") or b"" for i in range(count))
         self.agent.store.put_blob(f"round/{doc.round_id}/payload/{sender}", payload)
+        if doc.shares_with(sender, self.agent.address):  # a sparse mask: only neighbours owe me
+            self._open_share(doc, sender, payload)
+        for i in range(count):
+            self.agent.store.delete_blob(f"{prefix}/{i}")
+        self.agent.save_round(doc)
+
+    def _open_share(self, doc: RoundDoc, sender: str, payload: bytes) -> None:
+        """Open the share ``sender`` posted for me: received, or invalid (a complaint)."""
         key = self.agent.epoch_keys(doc.epoch).get(sender)
         try:
             if key is None:
@@ -106,9 +114,6 @@ class RoundParticipation:
             self.agent.seal_put(f"round/{doc.round_id}/recv/{sender}", share.astype("<u8").tobytes())
             doc.received.append(sender)
             log.info("round %d: opened share from %s", doc.round_id, self.agent.names.describe(sender))
-        for i in range(count):
-            self.agent.store.delete_blob(f"{prefix}/{i}")
-        self.agent.save_round(doc)
 
     def _on_posting_closed(self, event: ChainEvent) -> None:
         doc = self.agent.round_doc(int(event.args["roundId"]))

@@ -33,6 +33,7 @@ class RoundRequest:
     window: int = 300
     output: str = "shared-model"
     min_contributors: int | None = None  # None: every participant for a statistic, else 0
+    mask_degree: int = 0  # additive: 0 shares with every pair, else k nearest (crypto.mask_graph)
 
 
 def round_arguments(request: RoundRequest, *, participants: int, now: int) -> tuple[object, ...]:
@@ -52,6 +53,11 @@ def round_arguments(request: RoundRequest, *, participants: int, now: int) -> tu
         raise ConfigError(f"frac-bits must be 0..40, got {r.frac_bits}")
     if r.posting_window < 1 or r.window < r.posting_window:
         raise ConfigError("need 1 <= posting-window <= window (seconds)")
+    if r.mask_degree and (r.scheme != "additive" or r.mask_degree < 2 or r.mask_degree % 2):
+        raise ConfigError(
+            f"mask-degree must be 0 (every pair) or an even number >= 2, and additive only; got "
+            f"{r.mask_degree} for a {r.scheme} round"
+        )
     threshold = r.threshold
     if threshold is None:
         threshold = participants if r.scheme == "additive" else max(2, participants - 1)
@@ -69,6 +75,7 @@ def round_arguments(request: RoundRequest, *, participants: int, now: int) -> tu
         stages.SCHEMES.index(r.scheme),
         stages.ENCODINGS.index(r.encoding),
         modulus,
+        r.mask_degree,
     )
     policy = (stages.OUTPUT_KINDS.index(r.output), min_contributors)
     return (encode_tag(r.tag), spec, threshold, now + r.posting_window, now + r.window, policy)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from enclave_agent.crypto import aead, fixed_point, posting, shares
+from enclave_agent.crypto import aead, fixed_point, mask_graph, posting, shares
 from enclave_agent.errors import CryptoError, FixedPointRangeError, ProtocolError
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.records import Record
@@ -41,6 +41,7 @@ class RoundDoc(Record):
     output_kind: str
     min_contributors: int
     floor: int = 0  # minimum contributors (contract's roundGuards floor)
+    mask_degree: int = 0  # additive: 0 shares with every pair, else with the k nearest (crypto.mask_graph)
     status: str = stages.ROUND_POSTING
     contributors: int = 0
     holders: int = 0
@@ -90,6 +91,7 @@ class RoundDoc(Record):
             output_kind=stages.OUTPUT_KINDS[int(_get(policy, "kind", 0))],
             min_contributors=int(_get(policy, "minContributors", 1)),
             floor=int(args["floor"]),
+            mask_degree=int(_get(spec, "maskDegree", 5)),
         )
 
     @property
@@ -113,6 +115,11 @@ class RoundDoc(Record):
     @property
     def me(self) -> str | None:
         return None if self.my_index is None else self.participants[self.my_index]
+
+    def shares_with(self, a: str, b: str) -> bool:
+        """Whether participants ``a`` and ``b`` exchange shares in this round (every pair
+        unless the round has a sparse mask)."""
+        return mask_graph.is_neighbour(self.index_of(a), self.index_of(b), self.n, self.mask_degree)
 
     def is_holder(self, address: str) -> bool:
         return address in self.participants and bool(self.holders >> self.index_of(address) & 1)
@@ -157,7 +164,7 @@ class Posting:
     kept: np.ndarray
     chunks: list[bytes]
     commitment: bytes
-    key_table: list[bytes]  # one key commitment per participant, zero for the sender
+    key_table: list[bytes]  # one key commitment per participant, zero for the sender and non-neighbours
 
 
 def build_posting(doc: RoundDoc, values: np.ndarray, keys: Mapping[str, bytes], ctx: RoundContext) -> Posting:
@@ -183,6 +190,7 @@ def build_posting(doc: RoundDoc, values: np.ndarray, keys: Mapping[str, bytes], 
         own_index=doc.my_index,
         modulus=doc.modulus,
         context=seed_context(ctx, doc.round_id, me),
+        recipients=mask_graph.neighbours(doc.my_index, doc.n, doc.mask_degree),
     )
     entries = []
     table = [bytes(32)] * doc.n
@@ -239,10 +247,12 @@ def sender_at_fault(
 
 
 def fuse(doc: RoundDoc, kept: np.ndarray | None, received: Mapping[str, np.ndarray]) -> np.ndarray:
-    """My share of the aggregate over the round's contributors."""
+    """My share of the aggregate over the round's contributors (those that share with me)."""
     me = doc.participants[doc.my_index] if doc.my_index is not None else ""
     parts: list[np.ndarray] = []
     for sender in doc.mask_members(doc.contributors):
+        if sender != me and not doc.shares_with(sender, me):
+            continue
         if sender == me:
             if kept is None:
                 raise ProtocolError(f"round {doc.round_id}: my kept share is missing")
@@ -255,5 +265,9 @@ def fuse(doc: RoundDoc, kept: np.ndarray | None, received: Mapping[str, np.ndarr
 
 
 def missing_senders(doc: RoundDoc, me: str) -> Sequence[str]:
-    """Contributors whose share I have not opened yet."""
-    return [s for s in doc.mask_members(doc.contributors) if s != me and s not in doc.received]
+    """Contributors that owe me a share I have not opened yet."""
+    return [
+        s
+        for s in doc.mask_members(doc.contributors)
+        if s != me and s not in doc.received and doc.shares_with(s, me)
+    ]

@@ -797,6 +797,7 @@ class Consortium:
         posting: int = 1000,
         total: int = 2000,
         tag: bytes = TAG,
+        mask_degree: int = 0,
     ) -> tuple[int, Any]:
         n = len(self.providers)
         threshold = n if threshold is None else threshold
@@ -804,7 +805,7 @@ class Consortium:
         start = now()
         tx = self.exchange.openRound(
             tag,
-            (length, frac_bits, scheme, encoding, modulus),
+            (length, frac_bits, scheme, encoding, modulus, mask_degree),
             threshold,
             start + posting,
             start + total,

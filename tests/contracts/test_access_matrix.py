@@ -148,7 +148,7 @@ def _prep_unpause(s):
 
 def _prep_open(s):
     start = now()
-    spec, policy = (4, 16, ADDITIVE, SEEDED, RING_2_64), (SHARED_MODEL, 0)
+    spec, policy = (4, 16, ADDITIVE, SEEDED, RING_2_64, 0), (SHARED_MODEL, 0)
     return lambda caller: s.w.exchange.openRound(
         TAG, spec, 3, start + 500, start + 900, policy, {"from": caller}
     )

@@ -25,7 +25,7 @@ from helpers import (
     rejects,
 )
 
-SPEC = (4, 16, ADDITIVE, SEEDED, RING_2_64)
+SPEC = (4, 16, ADDITIVE, SEEDED, RING_2_64, 0)
 ZERO_ADDRESS = "0x" + "00" * 20
 POLICY = (SHARED_MODEL, 0)
 
@@ -39,7 +39,7 @@ def _open(world, spec=SPEC, threshold=3, posting=1000, total=2000, policy=POLICY
 
 
 def test_open_round_over_the_synchronised_providers(world):
-    tx, start = _open(world, spec=(31, 20, ADDITIVE, DENSE, RING_2_64), policy=(STATISTIC, 2))
+    tx, start = _open(world, spec=(31, 20, ADDITIVE, DENSE, RING_2_64, 0), policy=(STATISTIC, 2))
     parts = [p.address for p in world.providers]
     assert tx.return_value == 1
     assert_events(
@@ -51,7 +51,7 @@ def test_open_round_over_the_synchronised_providers(world):
                 "epoch": 4,
                 "inputTag": TAG,
                 "participants": parts,
-                "spec": (31, 20, ADDITIVE, DENSE, RING_2_64),
+                "spec": (31, 20, ADDITIVE, DENSE, RING_2_64, 0),
                 "threshold": 3,
                 "postingDeadline": start + 1000,
                 "deadline": start + 2000,
@@ -65,7 +65,7 @@ def test_open_round_over_the_synchronised_providers(world):
     assert ex.state(1) == RoundState.POSTING
     assert norm(ex.participants(1)) == norm(parts)
     assert norm(ex.roundInfo(1)) == norm(
-        ((31, 20, ADDITIVE, DENSE, RING_2_64), (STATISTIC, 2), 3, 4, start + 1000, start + 2000, 0, 0)
+        ((31, 20, ADDITIVE, DENSE, RING_2_64, 0), (STATISTIC, 2), 3, 4, start + 1000, start + 2000, 0, 0)
     )
     assert norm(ex.roundGuards(1)) == (3, 0)
     assert norm(ex.pendingComplaint(1)) == (ZERO_ADDRESS, ZERO_ADDRESS, 0, 0, 0)
@@ -149,7 +149,7 @@ def test_no_round_can_exceed_64_providers(bare, operators):
     with rejects("RegistryRoleFull", PROVIDER, 64, world=bare):
         bare.registry.register(quote.as_tuple(), signature, possession, {"from": operators[0]})
     bare.sync()
-    tx, _ = _open(bare, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=33)
+    tx, _ = _open(bare, spec=(4, 16, SHAMIR, SEEDED, PRIME_61, 0), threshold=33)
     assert len(tx.events["RoundOpened"]["participants"]) == 64
     assert tx.events["RoundOpened"]["floor"] == 33
 
@@ -169,7 +169,7 @@ def test_no_round_can_exceed_64_providers(bare, operators):
     ],
 )
 def test_threshold_rules(world, scheme, threshold, ok):
-    spec = (4, 16, scheme, SEEDED, RING_2_64 if scheme == ADDITIVE else PRIME_61)
+    spec = (4, 16, scheme, SEEDED, RING_2_64 if scheme == ADDITIVE else PRIME_61, 0)
     if ok:
         tx, _ = _open(world, spec=spec, threshold=threshold)
         assert tx.events["RoundOpened"]["threshold"] == threshold
@@ -191,7 +191,7 @@ def test_threshold_rules(world, scheme, threshold, ok):
     ],
 )
 def test_spec_bounds(world, length, frac_bits, modulus, ok):
-    spec = (length, frac_bits, ADDITIVE, DENSE, modulus)
+    spec = (length, frac_bits, ADDITIVE, DENSE, modulus, 0)
     if ok:
         assert _open(world, spec=spec)[0].status == 1
     else:
@@ -251,7 +251,7 @@ def test_floor_of_a_round(world4, scheme, threshold, minimum, governance, floor)
     w = world4
     if governance != 3:
         w.exchange.setContributorFloor(governance, {"from": w.governor})
-    spec = (4, 16, scheme, SEEDED, RING_2_64 if scheme == ADDITIVE else PRIME_61)
+    spec = (4, 16, scheme, SEEDED, RING_2_64 if scheme == ADDITIVE else PRIME_61, 0)
     tx, _ = _open(w, spec=spec, threshold=threshold, policy=(STATISTIC, minimum))
     assert tx.events["RoundOpened"]["floor"] == floor
     assert w.exchange.roundGuards(tx.return_value)[0] == floor
@@ -260,7 +260,7 @@ def test_floor_of_a_round(world4, scheme, threshold, minimum, governance, floor)
 def test_floor_above_the_participants_is_refused(world):
     world.exchange.setContributorFloor(4, {"from": world.governor})
     with rejects("RoundFloorAboveParticipants", 4, 3, world=world):
-        _open(world, spec=(4, 16, SHAMIR, SEEDED, PRIME_61), threshold=2)
+        _open(world, spec=(4, 16, SHAMIR, SEEDED, PRIME_61, 0), threshold=2)
     # Additive rounds are n-of-n whatever the governance floor says.
     assert _open(world)[0].status == 1
 
@@ -288,3 +288,26 @@ def test_only_governance_sets_the_floor(world, caller):
     }[caller]
     with rejects("AccessControlUnauthorizedAccount", account, GOVERNOR_ROLE, world=world):
         world.exchange.setContributorFloor(4, {"from": account})
+
+
+@pytest.mark.parametrize(
+    ("scheme", "degree", "ok"),
+    [
+        (ADDITIVE, 0, True),
+        (ADDITIVE, 2, True),
+        (ADDITIVE, 64, True),  # at least n: every pair, as with 0
+        (ADDITIVE, 1, False),
+        (ADDITIVE, 3, False),
+        (SHAMIR, 2, False),  # a threshold share must reach every holder
+    ],
+)
+def test_mask_degree_rules(world, scheme, degree, ok):
+    spec = (4, 16, scheme, SEEDED, RING_2_64 if scheme == ADDITIVE else PRIME_61, degree)
+    threshold = 3 if scheme == ADDITIVE else 2
+    if ok:
+        tx, _ = _open(world, spec=spec, threshold=threshold)
+        assert tx.events["RoundOpened"]["spec"]["maskDegree"] == degree
+        assert world.exchange.roundInfo(tx.return_value)[0][5] == degree
+    else:
+        with rejects("RoundInvalidMaskDegree", degree, scheme, world=world):
+            _open(world, spec=spec, threshold=threshold)

@@ -249,7 +249,7 @@ def test_a_round_opens_after_the_laggard_was_dropped(world):
     with rejects("RoundEpochNotSynchronised", 5, world=world):
         world.exchange.openRound(
             b"\x01" * 32,
-            (4, 16, 0, 1, 2**64),
+            (4, 16, 0, 1, 2**64, 0),
             3,
             start + 100,
             start + 200,

@@ -211,7 +211,7 @@ class Lifecycles(RuleBasedStateMachine):
         modulus = RING_2_64 if scheme_id == ADDITIVE else PRIME_61
         tx = self.w.exchange.openRound(
             TAG,
-            (4, 16, scheme_id, SEEDED, modulus),
+            (4, 16, scheme_id, SEEDED, modulus, 0),
             t,
             r.pd,
             r.dl,

@@ -21,7 +21,7 @@ def world(anvil_node: AnvilProcess) -> dict[str, object]:
     d.synchronise([enc1, enc2, enc3])
     now = d.w3.eth.get_block("latest")["timestamp"]
     tag = os.urandom(32)
-    spec = (4, 16, 0, 1, 2**64)
+    spec = (4, 16, 0, 1, 2**64, 0)
     receipt = d.gov_tx.send(
         d.contracts.exchange.functions.openRound(tag, spec, 3, now + 600, now + 1200, (0, 2)), label="open"
     )

@@ -85,6 +85,7 @@ def test_signatures_other_packages_rely_on() -> None:
         "own_index",
         "modulus",
         "context",
+        "recipients",
     ]
     assert params(crypto.open_message) == ["plaintext", "length", "modulus", "context"]
     assert params(crypto.derive_pairwise_key) == [

@@ -12,14 +12,13 @@ gateway's recorded request; plus what an agent does when the wiring is not its o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from eth_account import Account
-from web3.types import TxReceipt
+from in_process import senders, step_until, wiring
 
 from enclave_agent.chain import ErrorDecoder, TxSender
 from enclave_agent.config import load_config
@@ -34,8 +33,6 @@ from enclave_agent.protocol.agent import Agent, MemberAgent
 from enclave_agent.protocol.context import Wiring
 from enclave_agent.protocol.records import Posting
 from enclave_agent.protocol.stages import Stage
-from enclave_agent.store import Store
-from enclave_agent.tee.simulated import SimulatedTee
 from enclave_devnet import Consortium, dev_key, start_consortium
 from enclave_devnet.consortium import COMPLETED
 
@@ -44,54 +41,6 @@ FRAC = 16
 ROWS = [np.array([1.5, -2.0, 4.0]), np.array([0.25, 3.0]), np.array([-1.0, 2.5, 2.5, 0.5])]
 STATS = [np.array([r.sum(), (r**2).sum(), float(r.size)]) for r in ROWS]
 CLIENT_INDEX = 9
-
-
-class RecordingSender(TxSender):
-    """The real sender, keeping the label of every transaction it got mined."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.labels: list[str] = []
-
-    def send(self, fn: Any, *, label: str, value: int = 0) -> TxReceipt:
-        receipt = super().send(fn, label=label, value=value)
-        self.labels.append(label)
-        return receipt
-
-
-def wiring(c: Consortium, name: str, operator_index: int) -> Wiring:
-    """The parts of agent ``name`` (its config written by the consortium), on the
-    consortium's own node connection."""
-    config = load_config(c.agents[name].config)
-    tee = SimulatedTee(config.state_dir)
-    store = Store(config.state_dir / "agent.sqlite3")
-    decoder = ErrorDecoder.from_manifest(c.manifest)
-    operator = Account.from_key(dev_key(operator_index))
-    return Wiring(
-        operator=operator,
-        manifest=c.manifest,
-        tee=tee,
-        store=store,
-        w3=c.w3,
-        rpc_url=c.manifest.rpc_url,
-        contracts=c.contracts,
-        enclave_tx=RecordingSender(c.w3, tee.load_or_create_keys().account, decoder, store=store),
-        operator_tx=TxSender(c.w3, operator, decoder, store=store),
-    )
-
-
-def step_until(agents: list[MemberAgent], done: Callable[[], bool], what: str, *, limit: int = 60) -> int:
-    """Step every agent in turn until ``done``; the number of rounds of steps it took."""
-    for turn in range(1, limit + 1):
-        for agent in agents:
-            agent.step()
-        if done():
-            return turn
-    raise AssertionError(f"{what}: not done after {limit} rounds of steps")
-
-
-def senders(agents: list[MemberAgent]) -> list[RecordingSender]:
-    return [agent.enclave_tx for agent in agents]  # type: ignore[misc]
 
 
 @pytest.fixture(scope="module")
