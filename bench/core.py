@@ -9,7 +9,8 @@ participant (``build_posting``); every participant then finds, decrypts and expa
 the message each other participant posted for it (``open_posting``) and fuses its
 share of the sum (``fuse``). The aggregate is checked against the plaintext sum.
 Every scheme (additive, Shamir with t = n - 1, as rounds default to) and encoding
-(seeded, dense) at n in {3, 10, 50} and d in {31, 10^3, 10^5}.
+(seeded, dense) at n in {3, 10, 50} and d in {31, 10^3, 10^5}, and additive seeded with
+a sparse mask of ten neighbours (``k=10``) where n - 1 > 10.
 
 Peers, each in its own virtual environment that this script sets up under
 ``.bench/venvs`` (from the package registry, pinned): the same sum of n random
@@ -54,7 +55,16 @@ REPORT = ROOT / "reports" / "bench-core.md"
 PLOT = ROOT / "docs" / "bench" / "core.png"
 SIZES = (3, 10, 50)
 LENGTHS = (31, 1_000, 100_000)
-SCHEMES = (("additive", "seeded"), ("additive", "dense"), ("shamir", "seeded"), ("shamir", "dense"))
+# (scheme, encoding, mask degree): 0 shares with every pair; SPARSE is the k-regular mask
+# with as many neighbours as Flower's SecAgg+ here (k = 11 shares: ten others and itself).
+SPARSE = 10
+SCHEMES = (
+    ("additive", "seeded", 0),
+    ("additive", "seeded", SPARSE),
+    ("additive", "dense", 0),
+    ("shamir", "seeded", 0),
+    ("shamir", "dense", 0),
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class Result:
 # ------------------------------------------------------------------------------ ours (in a child)
 
 
-def run_ours(n: int, d: int, scheme: str, encoding: str, repeats: int) -> dict[str, object]:
+def run_ours(n: int, d: int, scheme: str, encoding: str, degree: int, repeats: int) -> dict[str, object]:
     """One case in this (child) process: median seconds over ``repeats`` and the error."""
     import numpy as np
     from eth_utils.address import to_checksum_address
@@ -109,6 +119,7 @@ def run_ours(n: int, d: int, scheme: str, encoding: str, repeats: int) -> dict[s
             output_kind="intermediate",
             min_contributors=0,
             floor=n,
+            mask_degree=degree,
             contributors=(1 << n) - 1,
         )
         for i in range(n)
@@ -125,7 +136,7 @@ def run_ours(n: int, d: int, scheme: str, encoding: str, repeats: int) -> dict[s
             received = {
                 people[i]: open_posting(docs[j], people[i], payloads[i], people[j], key(i, j), ctx)
                 for i in range(n)
-                if i != j
+                if i != j and docs[j].shares_with(people[i], people[j])
             }
             fused.append(fuse(docs[j], postings[j].kept, received))
         return fused
@@ -147,18 +158,19 @@ def run_ours(n: int, d: int, scheme: str, encoding: str, repeats: int) -> dict[s
 
 
 def child(argv: Sequence[str]) -> int:
-    """``core.py --child SYSTEM N D SCHEME ENCODING REPEATS``: one case, JSON on stdout."""
-    system, n, d, scheme, encoding, repeats = (
+    """``core.py --child SYSTEM N D SCHEME ENCODING DEGREE REPEATS``: one case, JSON on stdout."""
+    system, n, d, scheme, encoding, degree, repeats = (
         argv[0],
         int(argv[1]),
         int(argv[2]),
         argv[3],
         argv[4],
         int(argv[5]),
+        int(argv[6]),
     )
     if system != "ours":
         raise SystemExit(f"unknown system {system}")
-    out = run_ours(n, d, scheme, encoding, repeats)
+    out = run_ours(n, d, scheme, encoding, degree, repeats)
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
     return 0
@@ -225,13 +237,22 @@ def peer_result(name: str, n: int, d: int, repeats: int, timeout: float) -> Resu
     return Result(name, n, d, float(out["seconds"]), float(out["peak_mb"]), str(out.get("note", "")))  # type: ignore[arg-type]
 
 
-def our_result(scheme: str, encoding: str, n: int, d: int, repeats: int, budget: float) -> Result:
+def our_system(scheme: str, encoding: str, degree: int) -> str:
+    return f"ours {scheme}/{encoding}" + (f" k={degree}" if degree else "")
+
+
+def our_result(
+    scheme: str, encoding: str, degree: int, n: int, d: int, repeats: int, budget: float
+) -> Result:
     # Cases that would take over the budget (dense at n = 50, d = 10^5) run once.
     heavy = encoding == "dense" and n * n * d > 10_000_000
     times = 1 if heavy else repeats
-    command = [sys.executable, __file__, "--child", "ours", str(n), str(d), scheme, encoding, str(times)]
+    command = [
+        *(sys.executable, __file__, "--child", "ours", str(n), str(d)),
+        *(scheme, encoding, str(degree), str(times)),
+    ]
     out = run_case(command, budget * max(times, 1) + 600)
-    system = f"ours {scheme}/{encoding}"
+    system = our_system(scheme, encoding, degree)
     if out is None:
         return Result(system, n, d, None, None, "not finished")
     if float(out["error"]) > n * 2.0**-16:  # type: ignore[arg-type]
@@ -268,25 +289,30 @@ def tables(results: Sequence[Result], sizes: Sequence[int], lengths: Sequence[in
         + " |"
         for s in systems
     ]
-    base = "ours additive/seeded"
-    ratio = [head, sep]
-    for s in systems:
-        if s == base:
-            continue
-        cells = []
-        for n, d in cases:
-            ours, other = by.get((base, n, d)), by.get((s, n, d))
-            if ours is None or other is None or ours.seconds is None or other.seconds is None:
-                cells.append("-")
-            else:
-                cells.append(f"{other.seconds / ours.seconds:,.1f}x")
-        ratio.append(f"| {s} | " + " | ".join(cells) + " |")
+
+    def ratios(base: str) -> str:
+        rows = [head, sep]
+        for s in systems:
+            if s == base:
+                continue
+            cells = []
+            for n, d in cases:
+                ours, other = by.get((base, n, d)), by.get((s, n, d))
+                if ours is None or other is None or ours.seconds is None or other.seconds is None:
+                    cells.append("-")
+                else:
+                    cells.append(f"{other.seconds / ours.seconds:,.1f}x")
+            rows.append(f"| {s} | " + " | ".join(cells) + " |")
+        return f"\n\n### Each system's time over ours (`{base}`), same run\n\n" + "\n".join(rows)
+
+    sparse = our_system("additive", "seeded", SPARSE)
     return (
         "### All-party compute of one secure sum, ms (median; ours and Flower on one thread, "
         "SPU's simulated parties and MPyC's party processes as they run)\n\n"
         + "\n".join(ms)
-        + f"\n\n### Each system's time over ours (`{base}`), same run\n\n"
-        + "\n".join(ratio)
+        + f"\n\n`{sparse}`: the sparse mask, run where it differs from every pair (n - 1 > {SPARSE}).\n"
+        + ratios(our_system("additive", "seeded", 0))
+        + (ratios(sparse) if sparse in systems else "")
         + "\n\n### Peak resident memory of the case's process, MB\n\n"
         + "\n".join(mem)
     )
@@ -329,10 +355,12 @@ def main(argv: Sequence[str]) -> int:
     results: list[Result] = []
     for n in sizes:
         for d in lengths:
-            for scheme, encoding in SCHEMES:
-                results.append(our_result(scheme, encoding, n, d, repeats, args.budget))
+            for scheme, encoding, degree in SCHEMES:
+                if degree and degree >= n - 1:
+                    continue  # the same graph as every pair
+                results.append(our_result(scheme, encoding, degree, n, d, repeats, args.budget))
                 print(
-                    f"ours {scheme}/{encoding} n={n} d={d}: {cell(results[-1])}",
+                    f"{results[-1].system} n={n} d={d}: {cell(results[-1])}",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -19,7 +19,8 @@ round of that n. Each round sums random vectors of length d; per round:
 
 The table is printed and written to reports/bench-rounds.md, the plot (wall time and
 gas per participant against n) to docs/bench/rounds.png. Default n in {3, 10, 25, 50},
-d in {31, 10^5}; dense postings the chain cannot carry are left out (they say so).
+d in {31, 10^5}, and additive seeded with a sparse mask of ten neighbours where n - 1 > 10;
+dense postings the chain cannot carry are left out (they say so).
 """
 
 from __future__ import annotations
@@ -55,9 +56,14 @@ class Case:
     length: int
     scheme: str
     encoding: str
+    mask_degree: int = 0  # 0: every pair; k: the sparse mask (crypto.mask_graph)
+
+    @property
+    def label(self) -> str:
+        return self.encoding + (f" k={self.mask_degree}" if self.mask_degree else "")
 
     def tag(self, repeat: int) -> str:
-        return f"d{self.length}-{self.scheme[0]}{self.encoding[0]}-{repeat}"
+        return f"d{self.length}-{self.scheme[0]}{self.encoding[0]}{self.mask_degree or ''}-{repeat}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ class Row:
 
     def cells(self) -> list[str]:
         c = self.case
-        head = [str(self.n), f"{c.length:,}", c.scheme, c.encoding]
+        head = [str(self.n), f"{c.length:,}", c.scheme, c.label]
         if self.failure:
             return [*head, "", f"failed: {self.failure}", "", "", "", "", ""]
         s = self.samples
@@ -121,6 +127,9 @@ HEADER = [
 # at n = 10, d = 10^5 it is 7.2 MB, 289 M gas per participant (the chain is the limit,
 # see the README); the rounds benchmark says so instead of filling blocks for minutes.
 DENSE_BYTES_LIMIT = 1_000_000
+# The sparse mask's degree (as many neighbours as the core benchmark's Flower SecAgg+),
+# run at the largest d where it differs from every pair (n - 1 > SPARSE).
+SPARSE = 10
 
 
 def cases(n: int, lengths: Sequence[int], shamir_length: int | None) -> list[Case]:
@@ -130,6 +139,8 @@ def cases(n: int, lengths: Sequence[int], shamir_length: int | None) -> list[Cas
         for encoding in ("dense", "seeded")
         if encoding == "seeded" or (n - 1) * 8 * d <= DENSE_BYTES_LIMIT
     ]
+    if n - 1 > SPARSE:
+        out.append(Case(max(lengths), "additive", "seeded", SPARSE))
     if shamir_length is not None:
         out.append(Case(shamir_length, "shamir", "seeded"))
     return out
@@ -142,6 +153,7 @@ def run_round(c: Consortium, case: Case, tag: str, expected: np.ndarray, timeout
         case.length,
         scheme=case.scheme,
         encoding=case.encoding,
+        mask_degree=case.mask_degree,
         frac_bits=FRAC_BITS,
         posting_window=POSTING_WINDOW,
         window=WINDOW,
@@ -202,7 +214,7 @@ def bench_providers(
                         n,
                         case.length,
                         case.scheme,
-                        case.encoding,
+                        case.label,
                         r + 1,
                         sample.wall,
                         sample.chunks,
@@ -259,7 +271,7 @@ def plot(rows: Sequence[Row], path: Path) -> None:
         if row.failure or not row.samples:
             continue
         c = row.case
-        label = f"d={c.length:,} {c.scheme}/{c.encoding}"
+        label = f"d={c.length:,} {c.scheme}/{c.label}"
         wall = float(statistics.median(x.wall for x in row.samples))
         gas = float(statistics.median(x.gas for x in row.samples))
         series.setdefault(label, []).append((row.n, wall, gas))

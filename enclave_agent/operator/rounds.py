@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from enclave_agent.crypto import mask_graph
 from enclave_agent.model.logistic import contribution_length
 from enclave_agent.operator.models import STATS_TAG, list_models, opened_round
 from enclave_agent.operator.session import Session
@@ -169,6 +170,12 @@ def show(session: Session, round_id: int) -> dict[str, Any]:
             "scheme": stages.SCHEMES[int(spec[2])],
             "encoding": stages.ENCODINGS[int(spec[3])],
             "threshold": int(threshold),
+            "mask_degree": int(spec[5]),
+            # The fewest colluding participants that can learn one participant's input:
+            # t holders of a Shamir round; an additive round's mask connectivity.
+            "collusion_bound": int(threshold)
+            if int(spec[2]) == stages.SCHEMES.index("shamir")
+            else mask_graph.collusion_bound(len(participants), int(spec[5])),
         },
         "output": {"kind": output, "min_contributors": int(policy[1]), "floor": int(floor)},
         "deadlines": {

@@ -83,7 +83,14 @@ def test_every_option_of_every_command_is_described_and_shows_its_default() -> N
                 shown = f"(default: {action.default})" in text or "default" in action.help
                 assert shown, f"{name}: the default of {action.dest} is not shown"
     described = commands["round open"].format_help()
-    for option in ("--scheme", "--encoding", "--threshold", "--output", "--min-contributors"):
+    for option in (
+        "--scheme",
+        "--encoding",
+        "--mask-degree",
+        "--threshold",
+        "--output",
+        "--min-contributors",
+    ):
         assert option in described
     assert "every participant for a statistic" in described  # not 0: the safe release rule
 
@@ -101,6 +108,34 @@ def test_round_open_resolves_a_statistics_release_rule_to_every_participant() ->
     assert build("shared-model", None)[-1] == (0, 0)
     with pytest.raises(ValueError, match="min-contributors must be 0..4"):
         build("statistic", 5)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "degree", "spec_degree"),
+    [
+        ("additive", 0, 0),
+        ("additive", 2, 2),
+        ("additive", 10, 10),
+        ("additive", 3, None),
+        ("additive", -2, None),
+        ("shamir", 2, None),
+        ("shamir", 0, 0),
+    ],
+)
+def test_round_open_checks_the_mask_degree_before_any_transaction(
+    scheme: str, degree: int, spec_degree: int | None
+) -> None:
+    from enclave_agent.cli import build_parser
+    from enclave_agent.protocol.round_spec import RoundRequest, round_arguments
+
+    argv = ["round", "open", "--tag", "t", "--length", "3", "--key-file", "k", "--mask-degree", str(degree)]
+    assert build_parser().parse_args(argv).mask_degree == degree
+    request = RoundRequest("t", 3, scheme=scheme, mask_degree=degree)
+    if spec_degree is None:
+        with pytest.raises(ValueError, match=f"mask-degree must be 0 .* got {degree} for a {scheme} round"):
+            round_arguments(request, participants=5, now=0)
+    else:
+        assert round_arguments(request, participants=5, now=0)[1][5] == spec_degree  # type: ignore[index]
 
 
 def test_every_way_of_opening_a_round_starts_from_one_set_of_defaults() -> None:

@@ -130,6 +130,7 @@ def test_the_readme_walkthrough_runs_to_an_answered_request(
     shown = next(d for d in documents if isinstance(d, dict) and "participants" in d and "gas" in d)
     assert {p["name"] for p in shown["participants"]} == {"bank-a", "bank-b", "bank-c"}
     assert shown["state"] == "completed" and shown["output"]["min_contributors"] == 3
+    assert (shown["spec"]["mask_degree"], shown["spec"]["collusion_bound"]) == (0, 2)  # every pair of 3
     assert shown["gas"]["total"] > 0 and all(p["posted"] and p["fused"] for p in shown["participants"])
 
     # Agents' logs name the other members by organisation, next to the address.

@@ -93,7 +93,14 @@ def test_struct_array_and_bytes_arguments(world: dict[str, object]) -> None:
     assert type(first["possession"]) is bytes and len(first["possession"]) == 65
     opened = decoded[-1]
     assert opened.args["participants"] == (enc1.address, enc2.address, enc3.address)
-    assert opened.args["spec"] == {"length": 4, "fracBits": 16, "scheme": 0, "encoding": 1, "modulus": 2**64}
+    assert opened.args["spec"] == {
+        "length": 4,
+        "fracBits": 16,
+        "scheme": 0,
+        "encoding": 1,
+        "modulus": 2**64,
+        "maskDegree": 0,
+    }
     assert opened.args["policy"] == {"kind": 0, "minContributors": 2}
     assert opened.args["inputTag"] == world["tag"]
     assert opened.args["roundId"] == 1
