@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,12 +65,20 @@ class AgentRecordMismatch(EnclaveAgentError):
     """The registry's record of this enclave holds another operator or X25519 key."""
 
 
+# Every registration starts an epoch. When many members join at once (a consortium
+# starting), posting a digest for each epoch would cost every member a transaction per
+# epoch (n^2 in all) and every member an event per digest (n^3): a member posts its
+# digest once the epoch has stood this long (unless its deadline is near).
+DIGEST_SETTLE_SECONDS = 1.0
+
+
 class Onboarding:
     """Registration and key synchronisation, driven by registry events."""
 
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._judge: EvidenceJudge | None = None
+        self._epoch_seen = (0, 0.0)  # (epoch, monotonic time this agent first saw it)
 
     @property
     def judge(self) -> EvidenceJudge:
@@ -343,7 +352,7 @@ class Onboarding:
             if view.synchronised_epoch == view.epoch and self.agent.stage == Stage.VERIFIED:
                 self.agent.set_stage(Stage.SYNCHRONISED)
             return
-        if sync.get("refused"):
+        if sync.get("refused") or not self._settled(view):
             return
         try:
             self._verify_members(view)
@@ -377,6 +386,18 @@ class Onboarding:
             )
         self.agent.store.put_json(f"sync/{view.epoch}", {"posted": True})
         self.agent.set_stage(Stage.VERIFIED)
+
+    def _settled(self, view: MembershipView) -> bool:
+        """Whether the epoch has stood long enough to post its digest."""
+        now = time.monotonic()
+        if self._epoch_seen[0] != view.epoch:
+            self._epoch_seen = (view.epoch, now)
+        if now - self._epoch_seen[1] >= DIGEST_SETTLE_SECONDS:
+            return True
+        return (
+            bool(view.sync_deadline)
+            and view.sync_deadline - self.agent.chain_now() < 10 * DIGEST_SETTLE_SECONDS
+        )
 
     def _expire_laggards(self) -> None:
         """After the epoch's deadline, drop the members that never posted a matching

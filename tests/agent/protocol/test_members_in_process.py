@@ -12,6 +12,7 @@ gateway's recorded request; plus what an agent does when the wiring is not its o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from enclave_agent.operator.models import STATS_TAG, register_statistic
 from enclave_agent.protocol import queries, records
 from enclave_agent.protocol.agent import Agent, MemberAgent
 from enclave_agent.protocol.context import Wiring
+from enclave_agent.protocol.onboarding import DIGEST_SETTLE_SECONDS
 from enclave_agent.protocol.records import Posting
 from enclave_agent.protocol.stages import Stage
 from enclave_devnet import Consortium, dev_key, start_consortium
@@ -71,8 +73,13 @@ def test_members_attest_verify_each_other_and_synchronise(
     consortium: Consortium, members: list[MemberAgent]
 ) -> None:
     registry = consortium.registry.functions
-    turns = step_until(members, lambda: all(m.stage == Stage.SYNCHRONISED for m in members), "synchronised")
-    assert turns <= 6  # register, verify, derive keys, post the digest: a handful of steps
+    started = time.monotonic()
+    step_until(
+        members, lambda: all(m.stage == Stage.SYNCHRONISED for m in members), "synchronised", limit=400
+    )
+    # Register, verify, derive keys, post the digest once the last registration's epoch
+    # has stood DIGEST_SETTLE_SECONDS: a handful of steps after that.
+    assert time.monotonic() - started < DIGEST_SETTLE_SECONDS + 3
     assert registry.isSynchronised().call()
     everyone = sorted(m.address for m in members)
     for member in members:

@@ -46,7 +46,7 @@ def providers(consortium: Consortium) -> list[MemberAgent]:
         )
         for i in range(N)
     ]
-    step_until(agents, lambda: all(a.stage == Stage.SYNCHRONISED for a in agents), "synchronised")
+    step_until(agents, lambda: all(a.stage == Stage.SYNCHRONISED for a in agents), "synchronised", limit=400)
     return agents
 
 
