@@ -190,7 +190,8 @@ interface IShareExchange {
     function closePosting(uint256 roundId) external;
 
     /// @notice While fusing, a participant complains that `sender`'s ciphertext for it does
-    /// not open (with a sparse mask, only a neighbour of the sender may), revealing the per-posting key (it opens that one ciphertext only).
+    /// not open (with a sparse mask, only a neighbour of the sender may), revealing the
+    /// per-posting key (it opens that one ciphertext only).
     /// @param keyTable The sender's posted key table (checked against its hash).
     function complain(uint256 roundId, address sender, bytes32 postingKey, bytes32[] calldata keyTable) external;
 
