@@ -56,6 +56,7 @@ __all__ = [
     "SCHEMES",
     "ShareKind",
     "SplitResult",
+    "check_message",
     "dense_message",
     "fuse",
     "open_message",
@@ -183,8 +184,10 @@ def _shamir_seeded(
     return SplitResult(kept, dict(sorted(messages.items())))
 
 
-def open_message(plaintext: bytes, *, length: int, modulus: int, context: bytes) -> Elements:
-    """The share carried by a decrypted message; ProtocolError if it is malformed."""
+def check_message(plaintext: bytes, *, length: int, modulus: int) -> ShareKind:
+    """The kind of a decrypted message, once it is a well-formed message for a share of
+    ``length`` elements; ProtocolError if not. A seed is not expanded (its expansion
+    cannot fail), so a recipient may keep the 33-byte message and expand it when fusing."""
     m = check_modulus(modulus)
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise CryptoError(f"length must be a non-negative int, got {length!r}")
@@ -197,15 +200,22 @@ def open_message(plaintext: bytes, *, length: int, modulus: int, context: bytes)
     if kind is ShareKind.SEED:
         if len(plaintext) != 1 + SEED_BYTES:
             raise ProtocolError(f"seed share message is {len(plaintext)} bytes, expected {1 + SEED_BYTES}")
-        return expand_seed(bytes(plaintext[1:]), length, m, bytes(context))
+        return kind
     expected = 1 + 8 * length
     if len(plaintext) != expected:
         raise ProtocolError(f"dense share message is {len(plaintext)} bytes, expected {expected}")
-    share = np.frombuffer(bytes(plaintext), dtype="<u8", offset=1).astype(np.uint64)
     try:
-        return check_elements(share, m)
+        check_elements(np.frombuffer(bytes(plaintext), dtype="<u8", offset=1), m)
     except CryptoError:
         raise ProtocolError("dense share message has an element outside the modulus") from None
+    return kind
+
+
+def open_message(plaintext: bytes, *, length: int, modulus: int, context: bytes) -> Elements:
+    """The share carried by a decrypted message; ProtocolError if it is malformed."""
+    if check_message(plaintext, length=length, modulus=modulus) is ShareKind.SEED:
+        return expand_seed(bytes(plaintext[1:]), length, modulus, bytes(context))
+    return np.frombuffer(bytes(plaintext), dtype="<u8", offset=1).astype(np.uint64)
 
 
 def fuse(shares: Sequence[Any], modulus: int) -> Elements:

@@ -26,7 +26,8 @@ from enclave_agent.protocol.rounds import (
     build_posting,
     fuse,
     missing_senders,
-    open_posting,
+    read_posting,
+    share_of,
 )
 
 # Round keys of the store written here: round/{id}/payload/{sender} (a sender's whole
@@ -101,7 +102,7 @@ class RoundParticipation:
         try:
             if key is None:
                 raise ProtocolError(f"no pairwise key with {sender} for epoch {doc.epoch}")
-            share = open_posting(doc, sender, payload, self.agent.address, key, self.agent.ctx)
+            message = read_posting(doc, sender, payload, self.agent.address, key, self.agent.ctx)
         except (CryptoError, ProtocolError) as exc:
             log.warning(
                 "round %d: share from %s rejected: %s",
@@ -111,7 +112,8 @@ class RoundParticipation:
             )
             doc.invalid.append(sender)
         else:
-            self.agent.seal_put(f"round/{doc.round_id}/recv/{sender}", share.astype("<u8").tobytes())
+            # The message, not its expansion: a seed is 33 bytes sealed instead of 8d.
+            self.agent.seal_put(f"round/{doc.round_id}/recv/{sender}", message)
             doc.received.append(sender)
             log.info("round %d: opened share from %s", doc.round_id, self.agent.names.describe(sender))
 
@@ -271,9 +273,9 @@ class RoundParticipation:
         kept_raw = self.agent.unseal_get(f"round/{rid}/kept")
         received = {}
         for sender in doc.mask_members(doc.contributors):
-            raw = self.agent.unseal_get(f"round/{rid}/recv/{sender}")
-            if raw is not None:
-                received[sender] = elements(raw)
+            message = self.agent.unseal_get(f"round/{rid}/recv/{sender}")
+            if message is not None:
+                received[sender] = share_of(doc, sender, message, self.agent.ctx)
         fused = fuse(doc, None if kept_raw is None else elements(kept_raw), received)
         salt = self.agent.unseal_get(f"round/{rid}/salt")
         if salt is None:

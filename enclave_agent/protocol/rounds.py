@@ -213,22 +213,34 @@ def open_posting(
 ) -> np.ndarray:
     """Decrypt and expand the share `sender` posted for me. Raises DecryptionError
     or ProtocolError when the ciphertext is missing, tampered or malformed."""
-    return open_entry(doc, sender, payload, me, message_key(pairwise, ctx, doc.round_id, sender, me), ctx)
+    return share_of(doc, sender, read_posting(doc, sender, payload, me, pairwise, ctx), ctx)
 
 
-def open_entry(
+def read_posting(
+    doc: RoundDoc, sender: str, payload: bytes, me: str, pairwise: bytes, ctx: RoundContext
+) -> bytes:
+    """The checked message `sender` posted for me, not yet expanded (33 bytes for a
+    seed: what a recipient keeps until it fuses). Raises as ``open_posting``."""
+    return read_entry(doc, sender, payload, me, message_key(pairwise, ctx, doc.round_id, sender, me), ctx)
+
+
+def read_entry(
     doc: RoundDoc, sender: str, payload: bytes, recipient: str, key: bytes, ctx: RoundContext
-) -> np.ndarray:
-    """The share in `sender`'s posting for `recipient`, opened with its message key."""
+) -> bytes:
+    """The message in `sender`'s posting for `recipient`, decrypted with its message key
+    and checked."""
     ciphertext = posting.find_entry(payload, recipient)
     if ciphertext is None:
         raise ProtocolError(f"round {doc.round_id}: posting of {sender} has no share for {recipient}")
     plaintext = aead.decrypt(key, ciphertext, share_ad(ctx, doc.round_id, sender, recipient))
+    shares.check_message(plaintext, length=doc.length, modulus=doc.modulus)
+    return plaintext
+
+
+def share_of(doc: RoundDoc, sender: str, message: bytes, ctx: RoundContext) -> np.ndarray:
+    """The share a checked message from `sender` carries (a seed is expanded here)."""
     return shares.open_message(
-        plaintext,
-        length=doc.length,
-        modulus=doc.modulus,
-        context=seed_context(ctx, doc.round_id, sender),
+        message, length=doc.length, modulus=doc.modulus, context=seed_context(ctx, doc.round_id, sender)
     )
 
 
@@ -240,7 +252,7 @@ def sender_at_fault(
     unauthentic or malformed under that key? (Pure: the same public inputs give every
     honest judge the same verdict.)"""
     try:
-        open_entry(doc, sender, payload, accuser, key, ctx)
+        read_entry(doc, sender, payload, accuser, key, ctx)
     except (CryptoError, ProtocolError):
         return True
     return False

@@ -243,3 +243,18 @@ def test_fuse_errors() -> None:
         shares.fuse([np.zeros(2, dtype=np.uint64), np.zeros(3, dtype=np.uint64)], RING64)
     with pytest.raises(CryptoError, match="empty"):
         shares.fuse([], RING64)
+
+
+def test_check_message_validates_without_expanding() -> None:
+    """A recipient keeps a checked message and expands it when it fuses: the check
+    refuses exactly what opening refuses, and a seed's check does no expansion."""
+    seed = shares.seed_message(b"\x01" * 32)
+    assert shares.check_message(seed, length=10**9, modulus=RING64) is ShareKind.SEED  # no 8 GB expansion
+    dense = shares.dense_message(np.arange(D, dtype=np.uint64))
+    assert shares.check_message(dense, length=D, modulus=PRIME61) is ShareKind.DENSE
+    bad = shares.dense_message(np.full(D, PRIME61, dtype=np.uint64))
+    for call in (shares.check_message, lambda m, **kw: shares.open_message(m, context=CONTEXT, **kw)):
+        with pytest.raises(ProtocolError, match="outside the modulus"):
+            call(bad, length=D, modulus=PRIME61)
+        with pytest.raises(ProtocolError, match="seed share message is 32 bytes"):
+            call(seed[:-1], length=D, modulus=RING64)

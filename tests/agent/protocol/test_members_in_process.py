@@ -119,6 +119,9 @@ def test_a_round_fuses_shares_that_add_up_to_the_inputs(
             if e["args"]["sender"] == provider.address
         ]
         assert len(posted) == len(posting.chunks)
+    for provider in providers:  # a seeded share is kept as its 33-byte message until fused
+        others = [p.address for p in providers if p is not provider]
+        assert [len(provider.unseal_get(f"round/{round_id}/recv/{o}") or b"") for o in others] == [33, 33]
     for share in shares:  # no single share is the sum (or any input) in the clear
         assert not np.allclose(decode(share, FRAC, doc.modulus), np.sum(STATS, axis=0), atol=1)  # type: ignore[arg-type]
 
