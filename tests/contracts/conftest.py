@@ -168,6 +168,17 @@ def world4(_world4):
     return _world4.clone()
 
 
+@pytest.fixture(scope="module")
+def _world5(governor, coordinator, operators):
+    return build_world(governor, coordinator, operators, n_providers=5)
+
+
+@pytest.fixture
+def world5(_world5):
+    """Five providers and a gateway (a ring of five for sparse masks; two exclusions)."""
+    return _world5.clone()
+
+
 @pytest.fixture
 def bare(_bare):
     """Deployed, measurement approved, signer trusted, no members."""

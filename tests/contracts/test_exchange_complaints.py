@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from brownie import accounts
-from conftest import build_world
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from helpers import (
@@ -31,16 +30,6 @@ from helpers import (
 
 FUSING = state_bit(RoundState.FUSING)
 ZERO_ADDRESS = "0x" + "00" * 20
-
-
-@pytest.fixture(scope="module")
-def _world5(governor, coordinator, operators):
-    return build_world(governor, coordinator, operators, n_providers=5)
-
-
-@pytest.fixture
-def world5(_world5):
-    return _world5.clone()
 
 
 def fusing_round(w, scheme=SHAMIR, threshold=2, **kwargs):

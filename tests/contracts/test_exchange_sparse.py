@@ -8,18 +8,7 @@ committed" and exclude the honest sender with the accuser."""
 from __future__ import annotations
 
 import pytest
-from conftest import build_world
 from helpers import ADDITIVE, RoundState, bits, norm, rejects
-
-
-@pytest.fixture(scope="module")
-def _world5(governor, coordinator, operators):
-    return build_world(governor, coordinator, operators, n_providers=5)
-
-
-@pytest.fixture
-def world5(_world5):
-    return _world5.clone()
 
 
 def sparse_round(w, degree=2):

@@ -127,34 +127,24 @@ def test_what_colluding_neighbours_see_is_not_the_input():
 
 
 @pytest.mark.parametrize(
-    ("recipients", "pattern"),
-    [([0, 1], "distinct other"), ([1, 1], "distinct other"), ([5], "distinct other")],
+    ("scheme", "recipients", "pattern"),
+    [
+        ("additive", [0, 1], "distinct other"),
+        ("additive", [1, 1], "distinct other"),
+        ("additive", [5], "distinct other"),
+        ("shamir", [1, 4], "a Shamir share must reach every other participant"),
+    ],
 )
-def test_recipients_must_be_distinct_others(recipients, pattern):
+def test_recipients_must_be_distinct_others_and_all_for_shamir(scheme, recipients, pattern):
     with pytest.raises(CryptoError, match=pattern):
         shares.split_vector(
             np.zeros(D, dtype=np.uint64),
-            scheme="additive",
-            encoding="seeded",
-            n=5,
-            t=5,
-            own_index=0,
-            modulus=RING64,
-            context=CONTEXT,
-            recipients=recipients,
-        )
-
-
-def test_a_shamir_share_reaches_everyone():
-    with pytest.raises(CryptoError, match="every other participant"):
-        shares.split_vector(
-            np.zeros(D, dtype=np.uint64),
-            scheme="shamir",
+            scheme=scheme,
             encoding="dense",
             n=5,
             t=3,
             own_index=0,
             modulus=field.PRIME61,
             context=CONTEXT,
-            recipients=[1, 4],
+            recipients=recipients,
         )
