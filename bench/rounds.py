@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import plots  # bench/plots.py (a script's folder is on its path)
+from core import SPARSE  # the core benchmark's mask degree, run where it differs from every pair
 
 from enclave_devnet import COMPLETED, Consortium, anvil_binary, start_consortium
 
@@ -127,9 +128,6 @@ HEADER = [
 # at n = 10, d = 10^5 it is 7.2 MB, 289 M gas per participant (the chain is the limit,
 # see the README); the rounds benchmark says so instead of filling blocks for minutes.
 DENSE_BYTES_LIMIT = 1_000_000
-# The sparse mask's degree (as many neighbours as the core benchmark's Flower SecAgg+),
-# run at the largest d where it differs from every pair (n - 1 > SPARSE).
-SPARSE = 10
 
 
 def cases(n: int, lengths: Sequence[int], shamir_length: int | None) -> list[Case]:
