@@ -31,6 +31,8 @@ contract ShareExchange is IShareExchange, AccessControl {
     uint16 public constant MIN_FLOOR = 3;
     /// @notice Domain of the per-posting key commitments in a posting's key table.
     bytes32 public constant KEY_COMMITMENT_TAG = keccak256("enclave-share/posting-key/v1");
+    /// @notice The shortest recovery window; otherwise it is as long as the fusing window.
+    uint64 public constant MIN_RECOVERY_SECONDS = 60;
 
     struct Round {
         DataSpec spec;
@@ -39,12 +41,15 @@ contract ShareExchange is IShareExchange, AccessControl {
         uint64 epoch;
         uint64 postingDeadline;
         uint64 deadline;
-        RoundState status; // Posting, Fusing, Completed or Aborted; Expired is derived
+        RoundState status; // Posting, Fusing, Recovering, Completed or Aborted; Expired is derived
+        uint64 recoveryDeadline; // set when recovery starts
         uint256 posted; // bitmap: complete share postings
         uint256 excluded; // bitmap: senders whose shares were rejected (Shamir)
         uint256 contributors; // bitmap frozen when posting closes
         uint256 holders; // bitmap: fused commitments over the current contributors
         uint16 floor; // minimum contributors, fixed at opening
+        uint256 owing; // bitmap: holders that must reveal recovery keys
+        uint256 recovered; // bitmap: holders that revealed them
         Complaint complaint; // the one complaint being judged, if any
         address[] participants;
     }
@@ -112,10 +117,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         address[] memory members = registry.activeMembers(Role.Provider);
         uint256 n = members.length;
         if (n < MIN_FLOOR || n > MAX_PARTICIPANTS) revert RoundInvalidParticipants(n);
-        if (
-            (spec.scheme == Scheme.Additive && threshold != n)
-                || (spec.scheme == Scheme.Shamir && (threshold < 2 || threshold > n))
-        ) revert RoundInvalidThreshold(threshold, n, spec.scheme);
+        if (threshold < 2 || threshold > n) revert RoundInvalidThreshold(threshold, n, spec.scheme);
         if (spec.length == 0 || spec.length > MAX_LENGTH || spec.fracBits > MAX_FRAC_BITS || spec.modulus < 3) {
             revert RoundInvalidSpec(spec.length, spec.fracBits, spec.modulus);
         }
@@ -210,7 +212,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         Round storage r = _rounds[roundId];
         _validateState(roundId, _bit(RoundState.Posting));
         if (block.timestamp <= r.postingDeadline) revert RoundPostingStillOpen(roundId, r.postingDeadline);
-        if (r.spec.scheme == Scheme.Shamir && _popcount(r.posted) >= r.floor) {
+        if (_popcount(r.posted) >= r.floor) {
             _enterFusing(roundId, r);
         } else {
             _abort(roundId, r, AbortReason.MissingShares, _members(r, ~(r.posted | r.excluded)));
@@ -222,9 +224,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         Round storage r = _rounds[roundId];
         _validateState(roundId, _bit(RoundState.Fusing));
         (uint256 accuserIndex, uint256 senderIndex) = _complaintParties(roundId, r, sender);
-        bytes32 posted = _postings[roundId][sender].keyTableHash;
-        bytes32 given = keccak256(abi.encodePacked(keyTable));
-        if (given != posted) revert RoundKeyTableMismatch(roundId, sender, posted, given);
+        _checkKeyTable(roundId, sender, keyTable);
 
         if (!_neighbours(r, accuserIndex, senderIndex)) revert RoundNotNeighbour(roundId, msg.sender, sender);
         uint256 parties = (1 << accuserIndex) | (1 << senderIndex);
@@ -291,8 +291,12 @@ contract ShareExchange is IShareExchange, AccessControl {
         r.holders |= bit;
         emit FusedCommitted(roundId, msg.sender, commitment, contributors);
         if (_popcount(r.holders) == r.participants.length - _popcount(r.excluded)) {
-            r.status = RoundState.Completed;
-            emit RoundCompleted(roundId, r.contributors, r.holders);
+            if (r.excluded != 0 && _tolerant(r)) {
+                _startRecovery(roundId, r); // the excluded were owed shares
+            } else {
+                r.status = RoundState.Completed;
+                emit RoundCompleted(roundId, r.contributors, r.holders);
+            }
         }
     }
 
@@ -303,14 +307,35 @@ contract ShareExchange is IShareExchange, AccessControl {
         Complaint storage c = r.complaint;
         if (r.status == RoundState.Posting) {
             _abort(roundId, r, AbortReason.MissingShares, _members(r, ~(r.posted | r.excluded)));
+        } else if (r.status == RoundState.Recovering) {
+            _abort(roundId, r, AbortReason.MissingRecovery, _members(r, r.owing & ~r.recovered));
         } else if (c.accuserPlusOne != 0) {
             _abort(roundId, r, AbortReason.MissingVerdict, _members(r, c.judges & ~(c.guilty | c.innocent)));
         } else if (r.spec.scheme == Scheme.Shamir && _popcount(r.holders) >= r.threshold) {
             r.status = RoundState.Completed;
             emit RoundCompleted(roundId, r.contributors, r.holders);
+        } else if (_tolerant(r) && _popcount(r.holders & r.contributors) >= r.floor) {
+            _startRecovery(roundId, r);
         } else {
             _abort(roundId, r, AbortReason.MissingFusion, _members(r, ~(r.holders | r.excluded)));
         }
+    }
+
+    /// @inheritdoc IShareExchange
+    function recoverAbsent(
+        uint256 roundId,
+        bytes32[] calldata sentKeys,
+        bytes32[] calldata receivedKeys,
+        bytes32[] calldata ownTable,
+        bytes32[][] calldata absentTables
+    ) external whenRegistryLive {
+        Round storage r = _rounds[roundId];
+        _checkRecoveryCounts(roundId, r, sentKeys.length, receivedKeys.length, absentTables.length);
+        if (sentKeys.length != 0) _checkSentKeys(roundId, r, sentKeys, ownTable);
+        if (receivedKeys.length != 0) _checkReceivedKeys(roundId, r, receivedKeys, absentTables);
+        r.recovered |= 1 << (_indexPlusOne[roundId][msg.sender] - 1);
+        emit RecoveryKeysRevealed(roundId, msg.sender, sentKeys, receivedKeys);
+        if (r.recovered == r.owing) _completeRecovered(roundId, r);
     }
 
     /// @inheritdoc IShareExchange
@@ -354,6 +379,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         if ((status == RoundState.Posting || status == RoundState.Fusing) && block.timestamp > r.deadline) {
             return RoundState.Expired;
         }
+        if (status == RoundState.Recovering && block.timestamp > r.recoveryDeadline) return RoundState.Expired;
         return status;
     }
 
@@ -430,6 +456,16 @@ contract ShareExchange is IShareExchange, AccessControl {
     }
 
     /// @inheritdoc IShareExchange
+    function recoveryInfo(uint256 roundId)
+        external
+        view
+        returns (uint64 recoveryDeadline, uint256 owing, uint256 recovered)
+    {
+        Round storage r = _rounds[roundId];
+        return (r.recoveryDeadline, r.owing, r.recovered);
+    }
+
+    /// @inheritdoc IShareExchange
     function keyTableHash(uint256 roundId, address sender) external view returns (bytes32) {
         return _postings[roundId][sender].keyTableHash;
     }
@@ -500,13 +536,13 @@ contract ShareExchange is IShareExchange, AccessControl {
         );
     }
 
-    /// @dev Additive: everyone. Shamir: max(t, governance floor, policy minimum, 3).
+    /// @dev Additive n-of-n: everyone. Otherwise max(t, governance floor, policy minimum, 3).
     function _floorFor(Scheme scheme, uint16 threshold, uint16 minContributors, uint256 n)
         private
         view
         returns (uint16 floor)
     {
-        if (scheme == Scheme.Additive) return uint16(n);
+        if (scheme == Scheme.Additive && threshold == n) return uint16(n);
         floor = _contributorFloor;
         if (threshold > floor) floor = threshold;
         if (minContributors > floor) floor = minContributors;
@@ -524,13 +560,123 @@ contract ShareExchange is IShareExchange, AccessControl {
         for (uint256 i; i < n; ++i) {
             if (mask & (1 << i) != 0) emit MemberExcluded(roundId, r.participants[i], reason, r.contributors);
         }
-        if (r.spec.scheme == Scheme.Additive) {
+        if (r.spec.scheme == Scheme.Additive && !_tolerant(r)) {
             AbortReason why = reason == ExclusionReason.InvalidShare
                 ? AbortReason.InvalidShare
                 : reason == ExclusionReason.FalseComplaint ? AbortReason.FalseComplaint : AbortReason.KeyMismatch;
             _abort(roundId, r, why, _members(r, mask));
         } else if (_popcount(r.contributors) < r.floor) {
             _abort(roundId, r, AbortReason.TooFewContributors, _members(r, r.excluded));
+        }
+    }
+
+    /// @dev An additive round that survives dropouts (threshold below n).
+    function _tolerant(Round storage r) private view returns (bool) {
+        return r.spec.scheme == Scheme.Additive && r.threshold < r.participants.length;
+    }
+
+    /// @dev Freeze the holders; those with an absent neighbour owe recovery keys.
+    function _startRecovery(uint256 roundId, Round storage r) private {
+        uint256 n = r.participants.length;
+        uint256 absent = ((1 << n) - 1) & ~r.holders;
+        uint256 owing;
+        for (uint256 i; i < n; ++i) {
+            if (r.holders & (1 << i) == 0) continue;
+            for (uint256 j; j < n; ++j) {
+                if (absent & (1 << j) != 0 && _neighbours(r, i, j)) {
+                    owing |= 1 << i;
+                    break;
+                }
+            }
+        }
+        r.status = RoundState.Recovering;
+        r.owing = owing;
+        uint64 window = r.deadline - r.postingDeadline;
+        r.recoveryDeadline = uint64(block.timestamp) + (window < MIN_RECOVERY_SECONDS ? MIN_RECOVERY_SECONDS : window);
+        emit RecoveryStarted(roundId, absent, owing, r.recoveryDeadline);
+        if (owing == 0) _completeRecovered(roundId, r);
+    }
+
+    /// @dev The aggregate now covers the holders that contributed.
+    function _completeRecovered(uint256 roundId, Round storage r) private {
+        r.status = RoundState.Completed;
+        r.contributors &= r.holders;
+        emit RoundCompleted(roundId, r.contributors, r.holders);
+    }
+
+    /// @dev How many keys participant `me` reveals: one per absent neighbour for its own
+    /// ciphertexts (if it posted) and one per absent contributor neighbour for theirs.
+    function _recoveryCounts(Round storage r, uint256 me) private view returns (uint256 sent, uint256 received) {
+        uint256 n = r.participants.length;
+        bool posted = r.contributors & (1 << me) != 0;
+        for (uint256 j; j < n; ++j) {
+            if (r.holders & (1 << j) != 0 || !_neighbours(r, me, j)) continue;
+            if (posted) ++sent;
+            if (r.contributors & (1 << j) != 0) ++received;
+        }
+    }
+
+    /// @dev The caller may reveal recovery keys now, in these numbers.
+    function _checkRecoveryCounts(uint256 roundId, Round storage r, uint256 sent, uint256 received, uint256 tables)
+        private
+        view
+    {
+        _validateState(roundId, _bit(RoundState.Recovering));
+        uint256 bit = _participantBit(roundId, msg.sender);
+        if (r.owing & bit == 0) revert RoundNothingToRecover(roundId, msg.sender);
+        if (r.recovered & bit != 0) revert RoundAlreadyRecovered(roundId, msg.sender);
+        (uint256 expectSent, uint256 expectReceived) = _recoveryCounts(r, _indexPlusOne[roundId][msg.sender] - 1);
+        if (sent != expectSent || received != expectReceived || tables != expectReceived) {
+            revert RoundRecoveryKeyCount(roundId, msg.sender, expectSent, expectReceived);
+        }
+    }
+
+    /// @dev The caller's keys for its ciphertexts to its absent neighbours, against its table.
+    function _checkSentKeys(uint256 roundId, Round storage r, bytes32[] calldata keys, bytes32[] calldata table)
+        private
+        view
+    {
+        _checkKeyTable(roundId, msg.sender, table);
+        uint256 me = _indexPlusOne[roundId][msg.sender] - 1;
+        uint256 n = r.participants.length;
+        uint256 k;
+        for (uint256 j; j < n; ++j) {
+            if (r.holders & (1 << j) != 0 || !_neighbours(r, me, j)) continue;
+            _checkKey(roundId, msg.sender, r.participants[j], keys[k++], table[j]);
+        }
+    }
+
+    /// @dev The keys of the absent contributors' ciphertexts to the caller, against their tables.
+    function _checkReceivedKeys(
+        uint256 roundId,
+        Round storage r,
+        bytes32[] calldata keys,
+        bytes32[][] calldata tables
+    ) private view {
+        uint256 me = _indexPlusOne[roundId][msg.sender] - 1;
+        uint256 n = r.participants.length;
+        uint256 k;
+        for (uint256 j; j < n; ++j) {
+            if (r.holders & (1 << j) != 0 || r.contributors & (1 << j) == 0 || !_neighbours(r, me, j)) continue;
+            address sender = r.participants[j];
+            _checkKeyTable(roundId, sender, tables[k]);
+            _checkKey(roundId, sender, msg.sender, keys[k], tables[k][me]);
+            ++k;
+        }
+    }
+
+    function _checkKeyTable(uint256 roundId, address sender, bytes32[] calldata table) private view {
+        bytes32 posted = _postings[roundId][sender].keyTableHash;
+        bytes32 given = keccak256(abi.encodePacked(table));
+        if (given != posted) revert RoundKeyTableMismatch(roundId, sender, posted, given);
+    }
+
+    function _checkKey(uint256 roundId, address sender, address recipient, bytes32 key, bytes32 committed)
+        private
+        view
+    {
+        if (committed != _keyCommitment(roundId, sender, recipient, key)) {
+            revert RoundRecoveryKeyMismatch(roundId, sender, recipient);
         }
     }
 

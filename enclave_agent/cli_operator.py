@@ -305,7 +305,9 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
     p.add_argument(
         "--threshold",
         type=positive_int,
-        help="t, the shares that rebuild the aggregate (default: n for additive, max(2, n-1) for shamir)",
+        help="t, the shares that rebuild the aggregate (default: n for additive, max(2, n-1) for shamir); "
+        "an additive round with t < n survives dropouts: the holders recover what the absent were owed, "
+        "and the aggregate sums the holders' inputs (at least max(t, 3) of them)",
     )
     p.add_argument(
         "--frac-bits", type=int, default=ROUND_DEFAULTS.frac_bits, help="fixed-point fraction bits (0..40)"

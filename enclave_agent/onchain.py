@@ -54,6 +54,7 @@ class RoundState(_Labelled):
     COMPLETED = 3
     ABORTED = 4
     EXPIRED = 5
+    RECOVERING = 6
 
 
 class RequestState(_Labelled):
@@ -74,6 +75,7 @@ class AbortReason(_Labelled):
     KEY_MISMATCH = 6
     SPLIT_VERDICT = 7
     MISSING_VERDICT = 8
+    MISSING_RECOVERY = 9
 
 
 class ExclusionReason(_Labelled):
@@ -178,6 +180,7 @@ class ShareExchangeError(StrEnum):
     RoundAlreadyFused = "RoundAlreadyFused"
     RoundAlreadyJudged = "RoundAlreadyJudged"
     RoundAlreadyPosted = "RoundAlreadyPosted"
+    RoundAlreadyRecovered = "RoundAlreadyRecovered"
     RoundAlreadyRevealed = "RoundAlreadyRevealed"
     RoundChunkHeaderMismatch = "RoundChunkHeaderMismatch"
     RoundChunkOutOfOrder = "RoundChunkOutOfOrder"
@@ -203,8 +206,11 @@ class ShareExchangeError(StrEnum):
     RoundNotNeighbour = "RoundNotNeighbour"
     RoundNotParticipant = "RoundNotParticipant"
     RoundNothingPosted = "RoundNothingPosted"
+    RoundNothingToRecover = "RoundNothingToRecover"
     RoundPostingDeadlinePassed = "RoundPostingDeadlinePassed"
     RoundPostingStillOpen = "RoundPostingStillOpen"
+    RoundRecoveryKeyCount = "RoundRecoveryKeyCount"
+    RoundRecoveryKeyMismatch = "RoundRecoveryKeyMismatch"
     RoundRegistryPaused = "RoundRegistryPaused"
     RoundSelfComplaint = "RoundSelfComplaint"
     RoundSenderExcluded = "RoundSenderExcluded"
@@ -323,6 +329,7 @@ ERROR_SIGNATURES: Final[dict[str, str]] = {
     "RoundAlreadyFused": "RoundAlreadyFused(uint256,address)",
     "RoundAlreadyJudged": "RoundAlreadyJudged(uint256,address)",
     "RoundAlreadyPosted": "RoundAlreadyPosted(uint256,address)",
+    "RoundAlreadyRecovered": "RoundAlreadyRecovered(uint256,address)",
     "RoundAlreadyRevealed": "RoundAlreadyRevealed(uint256,address)",
     "RoundChunkHeaderMismatch": "RoundChunkHeaderMismatch(uint256,address,uint16,bytes32)",
     "RoundChunkOutOfOrder": "RoundChunkOutOfOrder(uint256,address,uint16,uint16)",
@@ -348,8 +355,11 @@ ERROR_SIGNATURES: Final[dict[str, str]] = {
     "RoundNotNeighbour": "RoundNotNeighbour(uint256,address,address)",
     "RoundNotParticipant": "RoundNotParticipant(uint256,address)",
     "RoundNothingPosted": "RoundNothingPosted(uint256,address)",
+    "RoundNothingToRecover": "RoundNothingToRecover(uint256,address)",
     "RoundPostingDeadlinePassed": "RoundPostingDeadlinePassed(uint256,uint64)",
     "RoundPostingStillOpen": "RoundPostingStillOpen(uint256,uint64)",
+    "RoundRecoveryKeyCount": "RoundRecoveryKeyCount(uint256,address,uint256,uint256)",
+    "RoundRecoveryKeyMismatch": "RoundRecoveryKeyMismatch(uint256,address,address)",
     "RoundRegistryPaused": "RoundRegistryPaused()",
     "RoundSelfComplaint": "RoundSelfComplaint(uint256,address)",
     "RoundSenderExcluded": "RoundSenderExcluded(uint256,address)",

@@ -13,8 +13,8 @@ import {
 /// to their share of the aggregate. Lifecycle: Posting -> Fusing -> Completed, or
 /// Aborted with a reason and the members to blame.
 ///
-/// Every round has a contributor floor fixed at opening: all n for additive rounds,
-/// max(t, governance floor, policy minimum, 3) for Shamir rounds. No round completes
+/// Every round has a contributor floor fixed at opening: all n for additive n-of-n rounds,
+/// max(t, governance floor, policy minimum, 3) for the others. No round completes
 /// with fewer contributors. A participant is excluded only through a complaint with
 /// evidence: the accuser reveals the per-posting key of the accused sender's ciphertext
 /// for it; the contract checks that key against the key commitment the sender posted
@@ -26,6 +26,18 @@ import {
 /// i and j are neighbours when their indices are within k/2 of each other around the
 /// circle of n participants, and a participant sends shares to its neighbours only. A
 /// complaint needs a neighbour: nobody else was owed a share by the sender.
+///
+/// An additive round with a threshold t < n tolerates dropouts: posting closes with at
+/// least the floor of posters, and if some participants hold no fused share at the
+/// deadline (they never posted, never fused or were excluded), the round enters
+/// Recovering instead of aborting. Each holder with an absent neighbour then reveals, per
+/// absent neighbour, the key of its own ciphertext for it and (if the absent one posted)
+/// the key of the absent one's ciphertext for the holder, each checked against the key
+/// tables. Those shares become public: the aggregate is the holders' fused shares plus
+/// what the holders sent the absent, minus what the absent sent the holders, the sum of
+/// the holders' inputs. An absent member's input is never reconstructed (its kept share
+/// never left its enclave); each absent neighbour counts as a colluder against a holder.
+/// On-chain bytes stay 32 per key, whatever the vector length.
 interface IShareExchange {
     /// @notice Transition attempted from the wrong state; `expected` is a bitmap of RoundState.
     error RoundUnexpectedState(uint256 roundId, RoundState current, bytes32 expected);
@@ -33,7 +45,7 @@ interface IShareExchange {
     error RoundEpochNotSynchronised(uint64 epoch);
     /// @notice Participants out of range (3..64 providers).
     error RoundInvalidParticipants(uint256 count);
-    /// @notice Threshold must be n (additive) or 2..n (Shamir).
+    /// @notice Threshold must be 2..n (n: additive n-of-n; below n: additive t-of-n or Shamir).
     error RoundInvalidThreshold(uint16 threshold, uint256 participants, Scheme scheme);
     /// @notice Data spec out of range.
     error RoundInvalidSpec(uint32 length, uint8 fracBits, uint256 modulus);
@@ -100,6 +112,16 @@ interface IShareExchange {
     error RoundInvalidBlame(uint256 roundId, BlameReason reason);
     /// @notice This reporter already blamed this member for this reason with this evidence.
     error RoundAlreadyBlamed(uint256 roundId, address reporter, address member);
+    /// @notice The caller owes no recovery keys: not a holder, or no absent neighbour.
+    error RoundNothingToRecover(uint256 roundId, address account);
+    /// @notice The holder revealed its recovery keys already.
+    error RoundAlreadyRecovered(uint256 roundId, address member);
+    /// @notice Recovery keys or key tables in the wrong number: `sent` keys for the caller's
+    /// ciphertexts to its absent neighbours, `received` keys (and as many key tables) for the
+    /// absent contributors' ciphertexts to the caller.
+    error RoundRecoveryKeyCount(uint256 roundId, address member, uint256 sent, uint256 received);
+    /// @notice A revealed recovery key is not the one the sender committed to for that pair.
+    error RoundRecoveryKeyMismatch(uint256 roundId, address sender, address recipient);
 
     /// @notice A round opened; carries everything a participant needs.
     event RoundOpened(
@@ -157,6 +179,15 @@ interface IShareExchange {
     /// @notice A holder sent its fused share of an Intermediate round to the other
     /// participants' enclaves, one AEAD ciphertext per recipient in `payload`.
     event FusedRevealed(uint256 indexed roundId, address indexed member, bytes payload);
+    /// @notice The holders' fused shares are final and the `absent` participants (bitmap)
+    /// hold none: each holder in `owing` (bitmap) must reveal its recovery keys by `recoveryDeadline`.
+    event RecoveryStarted(uint256 indexed roundId, uint256 absent, uint256 owing, uint64 recoveryDeadline);
+    /// @notice `member`'s recovery keys, one per absent neighbour in index order: `sentKeys`
+    /// open its ciphertexts to them (empty if it did not post), `receivedKeys` open the absent
+    /// contributors' ciphertexts to it.
+    event RecoveryKeysRevealed(
+        uint256 indexed roundId, address indexed member, bytes32[] sentKeys, bytes32[] receivedKeys
+    );
     /// @notice The round aborted; `culprits` are the missing or rejected members.
     event RoundAborted(uint256 indexed roundId, AbortReason reason, address[] culprits);
 
@@ -208,9 +239,24 @@ interface IShareExchange {
     /// @notice Commit to the fused share computed over the `contributors` bitmap.
     function postFused(uint256 roundId, bytes32 commitment, uint256 contributors) external;
 
-    /// @notice After the deadline: complete with at least t fused shares (Shamir) or abort;
-    /// a complaint still unjudged aborts naming the silent judges.
+    /// @notice After the deadline: complete with at least t fused shares (Shamir), start
+    /// recovery (additive t-of-n with the floor of holders that contributed) or abort; a
+    /// complaint still unjudged aborts naming the silent judges. After the recovery
+    /// deadline: abort naming the holders that did not reveal their recovery keys.
     function finalize(uint256 roundId) external;
+
+    /// @notice While recovering, a holder reveals its recovery keys (see {RecoveryKeysRevealed}).
+    /// The round completes when every owing holder has; its contributors are then the holders
+    /// that contributed.
+    /// @param ownTable The caller's posted key table (empty if it did not post).
+    /// @param absentTables The posted key table of each absent contributor neighbour, in index order.
+    function recoverAbsent(
+        uint256 roundId,
+        bytes32[] calldata sentKeys,
+        bytes32[] calldata receivedKeys,
+        bytes32[] calldata ownTable,
+        bytes32[][] calldata absentTables
+    ) external;
 
     /// @notice A holder of a completed Intermediate round reveals its fused share to the
     /// other participants' enclaves (encrypted pairwise), so that every enclave can
@@ -261,6 +307,13 @@ interface IShareExchange {
         external
         view
         returns (address accuser, address sender, uint256 judges, uint256 guilty, uint256 innocent);
+
+    /// @notice Recovery progress: its deadline (zero until it starts), the holders that owe
+    /// recovery keys and those that revealed them (bitmaps).
+    function recoveryInfo(uint256 roundId)
+        external
+        view
+        returns (uint64 recoveryDeadline, uint256 owing, uint256 recovered);
 
     /// @notice keccak256 of the sender's posted key table (zero before its first chunk).
     function keyTableHash(uint256 roundId, address sender) external view returns (bytes32);

@@ -12,7 +12,7 @@ enum Role {
 
 /// @dev How a participant's vector is split into shares.
 enum Scheme {
-    Additive, // n-of-n, every participant must contribute
+    Additive, // n-of-n; with a threshold t < n, survivors recover the shares owed to the absent (t-of-n)
     Shamir // t-of-n over a prime field, survives n - t dropouts
 }
 
@@ -36,7 +36,8 @@ enum RoundState {
     Fusing,
     Completed,
     Aborted,
-    Expired
+    Expired,
+    Recovering // additive t-of-n: the holders reveal the keys of the shares owed to the absent
 }
 
 /// @dev Lifecycle of an inference request. `Expired` is derived from time.
@@ -58,7 +59,8 @@ enum AbortReason {
     FalseComplaint, // additive: the judges found the accused sender's share valid
     KeyMismatch, // additive: the revealed key is not the one the sender committed to
     SplitVerdict, // the judges of a complaint disagreed
-    MissingVerdict // a complaint was still unjudged at the deadline
+    MissingVerdict, // a complaint was still unjudged at the deadline
+    MissingRecovery // a holder did not reveal its recovery keys by the recovery deadline
 }
 
 /// @dev Why a member was excluded from a round's contributors (always with evidence).

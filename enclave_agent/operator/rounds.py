@@ -24,6 +24,8 @@ _EVENT_STAGES = {
     "ComplaintJudged": "complaints",
     "MemberExcluded": "complaints",
     "FusedCommitted": "fusing",
+    "RecoveryStarted": "recovery",
+    "RecoveryKeysRevealed": "recovery",
     "RoundCompleted": "fusing",
     "RoundAborted": "abort",
     "FusedRevealed": "reveal",
@@ -150,6 +152,15 @@ def show(session: Session, round_id: int) -> dict[str, Any]:
             "reason": stages.ABORT_REASONS[int(args["reason"])],
             "culprits": [names.enclave(c) for c in args["culprits"]],
         }
+    recovery = None
+    if logs["RecoveryStarted"]:  # additive t-of-n: who was absent, who owed keys, who revealed
+        args = logs["RecoveryStarted"][0]["args"]
+        recovery = {
+            "absent": [names.label(participants[i]) for i in _bits(int(args["absent"]), len(participants))],
+            "owing": [names.label(participants[i]) for i in _bits(int(args["owing"]), len(participants))],
+            "revealed": [names.label(str(e["args"]["member"])) for e in logs["RecoveryKeysRevealed"]],
+            "deadline": _deadline(int(args["recoveryDeadline"]), now),
+        }
     blame = [
         {
             "member": names.enclave(e["args"]["member"]),
@@ -186,6 +197,7 @@ def show(session: Session, round_id: int) -> dict[str, Any]:
         "contributors": [names.label(participants[i]) for i in _bits(int(contributors), len(participants))],
         "holders": [names.label(participants[i]) for i in _bits(int(holders), len(participants))],
         "exclusions": [{"member": names.enclave(m), "reason": r} for m, r in excluded.items()],
+        "recovery": recovery,
         "blame": blame,
         "aborted": aborted,
         "gas": _gas(session, logs),

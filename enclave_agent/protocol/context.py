@@ -23,12 +23,13 @@ from enclave_agent.chain.manifest import Manifest, load_manifest
 from enclave_agent.chain.names import NameBook
 from enclave_agent.chain.outage import Outage
 from enclave_agent.config import AgentConfig, load_account
+from enclave_agent.crypto import field
 from enclave_agent.errors import ConfigError, ContractRevert, StateLost
 from enclave_agent.protocol import records, reveal
 from enclave_agent.protocol.funding import Funding
 from enclave_agent.protocol.membership import MembershipView
 from enclave_agent.protocol.records import ModelRecord
-from enclave_agent.protocol.rounds import RoundContext, RoundDoc
+from enclave_agent.protocol.rounds import RoundContext, RoundDoc, correction_key
 from enclave_agent.protocol.stages import Stage, check_transition
 from enclave_agent.store import Store, StoreError
 from enclave_agent.tee._files import ensure_private_dir
@@ -233,9 +234,20 @@ class AgentContext:
                 return False
             raise
 
-    def fused_share(self, round_id: int) -> np.ndarray | None:
+    def committed_share(self, round_id: int) -> np.ndarray | None:
+        """My fused share as committed on chain (what an Intermediate reveal opens)."""
         raw = self.unseal_get(f"round/{round_id}/fused")
         return None if raw is None else elements(raw)
+
+    def fused_share(self, round_id: int) -> np.ndarray | None:
+        """My share of the round's aggregate: the committed one, plus a recovery's public
+        correction if I am the first holder (None until that correction is known)."""
+        share = self.committed_share(round_id)
+        doc = self.round_doc(round_id)
+        if share is None or doc is None or not doc.absent or doc.first_holder != self.address:
+            return share
+        raw = self.store.get_blob(correction_key(round_id))
+        return None if raw is None else field.add(share, elements(raw), doc.modulus)
 
     def aggregate(self, round_id: int) -> np.ndarray | None:
         """The decoded aggregate of an Intermediate round, inside this enclave only."""

@@ -21,6 +21,7 @@ from enclave_agent.protocol import records, reveal, stages
 from enclave_agent.protocol.context import AgentContext, elements
 from enclave_agent.protocol.inputs import InputNotReady, resolve_input
 from enclave_agent.protocol.records import Posting
+from enclave_agent.protocol.recovery import Recovery
 from enclave_agent.protocol.rounds import (
     RoundDoc,
     build_posting,
@@ -32,7 +33,8 @@ from enclave_agent.protocol.rounds import (
 
 # Round keys of the store written here: round/{id}/payload/{sender} (a sender's whole
 # public posting, kept until the round is final so judges can open one entry) and
-# round/{id}/keytable/{sender} (its key table, hex words).
+# round/{id}/keytable/{sender} (its key table, hex words). A recovery
+# (``protocol.recovery``) reads both before they are forgotten.
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,11 @@ class RoundParticipation:
 
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
+        self.recovery = Recovery(agent)
 
     def handlers(self) -> dict[str, Callable[[ChainEvent], None]]:
         return {
+            **self.recovery.handlers(),
             "RoundOpened": self._on_round_opened,
             "SharesPosted": self._on_shares_posted,
             "PostingClosed": self._on_posting_closed,
@@ -147,6 +151,8 @@ class RoundParticipation:
         doc.holders = int(event.args["holders"])
         doc.completed_at = self.agent.chain_now()
         doc.complaint = []
+        if doc.absent:
+            self.recovery.correct(doc)
         self.agent.save_round(doc)
         self._forget_postings(doc)
         log.info(
@@ -175,7 +181,8 @@ class RoundParticipation:
 
     def _forget_postings(self, doc: RoundDoc) -> None:
         """A final round needs no more judging: drop the public postings kept for it."""
-        for prefix in (f"round/{doc.round_id}/payload/", f"round/{doc.round_id}/chunks/"):
+        rid = doc.round_id
+        for prefix in (f"round/{rid}/payload/", f"round/{rid}/chunks/", f"round/{rid}/recovered/"):
             for key in self.agent.store.blob_keys(prefix):
                 self.agent.store.delete_blob(key)
 
@@ -196,6 +203,8 @@ class RoundParticipation:
             self._post_shares(doc)
         if doc.status == stages.ROUND_FUSING and not doc.complaint:
             self._fuse(doc)
+        if doc.status == stages.ROUND_RECOVERING:
+            self.recovery.reveal(doc)
         if doc.status == stages.ROUND_POSTING and now > doc.posting_deadline:
             self.agent.send_or_done(
                 exchange.closePosting(rid),
@@ -203,7 +212,7 @@ class RoundParticipation:
                 ShareExchangeError.RoundUnexpectedState,
                 ShareExchangeError.RoundPostingStillOpen,
             )
-        if now > doc.deadline:
+        if now > (doc.recovery_deadline if doc.status == stages.ROUND_RECOVERING else doc.deadline):
             self.agent.send_or_done(
                 exchange.finalize(rid),
                 f"finalize-{rid}",

@@ -10,9 +10,10 @@ committed to, fails the check at some recipient, which blames it on chain with t
 message key as evidence (anyone can then decrypt that one ciphertext and redo the
 check). Non-holders (excluded or silent members) get nothing.
 
-Each enclave then reconstructs from every share that passed, inside: all n for
-additive rounds; for Shamir rounds Reed-Solomon decoding checks that the shares lie
-on one polynomial of degree t - 1 and, with n >= t + 2e, corrects e wrong ones and
+Each enclave then reconstructs from every share that passed, inside: every holder's
+for additive rounds (all n, or the holders of a recovered t-of-n round, plus the
+recovery's public correction); for Shamir rounds Reed-Solomon decoding checks that
+the shares lie on one polynomial of degree t - 1 and, with n >= t + 2e, corrects e wrong ones and
 names their holders (``crypto.reed_solomon``).
 """
 
@@ -112,7 +113,7 @@ def reconstruct(doc: RoundDoc, shares: Mapping[str, np.ndarray], *, final: bool)
     inconsistent beyond what can be corrected."""
     holders = [p for p in doc.mask_members(doc.holders) if p in shares]
     if doc.modulus == RING64:
-        if len(holders) < doc.n:
+        if len(holders) < len(doc.mask_members(doc.holders)):
             return None
         return Reconstruction(combine_additive([shares[p] for p in holders], RING64), ())
     if len(holders) < doc.threshold or (not final and len(holders) < len(doc.mask_members(doc.holders))):

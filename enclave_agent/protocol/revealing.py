@@ -10,13 +10,14 @@ from collections.abc import Callable
 from eth_utils.address import to_checksum_address
 
 from enclave_agent.chain import ChainEvent
+from enclave_agent.crypto import field
 from enclave_agent.crypto.reed_solomon import UncorrectableSharesError
 from enclave_agent.errors import CryptoError, ProtocolError
 from enclave_agent.onchain import ShareExchangeError
 from enclave_agent.protocol import reveal
 from enclave_agent.protocol.context import AgentContext, elements
 from enclave_agent.protocol.disputes import queue_blame
-from enclave_agent.protocol.rounds import RoundDoc
+from enclave_agent.protocol.rounds import RoundDoc, correction_key
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Revealing:
                 log.error("round %d: refusing to reveal or reconstruct: %s", rid, doc.refused)
             return
         if not doc.revealed and doc.is_holder(self.agent.address):
-            fused = self.agent.fused_share(rid)
+            fused = self.agent.committed_share(rid)
             salt = self.agent.unseal_get(f"round/{rid}/salt")
             if fused is None or salt is None:
                 return
@@ -95,7 +96,7 @@ class Revealing:
         else:
             if (
                 committed is None
-                or committed[1] != doc.contributors
+                or committed[1] != doc.fused_contributors
                 or not reveal.matches_commitment(opened, bytes.fromhex(committed[0]))
             ):
                 log.warning(
@@ -119,7 +120,13 @@ class Revealing:
             raw = self.agent.unseal_get(f"round/{doc.round_id}/reveal/{holder}")
             if raw is not None:
                 shares[holder] = elements(raw)
-        own = self.agent.fused_share(doc.round_id)
+        own = self.agent.committed_share(doc.round_id)
+        correction = None
+        if doc.absent:  # a recovered round: the public correction, added once
+            raw = self.agent.store.get_blob(correction_key(doc.round_id))
+            if raw is None:
+                return
+            correction = elements(raw)
         if own is None:
             return
         shares[self.agent.address] = own
@@ -143,7 +150,10 @@ class Revealing:
             return
         for holder in result.wrong:
             queue_blame(self.agent, doc.round_id, holder, "share-off-polynomial")
-        self.agent.seal_put(f"round/{doc.round_id}/aggregate", result.aggregate.astype("<u8").tobytes())
+        aggregate = (
+            result.aggregate if correction is None else field.add(result.aggregate, correction, doc.modulus)
+        )
+        self.agent.seal_put(f"round/{doc.round_id}/aggregate", aggregate.astype("<u8").tobytes())
         doc.aggregate_ready = True
         self.agent.save_round(doc)
         log.info(

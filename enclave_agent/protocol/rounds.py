@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from enclave_agent.crypto import aead, fixed_point, mask_graph, posting, shares
+from enclave_agent.crypto import field as ring
 from enclave_agent.errors import CryptoError, FixedPointRangeError, ProtocolError
 from enclave_agent.protocol import stages
 from enclave_agent.protocol.records import Record
@@ -68,6 +69,14 @@ class RoundDoc(Record):
     bad_reveals: list[str] = field(default_factory=list)  # holders whose reveal failed its commitment
     completed_at: int = 0  # chain time this agent saw the round complete
     refused: str = ""  # why this agent refuses to fuse or reconstruct (below the floor, ...)
+    # Additive t-of-n recovery: the participants without a fused share (bitmap), the
+    # holders that owe recovery keys, the contributors the fused shares are over, the
+    # deadline, and whether I revealed mine.
+    absent: int = 0
+    owing: int = 0
+    fusion_contributors: int = 0
+    recovery_deadline: int = 0
+    recovery_sent: bool = False
 
     @classmethod
     def from_event(cls, args: Mapping[str, Any], me: str) -> RoundDoc:
@@ -129,6 +138,18 @@ class RoundDoc(Record):
 
     def mask_members(self, mask: int) -> list[str]:
         return [p for i, p in enumerate(self.participants) if mask >> i & 1]
+
+    @property
+    def fused_contributors(self) -> int:
+        """The contributors the holders' fused shares (and commitments) are over: a
+        recovery narrows ``contributors`` to the holders that contributed afterwards."""
+        return self.fusion_contributors or self.contributors
+
+    @property
+    def first_holder(self) -> str | None:
+        """The holder that adds a recovery's public correction to its share."""
+        holders = self.mask_members(self.holders)
+        return holders[0] if holders else None
 
     @property
     def contributor_count(self) -> int:
@@ -274,6 +295,35 @@ def fuse(doc: RoundDoc, kept: np.ndarray | None, received: Mapping[str, np.ndarr
         else:
             raise ProtocolError(f"round {doc.round_id}: no share from contributor {sender}")
     return shares.fuse(parts, doc.modulus)
+
+
+def correction_key(round_id: int) -> str:
+    """Where an agent keeps a recovered round's public correction (unsealed: it is
+    computed from what the chain shows everyone)."""
+    return f"round/{round_id}/correction"
+
+
+def recovery_pairs(doc: RoundDoc, holder: str) -> tuple[list[str], list[str]]:
+    """The absent neighbours ``holder`` reveals recovery keys for, in index order: those
+    it sent a share to (if it contributed) and the absent contributors that sent it one."""
+    absent = [p for p in doc.mask_members(doc.absent) if p != holder and doc.shares_with(p, holder)]
+    contributed = doc.mask_members(doc.fused_contributors)
+    sent_to = absent if holder in contributed else []
+    return sent_to, [d for d in absent if d in contributed]
+
+
+def recovery_correction(doc: RoundDoc, recovered: Mapping[tuple[str, str], np.ndarray]) -> np.ndarray:
+    """The public vector that turns the holders' fused shares into the sum of the holders'
+    inputs: what holders sent the absent, minus what the absent sent holders (keyed by
+    (sender, recipient); exactly the pairs of ``recovery_pairs``)."""
+    total = np.zeros(doc.length, dtype=np.uint64)
+    for holder in doc.mask_members(doc.holders):
+        sent_to, received_from = recovery_pairs(doc, holder)
+        for pair, sign in [((holder, d), 1) for d in sent_to] + [((d, holder), -1) for d in received_from]:
+            if pair not in recovered:
+                raise ProtocolError(f"round {doc.round_id}: no recovered share from {pair[0]} to {pair[1]}")
+            total = (ring.add if sign > 0 else ring.sub)(total, recovered[pair], doc.modulus)
+    return total
 
 
 def missing_senders(doc: RoundDoc, me: str) -> Sequence[str]:

@@ -17,6 +17,9 @@ Membership (per agent): a ``Stage``, changed only along ``TRANSITIONS``::
 Round (per round the agent takes part in)::
 
     POSTING -> FUSING -> COMPLETED          (or ABORTED from either)
+                  |          ^
+                  v          |              (additive t-of-n with absent participants)
+                RECOVERING --+
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ def check_transition(current: Stage, new: Stage) -> None:
 
 ROUND_POSTING: Final = "posting"
 ROUND_FUSING: Final = "fusing"
+ROUND_RECOVERING: Final = "recovering"  # additive t-of-n: holders reveal what the absent were owed
 ROUND_COMPLETED: Final = "completed"
 ROUND_ABORTED: Final = "aborted"
 ROUND_FINAL: Final = frozenset({ROUND_COMPLETED, ROUND_ABORTED})

@@ -43,7 +43,7 @@ SHARED_MODEL, STATISTIC, INTERMEDIATE = 0, 1, 2
 
 
 class RoundState:
-    NONE, POSTING, FUSING, COMPLETED, ABORTED, EXPIRED = range(6)
+    NONE, POSTING, FUSING, COMPLETED, ABORTED, EXPIRED, RECOVERING = range(7)
 
 
 class RequestState:
@@ -61,7 +61,8 @@ class Abort:
         KEY_MISMATCH,
         SPLIT_VERDICT,
         MISSING_VERDICT,
-    ) = range(9)
+        MISSING_RECOVERY,
+    ) = range(10)
 
 
 class Exclusion:
@@ -1020,6 +1021,7 @@ class Consortium:
                         (ex, "roundInfo", rid),
                         (ex, "roundGuards", rid),
                         (ex, "pendingComplaint", rid),
+                        (ex, "recoveryInfo", rid),
                         *(
                             (ex, fn, rid, p)
                             for p in parts

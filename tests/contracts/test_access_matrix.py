@@ -50,6 +50,7 @@ class Stage:
     request_id: int
     posting_round: int
     intermediate_round: int
+    recovery_round: int = 0
 
     def account(self, role: str) -> Any:
         return {
@@ -191,6 +192,27 @@ def _prep_close(s):
 def _prep_finalize(s):
     travel_to(int(s.w.exchange.roundInfo(s.posting_round)[5]) + 1)
     return lambda caller: s.w.exchange.finalize(s.posting_round, {"from": caller})
+
+
+def _prep_recover(s):
+    """A fourth provider joins, posts and never fuses in a 3-of-4 additive round."""
+    s.w.register(PROVIDER, operator=accounts[8])
+    s.w.sync()
+    rid, _ = s.w.open_round(threshold=3)
+    s.w.post_all(rid)
+    p = s.w.providers
+    s.w.fuse_all(rid, p[:3])
+    travel_to(int(s.w.exchange.roundInfo(rid)[5]) + 1)
+    s.w.exchange.finalize(rid, {"from": accounts[3]})
+    s.recovery_round = rid
+    me, absent = p[0].address, p[3].address
+    args = (
+        [s.w.posting_key(rid, me, absent)],
+        [s.w.posting_key(rid, absent, me)],
+        s.w.key_table(rid, me),
+        [s.w.key_table(rid, absent)],
+    )
+    return lambda caller: s.w.exchange.recoverAbsent(rid, *args, {"from": caller})
 
 
 def _prep_withdraw_fees(s):
@@ -344,6 +366,11 @@ CASES: dict[str, tuple[frozenset[str], Callable[..., Any], Callable[..., tuple[A
         frozenset({"provider"}),
         _simple(lambda s, c: s.w.exchange.revealFused(s.intermediate_round, b"sealed", {"from": c})),
         lambda s, c: ("RoundNotParticipant", s.intermediate_round, c),
+    ),
+    "exchange.recoverAbsent": (
+        frozenset({"provider"}),
+        _prep_recover,
+        lambda s, c: ("RoundNotParticipant", s.recovery_round, c),
     ),
     "exchange.closePosting": (ANYONE, _prep_close, lambda s, c: ()),
     "exchange.finalize": (ANYONE, _prep_finalize, lambda s, c: ()),

@@ -1,0 +1,169 @@
+"""Additive t-of-n rounds among five providers driven in this process on a real Anvil
+(see ``in_process``): one provider drops out (after posting, or before it), the deadline
+passes, the four holders reveal their recovery keys and the round completes; the
+holders' shares (with the first holder's correction) add up to the four holders'
+inputs, the Intermediate aggregate every holder reconstructs is that sum, and the
+dropped provider coming back changes nothing. A holder that stays silent during the
+recovery is named when the round aborts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from in_process import senders, step_until, wiring
+
+from enclave_agent.config import load_config
+from enclave_agent.crypto.fixed_point import decode
+from enclave_agent.operator.models import STATS_TAG
+from enclave_agent.protocol.agent import Agent, MemberAgent
+from enclave_agent.protocol.rounds import correction_key
+from enclave_agent.protocol.stages import Stage
+from enclave_devnet import Consortium, start_consortium
+from enclave_devnet.consortium import ABORTED
+
+FRAC = 16
+N, T = 5, 3
+STATS = [np.array([float(i + 1), -2.5 * i, 0.25 * i]) for i in range(N)]
+FUSING, RECOVERING = 2, 6
+
+
+@pytest.fixture(scope="module")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
+    with start_consortium(tmp_path_factory.mktemp("recovery")) as c:
+        for i, stats in enumerate(STATS):
+            c.add_agent(f"provider-{i}", i + 1, {STATS_TAG: list(stats)}, start=False)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def providers(consortium: Consortium) -> list[MemberAgent]:
+    agents: list[MemberAgent] = [
+        Agent(
+            load_config(consortium.agents[f"provider-{i}"].config), wiring(consortium, f"provider-{i}", i + 1)
+        )
+        for i in range(N)
+    ]
+    step_until(agents, lambda: all(a.stage == Stage.SYNCHRONISED for a in agents), "synchronised", limit=400)
+    return agents
+
+
+def inputs_of(providers: list[MemberAgent], agents: list[MemberAgent]) -> np.ndarray:
+    return np.sum([STATS[providers.index(a)] for a in agents], axis=0)
+
+
+def fused(agents: list[MemberAgent], round_id: int) -> bool:
+    return all(getattr(a.round_doc(round_id), "fused_over", -1) != -1 for a in agents)
+
+
+def completed(agents: list[MemberAgent], round_id: int) -> bool:
+    """Every agent has seen the round complete (the chain says so one step earlier)."""
+    return all(getattr(a.round_doc(round_id), "status", "") == "completed" for a in agents)
+
+
+def drop_after_posting(
+    consortium: Consortium, round_id: int, stay: list[MemberAgent], dropped: MemberAgent
+) -> None:
+    """``dropped`` posts its shares and is never stepped again; the others post and fuse."""
+    posted = consortium.exchange.functions.chunksPosted
+    step_until([dropped], lambda: posted(round_id, dropped.address).call() > 0, "dropped posted")
+    step_until(stay, lambda: consortium.round_state(round_id) == FUSING, "posting closed")
+    step_until(stay, lambda: fused(stay, round_id), "fused")
+
+
+def shares_total(agents: list[MemberAgent], round_id: int) -> np.ndarray:
+    total = np.zeros(3, dtype=np.uint64)
+    for agent in agents:
+        share = agent.fused_share(round_id)
+        assert share is not None
+        total = total + share
+    return decode(total, FRAC, 2**64)
+
+
+def test_a_provider_that_drops_after_posting_is_recovered(
+    consortium: Consortium, providers: list[MemberAgent]
+) -> None:
+    stay, dropped = providers[:4], providers[4]
+    round_id = consortium.open_round(STATS_TAG, 3, output="intermediate", threshold=T)
+    drop_after_posting(consortium, round_id, stay, dropped)
+    consortium.advance_time(121)
+    step_until(stay, lambda: completed(stay, round_id), f"round {round_id}")
+    (started,) = consortium.round_events(round_id, "RecoveryStarted")
+    order = providers[0].round_doc(round_id).participants  # type: ignore[union-attr]
+    assert started["args"]["absent"] == 1 << order.index(dropped.address)
+    assert len(consortium.round_events(round_id, "RecoveryKeysRevealed")) == 4
+    (done,) = consortium.round_events(round_id, "RoundCompleted")
+    assert done["args"]["contributors"] == done["args"]["holders"] == (1 << N) - 1 - started["args"]["absent"]
+    expected = inputs_of(providers, stay)
+    # The holders' shares, the first with the public correction, add up to their inputs only.
+    assert np.allclose(shares_total(stay, round_id), expected, atol=N * 2.0**-FRAC)
+    docs = [a.round_doc(round_id) for a in stay]
+    first = docs[0].first_holder  # type: ignore[union-attr]
+    for agent in stay:
+        committed, effective = agent.committed_share(round_id), agent.fused_share(round_id)
+        assert committed is not None and effective is not None
+        assert np.array_equal(committed, effective) == (agent.address != first)
+        assert agent.store.get_blob(correction_key(round_id)) is not None
+    # Every holder reconstructs the Intermediate aggregate: the sum of the four inputs.
+    step_until(stay, lambda: all(a.aggregate(round_id) is not None for a in stay), "aggregates")
+    for agent in stay:
+        assert np.allclose(agent.aggregate(round_id), expected, atol=N * 2.0**-FRAC)
+    # The dropped provider comes back: nothing to reveal, nothing to hold, no transaction.
+    before = len(senders([dropped])[0].labels)
+    step_until([dropped], lambda: dropped.round_doc(round_id).status == "completed", "caught up")  # type: ignore[union-attr]
+    for _ in range(3):
+        dropped.step()
+    assert dropped.fused_share(round_id) is None and dropped.aggregate(round_id) is None
+    assert senders([dropped])[0].labels[before:] == []
+
+
+def test_a_provider_that_never_posts_is_left_out(
+    consortium: Consortium, providers: list[MemberAgent]
+) -> None:
+    stay, dropped = providers[1:], providers[0]
+    round_id = consortium.open_round(STATS_TAG, 3, output="statistic", threshold=T, min_contributors=T)
+    posted = consortium.exchange.functions.chunksPosted
+    step_until(stay, lambda: all(posted(round_id, a.address).call() > 0 for a in stay), "posted")
+    consortium.advance_time(61)
+    step_until(stay, lambda: consortium.round_state(round_id) == FUSING, "posting closed")
+    step_until(stay, lambda: fused(stay, round_id), "fused")
+    consortium.advance_time(61)
+    step_until(stay, lambda: completed(stay, round_id), f"round {round_id}")
+    (started,) = consortium.round_events(round_id, "RecoveryStarted")
+    order = stay[0].round_doc(round_id).participants  # type: ignore[union-attr]
+    assert started["args"]["absent"] == 1 << order.index(dropped.address)
+    # Nobody posted for it to fuse over: the holders reveal only the keys of what they sent it.
+    for revealed in consortium.round_events(round_id, "RecoveryKeysRevealed"):
+        assert len(revealed["args"]["sentKeys"]) == 1 and len(revealed["args"]["receivedKeys"]) == 0
+    assert np.allclose(shares_total(stay, round_id), inputs_of(providers, stay), atol=N * 2.0**-FRAC)
+    assert bin(started["args"]["owing"]).count("1") == 4
+
+
+def test_a_holder_silent_during_recovery_is_named(
+    consortium: Consortium, providers: list[MemberAgent]
+) -> None:
+    stay, dropped = providers[:4], providers[4]
+    silent = stay[2]
+    round_id = consortium.open_round(STATS_TAG, 3, output="statistic", threshold=T, min_contributors=T)
+    drop_after_posting(consortium, round_id, stay, dropped)
+    consortium.advance_time(121)
+    talking = [a for a in stay if a is not silent]
+    step_until(talking, lambda: consortium.round_state(round_id) == RECOVERING, "recovering")
+    step_until(
+        talking, lambda: len(consortium.round_events(round_id, "RecoveryKeysRevealed")) == 3, "revealed"
+    )
+    consortium.advance_time(61)
+    step_until(talking, lambda: consortium.round_state(round_id) == ABORTED, f"round {round_id}")
+    step_until(
+        talking,
+        lambda: all(getattr(a.round_doc(round_id), "status", "") == "aborted" for a in talking),
+        "seen",
+    )
+    (aborted,) = consortium.round_events(round_id, "RoundAborted")
+    assert list(aborted["args"]["culprits"]) == [silent.address]
+    for agent in talking:
+        doc = agent.round_doc(round_id)
+        assert (
+            doc is not None and doc.status == "aborted" and not agent.store.get_blob(correction_key(round_id))
+        )
