@@ -50,7 +50,7 @@ $(WEB_VENDOR)/.stamp: enclave_agent/gateway/web/vendor.json tools/vendor-web $(S
 
 $(STAMPS)/compiled: $(CONTRACTS) brownie-config.yaml .solc/solc-v$(SOLC_VERSION) $(STAMPS)/venv
 	@echo "setup: compiling contracts"
-	@tools/step compile brownie compile
+	@tools/step compile brownie compile --all  # brownie alone misses a change to a file without a contract (types/Types.sol)
 	@touch $@
 
 demo: setup

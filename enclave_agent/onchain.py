@@ -91,6 +91,7 @@ class BlameReason(_Labelled):
     REVEAL_UNREADABLE = 2
     SHARE_OFF_POLYNOMIAL = 3
     WRONG_PARTIAL = 4
+    RECOVERY_UNREADABLE = 5
 
 
 class OrgStatus(_Labelled):

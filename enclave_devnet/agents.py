@@ -172,6 +172,14 @@ class AgentProcess:
             blob = store.get_blob(key)
         return None if blob is None else self._simulated_tee().unseal(key, blob)
 
+    def blob(self, key: str) -> bytes | None:
+        """This agent's public (unsealed) state entry ``key``, or None."""
+        db = self.state_dir / "agent.sqlite3"
+        if not db.exists():
+            return None
+        with Store(db) as store:
+            return store.get_blob(key)
+
     def fused(self, round_id: int) -> np.ndarray | None:
         """Simulated mode only: this agent's fused share of ``round_id``."""
         raw = self.unseal(f"round/{round_id}/fused")

@@ -31,6 +31,7 @@ from enclave_agent.onchain import OrgStatus, Role, RoundState
 from enclave_agent.operator.session import Session
 from enclave_agent.protocol.coordinator import open_round_call, round_id_of
 from enclave_agent.protocol.round_spec import RoundRequest
+from enclave_agent.protocol.rounds import correction_key
 from enclave_agent.tee._files import ensure_private_dir, write_private_file
 from enclave_agent.tee.measure import measure_package
 from enclave_devnet.agents import AgentProcess, InputValue, dev_key, write_agent_config
@@ -283,6 +284,14 @@ class Consortium:
             total = np.zeros_like(next(iter(fused.values())))
             for share in fused.values():
                 total = total + share  # uint64 wrap-around is the ring
+            if self.round_events(round_id, "RecoveryStarted"):  # plus the recovery's public correction
+                holding = [by_address[participants[x - 1]] for x in fused]
+                raw = wait_until(
+                    lambda: next((r for a in holding if (r := a.blob(correction_key(round_id)))), None),
+                    30,
+                    f"round {round_id}: the recovery correction",
+                )
+                total = total + np.frombuffer(raw, dtype="<u8").astype(np.uint64)
             return decode(total, bits, modulus)
         return decode(robust_reconstruct(fused, threshold, modulus).secret, bits, modulus)
 

@@ -77,7 +77,8 @@ enum BlameReason {
     RevealMismatch, // a revealed fused share does not open its fused commitment
     RevealUnreadable, // a revealed fused share does not decrypt for its recipient
     ShareOffPolynomial, // a fused share does not lie on the holders' polynomial
-    WrongPartial // a partial result does not lie on the providers' polynomial
+    WrongPartial, // a partial result does not lie on the providers' polynomial
+    RecoveryUnreadable // a holder's ciphertext for an absent neighbour fails under its checked recovery key
 }
 
 /// @dev The statement an attestation service signs (EIP-712 `Quote`).

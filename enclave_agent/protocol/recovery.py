@@ -24,6 +24,7 @@ from enclave_agent.errors import CryptoError, ProtocolError
 from enclave_agent.onchain import ShareExchangeError
 from enclave_agent.protocol import records, stages
 from enclave_agent.protocol.context import AgentContext
+from enclave_agent.protocol.disputes import queue_blame
 from enclave_agent.protocol.records import Posting
 from enclave_agent.protocol.rounds import (
     RoundDoc,
@@ -117,9 +118,15 @@ class Recovery:
                 message = read_entry(doc, sender, payload, recipient, key, self.agent.ctx)
             except (CryptoError, ProtocolError) as exc:
                 # The key is the committed one (the contract checked): the sender posted a
-                # ciphertext that does not open under it. The correction cannot be made.
-                doc.refused = f"recovery: the share of {sender} for {recipient} does not open"
-                log.error("round %d: %s (%s)", doc.round_id, doc.refused, type(exc).__name__)
+                # ciphertext that does not open under it. No correction can be made.
+                doc.unreadable.append([sender, recipient, key.hex()])
+                log.error(
+                    "round %d: recovery: the share of %s for %s does not open (%s)",
+                    doc.round_id,
+                    self.agent.names.describe(sender),
+                    self.agent.names.describe(recipient),
+                    type(exc).__name__,
+                )
                 continue
             self.agent.store.put_blob(f"round/{doc.round_id}/recovered/{sender}/{recipient}", message)
         self.agent.save_round(doc)
@@ -134,6 +141,17 @@ class Recovery:
     def correct(self, doc: RoundDoc) -> None:
         """At completion: add the recovered shares up into the round's public correction."""
         if doc.my_index is None or doc.refused:
+            return
+        if doc.unreadable:
+            # Blame is only taken once the round completed; the key is the evidence (it
+            # opens that one ciphertext, which anyone can then fail to read).
+            for sender, _recipient, key in doc.unreadable:
+                if doc.is_holder(sender):
+                    queue_blame(self.agent, doc.round_id, sender, "recovery-unreadable", bytes.fromhex(key))
+            doc.refused = "recovery: " + "; ".join(
+                f"the share of {s} for {r} does not open" for s, r, _ in doc.unreadable
+            )
+            log.error("round %d: no aggregate: %s", doc.round_id, doc.refused)
             return
         recovered = {}
         for holder in doc.mask_members(doc.holders):

@@ -77,6 +77,7 @@ class RoundDoc(Record):
     fusion_contributors: int = 0
     recovery_deadline: int = 0
     recovery_sent: bool = False
+    unreadable: list[list[str]] = field(default_factory=list)  # [sender, recipient, hex key] that failed
 
     @classmethod
     def from_event(cls, args: Mapping[str, Any], me: str) -> RoundDoc:

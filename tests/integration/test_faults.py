@@ -134,6 +134,35 @@ def test_silent_participant_shamir_completes_with_t_of_n(setup: tuple[Consortium
     assert np.max(np.abs(total - np.sum(INPUTS[:HONEST], axis=0))) <= TOLERANCE
 
 
+def test_silent_participant_additive_t_of_n_recovers(setup: tuple[Consortium, Rogue]) -> None:
+    """An additive round of threshold 3 of 4: the three honest agent processes post, fuse,
+    and after the deadline reveal the keys of what they sent the silent one; the
+    aggregate (their shares plus the public correction) is the sum of their inputs."""
+    c, rogue = setup
+    round_id = c.open_round(
+        "vec8", D, scheme="additive", encoding="seeded", threshold=3, posting_window=30, window=60
+    )
+    wait_until(
+        lambda: all(c.exchange.functions.chunksPosted(round_id, a).call() > 0 for a in _names(c)),
+        60,
+        "honest postings",
+    )
+    c.advance_time(31)
+    c.wait_round(round_id, states=(FUSING,))
+    wait_until(
+        lambda: len(c.round_events(round_id, "FusedCommitted")) == HONEST, 60, "honest fused commitments"
+    )
+    c.advance_time(31)
+    assert c.wait_round(round_id) == COMPLETED
+    (started,) = c.round_events(round_id, "RecoveryStarted")
+    participants = c.exchange.functions.participants(round_id).call()
+    assert started["args"]["absent"] == 1 << participants.index(rogue.address)
+    revealed = c.round_events(round_id, "RecoveryKeysRevealed")
+    assert len(revealed) == HONEST and all(len(e["args"]["receivedKeys"]) == 0 for e in revealed)
+    total = aggregate(c, round_id, FRAC)
+    assert np.max(np.abs(total - np.sum(INPUTS[:HONEST], axis=0))) <= TOLERANCE
+
+
 def test_kill_9_mid_round_then_restart_completes_without_second_share_set(
     setup: tuple[Consortium, Rogue],
 ) -> None:

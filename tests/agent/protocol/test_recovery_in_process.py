@@ -4,21 +4,27 @@ passes, the four holders reveal their recovery keys and the round completes; the
 holders' shares (with the first holder's correction) add up to the four holders'
 inputs, the Intermediate aggregate every holder reconstructs is that sum, and the
 dropped provider coming back changes nothing. A holder that stays silent during the
-recovery is named when the round aborts."""
+recovery is named when the round aborts; one whose share for the absent does not open
+under its checked key is blamed."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from in_process import senders, step_until, wiring
 
 from enclave_agent.config import load_config
+from enclave_agent.crypto import posting
 from enclave_agent.crypto.fixed_point import decode
 from enclave_agent.operator.models import STATS_TAG
+from enclave_agent.protocol import participation
 from enclave_agent.protocol.agent import Agent, MemberAgent
-from enclave_agent.protocol.rounds import correction_key
+from enclave_agent.protocol.rounds import Posting as BuiltPosting
+from enclave_agent.protocol.rounds import RoundDoc, correction_key
 from enclave_agent.protocol.stages import Stage
 from enclave_devnet import Consortium, start_consortium
 from enclave_devnet.consortium import ABORTED
@@ -27,6 +33,7 @@ FRAC = 16
 N, T = 5, 3
 STATS = [np.array([float(i + 1), -2.5 * i, 0.25 * i]) for i in range(N)]
 FUSING, RECOVERING = 2, 6
+RECOVERY_UNREADABLE = 5
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +174,44 @@ def test_a_holder_silent_during_recovery_is_named(
         assert (
             doc is not None and doc.status == "aborted" and not agent.store.get_blob(correction_key(round_id))
         )
+
+
+def test_a_holder_whose_share_for_the_absent_does_not_open_is_blamed(
+    consortium: Consortium, providers: list[MemberAgent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rogue commits to the right key for its neighbour but posts garbage under it,
+    betting the neighbour drops before it can complain. The recovery key it must reveal
+    passes the contract's check, every holder then fails to open that ciphertext, refuses
+    the round's aggregate and blames the rogue on chain with the key as evidence."""
+    stay, dropped = providers[:4], providers[4]
+    rogue = stay[1]
+    honest_build = participation.build_posting
+
+    def build_posting(doc: RoundDoc, values: np.ndarray, keys: Any, ctx: Any) -> BuiltPosting:
+        built = honest_build(doc, values, keys, ctx)
+        if doc.me != rogue.address:
+            return built
+        entries = [
+            (r, secrets.token_bytes(len(c)) if r == dropped.address else c)
+            for r, c in posting.decode_entries(b"".join(built.chunks))
+        ]
+        chunks = posting.split_chunks(posting.encode_entries(entries))
+        return BuiltPosting(built.kept, chunks, posting.chain_commitment(chunks), built.key_table)
+
+    monkeypatch.setattr(participation, "build_posting", build_posting)
+    round_id = consortium.open_round(STATS_TAG, 3, output="statistic", threshold=T, min_contributors=T)
+    drop_after_posting(consortium, round_id, stay, dropped)
+    consortium.advance_time(121)
+    step_until(stay, lambda: completed(stay, round_id), f"round {round_id}")
+    honest = [a for a in stay if a is not rogue]
+    step_until(stay, lambda: len(consortium.round_events(round_id, "MemberBlamed")) >= 3, "blamed")
+    blames = consortium.round_events(round_id, "MemberBlamed")
+    assert {b["args"]["member"] for b in blames} == {rogue.address}
+    assert {a.address for a in honest} <= {b["args"]["reporter"] for b in blames}
+    assert all(b["args"]["reason"] == RECOVERY_UNREADABLE for b in blames)
+    for agent in stay:
+        doc = agent.round_doc(round_id)
+        assert doc is not None and rogue.address in doc.refused
+        assert agent.store.get_blob(correction_key(round_id)) is None
+    first = stay[0].round_doc(round_id).first_holder  # type: ignore[union-attr]
+    assert next(a for a in stay if a.address == first).fused_share(round_id) is None  # nothing to serve
