@@ -98,6 +98,14 @@ class RoundModel:
     # the pending complaint: (accuser, sender, judges, guilty, innocent), or None
     complaint: tuple[int, int, int, int, int] | None = None
     blamed: set[tuple[int, int, int, bytes]] = field(default_factory=set)
+    # additive t-of-n recovery: its deadline, the holders owing keys, those that revealed
+    rdl: int = 0
+    owing: int = 0
+    recovered: int = 0
+
+    @property
+    def tolerant(self) -> bool:
+        return self.scheme == ADDITIVE and self.t < N
 
 
 @dataclass
@@ -115,7 +123,7 @@ class RequestModel:
 class Lifecycles(RuleBasedStateMachine):
     st_pick = st.integers(0, UNKNOWN)
     st_member = st.integers(0, N - 1)
-    st_scheme = st.sampled_from([(ADDITIVE, N), (SHAMIR, 2), (SHAMIR, 3)])
+    st_scheme = st.sampled_from([(ADDITIVE, N), (ADDITIVE, N - 1), (SHAMIR, 2), (SHAMIR, 3)])
     st_kind = st.sampled_from([(SHARED_MODEL, 0), (STATISTIC, 3), (STATISTIC, 2), (INTERMEDIATE, 0)])
     st_served = st.sampled_from([(SHARED_MODEL, 0), (STATISTIC, 3), (STATISTIC, 2)])
     st_chunks = st.integers(1, 3)
@@ -164,6 +172,8 @@ class Lifecycles(RuleBasedStateMachine):
             return RoundState.NONE
         if r.status in (RoundState.POSTING, RoundState.FUSING) and at > r.dl:
             return RoundState.EXPIRED
+        if r.status == RoundState.RECOVERING and at > r.rdl:
+            return RoundState.EXPIRED
         return r.status
 
     def _request_state(self, q: RequestModel | None, at: int) -> int:
@@ -207,7 +217,7 @@ class Lifecycles(RuleBasedStateMachine):
         r = RoundModel(
             len(self.rounds) + 1, scheme_id, t, at + POSTING_WINDOW, at + ROUND_WINDOW, kind_id, minimum
         )
-        r.floor = N if scheme_id == ADDITIVE else max(t, 3, minimum)
+        r.floor = N if scheme_id == ADDITIVE and t == N else max(t, 3, minimum)
         modulus = RING_2_64 if scheme_id == ADDITIVE else PRIME_61
         tx = self.w.exchange.openRound(
             TAG,
@@ -307,7 +317,7 @@ class Lifecycles(RuleBasedStateMachine):
         tx = self._expect(outcome, lambda: self.w.exchange.closePosting(rid, {"from": accounts[3]}))
         if tx is None:
             return
-        if r.scheme == SHAMIR and popcount(r.posted) >= r.floor:
+        if popcount(r.posted) >= r.floor:
             r.status, r.contributors = RoundState.FUSING, r.posted
             assert events_of(tx) == [("PostingClosed", {"roundId": rid, "contributors": r.posted})]
         else:
@@ -430,7 +440,7 @@ class Lifecycles(RuleBasedStateMachine):
         ]
         assert events_of(tx)[skip : skip + len(members)] == expected
         skip += len(members)
-        if r.scheme == ADDITIVE:
+        if r.scheme == ADDITIVE and not r.tolerant:
             why = {
                 Exclusion.INVALID_SHARE: Abort.INVALID_SHARE,
                 Exclusion.FALSE_COMPLAINT: Abort.FALSE_COMPLAINT,
@@ -497,9 +507,72 @@ class Lifecycles(RuleBasedStateMachine):
         r.holders |= bit
         names = ["FusedCommitted"]
         if popcount(r.holders) == N - popcount(r.excluded):
-            r.status = RoundState.COMPLETED
+            if r.excluded and r.tolerant:
+                names += self._start_recovery(tx, r, at)
+            else:
+                r.status = RoundState.COMPLETED
+                names.append("RoundCompleted")
+                assert tx.events["RoundCompleted"]["holders"] == r.holders
+        assert [name for name, _ in events_of(tx)] == names
+
+    def _start_recovery(self, tx, r: RoundModel, at: int) -> list[str]:
+        """The contract froze the holders: every-pair rounds here, so every holder owes keys."""
+        absent = (2**N - 1) & ~r.holders
+        r.status, r.owing, r.rdl = RoundState.RECOVERING, r.holders, at + (r.dl - r.pd)
+        started = tx.events["RecoveryStarted"]
+        assert (started["absent"], started["owing"], started["recoveryDeadline"]) == (absent, r.owing, r.rdl)
+        return ["RecoveryStarted"]
+
+    def _recovery_keys(
+        self, rid: int, r: RoundModel, member: int, honest: bool
+    ) -> tuple[list, list, list, list]:
+        p = [x.address for x in self.w.providers]
+        absent = [j for j in range(N) if not r.holders >> j & 1]
+        sent = (
+            [self.w.posting_key(rid, p[member], p[j]) for j in absent] if r.contributors >> member & 1 else []
+        )
+        posted = [j for j in absent if r.contributors >> j & 1]
+        received = [self.w.posting_key(rid, p[j], p[member]) for j in posted]
+        if not honest and sent:
+            sent[0] = keccak(b"another key")
+        elif not honest and received:
+            received[0] = keccak(b"another key")
+        own = self.w.key_table(rid, p[member]) if sent else []
+        return sent, received, own, [self.w.key_table(rid, p[j]) for j in posted]
+
+    @rule(pick=st_pick, member=st_member, honest=st_flag)
+    def rule_recover(self, pick, member, honest):
+        rid, r = self._round(pick)
+        who = self.w.providers[member]
+        at = self._tick()
+        state = self._round_state(r, at)
+        bit = 1 << member
+        keys = self._recovery_keys(rid, r, member, honest) if r is not None else ([], [], [], [])
+        forged = not honest and bool(keys[0] or keys[1])
+        if state != RoundState.RECOVERING:
+            outcome = ("RoundUnexpectedState", rid, state, state_bit(RoundState.RECOVERING))
+        elif not r.owing & bit:
+            outcome = ("RoundNothingToRecover", rid, who.address)
+        elif r.recovered & bit:
+            outcome = ("RoundAlreadyRecovered", rid, who.address)
+        elif forged:
+            absent = [j for j in range(N) if not r.holders >> j & 1]
+            first = self.w.providers[
+                absent[0] if keys[0] else [j for j in absent if r.contributors >> j & 1][0]
+            ]
+            pair = (who, first) if keys[0] else (first, who)
+            outcome = ("RoundRecoveryKeyMismatch", rid, pair[0].address, pair[1].address)
+        else:
+            outcome = ("ok",)
+        tx = self._expect(outcome, lambda: self.w.exchange.recoverAbsent(rid, *keys, {"from": who.account}))
+        if tx is None:
+            return
+        r.recovered |= bit
+        names = ["RecoveryKeysRevealed"]
+        if r.recovered == r.owing:
+            r.status, r.contributors = RoundState.COMPLETED, r.contributors & r.holders
             names.append("RoundCompleted")
-            assert tx.events["RoundCompleted"]["holders"] == r.holders
+            assert tx.events["RoundCompleted"]["contributors"] == r.contributors
         assert [name for name, _ in events_of(tx)] == names
 
     @rule(pick=st_pick)
@@ -517,6 +590,8 @@ class Lifecycles(RuleBasedStateMachine):
             return
         if r.status == RoundState.POSTING:
             self._aborted(tx, r, Abort.MISSING_SHARES, ~(r.posted | r.excluded))
+        elif r.status == RoundState.RECOVERING:
+            self._aborted(tx, r, Abort.MISSING_RECOVERY, r.owing & ~r.recovered)
         elif r.complaint is not None:
             _, _, judges, guilty, innocent = r.complaint
             r.complaint = None
@@ -526,6 +601,8 @@ class Lifecycles(RuleBasedStateMachine):
             assert events_of(tx) == [
                 ("RoundCompleted", {"roundId": rid, "contributors": r.contributors, "holders": r.holders})
             ]
+        elif r.tolerant and popcount(r.holders & r.contributors) >= r.floor:
+            assert [name for name, _ in events_of(tx)] == self._start_recovery(tx, r, at)
         else:
             self._aborted(tx, r, Abort.MISSING_FUSION, ~(r.holders | r.excluded))
 
@@ -571,8 +648,9 @@ class Lifecycles(RuleBasedStateMachine):
         close=st_flag,
         fusers=st_subset,
         expire=st_flag,
+        recoverers=st_subset,
     )
-    def rule_round_scenario(self, scheme, kind, posters, accuse, verdict, close, fusers, expire):
+    def rule_round_scenario(self, scheme, kind, posters, accuse, verdict, close, fusers, expire, recoverers):
         self.rule_open(scheme, kind)
         r = self.rounds[-1]
         for member in range(N):
@@ -593,12 +671,52 @@ class Lifecycles(RuleBasedStateMachine):
         if expire:
             self._jump_to(r.dl + 1)
             self.rule_finalize(0)
+        if r.status == RoundState.RECOVERING:
+            for member in range(N):
+                if recoverers >> member & 1:
+                    self.rule_recover(0, member, True)
+            if r.status == RoundState.RECOVERING:
+                self._jump_to(r.rdl + 1)
+                self.rule_finalize(0)
         self.rule_register_model(0)
         for member in range(N):
             self.rule_reveal(0, member)
         if r.status == RoundState.COMPLETED and popcount(r.holders) > 1:
             holders = [m for m in range(N) if r.holders >> m & 1]
             self.rule_blame(0, holders[0], holders[1], Blame.REVEAL_MISMATCH, True)
+
+    @rule(
+        kind=st_kind,
+        absent=st_member,
+        drop=st.sampled_from(["post", "fuse"]),
+        recoverers=st_subset,
+        forger=st_accuse,
+    )
+    def rule_recovery_scenario(self, kind, absent, drop, recoverers, forger):
+        """An additive t-of-n round with one member absent (never posting, or never
+        fusing) reaches Recovering; some holders reveal, the rest may stay silent."""
+        self.rule_open((ADDITIVE, N - 1), kind)
+        r = self.rounds[-1]
+        for member in range(N):
+            if member != absent or drop == "fuse":
+                self._post(0, member, 1)
+        if r.status == RoundState.POSTING:
+            self._jump_to(r.pd + 1)
+            self.rule_close(0)
+        for member in range(N):
+            if member != absent:
+                self.rule_fuse(0, member, False)
+        self._jump_to(r.dl + 1)
+        self.rule_finalize(0)
+        for member in range(N):
+            if member == forger:  # a made-up key first: refused, nothing changes
+                self.rule_recover(0, member, False)
+            if recoverers >> member & 1:
+                self.rule_recover(0, member, True)
+        if r.status == RoundState.RECOVERING:
+            self._jump_to(r.rdl + 1)
+            self.rule_finalize(0)
+        self.rule_register_model(0)
 
     @rule(pick=st_pick, partials=st_subset, expire=st_flag, rows=st_rows, consent=st_consent, reuse=st_flag)
     def rule_request_scenario(self, pick, partials, expire, rows, consent, reuse):
@@ -816,6 +934,7 @@ class Lifecycles(RuleBasedStateMachine):
                 (ex, "roundInfo", r.id),
                 (ex, "roundGuards", r.id),
                 (ex, "pendingComplaint", r.id),
+                (ex, "recoveryInfo", r.id),
             ]
             specs += [
                 (ex, fn, r.id, p) for p in providers for fn in ("chunksPosted", "shareCommitment", "isHolder")
@@ -829,7 +948,8 @@ class Lifecycles(RuleBasedStateMachine):
         # Rounds 1, 3, 4: identity, terminal states, derived expiry.
         assert round_count == len(self.rounds) and unknown_round == RoundState.NONE
         for r in self.rounds:
-            state, info, guards, pending = next(values), next(values), next(values), next(values)
+            state, info, guards, pending, recovery = (next(values) for _ in range(5))
+            assert recovery == (r.rdl, r.owing, r.recovered)
             expected = self._round_state(r, self.now)
             # 17: the floor is fixed at opening; exclusions are the model's.
             assert guards == (r.floor, r.excluded)
@@ -847,7 +967,8 @@ class Lifecycles(RuleBasedStateMachine):
             assert previous not in TERMINAL_ROUND or state == previous
             self.observed_rounds[r.id] = state
             assert (state == RoundState.EXPIRED) == (
-                r.status in (RoundState.POSTING, RoundState.FUSING) and self.now > r.dl
+                (r.status in (RoundState.POSTING, RoundState.FUSING) and self.now > r.dl)
+                or (r.status == RoundState.RECOVERING and self.now > r.rdl)
             )
             contributors, holders = info[6], info[7]
             assert (contributors, holders) == (r.contributors, r.holders)
@@ -859,14 +980,19 @@ class Lifecycles(RuleBasedStateMachine):
             assert contributors & r.excluded == 0
             # 11: holders among the non-excluded participants.
             assert holders & ~(everyone & ~r.excluded) == 0
-            if r.status in (RoundState.FUSING, RoundState.COMPLETED):
-                if r.scheme == ADDITIVE:  # 9
+            if r.status in (RoundState.FUSING, RoundState.RECOVERING, RoundState.COMPLETED):
+                if r.scheme == ADDITIVE and not r.tolerant:  # 9
                     assert contributors == everyone
                 else:  # 10, 18
                     assert popcount(contributors) >= r.floor >= max(r.t, 3)
             if r.status == RoundState.COMPLETED:
-                assert holders == everyone if r.scheme == ADDITIVE else popcount(holders) >= r.t
-            if r.status in (RoundState.POSTING, RoundState.FUSING) and r.scheme == SHAMIR:
+                if r.tolerant:  # 21: the aggregate covers holders that contributed, at least the floor
+                    assert contributors & ~holders == 0 and popcount(contributors) >= r.floor
+                else:
+                    assert holders == everyone if r.scheme == ADDITIVE else popcount(holders) >= r.t
+            if r.status == RoundState.RECOVERING:  # 22: holders frozen, at least the floor contributed
+                assert popcount(holders & contributors) >= r.floor and r.recovered & ~r.owing == 0
+            if r.status in (RoundState.POSTING, RoundState.FUSING) and (r.scheme == SHAMIR or r.tolerant):
                 assert N - popcount(r.excluded) >= r.floor
             for i in range(N):
                 chunks_posted, commitment, is_holder = next(values), next(values), next(values)

@@ -169,6 +169,7 @@ def test_round_open_wait_and_show_name_the_members(demo: Demo, keys: dict[str, P
     assert shown["output"] == {"kind": "statistic", "min_contributors": 3, "floor": 3}  # safe default
     assert sorted(p["name"] for p in shown["participants"]) == ["provider-0", "provider-1", "provider-2"]
     assert shown["state"] == "completed" and shown["aborted"] is None and shown["gas"]["total"] > 0
+    assert shown["recovery"] is None  # nobody was absent
     assert shown["result"]["released"] is False and "stat register" in shown["result"]["note"]
     refused(cli(demo, "round", "show", "9999"), "round 9999 does not exist")
 

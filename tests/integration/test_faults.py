@@ -19,7 +19,12 @@ from web3.logs import DISCARD
 from enclave_agent.tee.measure import measure_package
 from enclave_devnet import REPO_ROOT as REPO
 from enclave_devnet import Consortium, wait_until
-from tests.integration.conftest import aggregate, distinctive_inputs, make_consortium
+from tests.integration.conftest import (
+    aggregate,
+    assert_no_plaintext_or_share_leaks,
+    distinctive_inputs,
+    make_consortium,
+)
 from tests.integration.rogue import Rogue
 
 HONEST, D, FRAC = 3, 8, 16
@@ -161,6 +166,8 @@ def test_silent_participant_additive_t_of_n_recovers(setup: tuple[Consortium, Ro
     assert len(revealed) == HONEST and all(len(e["args"]["receivedKeys"]) == 0 for e in revealed)
     total = aggregate(c, round_id, FRAC)
     assert np.max(np.abs(total - np.sum(INPUTS[:HONEST], axis=0))) <= TOLERANCE
+    # The revealed keys open the masks owed to the silent one, nothing an honest agent kept.
+    assert_no_plaintext_or_share_leaks(c, INPUTS[:HONEST], [round_id], frac_bits=FRAC)
 
 
 def test_kill_9_mid_round_then_restart_completes_without_second_share_set(

@@ -21,6 +21,7 @@ from enclave_agent.config import load_config
 from enclave_agent.crypto import posting
 from enclave_agent.crypto.fixed_point import decode
 from enclave_agent.operator.models import STATS_TAG
+from enclave_agent.operator.rounds import show
 from enclave_agent.protocol import participation
 from enclave_agent.protocol.agent import Agent, MemberAgent
 from enclave_agent.protocol.rounds import Posting as BuiltPosting
@@ -102,6 +103,12 @@ def test_a_provider_that_drops_after_posting_is_recovered(
     assert len(consortium.round_events(round_id, "RecoveryKeysRevealed")) == 4
     (done,) = consortium.round_events(round_id, "RoundCompleted")
     assert done["args"]["contributors"] == done["args"]["holders"] == (1 << N) - 1 - started["args"]["absent"]
+    # The operator's view: who was absent, who owed keys, who revealed, and the gas of it.
+    shown = show(consortium.session(), round_id)
+    assert shown["state"] == "completed" and shown["gas"]["recovery"] > 0
+    assert len(shown["recovery"]["absent"]) == 1 and len(shown["recovery"]["revealed"]) == 4
+    assert sorted(shown["recovery"]["owing"]) == sorted(shown["recovery"]["revealed"])
+    assert sum(p["holder"] for p in shown["participants"]) == 4
     expected = inputs_of(providers, stay)
     # The holders' shares, the first with the public correction, add up to their inputs only.
     assert np.allclose(shares_total(stay, round_id), expected, atol=N * 2.0**-FRAC)
