@@ -284,8 +284,9 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
         "--scheme",
         choices=stages.SCHEMES,
         default=ROUND_DEFAULTS.scheme,
-        help="additive: n-of-n over Z/2^64, every provider must contribute; shamir: t-of-n over "
-        "GF(2^61-1), survives n-t dropouts (needs 3 providers)",
+        help="additive: over Z/2^64, n-of-n, or t-of-n with --threshold t < n (the others recover what "
+        "the absent were owed; on-chain bytes flat in d with seeded); shamir: t-of-n over GF(2^61-1), "
+        "survives n-t dropouts (needs 3 providers)",
     )
     p.add_argument(
         "--encoding",

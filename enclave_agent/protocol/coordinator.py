@@ -15,7 +15,7 @@ from enclave_agent.chain import Contracts, ErrorDecoder, TxSender, connect
 from enclave_agent.chain.manifest import load_manifest
 from enclave_agent.config import load_account
 from enclave_agent.onchain import Role
-from enclave_agent.protocol.round_spec import RoundRequest, round_arguments
+from enclave_agent.protocol.round_spec import RoundRequest, large_posting_warning, round_arguments
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ def open_round_call(w3: Web3, contracts: Contracts, request: RoundRequest) -> Co
     # The chain clock moves only with blocks: an idle chain lags the wall clock, and
     # deadlines computed from it could already have passed.
     args = round_arguments(request, participants=participants, now=max(chain_time, int(time.time())))
+    warning = large_posting_warning(request, participants)
+    if warning is not None:
+        log.warning("%s", warning)
     return contracts.exchange.functions.openRound(*args)
 
 

@@ -281,7 +281,10 @@ class RoundParticipation:
             return
         kept_raw = self.agent.unseal_get(f"round/{rid}/kept")
         received = {}
+        me = self.agent.address
         for sender in doc.mask_members(doc.contributors):
+            if sender == me or not doc.shares_with(sender, me):
+                continue  # a sparse mask: only neighbours sent me anything
             message = self.agent.unseal_get(f"round/{rid}/recv/{sender}")
             if message is not None:
                 received[sender] = share_of(doc, sender, message, self.agent.ctx)
