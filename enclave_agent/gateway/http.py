@@ -399,7 +399,7 @@ async def metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
     text = prometheus_text(
         agent.metrics,
-        agent.rounds(),
+        agent.load_rounds(),  # not the loop's cached documents: this is another thread
         agent.requests.is_ready(),
         agent.view.epoch,
         (agent.funding.balance, agent.funding.topups),

@@ -162,6 +162,7 @@ class MemberAgent(AgentContext):
         return EXIT_OK
 
     def step(self) -> None:
+        self.forget_rounds()  # a step sees the store as it is now
         self.guard.check(self.follower.last_event_block)
         self.follower.process(self._handle)
         if self.stage in MEMBER_STAGES:

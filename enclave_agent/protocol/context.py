@@ -143,6 +143,7 @@ class AgentContext:
         self.funding = Funding(self)  # keeps the enclave account able to pay for its transactions
         self.ctx = RoundContext(self.chain_id, self.exchange_address)
         self.stage = stored_stage(self.store)
+        self._rounds: list[RoundDoc] | None = None  # the round documents of this step (see rounds)
         log.info(
             "agent %s role=%s enclave=%s tee=%s measurement=0x%s",
             config.name,
@@ -198,10 +199,25 @@ class AgentContext:
 
     def save_round(self, doc: RoundDoc) -> None:
         self.store.put_json(f"round/{doc.round_id}", doc.to_json())
+        self._rounds = None
 
     def rounds(self) -> list[RoundDoc]:
-        docs = [self.round_doc(int(k.split("/")[1])) for k in self.store.keys("round/") if k.count("/") == 1]
+        """Every round document, by id, for the agent's loop: loaded at most once per step
+        until one is saved (most steps change nothing, yet every part and the status ask).
+        Other threads (HTTP, metrics) use ``load_rounds``."""
+        if self._rounds is None:
+            self._rounds = self.load_rounds()
+        return list(self._rounds)
+
+    def load_rounds(self) -> list[RoundDoc]:
+        """Every round document, by id, read from the store now."""
+        keys = [k for k in self.store.keys("round/") if k.count("/") == 1]
+        docs = (self.round_doc(int(k.split("/")[1])) for k in keys)
         return sorted((d for d in docs if d is not None), key=lambda d: d.round_id)
+
+    def forget_rounds(self) -> None:
+        """Read the round documents from the store again at the next ``rounds()``."""
+        self._rounds = None
 
     def seal_put(self, key: str, plaintext: bytes) -> None:
         self.store.put_blob(key, self.tee.seal(key, plaintext))

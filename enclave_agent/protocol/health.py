@@ -139,7 +139,7 @@ class AgentCollector(Collector):
             "enclave_agent_rounds", "Rounds this agent knows, by state.", labels=["state"]
         )
         counts: dict[str, int] = {}
-        for doc in agent.rounds():
+        for doc in agent.load_rounds():  # the HTTP thread: never the loop's cached documents
             counts[doc.status] = counts.get(doc.status, 0) + 1
         for state, count in sorted(counts.items()):
             rounds.add_metric([state], count)

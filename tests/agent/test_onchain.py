@@ -51,7 +51,15 @@ def test_a_contract_change_makes_the_module_stale(tmp_path: Path) -> None:
 
 def test_the_vocabulary_reads_as_before() -> None:
     assert ROLES == {"provider": Role.PROVIDER, "gateway": Role.GATEWAY} and Role.GATEWAY == 2
-    assert stages.ROUND_STATES == ("none", "posting", "fusing", "completed", "aborted", "expired")
+    assert stages.ROUND_STATES == (
+        "none",
+        "posting",
+        "fusing",
+        "completed",
+        "aborted",
+        "expired",
+        "recovering",
+    )
     assert stages.OUTPUT_KINDS == ("shared-model", "statistic", "intermediate")
     assert RoundState.from_label("completed") is RoundState.COMPLETED
     assert CLIENT_ROLE.hex() == "a5ff3ec7a96cdbba4d2d5172d66bbc73c6db3885f29b21be5da9fa7a7c025232"
