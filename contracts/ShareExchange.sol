@@ -48,8 +48,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         uint256 contributors; // bitmap frozen when posting closes
         uint256 holders; // bitmap: fused commitments over the current contributors
         uint16 floor; // minimum contributors, fixed at opening
-        uint256 owing; // bitmap: holders that must reveal recovery keys
-        uint256 recovered; // bitmap: holders that revealed them
+        uint256 recovered; // bitmap: holders that revealed their recovery keys
         Complaint complaint; // the one complaint being judged, if any
         address[] participants;
     }
@@ -121,9 +120,12 @@ contract ShareExchange is IShareExchange, AccessControl {
         if (spec.length == 0 || spec.length > MAX_LENGTH || spec.fracBits > MAX_FRAC_BITS || spec.modulus < 3) {
             revert RoundInvalidSpec(spec.length, spec.fracBits, spec.modulus);
         }
-        if (spec.maskDegree != 0 && (spec.scheme != Scheme.Additive || spec.maskDegree % 2 != 0)) {
-            revert RoundInvalidMaskDegree(spec.maskDegree, spec.scheme);
-        }
+        // A sparse mask is for n-of-n rounds: a recovery makes the shares of a holder's absent
+        // neighbours public, and with k neighbours a holder could lose them all.
+        if (
+            spec.maskDegree != 0
+                && (spec.scheme != Scheme.Additive || spec.maskDegree % 2 != 0 || threshold != n)
+        ) revert RoundInvalidMaskDegree(spec.maskDegree, spec.scheme);
         if (postingDeadline <= block.timestamp || deadline < postingDeadline) {
             revert RoundInvalidDeadlines(postingDeadline, deadline, block.timestamp);
         }
@@ -308,7 +310,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         if (r.status == RoundState.Posting) {
             _abort(roundId, r, AbortReason.MissingShares, _members(r, ~(r.posted | r.excluded)));
         } else if (r.status == RoundState.Recovering) {
-            _abort(roundId, r, AbortReason.MissingRecovery, _members(r, r.owing & ~r.recovered));
+            _abort(roundId, r, AbortReason.MissingRecovery, _members(r, r.holders & ~r.recovered));
         } else if (c.accuserPlusOne != 0) {
             _abort(roundId, r, AbortReason.MissingVerdict, _members(r, c.judges & ~(c.guilty | c.innocent)));
         } else if (r.spec.scheme == Scheme.Shamir && _popcount(r.holders) >= r.threshold) {
@@ -335,7 +337,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         if (receivedKeys.length != 0) _checkReceivedKeys(roundId, r, receivedKeys, absentTables);
         r.recovered |= 1 << (_indexPlusOne[roundId][msg.sender] - 1);
         emit RecoveryKeysRevealed(roundId, msg.sender, sentKeys, receivedKeys);
-        if (r.recovered == r.owing) _completeRecovered(roundId, r);
+        if (r.recovered == r.holders) _completeRecovered(roundId, r);
     }
 
     /// @inheritdoc IShareExchange
@@ -462,7 +464,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         returns (uint64 recoveryDeadline, uint256 owing, uint256 recovered)
     {
         Round storage r = _rounds[roundId];
-        return (r.recoveryDeadline, r.owing, r.recovered);
+        return (r.recoveryDeadline, r.recoveryDeadline == 0 ? 0 : r.holders, r.recovered);
     }
 
     /// @inheritdoc IShareExchange
@@ -575,26 +577,13 @@ contract ShareExchange is IShareExchange, AccessControl {
         return r.spec.scheme == Scheme.Additive && r.threshold < r.participants.length;
     }
 
-    /// @dev Freeze the holders; those with an absent neighbour owe recovery keys.
+    /// @dev Freeze the holders: every pair shares (no sparse mask here), so each owes keys.
     function _startRecovery(uint256 roundId, Round storage r) private {
-        uint256 n = r.participants.length;
-        uint256 absent = ((1 << n) - 1) & ~r.holders;
-        uint256 owing;
-        for (uint256 i; i < n; ++i) {
-            if (r.holders & (1 << i) == 0) continue;
-            for (uint256 j; j < n; ++j) {
-                if (absent & (1 << j) != 0 && _neighbours(r, i, j)) {
-                    owing |= 1 << i;
-                    break;
-                }
-            }
-        }
+        uint256 absent = ((1 << r.participants.length) - 1) & ~r.holders;
         r.status = RoundState.Recovering;
-        r.owing = owing;
         uint64 window = r.deadline - r.postingDeadline;
         r.recoveryDeadline = uint64(block.timestamp) + (window < MIN_RECOVERY_SECONDS ? MIN_RECOVERY_SECONDS : window);
-        emit RecoveryStarted(roundId, absent, owing, r.recoveryDeadline);
-        if (owing == 0) _completeRecovered(roundId, r);
+        emit RecoveryStarted(roundId, absent, r.holders, r.recoveryDeadline);
     }
 
     /// @dev The aggregate now covers the holders that contributed.
@@ -604,13 +593,13 @@ contract ShareExchange is IShareExchange, AccessControl {
         emit RoundCompleted(roundId, r.contributors, r.holders);
     }
 
-    /// @dev How many keys participant `me` reveals: one per absent neighbour for its own
-    /// ciphertexts (if it posted) and one per absent contributor neighbour for theirs.
+    /// @dev How many keys participant `me` reveals: one per absent participant for its own
+    /// ciphertexts (if it posted) and one per absent contributor for theirs.
     function _recoveryCounts(Round storage r, uint256 me) private view returns (uint256 sent, uint256 received) {
         uint256 n = r.participants.length;
         bool posted = r.contributors & (1 << me) != 0;
         for (uint256 j; j < n; ++j) {
-            if (r.holders & (1 << j) != 0 || !_neighbours(r, me, j)) continue;
+            if (r.holders & (1 << j) != 0) continue;
             if (posted) ++sent;
             if (r.contributors & (1 << j) != 0) ++received;
         }
@@ -623,7 +612,7 @@ contract ShareExchange is IShareExchange, AccessControl {
     {
         _validateState(roundId, _bit(RoundState.Recovering));
         uint256 bit = _participantBit(roundId, msg.sender);
-        if (r.owing & bit == 0) revert RoundNothingToRecover(roundId, msg.sender);
+        if (r.holders & bit == 0) revert RoundNothingToRecover(roundId, msg.sender);
         if (r.recovered & bit != 0) revert RoundAlreadyRecovered(roundId, msg.sender);
         (uint256 expectSent, uint256 expectReceived) = _recoveryCounts(r, _indexPlusOne[roundId][msg.sender] - 1);
         if (sent != expectSent || received != expectReceived || tables != expectReceived) {
@@ -631,17 +620,16 @@ contract ShareExchange is IShareExchange, AccessControl {
         }
     }
 
-    /// @dev The caller's keys for its ciphertexts to its absent neighbours, against its table.
+    /// @dev The caller's keys for its ciphertexts to the absent, against its table.
     function _checkSentKeys(uint256 roundId, Round storage r, bytes32[] calldata keys, bytes32[] calldata table)
         private
         view
     {
         _checkKeyTable(roundId, msg.sender, table);
-        uint256 me = _indexPlusOne[roundId][msg.sender] - 1;
         uint256 n = r.participants.length;
         uint256 k;
         for (uint256 j; j < n; ++j) {
-            if (r.holders & (1 << j) != 0 || !_neighbours(r, me, j)) continue;
+            if (r.holders & (1 << j) != 0) continue;
             _checkKey(roundId, msg.sender, r.participants[j], keys[k++], table[j]);
         }
     }
@@ -657,7 +645,7 @@ contract ShareExchange is IShareExchange, AccessControl {
         uint256 n = r.participants.length;
         uint256 k;
         for (uint256 j; j < n; ++j) {
-            if (r.holders & (1 << j) != 0 || r.contributors & (1 << j) == 0 || !_neighbours(r, me, j)) continue;
+            if (r.holders & (1 << j) != 0 || r.contributors & (1 << j) == 0) continue;
             address sender = r.participants[j];
             _checkKeyTable(roundId, sender, tables[k]);
             _checkKey(roundId, sender, msg.sender, keys[k], tables[k][me]);

@@ -299,9 +299,9 @@ def _add_round_open(sub: SubParsers, name: str, help_text: str) -> None:
         "--mask-degree",
         type=int,
         default=ROUND_DEFAULTS.mask_degree,
-        help="additive only: 0 (default) shares with every other provider; an even k >= 2 shares with the "
-        "k nearest around the circle of providers only (cheaper for many providers; private against fewer "
-        "than k colluders instead of n - 1)",
+        help="additive n-of-n only: 0 (default) shares with every other provider; an even k >= 2 shares with "
+        "the k nearest around the circle of providers only (cheaper for many providers; private against "
+        "fewer than k colluders instead of n - 1)",
     )
     p.add_argument(
         "--threshold",

@@ -22,7 +22,7 @@ import {
 /// it. A valid complaint excludes the sender, a false one the accuser; a key the sender
 /// did not commit to excludes both (the contract cannot tell which of the two lies).
 ///
-/// An additive round may use a sparse mask (`spec.maskDegree` k > 0, even): participants
+/// An additive n-of-n round may use a sparse mask (`spec.maskDegree` k > 0, even): participants
 /// i and j are neighbours when their indices are within k/2 of each other around the
 /// circle of n participants, and a participant sends shares to its neighbours only. A
 /// complaint needs a neighbour: nobody else was owed a share by the sender.
@@ -30,13 +30,14 @@ import {
 /// An additive round with a threshold t < n tolerates dropouts: posting closes with at
 /// least the floor of posters, and if some participants hold no fused share at the
 /// deadline (they never posted, never fused or were excluded), the round enters
-/// Recovering instead of aborting. Each holder with an absent neighbour then reveals, per
-/// absent neighbour, the key of its own ciphertext for it and (if the absent one posted)
-/// the key of the absent one's ciphertext for the holder, each checked against the key
-/// tables. Those shares become public: the aggregate is the holders' fused shares plus
-/// what the holders sent the absent, minus what the absent sent the holders, the sum of
-/// the holders' inputs. An absent member's input is never reconstructed (its kept share
-/// never left its enclave); each absent neighbour counts as a colluder against a holder.
+/// Recovering instead of aborting. Each holder then reveals, per absent participant, the
+/// key of its own ciphertext for it and (if the absent one posted) the key of the absent
+/// one's ciphertext for the holder, each checked against the key tables. Those shares
+/// become public: the aggregate is the holders' fused shares plus what the holders sent
+/// the absent, minus what the absent sent the holders, the sum of the holders' inputs.
+/// An absent member's input is never reconstructed (its kept share never left its
+/// enclave); each absent participant counts as a colluder against a holder (so a sparse
+/// mask, where a holder could lose every neighbour, is refused here).
 /// On-chain bytes stay 32 per key, whatever the vector length.
 interface IShareExchange {
     /// @notice Transition attempted from the wrong state; `expected` is a bitmap of RoundState.
@@ -49,7 +50,7 @@ interface IShareExchange {
     error RoundInvalidThreshold(uint16 threshold, uint256 participants, Scheme scheme);
     /// @notice Data spec out of range.
     error RoundInvalidSpec(uint32 length, uint8 fracBits, uint256 modulus);
-    /// @notice A mask degree is 0 (every pair) or even and at least 2, and additive only.
+    /// @notice A mask degree is 0 (every pair) or even and at least 2, on additive n-of-n rounds only.
     error RoundInvalidMaskDegree(uint16 maskDegree, Scheme scheme);
     /// @notice With a sparse mask the accuser was never owed a share by the sender.
     error RoundNotNeighbour(uint256 roundId, address accuser, address sender);
@@ -112,13 +113,13 @@ interface IShareExchange {
     error RoundInvalidBlame(uint256 roundId, BlameReason reason);
     /// @notice This reporter already blamed this member for this reason with this evidence.
     error RoundAlreadyBlamed(uint256 roundId, address reporter, address member);
-    /// @notice The caller owes no recovery keys: not a holder, or no absent neighbour.
+    /// @notice The caller owes no recovery keys: it holds no fused share.
     error RoundNothingToRecover(uint256 roundId, address account);
     /// @notice The holder revealed its recovery keys already.
     error RoundAlreadyRecovered(uint256 roundId, address member);
     /// @notice Recovery keys or key tables in the wrong number: `sent` keys for the caller's
-    /// ciphertexts to its absent neighbours, `received` keys (and as many key tables) for the
-    /// absent contributors' ciphertexts to the caller.
+    /// ciphertexts to the absent, `received` keys (and as many key tables) for the absent
+    /// contributors' ciphertexts to the caller.
     error RoundRecoveryKeyCount(uint256 roundId, address member, uint256 sent, uint256 received);
     /// @notice A revealed recovery key is not the one the sender committed to for that pair.
     error RoundRecoveryKeyMismatch(uint256 roundId, address sender, address recipient);
@@ -182,7 +183,7 @@ interface IShareExchange {
     /// @notice The holders' fused shares are final and the `absent` participants (bitmap)
     /// hold none: each holder in `owing` (bitmap) must reveal its recovery keys by `recoveryDeadline`.
     event RecoveryStarted(uint256 indexed roundId, uint256 absent, uint256 owing, uint64 recoveryDeadline);
-    /// @notice `member`'s recovery keys, one per absent neighbour in index order: `sentKeys`
+    /// @notice `member`'s recovery keys, one per absent participant in index order: `sentKeys`
     /// open its ciphertexts to them (empty if it did not post), `receivedKeys` open the absent
     /// contributors' ciphertexts to it.
     event RecoveryKeysRevealed(
@@ -249,7 +250,7 @@ interface IShareExchange {
     /// The round completes when every owing holder has; its contributors are then the holders
     /// that contributed.
     /// @param ownTable The caller's posted key table (empty if it did not post).
-    /// @param absentTables The posted key table of each absent contributor neighbour, in index order.
+    /// @param absentTables The posted key table of each absent contributor, in index order.
     function recoverAbsent(
         uint256 roundId,
         bytes32[] calldata sentKeys,

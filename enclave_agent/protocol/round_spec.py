@@ -61,6 +61,12 @@ def round_arguments(request: RoundRequest, *, participants: int, now: int) -> tu
     threshold = r.threshold
     if threshold is None:
         threshold = participants if r.scheme == "additive" else max(2, participants - 1)
+    if r.mask_degree and threshold != participants:
+        raise ConfigError(
+            f"mask-degree is for rounds every provider must complete: a threshold of {threshold} of "
+            f"{participants} would make the shares of a provider's absent neighbours public, "
+            "possibly all of them"
+        )
     min_contributors = r.min_contributors
     if min_contributors is None:
         min_contributors = participants if r.output == "statistic" else 0

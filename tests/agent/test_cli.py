@@ -138,6 +138,16 @@ def test_round_open_checks_the_mask_degree_before_any_transaction(
         assert round_arguments(request, participants=5, now=0)[1][5] == spec_degree  # type: ignore[index]
 
 
+@pytest.mark.parametrize("threshold", [3, 4])
+def test_round_open_refuses_a_sparse_mask_below_n_before_any_transaction(threshold: int) -> None:
+    from enclave_agent.protocol.round_spec import RoundRequest, round_arguments
+
+    request = RoundRequest("t", 3, threshold=threshold, mask_degree=2)
+    with pytest.raises(ValueError, match=f"a threshold of {threshold} of 5 would make the shares"):
+        round_arguments(request, participants=5, now=0)
+    assert round_arguments(RoundRequest("t", 3, threshold=threshold), participants=5, now=0)[2] == threshold
+
+
 def test_every_way_of_opening_a_round_starts_from_one_set_of_defaults() -> None:
     from enclave_agent.cli import build_parser
     from enclave_agent.protocol.round_spec import ROUND_DEFAULTS

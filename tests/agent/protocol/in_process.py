@@ -12,8 +12,9 @@ from web3.types import TxReceipt
 
 from enclave_agent.chain import ErrorDecoder, TxSender
 from enclave_agent.config import load_config
-from enclave_agent.protocol.agent import MemberAgent
+from enclave_agent.protocol.agent import Agent, MemberAgent
 from enclave_agent.protocol.context import Wiring
+from enclave_agent.protocol.stages import Stage
 from enclave_agent.store import Store
 from enclave_agent.tee.simulated import SimulatedTee
 from enclave_devnet import Consortium, dev_key
@@ -61,6 +62,22 @@ def step_until(agents: list[MemberAgent], done: Callable[[], bool], what: str, *
         if done():
             return turn
     raise AssertionError(f"{what}: not done after {limit} rounds of steps")
+
+
+def add_providers(c: Consortium, inputs: list[dict[str, Any]]) -> None:
+    """Provider ``i`` (operator ``i + 1``) with ``inputs[i]``, configured but not started."""
+    for i, given in enumerate(inputs):
+        c.add_agent(f"provider-{i}", i + 1, given, start=False)
+
+
+def synchronised_providers(c: Consortium, n: int) -> list[MemberAgent]:
+    """The first ``n`` providers as agents in this process, stepped until synchronised."""
+    agents: list[MemberAgent] = [
+        Agent(load_config(c.agents[f"provider-{i}"].config), wiring(c, f"provider-{i}", i + 1))
+        for i in range(n)
+    ]
+    step_until(agents, lambda: all(a.stage == Stage.SYNCHRONISED for a in agents), "synchronised", limit=400)
+    return agents
 
 
 def senders(agents: list[MemberAgent]) -> list[RecordingSender]:

@@ -11,17 +11,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from in_process import senders, step_until, wiring
+from in_process import add_providers, senders, step_until, synchronised_providers
 
-from enclave_agent.config import load_config
 from enclave_agent.crypto import mask_graph, posting
 from enclave_agent.crypto.fixed_point import decode
 from enclave_agent.operator.models import STATS_TAG
 from enclave_agent.protocol import participation
-from enclave_agent.protocol.agent import Agent, MemberAgent
+from enclave_agent.protocol.agent import MemberAgent
 from enclave_agent.protocol.rounds import Posting as BuiltPosting
 from enclave_agent.protocol.rounds import RoundDoc
-from enclave_agent.protocol.stages import Stage
 from enclave_devnet import Consortium, start_consortium
 from enclave_devnet.consortium import ABORTED, COMPLETED
 
@@ -33,21 +31,13 @@ STATS = [np.array([float(i + 1), -2.5 * i, 0.25]) for i in range(N)]
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
     with start_consortium(tmp_path_factory.mktemp("sparse")) as c:
-        for i, stats in enumerate(STATS):
-            c.add_agent(f"provider-{i}", i + 1, {STATS_TAG: list(stats)}, start=False)
+        add_providers(c, [{STATS_TAG: list(stats)} for stats in STATS])
         yield c
 
 
 @pytest.fixture(scope="module")
 def providers(consortium: Consortium) -> list[MemberAgent]:
-    agents: list[MemberAgent] = [
-        Agent(
-            load_config(consortium.agents[f"provider-{i}"].config), wiring(consortium, f"provider-{i}", i + 1)
-        )
-        for i in range(N)
-    ]
-    step_until(agents, lambda: all(a.stage == Stage.SYNCHRONISED for a in agents), "synchronised", limit=400)
-    return agents
+    return synchronised_providers(consortium, N)
 
 
 def posted(consortium: Consortium, round_id: int) -> dict[str, Any]:
