@@ -20,6 +20,17 @@ def test_a_round_float_is_not_distinctive_because_abi_words_contain_it() -> None
     assert found_on_chain([quarter], [blob]) == []
 
 
+def test_an_integral_float_is_not_distinctive_because_a_zero_word_and_a_hash_contain_it() -> None:
+    """The demo's 2215.0 (five zero bytes, then 4ea140) was once found on chain: a zero
+    word (a key table's own entry, an empty bitmap) followed by any word that begins
+    4ea140 (a hash, a ciphertext) contains it, about once in 16 million such pairs."""
+    integral = struct.pack("<d", 2215.0)
+    blob = _abi_words(0) + bytes.fromhex("4ea140") + b"\x5a" * 29
+    assert integral in blob
+    assert len(set(integral)) == 4 and not distinctive(integral)
+    assert found_on_chain([integral], [blob]) == []
+
+
 def test_a_distinctive_value_is_found_at_any_offset_in_any_blob() -> None:
     needle = struct.pack(">d", 14.127)
     assert distinctive(needle)
