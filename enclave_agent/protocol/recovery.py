@@ -76,6 +76,11 @@ class Recovery:
         rid = doc.round_id
         sent_to, received_from = recovery_pairs(doc, me)
         keys = self.agent.epoch_keys(doc.epoch)
+        missing = [d for d in sent_to + received_from if d not in keys]
+        if missing:  # a ProtocolError is logged and retried by the loop, never a crash
+            raise ProtocolError(
+                f"round {rid}: no pairwise key of epoch {doc.epoch} with {', '.join(missing)}"
+            )
         ctx = self.agent.ctx
         sent = [message_key(keys[d], ctx, rid, me, d) for d in sent_to]
         received = [message_key(keys[d], ctx, rid, d, me) for d in received_from]
