@@ -33,6 +33,7 @@ from enclave_agent.protocol.rounds import (
     read_entry,
     recovery_correction,
     recovery_pairs,
+    recovery_transfers,
     share_of,
 )
 
@@ -112,10 +113,8 @@ class Recovery:
         if doc is None or doc.my_index is None:
             return
         holder = to_checksum_address(event.args["member"])
-        sent_to, received_from = recovery_pairs(doc, holder)
-        pairs = [(holder, d) for d in sent_to] + [(d, holder) for d in received_from]
         keys = [bytes(k) for k in event.args["sentKeys"]] + [bytes(k) for k in event.args["receivedKeys"]]
-        for (sender, recipient), key in zip(pairs, keys, strict=True):
+        for (sender, recipient), key in zip(recovery_transfers(doc, holder), keys, strict=True):
             payload = self._payload(doc.round_id, sender)
             try:
                 if payload is None:
@@ -160,8 +159,7 @@ class Recovery:
             return
         recovered = {}
         for holder in doc.mask_members(doc.holders):
-            sent_to, received_from = recovery_pairs(doc, holder)
-            for sender, recipient in [(holder, d) for d in sent_to] + [(d, holder) for d in received_from]:
+            for sender, recipient in recovery_transfers(doc, holder):
                 raw = self.agent.store.get_blob(f"round/{doc.round_id}/recovered/{sender}/{recipient}")
                 if raw is not None:
                     recovered[(sender, recipient)] = share_of(doc, sender, raw, self.agent.ctx)

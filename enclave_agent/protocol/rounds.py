@@ -313,17 +313,24 @@ def recovery_pairs(doc: RoundDoc, holder: str) -> tuple[list[str], list[str]]:
     return sent_to, [d for d in absent if d in contributed]
 
 
+def recovery_transfers(doc: RoundDoc, holder: str) -> list[tuple[str, str]]:
+    """The (sender, recipient) shares ``holder``'s recovery keys open, in the order of its
+    ``RecoveryKeysRevealed`` keys: sent ones first, then received ones."""
+    sent_to, received_from = recovery_pairs(doc, holder)
+    return [(holder, d) for d in sent_to] + [(d, holder) for d in received_from]
+
+
 def recovery_correction(doc: RoundDoc, recovered: Mapping[tuple[str, str], np.ndarray]) -> np.ndarray:
     """The public vector that turns the holders' fused shares into the sum of the holders'
     inputs: what holders sent the absent, minus what the absent sent holders (keyed by
-    (sender, recipient); exactly the pairs of ``recovery_pairs``)."""
+    (sender, recipient); exactly the holders' ``recovery_transfers``)."""
     total = np.zeros(doc.length, dtype=np.uint64)
     for holder in doc.mask_members(doc.holders):
-        sent_to, received_from = recovery_pairs(doc, holder)
-        for pair, sign in [((holder, d), 1) for d in sent_to] + [((d, holder), -1) for d in received_from]:
-            if pair not in recovered:
-                raise ProtocolError(f"round {doc.round_id}: no recovered share from {pair[0]} to {pair[1]}")
-            total = (ring.add if sign > 0 else ring.sub)(total, recovered[pair], doc.modulus)
+        for sender, recipient in recovery_transfers(doc, holder):
+            share = recovered.get((sender, recipient))
+            if share is None:
+                raise ProtocolError(f"round {doc.round_id}: no recovered share from {sender} to {recipient}")
+            total = (ring.add if sender == holder else ring.sub)(total, share, doc.modulus)
     return total
 
 

@@ -48,6 +48,14 @@ def tolerant(w, t=3, post=None, fuse=None):
     return rid
 
 
+def recovering(w):
+    """A round everyone posted to and ABSENT never fused, recovering."""
+    rid = tolerant(w, post=[0, 1, 2, 3, 4])
+    w.exchange.finalize(rid, {"from": accounts[3]})
+    assert w.exchange.state(rid) == RoundState.RECOVERING
+    return rid
+
+
 def recovery_keys(w, rid, holder, absent=(ABSENT,), posted=True, absent_posted=True):
     """What `holder` reveals for the absent participants (index order)."""
     p = w.providers
@@ -130,8 +138,7 @@ def test_a_sparse_mask_is_refused_below_n(world5, t):
 def test_a_key_the_sender_never_committed_to_is_refused(world5, which):
     w = world5
     p = w.providers
-    rid = tolerant(w, post=[0, 1, 2, 3, 4])
-    w.exchange.finalize(rid, {"from": accounts[3]})
+    rid = recovering(w)
     sent, received, own, tables = recovery_keys(w, rid, 1)
     forged = b"\x07" * 32
     if which == "sent":
@@ -145,8 +152,7 @@ def test_a_key_the_sender_never_committed_to_is_refused(world5, which):
 def test_key_tables_must_be_the_posted_ones(world5):
     w = world5
     p = w.providers
-    rid = tolerant(w, post=[0, 1, 2, 3, 4])
-    w.exchange.finalize(rid, {"from": accounts[3]})
+    rid = recovering(w)
     sent, received, own, tables = recovery_keys(w, rid, 1)
     other = w.key_table(rid, p[2].address)  # a real table, of the wrong sender
     for bad_own, bad_tables, sender in ((other, tables, p[1]), (own, [other], p[ABSENT])):
@@ -158,8 +164,7 @@ def test_key_tables_must_be_the_posted_ones(world5):
 def test_wrong_numbers_of_keys_are_refused(world5):
     w = world5
     p = w.providers
-    rid = tolerant(w, post=[0, 1, 2, 3, 4])
-    w.exchange.finalize(rid, {"from": accounts[3]})
+    rid = recovering(w)
     sent, received, own, tables = recovery_keys(w, rid, 0)
     for args in ((sent * 2, received, own, tables), (sent, [], own, tables), (sent, received, own, [])):
         with rejects("RoundRecoveryKeyCount", rid, p[0].address, 1, 1, world=w):
@@ -169,8 +174,7 @@ def test_wrong_numbers_of_keys_are_refused(world5):
 def test_the_absent_cannot_come_back_or_reveal(world5):
     w = world5
     p = w.providers
-    rid = tolerant(w, post=[0, 1, 2, 3, 4])
-    w.exchange.finalize(rid, {"from": accounts[3]})
+    rid = recovering(w)
     expected = state_bit(RoundState.FUSING)
     with rejects("RoundUnexpectedState", rid, RoundState.RECOVERING, expected, world=w):
         w.fuse(rid, p[ABSENT])  # its fused share would unmask what the recovery made public
