@@ -159,9 +159,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     db = config.state_dir / "agent.sqlite3"
     if not db.is_file():
         raise ConfigError(f"{args.config}: no agent state at {db} (has the agent run?)")
-    status = Store(db).get_json("status")
+    store = Store(db)
+    status = store.get_json("status")
     if status is None:
         raise ConfigError(f"{args.config}: agent state has no status yet")
+    # The last block whose events are all processed (the agent writes it at most every few s when idle).
+    status["checkpoint"] = store.get_checkpoint("main")
     print(json.dumps(status, indent=2))
     return 0
 

@@ -4,8 +4,10 @@ Every step of a round or a request is a transaction the next party reacts to; wi
 polling alone each reaction waits up to one poll interval. ``NewHeads`` subscribes to
 ``newHeads`` over the node's WebSocket endpoint (Anvil, Hardhat and Ganache serve it
 on their HTTP port) and wakes the loop the moment a block arrives. The subscription
-only says *when* to look: the loop still reads logs over HTTP, so a missed or late
-notification costs at most one poll interval, never an event. Without a WebSocket
+only says *when* to look, and which block (``Head``: its number, hash and logs bloom)
+so that the follower can skip a block with nothing for us or read exactly its logs;
+logs are still read over HTTP, so a missed, late or garbled notification costs at
+most one poll interval, never an event. Without a WebSocket
 endpoint (a proxy, a provider without one) the loop polls as before; the thread
 tries again every ``retry`` seconds.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.exceptions import WebSocketException
@@ -37,14 +41,44 @@ def websocket_url(rpc_url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
 
 
-def _is_notification(message: str | bytes) -> bool:
-    """Whether a message is a subscription notification; anything else (garbage
+BLOOM_BYTES = 256
+
+
+@dataclass(frozen=True)
+class Head:
+    """The header fields of a new block the follower uses."""
+
+    number: int
+    hash: str  # 0x-prefixed, 32 bytes
+    bloom: bytes  # the block's logs bloom, 256 bytes
+
+
+def _notification(message: str | bytes) -> dict[str, Any] | None:
+    """The message if it is a subscription notification; anything else (garbage
     included) is ignored: it says nothing about blocks."""
     try:
         note = json.loads(message)
     except (ValueError, RecursionError):
-        return False
-    return isinstance(note, dict) and note.get("method") == "eth_subscription"
+        return None
+    return note if isinstance(note, dict) and note.get("method") == "eth_subscription" else None
+
+
+def parse_head(note: dict[str, Any]) -> Head | None:
+    """The ``Head`` a newHeads notification announces; None if it is not a well-formed
+    header (the loop then asks the node itself)."""
+    params = note.get("params")
+    header = params.get("result") if isinstance(params, dict) else None
+    if not isinstance(header, dict):
+        return None
+    try:
+        number = int(header["number"], 16)
+        block_hash = bytes.fromhex(header["hash"].removeprefix("0x"))
+        bloom = bytes.fromhex(header["logsBloom"].removeprefix("0x"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if number < 0 or len(block_hash) != 32 or len(bloom) != BLOOM_BYTES:
+        return None
+    return Head(number, "0x" + block_hash.hex(), bloom)
 
 
 class NewHeads:
@@ -54,6 +88,7 @@ class NewHeads:
         self.url = websocket_url(rpc_url)
         self.retry, self.open_timeout = retry, open_timeout
         self.heads = 0  # notifications received (tests and metrics)
+        self._latest: Head | None = None  # the newest block announced and not yet taken
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._connection: Connection | None = None
@@ -78,6 +113,12 @@ class NewHeads:
         self._wake.clear()
         return woken
 
+    def take(self) -> Head | None:
+        """The newest block announced since the last ``take`` (None: none, or its header
+        was malformed, or the subscription dropped since)."""
+        head, self._latest = self._latest, None
+        return head
+
     def _run(self) -> None:
         announced = False
         while not self._closed.is_set():
@@ -92,8 +133,10 @@ class NewHeads:
                     log.info("following new blocks over %s", redact_url(self.url))
                     announced = False
                     for message in connection:
-                        if _is_notification(message):
+                        note = _notification(message)
+                        if note is not None:
                             self.heads += 1
+                            self._latest = parse_head(note)
                             self._wake.set()
             except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
                 if not announced and not self._closed.is_set():
@@ -104,4 +147,5 @@ class NewHeads:
             finally:
                 self.subscribed = False
                 self._connection = None
+                self._latest = None  # a head from a connection that dropped may be stale
             self._closed.wait(self.retry)

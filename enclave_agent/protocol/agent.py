@@ -30,7 +30,7 @@ from typing import Any, Protocol, Self, TypeVar
 import requests
 
 from enclave_agent.chain import ChainEvent, EventFollower
-from enclave_agent.chain.heads import NewHeads
+from enclave_agent.chain.heads import Head, NewHeads
 from enclave_agent.chain.identity import ChainChanged
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.config import AgentConfig
@@ -125,10 +125,12 @@ class MemberAgent(AgentContext):
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()
         heads = NewHeads(self.rpc_url).start()
+        head: Head | None = None
         try:
             while not stop.is_set():
+                woke, head = head, None  # a head is used by one step at most
                 try:
-                    self.step()
+                    self.step(woke)
                     self.outage.recovered()
                 except (ChainError, ProtocolError, requests.RequestException, OSError) as exc:
                     if unreachable(exc):
@@ -142,8 +144,8 @@ class MemberAgent(AgentContext):
                     # re-reads the chain and retries whatever is still missing.
                     log.error("step failed, retrying: %s", exc)
                     stop.wait(min(5.0, self.config.poll_interval * 10))
-                if not stop.is_set():
-                    heads.wait(self.config.poll_interval)  # a new block, or the poll interval
+                if not stop.is_set() and heads.wait(self.config.poll_interval):  # a block, or the interval
+                    head = heads.take()
         except AgentRefused as exc:
             log.error("%s", exc)
             return EXIT_REFUSED
@@ -159,12 +161,14 @@ class MemberAgent(AgentContext):
         finally:
             heads.close()
             self._write_status()
+            self.follower.flush()
         return EXIT_OK
 
-    def step(self) -> None:
+    def step(self, head: Head | None = None) -> None:
+        """One pass: new events, then every part. ``head``: the block that woke it."""
         self.forget_rounds()  # a step sees the store as it is now
         self.guard.check(self.follower.last_event_block)
-        self.follower.process(self._handle)
+        self.follower.process(self._handle, head)
         if self.stage in MEMBER_STAGES:
             self.funding.step()  # first: every step below may need the account to pay
         self.onboarding.step()
@@ -193,13 +197,13 @@ class MemberAgent(AgentContext):
             "epoch": view.epoch,
             "synchronised_epoch": view.synchronised_epoch,
             "members": len(view.members),
-            "checkpoint": self.store.get_checkpoint("main"),
             "rounds": {str(d.round_id): _round_status(d) for d in self.rounds()},
         }
 
     def _write_status(self) -> None:
         """Persist the status for ``enclave-agent status``, when it changed: most steps
-        change nothing, and each write is a synchronous disk flush."""
+        change nothing, and each write is a synchronous disk flush (so the checkpoint,
+        which moves every block, is not in it: ``status`` reads it from the store)."""
         status = self.status()
         if status != self._written_status:
             self.store.put_json("status", status)

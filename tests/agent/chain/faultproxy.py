@@ -5,7 +5,8 @@ scheduled per JSON-RPC method: ``drop_request`` closes the connection without
 forwarding, ``drop_response`` forwards and then closes without answering (the node
 acted, the client cannot know), ``http503`` answers Service Unavailable and
 ``rpc_error`` answers a JSON-RPC error such as a provider's "range too large".
-While ``down`` is set every request is dropped: an outage of the node.
+While ``down`` is set every request is dropped: an outage of the node. A node that
+lies: ``rewrite[method]`` changes the node's result before it is answered.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import json
 import threading
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 
 
 class FaultProxy:
@@ -23,6 +26,7 @@ class FaultProxy:
         self.upstream = upstream
         self.faults: dict[str, list[str]] = defaultdict(list)
         self.seen: dict[str, int] = defaultdict(int)
+        self.rewrite: dict[str, Callable[[Any], Any]] = {}
         self.down = False
         self._lock = threading.Lock()
         proxy = self
@@ -64,6 +68,11 @@ class FaultProxy:
                 if fault == "drop_response":
                     self.close_connection = True
                     return
+                rewrite = proxy.rewrite.get(method)
+                if rewrite is not None:
+                    answer = json.loads(reply)
+                    answer["result"] = rewrite(answer.get("result"))
+                    reply = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))

@@ -81,8 +81,10 @@ def test_signatures_others_rely_on() -> None:
         "start_block",
         "confirmations",
         "batch_blocks",
+        "persist_seconds",
+        "clock",
     ]
-    assert params(chain.EventFollower.process) == ["self", "handler"]
+    assert params(chain.EventFollower.process) == ["self", "handler", "head"]
     assert params(chain.deploy_contracts) == [
         "w3",
         "governor",

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import random
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
+from eth_abi.abi import encode
+from hexbytes import HexBytes
 from web3 import Web3
+from web3.datastructures import AttributeDict
 
 from enclave_agent.chain import ChainEvent, decode_logs
+from enclave_agent.errors import ChainError
 from tests.agent.chain.chainkit import ABI_DIR, MEASUREMENT, PROVIDER, Deployment
 from tests.support.anvil import AnvilProcess
 
@@ -138,3 +145,127 @@ def test_foreign_and_unknown_logs_are_skipped(world: dict[str, object], anvil_no
         "MeasurementApproved",
         {"role": PROVIDER, "measurement": b"\x02" * 32},
     )
+
+
+def _random_value(param: dict[str, Any], rng: random.Random) -> Any:
+    typ = str(param["type"])
+    if typ.endswith("]"):
+        inner = {**param, "type": typ[: typ.rindex("[")]}
+        size = typ[typ.rindex("[") + 1 : -1]
+        return [_random_value(inner, rng) for _ in range(int(size) if size else rng.randrange(4))]
+    if typ == "tuple":
+        return tuple(_random_value(c, rng) for c in param["components"])
+    if typ == "address":
+        return Web3.to_checksum_address(rng.randbytes(20))
+    if typ == "bool":
+        return rng.random() < 0.5
+    if typ == "string":
+        return "".join(rng.choice("aZ9 é€𝄞") for _ in range(rng.randrange(40)))
+    if typ == "bytes":
+        return rng.randbytes(rng.randrange(100))
+    if typ.startswith("bytes"):
+        return rng.randbytes(int(typ[5:]))
+    bits = int(typ.removeprefix("uint") or 256)
+    return rng.choice([0, 1, 2**bits - 1, rng.getrandbits(bits)])
+
+
+def _canonical_type(param: dict[str, Any]) -> str:
+    typ = str(param["type"])
+    if typ.startswith("tuple"):
+        return "(" + ",".join(_canonical_type(c) for c in param["components"]) + ")" + typ[5:]
+    return typ
+
+
+def test_every_event_decodes_as_web3_decodes_it(world: dict[str, object]) -> None:
+    """The agent's own decoder against web3's, on every event of every contract with
+    random arguments (extremes included), from raw JSON-RPC logs and web3-formatted ones."""
+    d = world["d"]
+    assert isinstance(d, Deployment)
+    rng = random.Random(7)
+    checked = 0
+    for name, contract in d.contracts.by_name.items():
+        for entry in contract.abi:
+            if entry.get("type") != "event":
+                continue
+            inputs = list(entry["inputs"])
+            signature = f"{entry['name']}({','.join(_canonical_type(i) for i in inputs)})"
+            for case in range(20):
+                values = [_random_value(dict(i), rng) for i in inputs]
+                indexed = [(i, v) for i, v in zip(inputs, values, strict=True) if i.get("indexed")]
+                data = [(i, v) for i, v in zip(inputs, values, strict=True) if not i.get("indexed")]
+                topics = [bytes(Web3.keccak(text=signature))] + [
+                    encode([_canonical_type(i)], [v]) for i, v in indexed
+                ]
+                payload = encode([_canonical_type(i) for i, _ in data], [v for _, v in data])
+                raw = {
+                    "address": contract.address.lower(),
+                    "topics": ["0x" + t.hex() for t in topics],
+                    "data": "0x" + payload.hex(),
+                    "blockNumber": hex(100 + case),
+                    "transactionHash": "0x" + rng.randbytes(32).hex(),
+                    "transactionIndex": "0x0",
+                    "blockHash": "0x" + rng.randbytes(32).hex(),
+                    "logIndex": hex(case),
+                    "removed": False,
+                }
+                formatted = _formatted(raw)
+                expected = _plain(contract.events[entry["name"]]().process_log(formatted)["args"])
+                for log in (raw, formatted):
+                    (event,) = decode_logs(d.contracts, [log])
+                    assert (event.contract, event.name) == (name, entry["name"])
+                    assert event.args == expected
+                    assert (event.block_number, event.log_index) == (100 + case, case)
+                    assert event.tx_hash == raw["transactionHash"]
+                    assert event.block_hash == raw["blockHash"][2:]
+                checked += 1
+    assert checked >= 20 * 40  # every event of the three contracts
+
+
+def _formatted(raw: dict[str, Any]) -> AttributeDict[str, Any]:
+    """A raw log as web3 formats it (HexBytes, ints, checksummed address)."""
+    return AttributeDict(
+        {
+            **raw,
+            "address": Web3.to_checksum_address(raw["address"]),
+            "topics": [HexBytes(t) for t in raw["topics"]],
+            "data": HexBytes(raw["data"]),
+            "blockNumber": int(raw["blockNumber"], 16),
+            "transactionHash": HexBytes(raw["transactionHash"]),
+            "blockHash": HexBytes(raw["blockHash"]),
+            "logIndex": int(raw["logIndex"], 16),
+            "transactionIndex": 0,
+        }
+    )
+
+
+def _plain(value: Any) -> Any:
+    """web3's decoded value as plain Python (the reference the agent's decoder must equal)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, HexBytes | bytearray):
+        return bytes(value)
+    if isinstance(value, list | tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda log: {**log, "data": log["data"][:-2]},  # one byte short
+        lambda log: {**log, "topics": log["topics"][:1]},  # an indexed argument missing
+        lambda log: {**log, "topics": [*log["topics"], "0x" + "00" * 32]},  # one too many
+    ],
+)
+def test_a_malformed_log_of_ours_is_a_chain_error(world: dict[str, object], change: Any) -> None:
+    d = world["d"]
+    assert isinstance(d, Deployment)
+    query = {
+        "fromBlock": hex(d.manifest.deployed_block),
+        "toBlock": "latest",
+        "address": d.contracts.addresses,
+    }
+    raw = d.w3.provider.make_request("eth_getLogs", [query])["result"]  # type: ignore[arg-type]
+    registered = next(log for log in raw if len(log["topics"]) > 1 and len(log["data"]) > 2)
+    with pytest.raises(ChainError, match=r"is not a valid ConsortiumRegistry\."):
+        decode_logs(d.contracts, [change(registered)])

@@ -1,16 +1,21 @@
-"""EventFollower against a real Anvil: order, exactly-once, confirmations, batches."""
+"""EventFollower against a real Anvil: order, exactly-once, confirmations, batches, the
+block the subscription announced, and a node that answers what it was not asked."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web3 import Web3
 
 from enclave_agent.chain import ChainEvent, EventFollower, decode_logs
+from enclave_agent.chain.heads import Head
+from enclave_agent.errors import ChainError
 from enclave_agent.store import Store
-from tests.agent.chain.chainkit import PROVIDER, Deployment
+from tests.agent.chain.chainkit import ABI_DIR, PROVIDER, Deployment
 from tests.agent.chain.faultproxy import FaultProxy
 from tests.support.anvil import AnvilProcess
 
@@ -227,3 +232,164 @@ def test_invalid_settings_are_refused(d: Deployment, tmp_path: Path) -> None:
         EventFollower(d.w3, d.contracts, store, batch_blocks=0)
     with pytest.raises(ValueError):
         EventFollower(d.w3, d.contracts, store, confirmations=-1)
+
+
+# -- a block announced by the subscription (chain.heads.Head) -----------------------------
+
+
+def announced(d: Deployment, number: int | None = None) -> Head:
+    """The head the newHeads subscription would announce for block ``number`` (the latest)."""
+    block = d.w3.eth.get_block("latest" if number is None else number)
+    return Head(int(block["number"]), "0x" + bytes(block["hash"]).hex(), bytes(block["logsBloom"]))
+
+
+def test_an_announced_block_without_our_logs_costs_no_request(
+    d: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    with FaultProxy(anvil_node.url) as proxy:
+        w3 = Web3(Web3.HTTPProvider(proxy.url))
+        f = EventFollower(
+            w3, d.contracts, Store(tmp_path / "a.sqlite3"), start_block=d.w3.eth.block_number + 1
+        )
+        anvil_node.mine(1)  # an empty block
+        empty = announced(d)
+        assert not f.may_hold_ours(empty)
+        assert f.process(Recorder(), empty) == 0
+        assert dict(proxy.seen) == {}  # neither eth_blockNumber nor eth_getLogs
+        assert f.skipped == 1 and f.checkpoint == empty.number
+        sent = emit(d, 1)  # a block with one of our events: its logs, by its hash, and nothing else
+        ours = announced(d)
+        assert f.may_hold_ours(ours)
+        rec = Recorder()
+        assert f.process(rec, ours) == 1
+        assert rec.measurements == sent
+        assert dict(proxy.seen) == {"eth_getLogs": 1}
+        assert f.checkpoint == ours.number
+
+
+def test_a_block_of_another_contract_is_skipped_by_its_bloom(d: Deployment, tmp_path: Path) -> None:
+    artifact = json.loads((ABI_DIR / "ConsortiumRegistry.json").read_text())
+    factory = d.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    receipt = d.gov_tx.send(factory.constructor(d.governor.address), label="foreign")
+    foreign = d.w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+    f = follower(d, Store(tmp_path / "a.sqlite3"))
+    # The very event our registry emits, from a registry that is not ours.
+    d.gov_tx.send(foreign.functions.approveMeasurement(PROVIDER, os.urandom(32)), label="foreign-approve")
+    head = announced(d)
+    assert int.from_bytes(head.bloom, "big") != 0  # the block has logs, none of ours
+    assert f.process(Recorder(), head) == 0
+    assert f.skipped == 1
+
+
+def test_a_head_the_node_does_not_know_is_read_by_range(
+    d: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    """A node behind a balancer may announce a block its HTTP side has not seen: the
+    follower must not take "no logs" for an answer, and reads by range instead."""
+    sent = emit(d, 1)
+    real = announced(d)
+    unknown = Head(real.number, "0x" + os.urandom(32).hex(), real.bloom)
+    with FaultProxy(anvil_node.url) as proxy:
+        w3 = Web3(Web3.HTTPProvider(proxy.url))
+        f = EventFollower(w3, d.contracts, Store(tmp_path / "a.sqlite3"), start_block=real.number)
+        rec = Recorder()
+        assert f.process(rec, unknown) == 1
+        assert proxy.seen["eth_getLogs"] == 2 and proxy.seen["eth_blockNumber"] == 1
+    assert rec.measurements == sent
+
+
+def test_blocks_after_the_announced_one_wait_for_their_own_head_or_a_poll(
+    d: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    start = d.w3.eth.block_number + 1
+    first = emit(d, 1)
+    head = announced(d)
+    later = emit(d, 2)  # two more blocks before the step
+    with FaultProxy(anvil_node.url) as proxy:
+        w3 = Web3(Web3.HTTPProvider(proxy.url))
+        f = EventFollower(w3, d.contracts, Store(tmp_path / "a.sqlite3"), start_block=start)
+        rec = Recorder()
+        assert f.process(rec, head) == 1  # exactly the announced block
+        assert rec.measurements == first and f.checkpoint == head.number
+        assert f.process(rec, head) == 2  # the same head again is stale: the rest read by range
+        assert rec.measurements == first + later
+        assert proxy.seen["eth_blockNumber"] == 1
+        assert f.process(rec) == 0  # and a poll without a head as before
+        assert f.checkpoint == d.w3.eth.block_number
+
+
+def test_confirmations_ignore_the_announced_block(d: Deployment, tmp_path: Path) -> None:
+    f = follower(d, Store(tmp_path / "a.sqlite3"), confirmations=1)
+    sent = emit(d, 2)
+    rec = Recorder()
+    assert f.process(rec, announced(d)) == 1  # the announced block is not deep enough yet
+    assert rec.measurements == sent[:1]
+    assert f.checkpoint == d.w3.eth.block_number - 1
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        lambda logs: [{**log, "blockNumber": hex(int(log["blockNumber"], 16) - 1)} for log in logs],
+        lambda logs: [{**log, "removed": True} for log in logs],
+        lambda logs: {"not": "a list"},
+        lambda logs: [{**log, "blockNumber": None} for log in logs],
+    ],
+)
+def test_a_node_that_answers_logs_it_was_not_asked_for_is_refused(
+    d: Deployment, anvil_node: AnvilProcess, tmp_path: Path, lie: Any
+) -> None:
+    start = d.w3.eth.block_number + 1
+    emit(d, 1)
+    with FaultProxy(anvil_node.url) as proxy:
+        proxy.rewrite["eth_getLogs"] = lie
+        w3 = Web3(Web3.HTTPProvider(proxy.url))
+        store = Store(tmp_path / "a.sqlite3")
+        f = EventFollower(w3, d.contracts, store, start_block=start)
+        rec = Recorder()
+        with pytest.raises(ChainError, match="eth_getLogs for blocks"):
+            f.process(rec)
+    assert rec.events == [] and f.checkpoint is None and store.get_checkpoint("main") is None
+
+
+def test_blocks_without_events_are_checkpointed_in_memory_then_written(
+    d: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = Store(path)
+    now = [0.0]
+    f = follower(d, store, persist_seconds=10, clock=lambda: now[0])
+    anvil_node.mine(3)
+    assert f.process(Recorder()) == 0
+    assert f.checkpoint == d.w3.eth.block_number
+    assert store.get_checkpoint("main") is None  # not worth a disk flush yet
+    now[0] = 11.0
+    anvil_node.mine(1)
+    f.process(Recorder())
+    assert store.get_checkpoint("main") == d.w3.eth.block_number  # written once the interval passed
+    anvil_node.mine(2)
+    f.process(Recorder())
+    assert store.get_checkpoint("main") == d.w3.eth.block_number - 2
+    f.flush()  # what the agent does when it stops
+    assert store.get_checkpoint("main") == d.w3.eth.block_number
+
+
+def test_a_crash_before_the_checkpoint_is_written_rescans_and_delivers_nothing_twice(
+    d: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.sqlite3"
+    start = d.w3.eth.block_number + 1
+    store = Store(path)
+    f = EventFollower(d.w3, d.contracts, store, start_block=start, persist_seconds=3600)
+    sent = emit(d, 1)
+    rec = Recorder()
+    assert f.process(rec) == 1
+    anvil_node.mine(5)
+    assert f.process(rec) == 0
+    store.close()  # killed: the five empty blocks' checkpoint was only in memory
+    reopened = Store(path)
+    assert reopened.get_checkpoint("main") == rec.events[0].block_number
+    restarted = EventFollower(d.w3, d.contracts, reopened, start_block=start)
+    assert restarted.process(rec) == 0
+    assert rec.measurements == sent
+    assert restarted.checkpoint == d.w3.eth.block_number

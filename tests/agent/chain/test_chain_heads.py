@@ -13,7 +13,7 @@ import pytest
 from web3 import Web3
 from websockets.sync.server import ServerConnection, serve
 
-from enclave_agent.chain.heads import NewHeads, websocket_url
+from enclave_agent.chain.heads import Head, NewHeads, parse_head, websocket_url
 from tests.support.anvil import AnvilProcess, free_port
 
 
@@ -57,6 +57,10 @@ def test_a_block_wakes_the_loop_within_milliseconds(node: AnvilProcess) -> None:
             delays.append(time.monotonic() - started)
         assert heads.heads >= 5
         assert sorted(delays)[2] < 0.2  # well under the 0.2 s poll interval it replaces
+        head = heads.take()  # the block that woke it, as the node has it
+        block = w3.eth.get_block("latest")
+        assert head == Head(block["number"], "0x" + bytes(block["hash"]).hex(), bytes(block["logsBloom"]))
+        assert heads.take() is None  # taken once
     finally:
         heads.close()
     assert not heads.subscribed
@@ -127,6 +131,48 @@ def test_garbage_from_the_node_does_not_stop_the_thread(garbage: str | bytes) ->
     try:
         assert heads.wait(5.0)  # the garbage is ignored, the notification after it wakes
         assert heads.heads == 1 and node.connections == 1
+        assert heads.take() is None  # it named no block: the loop asks the node
     finally:
         heads.close()
         node.close()
+
+
+HEADER = {
+    "number": "0x2a",
+    "hash": "0x" + "ab" * 32,
+    "logsBloom": "0x" + "00" * 255 + "01",
+    "parentHash": "0x",
+}
+
+
+def note(header: object) -> dict[str, object]:
+    return {
+        "jsonrpc": "2.0",
+        "method": "eth_subscription",
+        "params": {"subscription": "0x1", "result": header},
+    }
+
+
+def test_a_header_names_its_block() -> None:
+    assert parse_head(note(HEADER)) == Head(42, "0x" + "ab" * 32, bytes(255) + b"\x01")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        [],
+        {**HEADER, "number": None},
+        {**HEADER, "number": "0xzz"},
+        {**HEADER, "number": "-0x1"},
+        {**HEADER, "hash": "0x" + "ab" * 31},  # a hash of 31 bytes
+        {**HEADER, "hash": 7},
+        {**HEADER, "logsBloom": "0x" + "00" * 255},  # a bloom one byte short
+        {**HEADER, "logsBloom": "0x" + "zz" * 256},
+        {k: v for k, v in HEADER.items() if k != "logsBloom"},
+    ],
+)
+def test_a_malformed_header_names_no_block(header: object) -> None:
+    """A head the follower cannot trust to the byte is no head: the loop asks the node."""
+    assert parse_head(note(header)) is None
+    assert parse_head({"params": "x"}) is None
