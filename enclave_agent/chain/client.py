@@ -20,6 +20,8 @@ from enclave_agent.errors import ChainError, ConfigError
 
 log = logging.getLogger(__name__)
 
+_UNUSED_MIDDLEWARE = ("validation", "ens_name_to_address")
+
 # A path segment this long is an API key (``https://host/v3/<key>``), not a route.
 _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_\-]{20,}")
 
@@ -42,6 +44,11 @@ def connect(rpc_url: str, *, timeout: float = 30) -> Web3:
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     # PoA networks (QBFT, Clique) carry >32 bytes of extraData; harmless elsewhere.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    # web3's "validation" asks the node's chain id before every eth_call and gas estimate
+    # (to check a chainId field we never set): it doubled the requests of each. The
+    # agent resolves no ENS names, so nothing it reads is ever looked up as one.
+    for name in _UNUSED_MIDDLEWARE:
+        w3.middleware_onion.remove(name)
     try:
         chain_id = w3.eth.chain_id
     except (requests.RequestException, Web3Exception, OSError, ValueError) as exc:

@@ -45,6 +45,7 @@ TX_GAS_CAP = 2**24
 # phase (extra storage writes and events) after the estimate; unused gas is not paid.
 GAS_MARGIN = 100_000
 DEFAULT_PRIORITY_FEE = Wei(10**9)
+FEES_TTL = 2.0
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     requests.ConnectionError,
@@ -113,6 +114,7 @@ class TxSender:
         self.gas_spent = 0
         self.reverts = 0
         self._chain_id: int | None = None
+        self._fees_cache: tuple[float, dict[str, Wei]] | None = None  # (when, fees)
 
     @property
     def address(self) -> str:
@@ -127,6 +129,15 @@ class TxSender:
         # Estimated against the pending block: that is where the transaction goes, and on
         # an idle chain its timestamp is now, while the latest block's may be long past
         # (a deadline check against it would refuse until someone else mined a block).
+        if isinstance(fn, ContractFunction):
+            # Encoded once for the estimate and the transaction: web3 would encode (and
+            # look the function up in the ABI, and ask the chain id) for each.
+            call: TxParams = {**params, "to": fn.address, "data": fn._encode_transaction_data()}
+            return self._submit(
+                lambda: self.w3.eth.estimate_gas(call, "pending"),
+                lambda extra: cast(TxParams, {**call, **extra}),
+                label,
+            )
         return self._submit(
             lambda: fn.estimate_gas(params, block_identifier="pending"),
             lambda extra: fn.build_transaction(cast(TxParams, {**params, **extra})),
@@ -171,7 +182,7 @@ class TxSender:
         self, estimate: Callable[[], int], build: Callable[[dict[str, Any]], TxParams], label: str
     ) -> TxReceipt:
         gas = self._estimate(estimate, label)
-        fees = self._retry(self._fees)
+        fees = self._current_fees()
         with self._lock:
             tx_hash, tx = self._sign_and_send(build, {**fees, "gas": gas}, label)
         receipt = self._wait(tx_hash, label)
@@ -208,6 +219,16 @@ class TxSender:
         return InsufficientFunds(
             f"{label}: {self.account.address} cannot pay for the transaction's gas ({exc.message})"
         )
+
+    def _current_fees(self) -> dict[str, Wei]:
+        """``_fees``, asked at most every ``FEES_TTL`` seconds: they carry twice the base
+        fee as headroom, more than it can rise in that time (12.5% a block at most)."""
+        cached, now = self._fees_cache, time.monotonic()
+        if cached is not None and now - cached[0] < FEES_TTL:
+            return cached[1]
+        fees = self._retry(self._fees)
+        self._fees_cache = (now, fees)
+        return fees
 
     def _fees(self) -> dict[str, Wei]:
         """EIP-1559 fees (2x base fee headroom plus the node's tip), legacy gas price without a base fee."""
@@ -253,6 +274,7 @@ class TxSender:
                 else:
                     self._record(label, tx_hash, "failed")
                     self._next_nonce = None
+                    self._fees_cache = None  # e.g. "max fee per gas less than block base fee"
                     if "insufficient funds" in text:
                         raise self._unfunded(label, exc) from exc
                     raise ChainError(f"{label}: node refused the transaction: {exc.message}") from exc

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from enclave_agent.chain import TxSender, error_class, explain_failure
+from enclave_agent.chain import TxSender, connect, error_class, explain_failure
 from enclave_agent.chain.sender import GAS_MARGIN
 from enclave_agent.errors import ChainError, ContractRevert, InsufficientFunds
 from enclave_agent.store import Store
@@ -303,3 +303,51 @@ def test_receipt_timeout_says_the_transaction_may_still_land(
     assert record["status"] == "timeout"
     anvil_node.mine()
     assert deployment.w3.eth.get_transaction_receipt(record["tx_hash"])["status"] == 1
+
+
+def test_a_contract_call_costs_three_requests_and_a_read_one(
+    deployment: Deployment, anvil_node: AnvilProcess
+) -> None:
+    """An estimate, the signed bytes, the receipt: no chain-id lookups (web3's validation
+    asked before every estimate and eth_call) and no fee requests while they are fresh."""
+    with FaultProxy(anvil_node.url) as proxy:
+        w3 = connect(proxy.url)
+        registry = w3.eth.contract(
+            address=deployment.contracts.registry.address, abi=deployment.contracts.registry.abi
+        )
+        sender = TxSender(w3, deployment.governor, deployment.decoder)
+        first = os.urandom(32)
+        sender.send(registry.functions.approveMeasurement(PROVIDER, first), label="first")
+        proxy.seen.clear()
+        for _ in range(3):
+            sender.send(registry.functions.approveMeasurement(PROVIDER, os.urandom(32)), label="next")
+        assert dict(proxy.seen) == {
+            "eth_estimateGas": 3,
+            "eth_sendRawTransaction": 3,
+            "eth_getTransactionReceipt": 3,
+        }
+        proxy.seen.clear()
+        assert registry.functions.isApproved(PROVIDER, first).call()
+        assert dict(proxy.seen) == {"eth_call": 1}
+    deployment.gov_tx.resync_nonce()
+
+
+def test_a_base_fee_spike_refuses_one_send_then_fees_are_asked_again(
+    deployment: Deployment, anvil_node: AnvilProcess, tmp_path: Path
+) -> None:
+    account = funded_account(anvil_node, ether=100)
+    store = Store(tmp_path / "s.sqlite3")
+    sender = TxSender(deployment.w3, account, deployment.decoder, store=store)
+    sender.transfer(account.address, 1, label="fees-cached")
+    cached = sender._fees_cache
+    assert cached is not None
+    spike = 100 * cached[1]["maxFeePerGas"]  # far above the cached headroom
+    anvil_node.rpc("anvil_setNextBlockBaseFeePerGas", hex(spike))
+    with pytest.raises(ChainError, match="node refused the transaction"):
+        sender.transfer(account.address, 1, label="stale-fees")
+    assert sender._fees_cache is None
+    anvil_node.mine()  # the spiked block: fees read now see it (a cached read would be refused again)
+    receipt = sender.transfer(account.address, 1, label="fresh-fees")
+    assert receipt["status"] == 1
+    assert deployment.w3.eth.get_transaction(receipt["transactionHash"])["maxFeePerGas"] >= spike
+    assert [t["status"] for t in store.txs()] == ["mined", "failed", "mined"]
