@@ -113,6 +113,10 @@ class NewHeads:
         self._wake.clear()
         return woken
 
+    def nudge(self) -> None:
+        """Wake the loop without a block: another thread has work for it now."""
+        self._wake.set()
+
     def take(self) -> Head | None:
         """The newest block announced since the last ``take`` (None: none, or its header
         was malformed, or the subscription dropped since)."""

@@ -194,6 +194,10 @@ class GatewayRequests:
             encrypt_to=None if encrypt_to is None else encrypt_to.hex(),
         )
         records.save_request(self.store, request)
+        # The providers may have answered while this thread waited for the receipt, and
+        # the loop already processed their partials: it completes the request now, not
+        # at the next block (there may be none) or poll interval.
+        agent.wake()
         return request.id
 
     # ------------------------------------------------------------------ chain events
@@ -249,7 +253,7 @@ class GatewayRequests:
         pending = records.pending_requests(self.store)
         if not pending:
             return
-        now = self.agent.chain_now()
+        now: int | None = None  # chain time, asked only for a request not ready to complete
         ready: list[Prepared] = []
         for request_id in pending:
             request = self.request(request_id)
@@ -261,19 +265,25 @@ class GatewayRequests:
             except scoring.InconsistentPartials as exc:
                 self.completions.fail(request_id, exc)
                 prepared = None  # refused: it expires unanswered and its fee is refunded
-            if prepared is not None and now <= request.deadline:
-                ready.append(prepared)
-            elif now > request.deadline:
-                self.agent.send_or_done(
-                    self.agent.contracts.gateway.functions.refundExpired(request_id),
-                    f"refund-{request_id}",
-                    "InferenceUnexpectedState",
-                )
-                records.save_request(self.store, replace(self._latest(request), status=REFUNDED))
-                self.completions.resolve(request_id, None)
-                log.info("request %s expired unanswered; fee refunded to %s", request_id, request.client)
+            if prepared is not None:
+                ready.append(prepared)  # one that expired meanwhile is refunded by _complete
+                continue
+            now = self.agent.chain_now() if now is None else now
+            if now > request.deadline:
+                self._refund(request)
         if ready:
             self._complete(ready)
+
+    def _refund(self, request: RequestRecord) -> None:
+        """Refund an expired request's fee to its client (done already by anyone: fine)."""
+        self.agent.send_or_done(
+            self.agent.contracts.gateway.functions.refundExpired(request.id),
+            f"refund-{request.id}",
+            "InferenceUnexpectedState",
+        )
+        records.save_request(self.store, replace(self._latest(request), status=REFUNDED))
+        self.completions.resolve(request.id, None)
+        log.info("request %s expired unanswered; fee refunded to %s", request.id, request.client)
 
     def _latest(self, request: RequestRecord) -> RequestRecord:
         """The stored record (``_prepare`` may have noted why it was refused or withheld)."""
@@ -326,7 +336,7 @@ class GatewayRequests:
 
     def _complete(self, ready: list[Prepared]) -> None:
         """Record every prepared request's commitment in one completeRequests transaction;
-        the contract skips any that expired meanwhile (the next step refunds them)."""
+        the contract skips any that expired meanwhile, and those are refunded."""
         ids = [p.request.id for p in ready]
         gateway = self.agent.contracts.gateway
         receipt = self.agent.enclave_tx.send(
@@ -340,7 +350,8 @@ class GatewayRequests:
         for prepared in ready:
             request = prepared.request
             if request.id not in completed:
-                log.warning("request %d: not completed, no longer pending on chain", request.id)
+                log.warning("request %d: not completed, no longer pending on chain (expired)", request.id)
+                self._refund(request)
                 continue
             shared = {
                 "partials": prepared.partials,

@@ -89,6 +89,7 @@ class MemberAgent(AgentContext):
 
     def __init__(self, config: AgentConfig, wiring: Wiring) -> None:
         super().__init__(config, wiring)
+        self._heads: NewHeads | None = None  # while run() runs
         self.follower = EventFollower(
             self.w3,
             self.contracts,
@@ -124,7 +125,7 @@ class MemberAgent(AgentContext):
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()
-        heads = NewHeads(self.rpc_url).start()
+        heads = self._heads = NewHeads(self.rpc_url).start()
         head: Head | None = None
         try:
             while not stop.is_set():
@@ -163,6 +164,12 @@ class MemberAgent(AgentContext):
             self._write_status()
             self.follower.flush()
         return EXIT_OK
+
+    def wake(self) -> None:
+        """Run the next step now rather than at the next block or poll interval (a
+        thread that stored something the loop acts on calls it)."""
+        if self._heads is not None:
+            self._heads.nudge()
 
     def step(self, head: Head | None = None) -> None:
         """One pass: new events, then every part. ``head``: the block that woke it."""

@@ -215,6 +215,10 @@ class AgentContext:
         docs = (self.round_doc(int(k.split("/")[1])) for k in keys)
         return sorted((d for d in docs if d is not None), key=lambda d: d.round_id)
 
+    def wake(self) -> None:
+        """Ask the agent loop for a step now (see ``MemberAgent.wake``); a context that
+        runs no loop has nothing to wake."""
+
     def forget_rounds(self) -> None:
         """Read the round documents from the store again at the next ``rounds()``."""
         self._rounds = None

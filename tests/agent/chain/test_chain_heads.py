@@ -176,3 +176,18 @@ def test_a_malformed_header_names_no_block(header: object) -> None:
     """A head the follower cannot trust to the byte is no head: the loop asks the node."""
     assert parse_head(note(header)) is None
     assert parse_head({"params": "x"}) is None
+
+
+def test_a_nudge_wakes_the_loop_without_naming_a_block() -> None:
+    """Another thread (the gateway's HTTP side, having stored a request) wakes the loop
+    at once even with no WebSocket endpoint; the loop then asks the node itself."""
+    heads = NewHeads(f"http://127.0.0.1:{free_port()}", retry=0.05).start()
+    try:
+        started = time.monotonic()
+        threading.Timer(0.05, heads.nudge).start()
+        assert heads.wait(5.0)
+        assert time.monotonic() - started < 2
+        assert heads.take() is None
+        assert not heads.wait(0.1)  # one nudge, one wake
+    finally:
+        heads.close()

@@ -186,6 +186,42 @@ def test_providers_answer_a_recorded_request_and_the_gateway_completes_it(
     assert gateway.enclave_tx.labels.count(f"complete-{request_id}") == 1  # type: ignore[attr-defined]
 
 
+def test_a_request_answered_only_after_its_deadline_is_refunded_not_completed(
+    consortium: Consortium, members: list[MemberAgent]
+) -> None:
+    """The gateway completes a ready request without asking the chain's time; when the
+    contract skips it as expired, the gateway refunds the client at once."""
+    gateway = members[3]
+    assert isinstance(gateway, GatewayAgent)
+    model = max((m for m in (gateway.model(i) for i in range(1, 20)) if m is not None), key=lambda m: m.id)
+    client = Account.from_key(dev_key(CLIENT_INDEX))
+    query = queries.Query(queries.KIND_STATISTIC, column=0)
+    signed = auth.custody_request(
+        client,
+        chain_id=gateway.chain_id,
+        gateway_contract=gateway.gateway_address,
+        model_id=model.id,
+        query=query,
+        fee=model.fee,
+        now=gateway.chain_now(),
+    )
+    request_id = gateway.requests.submit(model, signed, query)
+    record = gateway.requests.request(request_id)
+    assert record is not None
+    for provider in members[:3]:  # every provider answers; the gateway has not stepped
+        step_until([provider], lambda p=provider: f"partial-{request_id}" in p.enclave_tx.labels, "a partial")  # type: ignore[attr-defined]
+    consortium.advance_time(record.deadline - gateway.chain_now() + 10)
+    step_until([gateway], lambda: gateway.requests.settled(request_id)[0], f"request {request_id} settled")
+    closed, results = gateway.requests.settled(request_id)
+    assert closed and results is None
+    settled = gateway.requests.request(request_id)
+    assert settled is not None and settled.status == "refunded"
+    gateway_contract = consortium.contracts.gateway.functions
+    assert gateway_contract.state(request_id).call() == 4  # Refunded
+    labels = gateway.enclave_tx.labels  # type: ignore[attr-defined]
+    assert labels.count(f"complete-{request_id}") == 1 and labels.count(f"refund-{request_id}") == 1
+
+
 def test_wiring_that_signs_as_another_enclave_is_refused(consortium: Consortium, tmp_path: Path) -> None:
     """An agent never runs on a sender that signs with another key than its enclave's:
     its transactions would claim another member's identity (or fail only later)."""
