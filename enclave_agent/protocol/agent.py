@@ -165,6 +165,10 @@ class MemberAgent(AgentContext):
             self.follower.flush()
         return EXIT_OK
 
+    def processed_block(self) -> int | None:
+        # The follower's own: blocks without events are not in the store for a few seconds.
+        return self.follower.checkpoint
+
     def wake(self) -> None:
         """Run the next step now rather than at the next block or poll interval (a
         thread that stored something the loop acts on calls it)."""

@@ -215,6 +215,10 @@ class AgentContext:
         docs = (self.round_doc(int(k.split("/")[1])) for k in keys)
         return sorted((d for d in docs if d is not None), key=lambda d: d.round_id)
 
+    def processed_block(self) -> int | None:
+        """The last block whose events are all processed (None before the first)."""
+        return self.store.get_checkpoint("main")
+
     def wake(self) -> None:
         """Ask the agent loop for a step now (see ``MemberAgent.wake``); a context that
         runs no loop has nothing to wake."""

@@ -34,7 +34,7 @@ def health_report(agent: AgentContext) -> tuple[bool, dict[str, Any]]:
     view = agent.view
     epoch = view.synchronised_epoch
     keys = epoch != 0 and agent.store.get_blob(f"keys/{epoch}") is not None
-    checkpoint = agent.store.get_checkpoint("main")
+    checkpoint = agent.processed_block()
     age: float | None = None
     rpc = "unreachable" if agent.outage.down else "reachable"
     if checkpoint is not None and rpc == "reachable":
@@ -122,7 +122,7 @@ class AgentCollector(Collector):
             "Partial results computed and not yet posted.",
             value=len(agent.store.keys("answer/")),
         )
-        checkpoint = agent.store.get_checkpoint("main")
+        checkpoint = agent.processed_block()
         if checkpoint is not None and not agent.outage.down:
             try:
                 head = int(agent.w3.eth.block_number)

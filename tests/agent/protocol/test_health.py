@@ -41,10 +41,12 @@ class Store:
 def agent(
     *, fail: bool = False, keys: bool = True, stage: Stage = Stage.SYNCHRONISED, unfunded: str | None = None
 ) -> Any:
+    store = Store(keys)
     return SimpleNamespace(
         funding=SimpleNamespace(balance=7 * 10**17, topups=2, problem=unfunded),
         view=SimpleNamespace(synchronised_epoch=2, epoch=3),
-        store=Store(keys),
+        store=store,
+        processed_block=lambda: store.get_checkpoint("main"),
         outage=Outage("http://node:8545", jitter=lambda: 0.0),
         w3=SimpleNamespace(eth=Eth(fail)),
         stage=stage,

@@ -32,6 +32,7 @@ from enclave_agent.operator.models import STATS_TAG, register_statistic
 from enclave_agent.protocol import queries, records
 from enclave_agent.protocol.agent import Agent, MemberAgent
 from enclave_agent.protocol.context import Wiring
+from enclave_agent.protocol.health import health_report
 from enclave_agent.protocol.onboarding import DIGEST_SETTLE_SECONDS
 from enclave_agent.protocol.records import Posting
 from enclave_agent.protocol.stages import Stage
@@ -220,6 +221,22 @@ def test_a_request_answered_only_after_its_deadline_is_refunded_not_completed(
     assert gateway_contract.state(request_id).call() == 4  # Refunded
     labels = gateway.enclave_tx.labels  # type: ignore[attr-defined]
     assert labels.count(f"complete-{request_id}") == 1 and labels.count(f"refund-{request_id}") == 1
+
+
+def test_health_reports_the_block_processed_even_before_it_is_written(
+    consortium: Consortium, members: list[MemberAgent]
+) -> None:
+    """Blocks without events move the checkpoint in memory: /healthz and the block-lag
+    metric must not say the agent lags while it keeps up."""
+    provider = members[0]
+    provider.step()
+    provider.follower.flush()
+    written = provider.store.get_checkpoint("main")
+    consortium.anvil.mine(3)
+    provider.step()
+    head = consortium.w3.eth.block_number
+    assert provider.store.get_checkpoint("main") == written < head  # not yet on disk
+    assert health_report(provider)[1]["last_block"] == provider.processed_block() == head
 
 
 def test_wiring_that_signs_as_another_enclave_is_refused(consortium: Consortium, tmp_path: Path) -> None:
