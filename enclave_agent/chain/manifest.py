@@ -3,7 +3,9 @@ scripts and the web page read."""
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,38 @@ class Manifest:
     def abi(self, name: str) -> list[dict[str, Any]]:
         path = Path(self.abi_dir) / f"{name}.json"
         try:
-            abi: list[dict[str, Any]] = json.loads(path.read_text())["abi"]
-        except (OSError, ValueError, KeyError) as exc:
+            return read_abi(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"cannot read ABI of {name} from {path}: {exc}") from exc
-        return abi
+
+
+# A compiler artifact (brownie's: 3.9 MB with the AST and source maps) starts with its
+# ABI (a few tens of KB): read that and stop, rather than parse the whole file.
+_ABI_FIRST = re.compile(r'\s*\{\s*"abi"\s*:\s*')
+_abis: dict[tuple[str, int, int], list[dict[str, Any]]] = {}  # (path, mtime, size) -> ABI
+
+
+def read_abi(path: Path) -> list[dict[str, Any]]:
+    """The ``abi`` of a compiler artifact (or of a file holding only ``{"abi": [...]}``);
+    read once per process while the file is unchanged (an agent reads each one twice)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    abi = _abis.get(key)
+    if abi is None:
+        text = path.read_text()
+        head = _ABI_FIRST.match(text)
+        parsed: Any = None
+        if head is not None:
+            try:
+                parsed, _ = json.JSONDecoder().raw_decode(text, head.end())
+            except ValueError:
+                parsed = None  # not what it seemed: the whole file decides
+        if not isinstance(parsed, list):
+            parsed = json.loads(text)["abi"]
+        if not isinstance(parsed, list):
+            raise TypeError(f"its abi is a {type(parsed).__name__}, not a list")
+        abi = _abis[key] = parsed
+    return copy.deepcopy(abi)  # the caller's to change
 
 
 def write_manifest(manifest: Manifest, path: Path) -> None:

@@ -10,8 +10,9 @@ import pytest
 from web3 import Web3
 
 from enclave_agent.chain import Contracts, connect, redact_url, write_manifest
+from enclave_agent.chain.manifest import read_abi
 from enclave_agent.errors import ChainError, ConfigError
-from tests.agent.chain.chainkit import Deployment
+from tests.agent.chain.chainkit import ABI_DIR, Deployment
 from tests.support.anvil import AnvilProcess, free_port
 
 
@@ -99,3 +100,28 @@ def test_bad_manifest_entries_are_config_errors(deployment: Deployment, tmp_path
     (abi_dir / "ConsortiumRegistry.json").write_text(json.dumps({"no": "abi"}))
     with pytest.raises(ConfigError, match="ABI of ConsortiumRegistry"):
         Contracts(deployment.w3, dataclasses.replace(deployment.manifest, abi_dir=str(abi_dir)))
+
+
+@pytest.mark.parametrize("name", ["ConsortiumRegistry", "ShareExchange", "InferenceGateway"])
+def test_an_artifact_abi_is_read_without_the_rest_and_equals_the_whole_parse(name: str) -> None:
+    path = ABI_DIR / f"{name}.json"
+    whole = json.loads(path.read_text())
+    assert read_abi(path) == whole["abi"] and len(whole) > 5  # an artifact with much more than its ABI
+
+
+def test_an_abi_file_is_read_whatever_its_key_order_and_again_when_it_changes(tmp_path: Path) -> None:
+    abi = json.loads((ABI_DIR / "ShareExchange.json").read_text())["abi"]
+    path = tmp_path / "X.json"
+    path.write_text(json.dumps({"bytecode": "0x00", "abi": abi[:3]}))  # abi not first
+    assert read_abi(path) == abi[:3]
+    mine = read_abi(path)
+    mine.clear()  # the caller's copy: the next reader is not affected
+    assert read_abi(path) == abi[:3]
+    path.write_text(json.dumps({"abi": abi[:5], "bytecode": "0x00"}))
+    assert read_abi(path) == abi[:5]
+    path.write_text('{"abi": [{"type": "event"')  # truncated
+    with pytest.raises(ValueError):
+        read_abi(path)
+    path.write_text('{"abi": {"not": "a list"}}')
+    with pytest.raises(TypeError, match="not a list"):
+        read_abi(path)
