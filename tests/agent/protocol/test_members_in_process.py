@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from in_process import senders, step_until, wiring
 
 from enclave_agent.chain import ErrorDecoder, TxSender
@@ -34,7 +35,7 @@ from enclave_agent.protocol.agent import Agent, MemberAgent
 from enclave_agent.protocol.context import Wiring
 from enclave_agent.protocol.health import health_report
 from enclave_agent.protocol.onboarding import DIGEST_SETTLE_SECONDS
-from enclave_agent.protocol.records import Posting
+from enclave_agent.protocol.records import ModelRecord, Posting
 from enclave_agent.protocol.stages import Stage
 from enclave_devnet import Consortium, dev_key, start_consortium
 from enclave_devnet.consortium import COMPLETED
@@ -148,6 +149,21 @@ def test_restarted_agents_send_nothing_they_sent_before(
     members[:3] = restarted
 
 
+def ask_mean(gateway: GatewayAgent, model: ModelRecord, client: LocalAccount) -> int:
+    """The client's signed request for the statistic of column 0, recorded by the gateway."""
+    query = queries.Query(queries.KIND_STATISTIC, column=0)
+    signed = auth.custody_request(
+        client,
+        chain_id=gateway.chain_id,
+        gateway_contract=gateway.gateway_address,
+        model_id=model.id,
+        query=query,
+        fee=model.fee,
+        now=gateway.chain_now(),
+    )
+    return gateway.requests.submit(model, signed, query)
+
+
 def test_providers_answer_a_recorded_request_and_the_gateway_completes_it(
     consortium: Consortium, members: list[MemberAgent]
 ) -> None:
@@ -161,17 +177,7 @@ def test_providers_answer_a_recorded_request_and_the_gateway_completes_it(
     step_until(members, lambda: gateway.model(model_id) is not None, "the model in the gateway's catalog")
     model = gateway.model(model_id)
     assert model is not None
-    query = queries.Query(queries.KIND_STATISTIC, column=0)
-    signed = auth.custody_request(
-        client,
-        chain_id=gateway.chain_id,
-        gateway_contract=gateway.gateway_address,
-        model_id=model.id,
-        query=query,
-        fee=model.fee,
-        now=gateway.chain_now(),
-    )
-    request_id = gateway.requests.submit(model, signed, query)
+    request_id = ask_mean(gateway, model, client)
     step_until(members, lambda: gateway.requests.settled(request_id)[0], f"request {request_id}")
     closed, results = gateway.requests.settled(request_id)
     assert closed and results is not None and len(results) == 1
@@ -196,17 +202,7 @@ def test_a_request_answered_only_after_its_deadline_is_refunded_not_completed(
     assert isinstance(gateway, GatewayAgent)
     model = max((m for m in (gateway.model(i) for i in range(1, 20)) if m is not None), key=lambda m: m.id)
     client = Account.from_key(dev_key(CLIENT_INDEX))
-    query = queries.Query(queries.KIND_STATISTIC, column=0)
-    signed = auth.custody_request(
-        client,
-        chain_id=gateway.chain_id,
-        gateway_contract=gateway.gateway_address,
-        model_id=model.id,
-        query=query,
-        fee=model.fee,
-        now=gateway.chain_now(),
-    )
-    request_id = gateway.requests.submit(model, signed, query)
+    request_id = ask_mean(gateway, model, client)
     record = gateway.requests.request(request_id)
     assert record is not None
     for provider in members[:3]:  # every provider answers; the gateway has not stepped
