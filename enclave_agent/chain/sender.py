@@ -25,7 +25,6 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import (
     ContractLogicError,
     ProviderConnectionError,
-    TimeExhausted,
     TransactionNotFound,
     Web3RPCError,
 )
@@ -46,6 +45,7 @@ TX_GAS_CAP = 2**24
 GAS_MARGIN = 100_000
 DEFAULT_PRIORITY_FEE = Wei(10**9)
 FEES_TTL = 2.0
+RECEIPT_POLL_FIRST, RECEIPT_POLL_CAP = 0.002, 0.1
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     requests.ConnectionError,
@@ -300,18 +300,25 @@ class TxSender:
         return True
 
     def _wait(self, tx_hash: str, label: str) -> TxReceipt:
-        try:
-            return self._retry(
-                lambda: self.w3.eth.wait_for_transaction_receipt(
-                    HexBytes(tx_hash), timeout=self.receipt_timeout, poll_latency=0.05
-                )
-            )
-        except TimeExhausted as exc:
-            self._record(label, tx_hash, "timeout")
-            raise ChainError(
-                f"{label}: transaction {tx_hash} not mined within {self.receipt_timeout}s; "
-                "it may still be mined, look it up before sending again"
-            ) from exc
+        """The receipt, asked at once and then after 2, 4, 8 ... ms (at most ``RECEIPT_POLL_CAP``
+        apart): a node that mines on arrival (Anvil) has it within milliseconds, and
+        web3's fixed 50 ms poll made most of a single answer's wait under load."""
+        deadline = time.monotonic() + self.receipt_timeout
+        delay = RECEIPT_POLL_FIRST
+        while True:
+            try:
+                return self._retry(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+            except TransactionNotFound:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                time.sleep(min(delay, remaining))
+                delay = min(2 * delay, RECEIPT_POLL_CAP)
+        self._record(label, tx_hash, "timeout")
+        raise ChainError(
+            f"{label}: transaction {tx_hash} not mined within {self.receipt_timeout}s; "
+            "it may still be mined, look it up before sending again"
+        )
 
     def _record(self, label: str, tx_hash: str, status: str) -> None:
         if self.store is not None:

@@ -351,3 +351,23 @@ def test_a_base_fee_spike_refuses_one_send_then_fees_are_asked_again(
     assert receipt["status"] == 1
     assert deployment.w3.eth.get_transaction(receipt["transactionHash"])["maxFeePerGas"] >= spike
     assert [t["status"] for t in store.txs()] == ["mined", "failed", "mined"]
+
+
+def test_a_receipt_is_polled_soon_then_less_and_less_often(
+    deployment: Deployment, anvil_node: AnvilProcess, manual_mining: None
+) -> None:
+    """Asked at once and then after 2, 4, 8 ... ms up to 0.1 s: a block mined 0.5 s later
+    is found within about 0.1 s of it, and the node is asked about ten times, not 250."""
+    account = funded_account(anvil_node)
+    with FaultProxy(anvil_node.url) as proxy:
+        sender = TxSender(connect(proxy.url), account, deployment.decoder)
+        timer = threading.Timer(0.5, anvil_node.mine)
+        timer.start()
+        started = time.monotonic()
+        receipt = sender.transfer(account.address, 1, label="late")
+        waited = time.monotonic() - started
+        timer.join()
+        polls = proxy.seen["eth_getTransactionReceipt"]
+    assert receipt["status"] == 1
+    assert 0.5 <= waited < 2.0
+    assert 5 <= polls <= 20
