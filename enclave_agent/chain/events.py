@@ -11,6 +11,7 @@ from typing import Any
 
 from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import LogReceipt
 
@@ -149,7 +150,7 @@ def _canonical(param: Mapping[str, Any]) -> str:
 
 def _bytes(value: Any) -> bytes:
     """A log field as bytes: a JSON-RPC hex string, or web3's HexBytes."""
-    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+    return bytes(HexBytes(value))
 
 
 def _int(value: Any) -> int:
