@@ -3,45 +3,27 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import requests
 from eth_typing import ChecksumAddress
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import Web3Exception
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from enclave_agent.chain.manifest import CONTRACT_NAMES, Manifest, load_manifest
+from enclave_agent.chain.transport import LeanHTTPProvider, redact_url
 from enclave_agent.errors import ChainError, ConfigError
 
 log = logging.getLogger(__name__)
 
 _UNUSED_MIDDLEWARE = ("validation", "ens_name_to_address")
 
-# A path segment this long is an API key (``https://host/v3/<key>``), not a route.
-_TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_\-]{20,}")
-
-
-def redact_url(url: str) -> str:
-    """``url`` fit for messages and logs: no user info, query or key-like path segment."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    path = "/".join("***" if _TOKEN_SEGMENT.fullmatch(seg) else seg for seg in parts.path.split("/"))
-    return urlunsplit((parts.scheme, host, path, "", ""))
-
 
 def connect(rpc_url: str, *, timeout: float = 30) -> Web3:
     """A ``Web3`` over HTTP that answered ``eth_chainId``; ChainError naming the URL if not."""
-    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(LeanHTTPProvider(rpc_url, timeout=timeout))
     # PoA networks (QBFT, Clique) carry >32 bytes of extraData; harmless elsewhere.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     # web3's "validation" asks the node's chain id before every eth_call and gas estimate
@@ -51,7 +33,7 @@ def connect(rpc_url: str, *, timeout: float = 30) -> Web3:
         w3.middleware_onion.remove(name)
     try:
         chain_id = w3.eth.chain_id
-    except (requests.RequestException, Web3Exception, OSError, ValueError) as exc:
+    except (Web3Exception, OSError, ValueError) as exc:
         raise ChainError(
             f"JSON-RPC endpoint {redact_url(rpc_url)} does not answer: {type(exc).__name__}"
         ) from exc

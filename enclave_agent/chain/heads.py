@@ -25,7 +25,7 @@ from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
-from enclave_agent.chain.client import redact_url
+from enclave_agent.chain.transport import redact_url
 
 log = logging.getLogger(__name__)
 

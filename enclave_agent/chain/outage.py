@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import requests
 
-from enclave_agent.chain.client import redact_url
+from enclave_agent.chain.transport import http_status, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def unreachable(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, _CONNECTION):
             return True
-        if isinstance(current, requests.HTTPError):
-            response = current.response
-            return response is None or response.status_code >= 500
+        status = http_status(current)
+        if status is not None:
+            return status >= 500
         current = current.__cause__ or current.__context__
     return False
 

@@ -31,6 +31,7 @@ from web3.exceptions import (
 from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from enclave_agent.chain.errors import ErrorDecoder
+from enclave_agent.chain.transport import http_status
 from enclave_agent.errors import ChainError, InsufficientFunds
 from enclave_agent.store.db import Store
 
@@ -69,9 +70,7 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _TRANSIENT):
         return True
     # A gateway in front of the node (429 rate limit, 502/503/504) asks us to come back.
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return exc.response.status_code in (429, 502, 503, 504)
-    return False
+    return http_status(exc) in (429, 502, 503, 504)
 
 
 def _message(exc: BaseException) -> str:
