@@ -231,14 +231,28 @@ def bench_providers(
         for i, vector in enumerate(vectors):
             np.save(root / "inputs" / tag / f"{i}.npy", vector)
     rows: list[Row] = []
-    started = time.perf_counter()
+    consortium_started = time.perf_counter()
     with start_consortium(root, accounts=max(20, n + 1)) as c:
+        # Governance admits every organisation first: onboarding is the agents' part
+        # (attest, verify, synchronise), timed from the start of the first agent.
+        for i in range(n):
+            c.admit_organisation(c.w3.eth.accounts[i + 1], f"provider-{i}")
+        started = time.perf_counter()
         for i in range(n):
             files = {tag: root / "inputs" / tag / f"{i}.npy" for tag in inputs}
-            c.add_agent(f"provider-{i}", operator_index=i + 1, inputs=files, poll_interval=poll_interval)
+            c.add_agent(
+                f"provider-{i}", operator_index=i + 1, inputs=files, poll_interval=poll_interval, admit=False
+            )
         c.wait_synchronised(n, timeout=60 + 20 * n)
         onboarding = time.perf_counter() - started
-        log.warning("n=%d: %d agents attested and synchronised in %.1fs", n, n, onboarding)
+        log.warning(
+            "n=%d: %d agents attested and synchronised in %.1fs (%.1fs with the node, the contracts "
+            "and the organisations' admission)",
+            n,
+            n,
+            onboarding,
+            time.perf_counter() - consortium_started,
+        )
         for case in all_cases:
             samples: list[Sample] = []
             try:
