@@ -256,6 +256,8 @@ class TxSender:
             signed = self.account.sign_transaction(cast(dict[str, Any], tx))
             tx_hash = _hex(signed.hash)
             self._record(label, tx_hash, "pending")
+            if self.store is not None:
+                self.store.sync()  # what the agent stored before this leaves it is on disk
             try:
                 self._send_raw(signed.raw_transaction)
             except Web3RPCError as exc:

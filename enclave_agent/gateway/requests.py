@@ -347,6 +347,7 @@ class GatewayRequests:
         completed = {int(e["args"]["requestId"]) for e in events}
         tx = receipt["transactionHash"].to_0x_hex()
         gas_each = int(receipt["gasUsed"]) // max(1, len(completed))
+        answered: list[tuple[int, Results]] = []
         for prepared in ready:
             request = prepared.request
             if request.id not in completed:
@@ -364,7 +365,11 @@ class GatewayRequests:
             with self.store.transaction():
                 self.agent.seal_put(f"request/{request.id}/result", json.dumps(results).encode())
                 records.save_request(self.store, replace(request, status=COMPLETED))
-            self.completions.resolve(request.id, results)
+            answered.append((request.id, results))
+        # Charged on chain: the answers are on disk before any client sees them.
+        self.store.sync()
+        for request_id, results in answered:
+            self.completions.resolve(request_id, results)
 
     def _open_partials(self, request: RequestRecord, doc: RoundDoc) -> dict[int, list[int]]:
         agent = self.agent

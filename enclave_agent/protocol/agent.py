@@ -213,8 +213,8 @@ class MemberAgent(AgentContext):
 
     def _write_status(self) -> None:
         """Persist the status for ``enclave-agent status``, when it changed: most steps
-        change nothing, and each write is a synchronous disk flush (so the checkpoint,
-        which moves every block, is not in it: ``status`` reads it from the store)."""
+        change nothing (so the checkpoint, which moves every block, is not in it:
+        ``status`` reads it from the store)."""
         status = self.status()
         if status != self._written_status:
             self.store.put_json("status", status)

@@ -3,8 +3,16 @@
 Holds the event checkpoint, the ids of processed events, sealed blobs (already
 ciphertexts when they arrive here), JSON documents for round and request state, and
 the transactions the agent sent. WAL mode lets ``enclave-agent status`` read while
-the agent writes; ``synchronous=FULL`` because share material must be on disk before
-it is posted (a restarted agent re-posts the same ciphertexts, never new ones).
+the agent writes.
+
+Durability: a commit survives the agent's crash at once (``synchronous=NORMAL``), and
+a power loss once ``sync()`` has flushed the write-ahead log, which the sender does
+before every transaction leaves the agent. So whatever the agent stored before it
+posted (its sealed shares, the round's state) is on disk by then: a restarted agent
+re-posts the same ciphertexts, never new ones. A power loss can take back only what
+was committed after the last transaction sent, all of which the agent redoes from the
+chain (the events of those blocks are read again). ``synchronous=FULL`` flushed every
+commit instead: each block with an event of ours, for every agent.
 
 One connection per ``Store``, shared by the threads of one process under a
 re-entrant lock. ``transaction()`` is ``BEGIN IMMEDIATE ... COMMIT``; a nested
@@ -69,7 +77,7 @@ class Store:
             raise StoreError(f"state store {self.path} cannot be opened: {exc}") from exc
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.Error as exc:
             self._conn.close()
@@ -144,6 +152,20 @@ class Store:
             raise StoreError(f"backup of {self.path} to {out} failed: {exc}") from exc
         finally:
             target.close()
+
+    def sync(self) -> None:
+        """Make every committed transaction survive a power loss: one flush of the
+        write-ahead log (what a checkpoint moved into the database file was flushed by
+        that checkpoint already)."""
+        with self._lock:
+            try:
+                fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            except FileNotFoundError:
+                return  # no log: everything is in the database file
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # ------------------------------------------------------------------ transactions
 

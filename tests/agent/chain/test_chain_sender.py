@@ -36,6 +36,31 @@ def manual_mining(anvil_node: AnvilProcess) -> Iterator[None]:
         anvil_node.mine()
 
 
+def test_what_was_stored_is_flushed_after_the_pending_record_and_before_the_node_sees_the_tx(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The store flushes its log once per transaction, between recording it as pending
+    and sending it: a share sealed before a posting is on disk before the posting."""
+    store = Store(tmp_path / "s.sqlite3")
+    sender = TxSender(deployment.w3, deployment.governor, deployment.decoder, store=store)
+    order: list[str] = []
+    real_sync, real_send = store.sync, sender._send_raw
+
+    def sync() -> None:
+        order.append("sync with " + ",".join(t["status"] for t in store.txs()))
+        real_sync()
+
+    def send_raw(raw: bytes) -> None:
+        order.append("send")
+        real_send(raw)
+
+    store.sync = sync  # type: ignore[method-assign]
+    sender._send_raw = send_raw  # type: ignore[method-assign]
+    store.put_blob("round/1/kept", b"sealed")
+    sender.send(approve(deployment), label="approve")
+    assert order == ["sync with pending", "send"]
+
+
 def approve(deployment: Deployment, measurement: bytes | None = None):  # type: ignore[no-untyped-def]
     return deployment.contracts.registry.functions.approveMeasurement(PROVIDER, measurement or os.urandom(32))
 

@@ -177,8 +177,23 @@ def test_providers_answer_a_recorded_request_and_the_gateway_completes_it(
     step_until(members, lambda: gateway.model(model_id) is not None, "the model in the gateway's catalog")
     model = gateway.model(model_id)
     assert model is not None
-    request_id = ask_mean(gateway, model, client)
-    step_until(members, lambda: gateway.requests.settled(request_id)[0], f"request {request_id}")
+    order: list[str] = []
+    real_sync, real_resolve = gateway.store.sync, gateway.completions.resolve
+    answers = lambda: [k for k in gateway.store.blob_keys("request/") if k.endswith("/result")]  # noqa: E731
+    before = answers()
+    gateway.store.sync = (  # type: ignore[method-assign]
+        lambda: order.append(f"sync, {len(answers()) - len(before)} new answer(s)") or real_sync()  # type: ignore[func-returns-value]
+    )
+    gateway.completions.resolve = (  # type: ignore[method-assign]
+        lambda rid, res: order.append(f"resolve {rid}") or real_resolve(rid, res)  # type: ignore[func-returns-value]
+    )
+    try:
+        request_id = ask_mean(gateway, model, client)
+        step_until(members, lambda: gateway.requests.settled(request_id)[0], f"request {request_id}")
+    finally:
+        del gateway.store.sync, gateway.completions.resolve
+    # The answer is stored and flushed to disk before the call waiting for it sees it.
+    assert order[-2:] == ["sync, 1 new answer(s)", f"resolve {request_id}"]
     closed, results = gateway.requests.settled(request_id)
     assert closed and results is not None and len(results) == 1
     every_row = np.concatenate(ROWS)

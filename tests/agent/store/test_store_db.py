@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -59,6 +60,36 @@ def test_wal_mode_is_on(path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_commits_are_not_flushed_one_by_one_and_sync_flushes_the_log(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit survives the agent's crash (it is in the log); ``sync`` makes every one
+    so far survive a power loss with one flush of the write-ahead log."""
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    with Store(path) as store:
+        assert store._query("PRAGMA synchronous") == [(1,)]  # NORMAL: no flush per commit
+        store.put_blob("round/7/kept", b"sealed share")
+        wal = Path(f"{path}-wal")
+        assert wal.stat().st_size > 0  # committed: in the log, which a crash keeps
+        store.sync()
+        assert flushed == [str(wal)]
+        # Another process reading the file sees every commit (the log is shared).
+        other = sqlite3.connect(path)
+        try:
+            assert other.execute("SELECT value FROM blobs WHERE key = 'round/7/kept'").fetchone()[0] == (
+                b"sealed share"
+            )
+        finally:
+            other.close()
 
 
 def test_exception_rolls_back_the_whole_transaction(path: Path) -> None:
