@@ -7,9 +7,11 @@ and prepares cookies, hooks and auth the node never uses: 0.7 ms a request again
 from the environment is read once, when the provider is made: the proxy for the
 endpoint (``http_proxy``/``https_proxy``/``no_proxy``), the CA bundle
 (``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, else certifi's) and user info in the URL
-(basic auth). Failures surface as the built-in ``ConnectionError`` and ``TimeoutError``
-or as ``NodeHTTPError`` (an HTTP error status), which ``outage.unreachable`` and the
-sender tell apart; reads are retried as web3 retries them (timeouts and HTTP errors).
+(basic auth); a ``~/.netrc`` is not read. Failures surface as the built-in
+``ConnectionError`` and ``TimeoutError`` or as ``NodeHTTPError`` (an HTTP error
+status), which ``outage.unreachable`` and the sender tell apart. The methods on web3's
+retry list (reads, and sends, whose repeat the node refuses as already known) are
+retried as web3 retries them: after a timeout or an HTTP error, five attempts in all.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import make_headers, parse_url
 from web3 import HTTPProvider
-from web3.providers.rpc.utils import ExceptionRetryConfiguration
+from web3.providers.rpc.utils import ExceptionRetryConfiguration, check_if_retry_on_failure
 from web3.types import RPCEndpoint
 
 POOL_SIZE = 10  # connections kept per endpoint: the gateway's threads share one provider
@@ -94,7 +96,7 @@ class LeanHTTPProvider(HTTPProvider):
 
     def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
         config = self.exception_retry_configuration
-        if method in config.method_allowlist or method.split("_")[0] in config.method_allowlist:
+        if check_if_retry_on_failure(method, config.method_allowlist):
             errors = tuple(config.errors)
             for attempt in range(config.retries - 1):
                 try:
