@@ -134,6 +134,9 @@ def test_exit_on_termination_keeps_an_application_handler() -> None:
         pass
 
     before = signal.signal(signal.SIGTERM, mine)
+    # SIGHUP at its default, whatever this run inherited (under nohup it is ignored,
+    # which exit_on_termination rightly leaves alone).
+    hup_before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
         with exit_on_termination():
             assert signal.getsignal(signal.SIGTERM) is mine
@@ -141,6 +144,18 @@ def test_exit_on_termination_keeps_an_application_handler() -> None:
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGHUP, hup_before)
+
+
+def test_exit_on_termination_leaves_an_ignored_hangup_ignored() -> None:
+    """Started under nohup, a hangup must stay ignored."""
+    hup_before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with exit_on_termination():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, hup_before)
 
 
 def test_agent_config_is_accepted_by_the_agent(tmp_path: Path) -> None:
