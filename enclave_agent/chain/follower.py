@@ -29,11 +29,11 @@ from typing import Any
 
 from eth_bloom.bloom import BloomFilter
 from web3 import Web3
-from web3.types import RPCEndpoint
 
 from enclave_agent.chain.client import Contracts
 from enclave_agent.chain.events import ChainEvent, decode_logs
 from enclave_agent.chain.heads import Head
+from enclave_agent.chain.transport import NodeRefused, rpc_result
 from enclave_agent.errors import ChainError
 from enclave_agent.store.db import Store
 
@@ -133,7 +133,7 @@ class EventFollower:
             return []
         try:
             return self._block_logs(head)
-        except _Refused as exc:  # e.g. a node behind a balancer that has not seen it yet
+        except NodeRefused as exc:  # e.g. a node behind a balancer that has not seen it yet
             log.debug("%s: reading by range", exc)
             return None
 
@@ -179,14 +179,8 @@ class EventFollower:
             self.store.set_checkpoint(self.checkpoint_name, block)
 
     def _rpc(self, method: str, params: list[Any], what: str) -> Any:
-        """One JSON-RPC call, straight to the provider: the follower reads raw results
-        (``decode_logs`` takes hex), which spares web3's formatting of every log."""
-        response = self.w3.provider.make_request(RPCEndpoint(method), params)
-        error = response.get("error")
-        if error is not None or "result" not in response:
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise _Refused(f"{method} for {what} failed: {str(message)[:300]}")
-        return response["result"]
+        """Raw results (``decode_logs`` takes hex): no web3 formatting of every log."""
+        return rpc_result(self.w3, method, params, what)
 
     def _block_logs(self, head: Head) -> list[dict[str, Any]]:
         """The logs of our contracts in exactly the block ``head`` names."""
@@ -199,17 +193,13 @@ class EventFollower:
         params = {"address": self.contracts.addresses, "fromBlock": hex(first), "toBlock": hex(last)}
         try:
             logs = self._rpc("eth_getLogs", [params], f"blocks {first}..{last}")
-        except _Refused as exc:
+        except NodeRefused as exc:
             if first == last:
                 raise
             middle = (first + last) // 2
             log.info("%s; splitting", exc)
             return self._get_logs(first, middle) + self._get_logs(middle + 1, last)
         return _checked(logs, first, last)
-
-
-class _Refused(ChainError):
-    """The node answered a request of the follower with an error."""
 
 
 def _checked(logs: Any, first: int, last: int) -> list[dict[str, Any]]:

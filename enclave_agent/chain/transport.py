@@ -28,9 +28,11 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import make_headers, parse_url
-from web3 import HTTPProvider
+from web3 import HTTPProvider, Web3
 from web3.providers.rpc.utils import ExceptionRetryConfiguration, check_if_retry_on_failure
 from web3.types import RPCEndpoint
+
+from enclave_agent.errors import ChainError
 
 POOL_SIZE = 10  # connections kept per endpoint: the gateway's threads share one provider
 
@@ -50,6 +52,32 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     path = "/".join("***" if _TOKEN_SEGMENT.fullmatch(seg) else seg for seg in parts.path.split("/"))
     return urlunsplit((parts.scheme, host, path, "", ""))
+
+
+class NodeRefused(ChainError):
+    """The node answered a JSON-RPC request with an error."""
+
+
+def rpc_result(w3: Web3, method: str, params: list[Any], what: str) -> Any:
+    """One JSON-RPC call straight to the provider, its raw result: without web3's
+    formatting of what the agent does not read (a block's every field, a log's every
+    field); NodeRefused naming ``what`` if the node answers with an error."""
+    response = w3.provider.make_request(RPCEndpoint(method), params)
+    error = response.get("error")
+    if error is not None or "result" not in response:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise NodeRefused(f"{method} for {what} failed: {str(message)[:300]}")
+    return response["result"]
+
+
+def block_timestamp(w3: Web3, block: str | int) -> int:
+    """The timestamp of ``block`` (a tag such as "latest" or "pending", or a number),
+    read raw; ChainError if the node has no such block."""
+    tag = hex(block) if isinstance(block, int) else block
+    found = rpc_result(w3, "eth_getBlockByNumber", [tag, False], f"block {block}")
+    if not isinstance(found, dict) or not isinstance(found.get("timestamp"), str):
+        raise ChainError(f"the node answered no block {block} with a timestamp")
+    return int(found["timestamp"], 16)
 
 
 class NodeHTTPError(OSError):

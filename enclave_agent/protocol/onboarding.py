@@ -15,6 +15,7 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 
 from enclave_agent.chain import ChainEvent
+from enclave_agent.chain.transport import block_timestamp
 from enclave_agent.crypto.aead import PairContext, derive_pairwise_key
 from enclave_agent.errors import (
     AttestationError,
@@ -148,7 +149,7 @@ class Onboarding:
         view.member_registered(record)
         self.agent.save_view(view)
         # Re-verification later uses the time of admission, not today's clock.
-        timestamp = int(self.agent.w3.eth.get_block(event.block_number)["timestamp"])
+        timestamp = block_timestamp(self.agent.w3, event.block_number)
         self.agent.store.put_json(f"admitted/{record.enclave}", timestamp)
         if record.enclave == self.agent.address:
             log.info("registered as %s enclave %s", ROLE_NAMES.get(record.role, "?"), self.agent.address)

@@ -21,7 +21,14 @@ from web3.types import RPCEndpoint
 from enclave_agent.chain import connect
 from enclave_agent.chain.outage import unreachable
 from enclave_agent.chain.sender import _is_transient
-from enclave_agent.chain.transport import LeanHTTPProvider, NodeHTTPError, http_status
+from enclave_agent.chain.transport import (
+    LeanHTTPProvider,
+    NodeHTTPError,
+    NodeRefused,
+    block_timestamp,
+    http_status,
+)
+from enclave_agent.errors import ChainError
 from tests.support.anvil import AnvilProcess, free_port
 
 
@@ -171,3 +178,24 @@ def test_the_proxy_of_the_environment_is_used_unless_the_host_bypasses_it(
     with pytest.raises(ConnectionError):  # straight to a host that does not exist
         fast("http://node.invalid:8545/").eth.chain_id
     assert len(endpoint.seen) == 1
+
+
+def test_a_block_timestamp_read_raw_equals_web3s_and_pending_carries_the_clock_offset() -> None:
+    with AnvilProcess() as node:  # its own: the clock offset must not reach other tests
+        w3 = connect(node.url, timeout=5)
+        plain = Web3(HTTPProvider(node.url))
+        node.mine()
+        latest = plain.eth.get_block("latest")
+        assert block_timestamp(w3, "latest") == latest["timestamp"]
+        assert block_timestamp(w3, int(latest["number"])) == latest["timestamp"]
+        node.rpc("evm_increaseTime", 1000)  # no block mined: only "pending" shows it
+        assert block_timestamp(w3, "pending") >= latest["timestamp"] + 1000
+        assert block_timestamp(w3, "latest") == latest["timestamp"]
+
+
+def test_a_block_the_node_does_not_have_or_refuses_is_named(anvil_node: AnvilProcess) -> None:
+    w3 = connect(anvil_node.url, timeout=5)
+    with pytest.raises(ChainError, match="no block 1000000000 with a timestamp"):
+        block_timestamp(w3, 10**9)
+    with pytest.raises(NodeRefused, match="eth_getBlockByNumber for block nonsense failed"):
+        block_timestamp(w3, "nonsense")
