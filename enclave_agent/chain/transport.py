@@ -75,9 +75,13 @@ def block_timestamp(w3: Web3, block: str | int) -> int:
     read raw; ChainError if the node has no such block."""
     tag = hex(block) if isinstance(block, int) else block
     found = rpc_result(w3, "eth_getBlockByNumber", [tag, False], f"block {block}")
-    if not isinstance(found, dict) or not isinstance(found.get("timestamp"), str):
-        raise ChainError(f"the node answered no block {block} with a timestamp")
-    return int(found["timestamp"], 16)
+    stamp = found.get("timestamp") if isinstance(found, dict) else None
+    if isinstance(stamp, str):
+        try:
+            return int(stamp, 16)
+        except ValueError:
+            pass  # a node answering garbage is refused like one answering nothing
+    raise ChainError(f"the node answered no block {block} with a timestamp")
 
 
 class NodeHTTPError(OSError):

@@ -199,3 +199,12 @@ def test_a_block_the_node_does_not_have_or_refuses_is_named(anvil_node: AnvilPro
         block_timestamp(w3, 10**9)
     with pytest.raises(NodeRefused, match="eth_getBlockByNumber for block nonsense failed"):
         block_timestamp(w3, "nonsense")
+
+
+@pytest.mark.parametrize("block", [None, [], {"number": "0x1"}, {"timestamp": 5}, {"timestamp": "0xzz"}])
+def test_a_node_answering_garbage_for_a_block_is_refused_not_trusted(
+    endpoint: Endpoint, block: object
+) -> None:
+    endpoint.result = block
+    with pytest.raises(ChainError, match="no block latest with a timestamp"):
+        block_timestamp(fast(endpoint.url), "latest")
