@@ -95,7 +95,7 @@ class EventFollower:
         return self._scanned
 
     def safe_head(self) -> int:
-        return int(self._rpc("eth_blockNumber", [], "the block number"), 16) - self.confirmations
+        return int(rpc_result(self.w3, "eth_blockNumber", [], "the block number"), 16) - self.confirmations
 
     def may_hold_ours(self, head: Head) -> bool:
         """Whether ``head``'s logs bloom admits a log of one of our contracts (a bloom
@@ -178,21 +178,17 @@ class EventFollower:
         if current is None or block > current:
             self.store.set_checkpoint(self.checkpoint_name, block)
 
-    def _rpc(self, method: str, params: list[Any], what: str) -> Any:
-        """Raw results (``decode_logs`` takes hex): no web3 formatting of every log."""
-        return rpc_result(self.w3, method, params, what)
-
     def _block_logs(self, head: Head) -> list[dict[str, Any]]:
         """The logs of our contracts in exactly the block ``head`` names."""
         params = {"address": self.contracts.addresses, "blockHash": head.hash}
-        logs = self._rpc("eth_getLogs", [params], f"block {head.number} ({head.hash[:10]})")
+        logs = rpc_result(self.w3, "eth_getLogs", [params], f"block {head.number} ({head.hash[:10]})")
         return _checked(logs, head.number, head.number)
 
     def _get_logs(self, first: int, last: int) -> list[dict[str, Any]]:
         """Logs of our contracts in [first, last]; halves the range when the node refuses it."""
         params = {"address": self.contracts.addresses, "fromBlock": hex(first), "toBlock": hex(last)}
         try:
-            logs = self._rpc("eth_getLogs", [params], f"blocks {first}..{last}")
+            logs = rpc_result(self.w3, "eth_getLogs", [params], f"blocks {first}..{last}")
         except NodeRefused as exc:
             if first == last:
                 raise

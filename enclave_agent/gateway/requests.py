@@ -366,8 +366,8 @@ class GatewayRequests:
                 self.agent.seal_put(f"request/{request.id}/result", json.dumps(results).encode())
                 records.save_request(self.store, replace(request, status=COMPLETED))
             answered.append((request.id, results))
-        # Charged on chain: the answers are on disk before any client sees them.
-        self.store.sync()
+        if answered:  # charged on chain: the answers are on disk before any client sees them
+            self.store.sync()
         for request_id, results in answered:
             self.completions.resolve(request_id, results)
 
